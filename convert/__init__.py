@@ -1,0 +1,1 @@
+"""Original files → the converted bundle (safetensors + config.json)."""

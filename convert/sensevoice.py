@@ -1,0 +1,65 @@
+"""`convert sensevoice`: FunASR's model.pt + config.yaml + am.mvn → BUNDLE/sensevoice.
+
+Layouts are fixed here and nowhere else: the FSMN depthwise conv goes from
+PyTorch's (C_out, 1, K) to MLX's (C_out, K, 1). Everything else keeps
+FunASR's key names and layouts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+from funasr_qwen4b.bundle import source_entry, write_component, write_component_config
+from funasr_qwen4b.config import QueryConfig
+from funasr_qwen4b.sources import SenseVoiceSource, parse_am_mvn
+from reference.torch_load import load_sensevoice_state
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        if k.endswith("fsmn_block.weight"):
+            v = v.transpose(1, 2)  # (C_out, 1, K) → (C_out, K, 1)
+        out[k] = v.to(dtype).contiguous()
+    return out
+
+
+def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = "float32",
+                       query: QueryConfig = QueryConfig(), force: bool = False,
+                       log: Callable[[str], None] = print) -> Path:
+    """Convert an original SenseVoiceSmall directory into `bundle`/sensevoice."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    src = SenseVoiceSource.from_dir(src_dir)
+    log(f"reading {src.model_pt} (weights_only=True)")
+    cfg, sd = load_sensevoice_state(src)
+    e = cfg.encoder
+    log(f"SenseVoiceSmall: {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}, "
+        f"heads={e.attention_heads}, ffn={e.linear_units}, kernel={e.kernel_size}, vocab={cfg.vocab_size}")
+    weights = mlx_layout(sd, DTYPES[dtype])
+    if src.cmvn_file is None:
+        log("warning: no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
+    else:
+        shift, scale = parse_am_mvn(src.cmvn_file)
+        if shift.size != e.input_size:
+            raise ValueError(f"{src.cmvn_file} has {shift.size} values per vector; the frontend makes {e.input_size}")
+        # CMVN stays float32 whatever the model dtype: it acts on raw log-mels.
+        weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
+        weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
+    sources = {p.name: source_entry(p) for p in (src.model_pt, src.config_yaml, src.cmvn_file, src.bpemodel) if p}
+    entry = {"dtype": dtype, "query": {"enabled": query.enabled, "language": query.language,
+                                       "textnorm": query.textnorm}, "sources": sources}
+    with write_component(bundle, "sensevoice", entry, force=force) as stage:
+        log(f"writing {len(weights)} tensors ({dtype}) to {Path(bundle) / 'sensevoice'}")
+        save_file(weights, str(stage / "model.safetensors"), metadata={"format": "mlx"})
+        write_component_config(stage, "sensevoice", cfg.to_dict(), dtype=dtype)
+        if src.bpemodel is not None:
+            shutil.copyfile(src.bpemodel, stage / "tokenizer.model")
+    return Path(bundle)

@@ -1,0 +1,103 @@
+"""Audio loading shared by the reference and MLX paths.
+
+Both paths must see bit-identical input, so loading, mono mixing and
+resampling live here once. Torch- and MLX-free: numpy, soundfile, soxr only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16000  # SenseVoice's WavFrontend expects 16 kHz input
+_MAX_CHANNELS = 8  # more "channels" than this almost surely means a transposed array
+
+
+class AudioError(ValueError):
+    """Bad audio input; the message is one line: what was wrong, what to do."""
+
+
+def _one_line(text: object) -> str:
+    # libsndfile reasons can span lines; the message must stay one line.
+    return " ".join(str(text).split())
+
+
+def _int_to_float(x: np.ndarray) -> np.ndarray:
+    # Same scaling as soundfile's float reads, so arrays and files agree.
+    if x.dtype == np.int16:
+        return x.astype(np.float32) / 32768.0
+    if x.dtype == np.int32:
+        return (x.astype(np.float64) / 2**31).astype(np.float32)
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    raise AudioError(
+        f"unsupported sample dtype {x.dtype}; pass float32/float64, int16, int32 or uint8 samples"
+    )
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/etc.
+        raise AudioError(
+            f"cannot read audio {path}: {_one_line(exc)}; WAV or FLAC expected"
+        ) from None
+    return data, int(rate)
+
+
+def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
+    """Return float32 mono samples in [-1, 1] at 16 kHz (a new C-contiguous array).
+
+    `source` is a path readable by libsndfile, or a numpy array of samples
+    shaped (frames,) or (frames, channels); for arrays `sample_rate` is required.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = str(source)
+        data, rate = _read_file(Path(source))
+        if sample_rate is not None and int(sample_rate) != rate:
+            raise AudioError(
+                f"audio {name} is {rate} Hz but sample_rate={sample_rate} was given; omit sample_rate for files"
+            )
+    elif isinstance(source, np.ndarray):
+        name = "array"
+        if sample_rate is None:
+            raise AudioError("sample_rate is required when passing a numpy array; e.g. load_audio(x, 16000)")
+        rate = int(sample_rate)
+        data = source
+        if data.ndim > 2:
+            raise AudioError(
+                f"audio array has {data.ndim} dimensions; pass shape (frames,) or (frames, channels)"
+            )
+        if data.ndim == 2 and data.shape[1] > _MAX_CHANNELS and data.shape[0] <= _MAX_CHANNELS:
+            raise AudioError(
+                f"audio array shape {data.shape} looks like (channels, frames); pass (frames, channels), e.g. x.T"
+            )
+        if np.issubdtype(data.dtype, np.floating):
+            data = data.astype(np.float32)  # astype copies: caller's array untouched
+        else:
+            data = _int_to_float(data)
+    else:
+        raise AudioError(
+            f"unsupported audio source type {type(source).__name__}; pass a file path or a numpy array"
+        )
+
+    if rate <= 0:
+        raise AudioError(f"sample_rate must be positive, got {rate}")
+    if data.ndim == 2:
+        # Average rather than pick a channel: matches common ASR frontends.
+        data = data.mean(axis=1, dtype=np.float32)
+    if data.size == 0:
+        raise AudioError(f"audio {name} is empty; provide at least one sample")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"audio {name} contains NaN or infinite samples; clean the input first")
+
+    if rate != SAMPLE_RATE:
+        data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
+    # Every branch above already produced a fresh array, never the caller's.
+    return np.ascontiguousarray(data, dtype=np.float32)

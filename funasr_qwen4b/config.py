@@ -1,0 +1,215 @@
+"""Configs shared by the reference and the MLX path.
+
+Dataclasses loaded from dicts with unknown keys refused (a typo must not pass
+silently). Upstream FunASR config.yaml files are mapped here, in one place,
+including their spellings (`sanm_shfit`, `upsacle_samples`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# SenseVoiceSmall.lid_dict / textnorm_dict: rows of its `embed` table.
+LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
+TEXTNORM_IDS = {"withitn": 14, "woitn": 15}
+EVENT_EMOTION_IDS = (1, 2)
+QUERY_ROWS = 4  # [language, 1, 2, textnorm]
+EMBED_ROWS = 7 + len(LANGUAGE_IDS) + len(TEXTNORM_IDS)  # nn.Embedding(16, input_size)
+
+
+def from_dict(cls, data: dict[str, Any], what: str | None = None):
+    """Build dataclass `cls` from `data`, refusing unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown keys in {what or cls.__name__}: {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        factory = f.default_factory
+        if isinstance(value, dict) and factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
+            value = from_dict(factory, value, f"{what or cls.__name__}.{f.name}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """FunASR WavFrontend: Kaldi fbank → LFR → CMVN."""
+
+    fs: int = 16000
+    window: str = "hamming"
+    n_mels: int = 80
+    frame_length: int = 25  # ms
+    frame_shift: int = 10  # ms
+    lfr_m: int = 7
+    lfr_n: int = 6
+    # WavFrontend's own default is 1.0 (random noise on every sample); we run
+    # deterministic by default and parity always forces 0.
+    dither: float = 0.0
+    snip_edges: bool = True
+    upscale_samples: bool = True  # samples * 32768 before fbank
+    cmvn: bool = True
+
+    def __post_init__(self):
+        if self.window not in WINDOWS:
+            raise ValueError(f"frontend window {self.window!r} is not supported; use one of {WINDOWS}")
+        if not self.snip_edges:
+            raise ValueError("frontend snip_edges=False is not supported (SenseVoice uses True)")
+        if self.lfr_m < 1 or self.lfr_n < 1:
+            raise ValueError(f"lfr_m and lfr_n must be >= 1, got {self.lfr_m}, {self.lfr_n}")
+
+    def check_samples(self, n: int) -> None:
+        """WavFrontend shrinks the frame below 25 ms for shorter input (another
+        FFT size and mel bank); both our paths refuse such input instead."""
+        if n < self.frame_length_samples:
+            raise ValueError(f"audio is {n} samples ({1000 * n / self.fs:.1f} ms); at least "
+                             f"{self.frame_length} ms ({self.frame_length_samples} samples) is needed")
+
+    @property
+    def frame_length_samples(self) -> int:
+        return self.fs * self.frame_length // 1000
+
+    @property
+    def frame_shift_samples(self) -> int:
+        return self.fs * self.frame_shift // 1000
+
+    @property
+    def fft_size(self) -> int:
+        return 1 << (self.frame_length_samples - 1).bit_length()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.n_mels * self.lfr_m
+
+
+WINDOWS = ("hamming", "hanning", "povey", "rectangular")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """SenseVoiceEncoderSmall (SAN-M)."""
+
+    input_size: int = 560
+    output_size: int = 512
+    attention_heads: int = 4
+    linear_units: int = 2048
+    num_blocks: int = 50  # encoders0 (1) + encoders (num_blocks - 1)
+    tp_blocks: int = 20
+    kernel_size: int = 11
+    sanm_shift: int = 0
+    normalize_before: bool = True
+    eps: float = 1e-5  # nn.LayerNorm default; FunASR does not change it
+
+    def __post_init__(self):
+        if self.output_size % self.attention_heads:
+            raise ValueError(f"output_size {self.output_size} is not divisible by attention_heads {self.attention_heads}")
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        if not self.normalize_before:
+            raise ValueError("normalize_before=False is not supported (SenseVoiceSmall is pre-norm)")
+
+    @property
+    def fsmn_padding(self) -> tuple[int, int]:
+        left = (self.kernel_size - 1) // 2 + self.sanm_shift
+        return left, self.kernel_size - 1 - left
+
+    @property
+    def num_layers(self) -> int:
+        return self.num_blocks + self.tp_blocks
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """The 4 rows SenseVoiceSmall.inference puts in front of the features."""
+
+    enabled: bool = True
+    language: str = "zh"
+    textnorm: str = "woitn"
+
+    def __post_init__(self):
+        if self.language not in LANGUAGE_IDS:
+            raise ValueError(f"unknown language {self.language!r}; use one of {sorted(LANGUAGE_IDS)}")
+        if self.textnorm not in TEXTNORM_IDS:
+            raise ValueError(f"unknown textnorm {self.textnorm!r}; use one of {sorted(TEXTNORM_IDS)}")
+
+    @property
+    def ids(self) -> list[int]:
+        if not self.enabled:
+            return []
+        return [LANGUAGE_IDS[self.language], *EVENT_EMOTION_IDS, TEXTNORM_IDS[self.textnorm]]
+
+
+@dataclass(frozen=True)
+class SenseVoiceConfig:
+    vocab_size: int
+    blank_id: int = 0
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SenseVoiceConfig":
+        return from_dict(cls, data, "sensevoice config")
+
+
+# --- upstream config.yaml -------------------------------------------------
+
+# Upstream spellings, mapped once.
+_UPSTREAM_RENAMES = {"sanm_shfit": "sanm_shift", "upsacle_samples": "upscale_samples"}
+# Keys that change nothing at inference (dropout, training-only layers) or
+# that name what we implement anyway.
+_ENCODER_IGNORED = {
+    "dropout_rate", "positional_dropout_rate", "attention_dropout_rate",
+    "stochastic_depth_rate", "input_layer", "pos_enc_class",
+    "positionwise_layer_type", "positionwise_conv_kernel_size", "padding_idx",
+    "selfattention_layer_type", "concat_after",
+}
+_FRONTEND_IGNORED = {"cmvn_file", "filter_length_min", "filter_length_max"}
+# A key missing from config.yaml takes the upstream class default, which is
+# not always the released model's value (SenseVoiceEncoderSmall: 256-d, 6 blocks).
+_ENCODER_UPSTREAM_DEFAULTS = {
+    "output_size": 256, "attention_heads": 4, "linear_units": 2048, "num_blocks": 6,
+    "tp_blocks": 0, "kernel_size": 11, "sanm_shift": 0, "normalize_before": True,
+}
+_FRONTEND_UPSTREAM_DEFAULTS = {
+    "fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+    "lfr_m": 1, "lfr_n": 1, "snip_edges": True, "upscale_samples": True,
+}
+
+
+def _rename(d: dict) -> dict:
+    return {_UPSTREAM_RENAMES.get(k, k): v for k, v in d.items()}
+
+
+def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool) -> SenseVoiceConfig:
+    """Map FunASR's SenseVoiceSmall `config.yaml` (as a dict) onto our config.
+
+    `vocab_size` comes from the caller (FunASR takes it from the tokenizer or
+    we read it from the checkpoint's `ctc.ctc_lo` shape).
+    """
+    if cfg.get("model") != "SenseVoiceSmall":
+        raise ValueError(f"config.yaml model is {cfg.get('model')!r}; only SenseVoiceSmall is supported")
+    if cfg.get("encoder") != "SenseVoiceEncoderSmall":
+        raise ValueError(f"config.yaml encoder is {cfg.get('encoder')!r}; only SenseVoiceEncoderSmall is supported")
+    if cfg.get("frontend", "WavFrontend") not in ("WavFrontend", "wav_frontend"):
+        raise ValueError(f"config.yaml frontend is {cfg.get('frontend')!r}; only WavFrontend is supported")
+    enc = {**_ENCODER_UPSTREAM_DEFAULTS, **_rename(dict(cfg.get("encoder_conf") or {}))}
+    if enc.get("concat_after"):
+        raise ValueError("encoder_conf.concat_after=true is not supported")
+    enc = {k: v for k, v in enc.items() if k not in _ENCODER_IGNORED}
+    fe = {**_FRONTEND_UPSTREAM_DEFAULTS, **_rename(dict(cfg.get("frontend_conf") or {}))}
+    fe = {k: v for k, v in fe.items() if k not in _FRONTEND_IGNORED}
+    # WavFrontend's dither default is 1.0; we keep parity/transcription
+    # deterministic and let the caller ask for dither explicitly.
+    fe.pop("dither", None)
+    frontend = from_dict(FrontendConfig, {**fe, "cmvn": has_cmvn}, "config.yaml frontend_conf")
+    encoder = from_dict(EncoderConfig, {**enc, "input_size": frontend.feature_dim}, "config.yaml encoder_conf")
+    blank_id = int((cfg.get("model_conf") or {}).get("blank_id", cfg.get("blank_id", 0)))
+    return SenseVoiceConfig(vocab_size=int(vocab_size), blank_id=blank_id, frontend=frontend, encoder=encoder)

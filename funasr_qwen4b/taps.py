@@ -1,0 +1,45 @@
+"""Tap names: the parity contract (DESIGN.md, "Taps").
+
+Names follow the reference module names, prefixed by component; both paths
+record under exactly these names.
+"""
+
+from __future__ import annotations
+
+from .config import EncoderConfig
+
+FBANK = "frontend.fbank"
+LFR = "frontend.lfr"
+CMVN = "frontend.cmvn"
+FRONTEND_TAPS = (FBANK, LFR, CMVN)
+
+ENCODER_INPUT = "encoder.input"  # after the query rows, before sqrt(d) scaling
+ENCODERS0 = "encoder.encoders0.0"
+AFTER_NORM = "encoder.after_norm"
+TP_NORM = "encoder.tp_norm"  # the encoder output
+CTC_LOGITS = "ctc.ctc_lo"
+
+
+def encoder_layer(i: int) -> str:
+    return f"encoder.encoders.{i}"
+
+
+def tp_layer(i: int) -> str:
+    return f"encoder.tp_encoders.{i}"
+
+
+def encoder_taps(cfg: EncoderConfig) -> list[str]:
+    """Encoder taps in execution order."""
+    return [
+        ENCODER_INPUT,
+        ENCODERS0,
+        *(encoder_layer(i) for i in range(cfg.num_blocks - 1)),
+        AFTER_NORM,
+        *(tp_layer(i) for i in range(cfg.tp_blocks)),
+        TP_NORM,
+    ]
+
+
+def sensevoice_taps(cfg: EncoderConfig) -> list[str]:
+    return [*FRONTEND_TAPS, *encoder_taps(cfg), CTC_LOGITS]
+

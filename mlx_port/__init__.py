@@ -1,0 +1,1 @@
+"""The MLX path: loads the converted bundle; imports no torch."""

@@ -1,0 +1,171 @@
+"""SenseVoiceSmall in MLX: query embedding, SAN-M encoder, CTC head; the twin
+of reference/encoder.py. Module names are FunASR's checkpoint keys, so the
+converted weights load with strict=True and no renaming.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.bundle import read_component_config
+from funasr_qwen4b.config import EMBED_ROWS, EncoderConfig, QueryConfig, SenseVoiceConfig
+
+from .frontend import Frontend
+from .taps import TapRecorder, record
+
+
+class LayerNorm(nn.LayerNorm):
+    """FunASR's LayerNorm computes in fp32 whatever the weights' dtype."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        f32 = mx.float32
+        return mx.fast.layer_norm(x.astype(f32), self.weight.astype(f32), self.bias.astype(f32), self.eps).astype(x.dtype)
+
+
+def position_encoding(t: int, d: int, dtype: mx.Dtype) -> mx.array:
+    """SinusoidalPositionEncoder: positions start at 1; sin half then cos half."""
+    increment = math.log(10000.0) / (d / 2 - 1)
+    inv = mx.exp(mx.arange(d // 2, dtype=mx.float32) * -increment)
+    scaled = mx.arange(1, t + 1, dtype=mx.float32)[:, None] * inv[None, :]
+    return mx.concatenate([mx.sin(scaled), mx.cos(scaled)], axis=1).astype(dtype)
+
+
+class MultiHeadedAttentionSANM(nn.Module):
+    def __init__(self, n_head: int, in_feat: int, n_feat: int, kernel_size: int, padding: tuple[int, int]):
+        super().__init__()
+        self.h, self.d_k = n_head, n_feat // n_head
+        self.linear_q_k_v = nn.Linear(in_feat, 3 * n_feat)
+        self.linear_out = nn.Linear(n_feat, n_feat)
+        # Depthwise; weight (C_out, K, 1), fixed at conversion.
+        self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
+        self.padding = padding
+
+    def forward_fsmn(self, v: mx.array, mask: mx.array) -> mx.array:
+        """FSMN memory on v (not on the attention output), masked before and after."""
+        v = v * mask
+        x = self.fsmn_block(mx.pad(v, [(0, 0), self.padding, (0, 0)]))
+        return (x + v) * mask
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        b, t, _ = x.shape
+        q, k, v = mx.split(self.linear_q_k_v(x), 3, axis=-1)
+        fsmn_memory = self.forward_fsmn(v, mask[:, :, None].astype(v.dtype))
+        q, k, v = (a.reshape(b, t, self.h, self.d_k).transpose(0, 2, 1, 3) for a in (q, k, v))
+        att = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.d_k ** -0.5, mask=mask[:, None, None, :])
+        return self.linear_out(att.transpose(0, 2, 1, 3).reshape(b, t, -1)) + fsmn_memory
+
+
+class PositionwiseFeedForward(nn.Module):
+    def __init__(self, idim: int, hidden: int):
+        super().__init__()
+        self.w_1 = nn.Linear(idim, hidden)
+        self.w_2 = nn.Linear(hidden, idim)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.w_2(nn.relu(self.w_1(x)))
+
+
+class EncoderLayerSANM(nn.Module):
+    """Pre-norm SAN-M layer."""
+
+    def __init__(self, in_size: int, cfg: EncoderConfig):
+        super().__init__()
+        size = cfg.output_size
+        self.in_size, self.size = in_size, size
+        self.self_attn = MultiHeadedAttentionSANM(cfg.attention_heads, in_size, size, cfg.kernel_size, cfg.fsmn_padding)
+        self.feed_forward = PositionwiseFeedForward(size, cfg.linear_units)
+        self.norm1 = LayerNorm(in_size, eps=cfg.eps)
+        self.norm2 = LayerNorm(size, eps=cfg.eps)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        attn = self.self_attn(self.norm1(x), mask)
+        # encoders0 maps 560 → 512: no residual can be added there.
+        x = x + attn if self.in_size == self.size else attn
+        return x + self.feed_forward(self.norm2(x))
+
+
+class SenseVoiceEncoderSmall(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.output_size = cfg.output_size
+        self.encoders0 = [EncoderLayerSANM(cfg.input_size, cfg)]
+        self.encoders = [EncoderLayerSANM(cfg.output_size, cfg) for _ in range(cfg.num_blocks - 1)]
+        self.after_norm = LayerNorm(cfg.output_size, eps=cfg.eps)
+        self.tp_encoders = [EncoderLayerSANM(cfg.output_size, cfg) for _ in range(cfg.tp_blocks)]
+        self.tp_norm = LayerNorm(cfg.output_size, eps=cfg.eps)
+
+    def __call__(self, xs: mx.array, mask: mx.array, rec: TapRecorder | None = None) -> mx.array:
+        """xs [B, T, input_size], mask [B, T] (True on valid frames) → [B, T, output_size]."""
+        xs = xs * self.output_size ** 0.5  # on the 560-d input, query rows included
+        xs = xs + position_encoding(xs.shape[1], xs.shape[2], xs.dtype)
+        xs = self.encoders0[0](xs, mask)
+        record(rec, taps.ENCODERS0, xs)
+        for i, layer in enumerate(self.encoders):
+            xs = layer(xs, mask)
+            record(rec, taps.encoder_layer(i), xs)
+        xs = self.after_norm(xs)
+        record(rec, taps.AFTER_NORM, xs)
+        for i, layer in enumerate(self.tp_encoders):
+            xs = layer(xs, mask)
+            record(rec, taps.tp_layer(i), xs)
+        xs = self.tp_norm(xs)
+        record(rec, taps.TP_NORM, xs)
+        return xs
+
+
+class CTC(nn.Module):
+    def __init__(self, d: int, vocab_size: int):
+        super().__init__()
+        self.ctc_lo = nn.Linear(d, vocab_size)
+
+
+def length_mask(lengths: mx.array, t: int) -> mx.array:
+    return mx.arange(t)[None, :] < lengths[:, None]
+
+
+class SenseVoiceSmall(nn.Module):
+    def __init__(self, cfg: SenseVoiceConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = Frontend(cfg.frontend)
+        self.embed = nn.Embedding(EMBED_ROWS, cfg.encoder.input_size)
+        self.encoder = SenseVoiceEncoderSmall(cfg.encoder)
+        self.ctc = CTC(cfg.encoder.output_size, cfg.vocab_size)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "SenseVoiceSmall":
+        """A converted `BUNDLE/sensevoice` directory."""
+        path = Path(path)
+        cfg = SenseVoiceConfig.from_dict(read_component_config(path, "sensevoice"))
+        model = cls(cfg)
+        model.load_weights(str(path / "model.safetensors"), strict=True)
+        model.eval()
+        return model
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.embed.weight.dtype
+
+    def query_rows(self, query: QueryConfig, batch: int) -> mx.array:
+        rows = self.embed(mx.array([query.ids]))
+        return mx.broadcast_to(rows, (batch, *rows.shape[1:]))
+
+    def encode(self, feats: mx.array, lengths: mx.array, query: QueryConfig,
+               rec: TapRecorder | None = None) -> tuple[mx.array, mx.array]:
+        """feats [B, T, D] (float32) → encoder output [B, 4 + T, d] and its lengths."""
+        speech = feats.astype(self.dtype)
+        if query.enabled:
+            speech = mx.concatenate([self.query_rows(query, feats.shape[0]), speech], axis=1)
+            lengths = lengths + len(query.ids)
+        record(rec, taps.ENCODER_INPUT, speech)
+        return self.encoder(speech, length_mask(lengths, speech.shape[1]), rec), lengths
+
+    def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> mx.array:
+        logits = self.ctc.ctc_lo(enc)
+        record(rec, taps.CTC_LOGITS, logits)
+        return mx.argmax(logits, axis=-1)

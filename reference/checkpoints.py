@@ -1,0 +1,106 @@
+"""Original-format SenseVoiceSmall directories with random (seeded) weights,
+built with FunASR's own class: what tests and the self-check convert.
+
+Layout and files match a real download: model.pt (flat state_dict),
+config.yaml (`cmvn_file: null`, as released), configuration.json, am.mvn
+(Kaldi nnet text) and a sentencepiece model when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from funasr.models.sense_voice.model import SenseVoiceSmall
+
+BPE_NAME = "chn_jpn_yue_eng_ko_spectok.bpe.model"
+# SenseVoice's special pieces, so tag frames decode to readable tags.
+SPECIAL_PIECES = [
+    "<|zh|>", "<|en|>", "<|yue|>", "<|ja|>", "<|ko|>", "<|nospeech|>",
+    "<|HAPPY|>", "<|SAD|>", "<|ANGRY|>", "<|NEUTRAL|>", "<|Speech|>", "<|BGM|>",
+    "<|withitn|>", "<|woitn|>",
+]
+_BPE_TEXT = [
+    "开放时间早上九点至下午五点", "今天是三月十五日星期五", "现在是下午三点二十分",
+    "会议室在十二楼有四十八个座位", "the weather today is sunny with a light breeze",
+    "open from nine in the morning to five in the afternoon", "一二三四五六七八九十百千万",
+]
+
+TINY = dict(output_size=64, attention_heads=4, linear_units=128, num_blocks=3, tp_blocks=2, kernel_size=11)
+REAL = dict(output_size=512, attention_heads=4, linear_units=2048, num_blocks=50, tp_blocks=20, kernel_size=11)
+
+
+def config_yaml(encoder_conf: dict) -> dict:
+    """A config.yaml shaped like iic/SenseVoiceSmall's."""
+    return {
+        "encoder": "SenseVoiceEncoderSmall",
+        "encoder_conf": {
+            **encoder_conf, "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
+            "attention_dropout_rate": 0.1, "input_layer": "pe",
+            "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
+            "sanm_shfit": 0, "selfattention_layer_type": "sanm",
+        },
+        "model": "SenseVoiceSmall",
+        "model_conf": {"length_normalized_loss": True, "sos": 1, "eos": 2, "ignore_id": -1},
+        "tokenizer": "SentencepiecesTokenizer",
+        "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
+        "frontend": "WavFrontend",
+        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25,
+                          "frame_shift": 10, "lfr_m": 7, "lfr_n": 6, "cmvn_file": None},
+    }
+
+
+def write_am_mvn(path: Path, shift: np.ndarray, scale: np.ndarray) -> None:
+    n = shift.size
+    fmt = lambda v: " ".join(f"{x:.6f}" for x in v)  # noqa: E731
+    path.write_text(
+        f"<Nnet>\n<Splice> {n} {n}\n[ 0 ]\n<AddShift> {n} {n}\n<LearnRateCoef> 0 [ {fmt(shift)} ]\n"
+        f"<Rescale> {n} {n}\n<LearnRateCoef> 0 [ {fmt(scale)} ]\n</Nnet>\n", encoding="utf-8")
+
+
+def train_bpe(path: Path, vocab_size: int) -> int:
+    """A small sentencepiece model with SenseVoice's special pieces; returns its size."""
+    import sentencepiece as spm
+
+    prefix = path.with_suffix("")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_BPE_TEXT * 4), model_prefix=str(prefix), vocab_size=vocab_size,
+        model_type="bpe", character_coverage=1.0, user_defined_symbols=SPECIAL_PIECES,
+        hard_vocab_limit=False, bos_id=-1, eos_id=-1, unk_id=1, pad_id=0, pad_piece="<blank>",
+        minloglevel=2, num_threads=1)
+    Path(f"{prefix}.model").rename(path)
+    Path(f"{prefix}.vocab").unlink()
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    return sp.get_piece_size()
+
+
+def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_size: int = 120,
+                        bpe: bool = True, seed: int = 0) -> Path:
+    """Write a SenseVoiceSmall directory in the original format; returns it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if bpe:
+        vocab_size = train_bpe(out / BPE_NAME, vocab_size)
+    cfg = config_yaml(encoder_conf)
+    torch.manual_seed(seed)
+    model = SenseVoiceSmall(**{**cfg["model_conf"], **cfg, "input_size": 560, "vocab_size": vocab_size})
+    with torch.no_grad():  # LayerNorms away from 1/0, so a port that drops one is caught
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    rng = np.random.default_rng(seed)
+    write_am_mvn(out / "am.mvn", rng.uniform(-15, -8, 560).astype(np.float32),
+                 rng.uniform(0.14, 0.16, 560).astype(np.float32))
+    metas = {"init_param": "model.pt", "config": "config.yaml",
+             "frontend_conf": {"cmvn_file": "am.mvn"}}
+    if bpe:
+        metas["tokenizer_conf"] = {"bpemodel": BPE_NAME}
+    (out / "configuration.json").write_text(json.dumps(
+        {"framework": "pytorch", "task": "auto-speech-recognition", "model": {"type": "funasr"},
+         "file_path_metas": metas}, indent=2), encoding="utf-8")
+    return out

@@ -1,0 +1,204 @@
+"""Tests for funasr_qwen4b.audio.load_audio and the committed test clips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio
+
+CLIPS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "clips"
+
+
+def sine(rate: int, seconds: float = 1.0, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1.0 / rate)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_resample_file_to_16k(tmp_path, rate):
+    path = tmp_path / f"sine_{rate}.wav"
+    sf.write(str(path), sine(rate), rate, subtype="PCM_16")
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1 and out.flags.c_contiguous
+    assert abs(len(out) - SAMPLE_RATE) <= 1  # 1 s in, 1 s out
+    assert abs(peak_hz(out, SAMPLE_RATE) - 440.0) <= 2.0
+    # Amplitude survives resampling (check away from the edges).
+    assert abs(np.abs(out[2000:-2000]).max() - 0.5) < 0.02
+
+
+def test_16k_file_unchanged_length(tmp_path):
+    path = tmp_path / "s16.wav"
+    x = sine(SAMPLE_RATE)
+    sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(str(path)), x)
+
+
+def test_stereo_file_averaged(tmp_path):
+    left = sine(SAMPLE_RATE)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), stereo, SAMPLE_RATE, subtype="FLOAT")
+    out = load_audio(path)
+    assert out.shape == (SAMPLE_RATE,)
+    np.testing.assert_allclose(out, left / 2, atol=1e-7)
+
+
+def test_stereo_array_averaged():
+    left = sine(SAMPLE_RATE)
+    out = load_audio(np.stack([left, np.zeros_like(left)], axis=1), SAMPLE_RATE)
+    np.testing.assert_allclose(out, left / 2, atol=1e-7)
+
+
+def test_channels_first_array_rejected():
+    with pytest.raises(AudioError, match=r"\(frames, channels\)"):
+        load_audio(np.zeros((2, 16000), dtype=np.float32), SAMPLE_RATE)
+
+
+def test_int16_and_float_wav_agree(tmp_path):
+    x = sine(SAMPLE_RATE, amp=0.9)
+    sf.write(str(tmp_path / "i16.wav"), x, SAMPLE_RATE, subtype="PCM_16")
+    sf.write(str(tmp_path / "f32.wav"), x, SAMPLE_RATE, subtype="FLOAT")
+    a = load_audio(tmp_path / "i16.wav")
+    b = load_audio(tmp_path / "f32.wav")
+    assert np.abs(a - b).max() <= 1 / 32768
+
+
+def test_int_array_scaling():
+    np.testing.assert_array_equal(
+        load_audio(np.array([-32768, 0, 16384], dtype=np.int16), SAMPLE_RATE),
+        np.array([-1.0, 0.0, 0.5], dtype=np.float32),
+    )
+    np.testing.assert_array_equal(
+        load_audio(np.array([-(2**31), 0, 2**30], dtype=np.int32), SAMPLE_RATE),
+        np.array([-1.0, 0.0, 0.5], dtype=np.float32),
+    )
+    np.testing.assert_array_equal(
+        load_audio(np.array([0, 128, 192], dtype=np.uint8), SAMPLE_RATE),
+        np.array([-1.0, 0.0, 0.5], dtype=np.float32),
+    )
+
+
+def test_int16_array_matches_int16_file(tmp_path):
+    pcm = (sine(SAMPLE_RATE) * 32767).astype(np.int16)
+    path = tmp_path / "pcm.wav"
+    sf.write(str(path), pcm, SAMPLE_RATE, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(pcm, SAMPLE_RATE), load_audio(path))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("rate", [SAMPLE_RATE, 8000])
+def test_caller_array_not_modified(dtype, rate):
+    x = (sine(rate) * (32767 if dtype == np.int16 else 1)).astype(dtype)
+    before = x.copy()
+    out = load_audio(x, rate)
+    np.testing.assert_array_equal(x, before)
+    assert not np.shares_memory(out, x)
+    out[:] = 0.123
+    np.testing.assert_array_equal(x, before)
+
+
+def test_flac(tmp_path):
+    x = sine(SAMPLE_RATE)
+    path = tmp_path / "a.flac"
+    sf.write(str(path), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    out = load_audio(path)
+    assert np.abs(out - x).max() <= 1 / 32768
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros(0, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16")
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(path)
+
+
+def test_empty_array():
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+
+
+def test_all_zero_is_valid(tmp_path):
+    path = tmp_path / "zeros.wav"
+    sf.write(str(path), np.zeros(8000, dtype=np.int16), 8000, subtype="PCM_16")
+    out = load_audio(path)
+    assert len(out) == SAMPLE_RATE and not out.any()
+    out = load_audio(np.zeros(1234, dtype=np.float32), SAMPLE_RATE)
+    assert out.shape == (1234,) and not out.any()
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "corrupt.wav"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"cannot read audio {path}") and "WAV or FLAC expected" in msg
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.wav"
+    with pytest.raises(AudioError, match="audio file not found"):
+        load_audio(path)
+    with pytest.raises(AudioError):
+        load_audio(str(tmp_path))  # a directory is not a file either
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_array(bad):
+    x = np.zeros(100, dtype=np.float32)
+    x[50] = bad
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        load_audio(x, SAMPLE_RATE)
+
+
+def test_array_needs_sample_rate():
+    with pytest.raises(AudioError, match="sample_rate is required"):
+        load_audio(np.zeros(100, dtype=np.float32))
+
+
+@pytest.mark.parametrize("rate", [0, -16000])
+def test_bad_sample_rate(rate):
+    with pytest.raises(AudioError, match="sample_rate must be positive"):
+        load_audio(np.zeros(100, dtype=np.float32), rate)
+
+
+def test_too_many_dims():
+    with pytest.raises(AudioError, match="dimensions"):
+        load_audio(np.zeros((10, 2, 2), dtype=np.float32), SAMPLE_RATE)
+
+
+def test_audio_error_is_value_error():
+    assert issubclass(AudioError, ValueError)
+
+
+def test_committed_clips():
+    lines = [json.loads(x) for x in (CLIPS_DIR / "clips.jsonl").read_text(encoding="utf-8").splitlines()]
+    by_id = {x["id"]: x for x in lines}
+    assert set(by_id) >= {"zh_open_hours", "en_weather", "zh_10s"}
+    for entry in lines:
+        assert set(entry) == {"id", "audio", "text", "lang"}
+        path = CLIPS_DIR / entry["audio"]
+        info = sf.info(str(path))
+        assert info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16"
+        audio = load_audio(path)
+        assert np.abs(audio).max() > 0.05  # not silence
+    assert 9.5 <= sf.info(str(CLIPS_DIR / "zh_10s.wav")).duration <= 10.5
+
+
+def test_file_with_conflicting_sample_rate(tmp_path):
+    path = tmp_path / "s8k.wav"
+    sf.write(str(path), sine(8000), 8000, subtype="PCM_16")
+    assert len(load_audio(path, 8000)) == SAMPLE_RATE  # agreeing rate is fine
+    with pytest.raises(AudioError, match="omit sample_rate"):
+        load_audio(path, 16000)
