@@ -1,0 +1,231 @@
+"""`funasr-qwen4b`: one entry point for conversion, transcription and parity.
+
+Heavy imports (torch, FunASR, MLX) happen inside each command, so `--help`
+is instant and the MLX commands never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .config import LANGUAGE_IDS, TEXTNORM_IDS, QueryConfig
+
+PROG = "funasr-qwen4b"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _query_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder query rows (default: as recorded in the bundle; FunASR's language=zh, woitn)")
+    g.add_argument("--language", choices=sorted(LANGUAGE_IDS), help="language query row")
+    g.add_argument("--textnorm", choices=sorted(TEXTNORM_IDS), help="text-normalisation query row")
+    g.add_argument("--no-query", action="store_true", help="put no query rows in front of the features")
+
+
+def _query(args, default: QueryConfig | None) -> QueryConfig | None:
+    if args.language is None and args.textnorm is None and not args.no_query:
+        return default
+    base = default or QueryConfig()
+    return QueryConfig(enabled=not args.no_query, language=args.language or base.language,
+                       textnorm=args.textnorm or base.textnorm)
+
+
+def _bundle_query(bundle: str) -> QueryConfig:
+    from .bundle import read_bundle
+
+    return QueryConfig(**read_bundle(bundle)["components"]["sensevoice"].get("query", {}))
+
+
+# --- convert ---------------------------------------------------------------
+
+def cmd_convert_sensevoice(args) -> int:
+    from convert.sensevoice import convert_sensevoice
+
+    convert_sensevoice(args.src, args.output, dtype=args.dtype, query=_query(args, None) or QueryConfig(),
+                       force=args.force, log=log)
+    log(f"done: {args.output}/sensevoice")
+    return 0
+
+
+# --- transcribe ------------------------------------------------------------
+
+def cmd_transcribe(args) -> int:
+    from .audio import load_audio
+    from .bundle import read_bundle
+
+    components = read_bundle(args.model)["components"]
+    if not args.ctc:
+        missing = [c for c in ("adaptor", "llm") if c not in components]
+        if missing:
+            raise ValueError(f"bundle {args.model} has no {' and no '.join(missing)}: LLM transcription needs them; "
+                             f"use --ctc for SenseVoice's own CTC head")
+        raise ValueError("LLM transcription is not available in this version; use --ctc")
+    query = _query(args, _bundle_query(args.model))
+    if args.backend == "mlx":
+        from mlx_port.pipeline import Pipeline
+
+        pipe = Pipeline.from_bundle(args.model, query)
+    else:
+        from parity.harness import sensevoice_source_dir
+        from reference.pipeline import Pipeline
+
+        pipe = Pipeline.from_sensevoice_dir(sensevoice_source_dir(args.model, args.sensevoice_src), query)
+    for path in args.audio:
+        result = pipe.run(load_audio(path))
+        if args.json:
+            print(json.dumps({"audio": path, "backend": args.backend, **result.to_dict()}, ensure_ascii=False))
+        else:
+            prefix = f"{path}\t" if len(args.audio) > 1 else ""
+            print(f"{prefix}{''.join(result.tags)}{result.text}")
+    return 0
+
+
+# --- parity ----------------------------------------------------------------
+
+def _run_parity(bundle, audio_path, args) -> int:
+    from parity import report as reports
+    from parity.harness import MODES, run_parity
+
+    from .audio import load_audio
+
+    samples = load_audio(audio_path)
+    modes = MODES if args.mode == "both" else (args.mode,)
+    rep = run_parity(bundle, samples, audio_name=str(audio_path), sensevoice_src=args.sensevoice_src,
+                     query=_query(args, None), modes=modes, log=log)
+    print(reports.to_markdown(rep))
+    if args.report:
+        for p in reports.write(rep, args.report):
+            log(f"wrote {p}")
+    if args.dump:
+        for p in reports.dump(rep, args.dump):
+            log(f"wrote {p}")
+    if not rep.passed:
+        first = next((f"{m}: {rep.first_failure(m)}" for m in rep.results if rep.first_failure(m)), "CTC ids differ")
+        log(f"parity FAILED ({first})")
+        return 1
+    return 0
+
+
+def cmd_parity(args) -> int:
+    return _run_parity(args.model, args.audio, args)
+
+
+def cmd_selfcheck(args) -> int:
+    from convert.sensevoice import convert_sensevoice
+    from reference.checkpoints import TINY, make_sensevoice_dir
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="funasr-qwen4b-selfcheck-"))
+    src, bundle = work / "SenseVoiceSmall", work / "bundle"
+    log(f"building a small SenseVoiceSmall ({TINY}) with FunASR's own class in {src}")
+    make_sensevoice_dir(src, TINY, seed=0)
+    convert_sensevoice(src, bundle, force=True, log=log)
+    try:
+        return _run_parity(bundle, args.audio, args)
+    finally:
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# --- parser ----------------------------------------------------------------
+
+DEFAULT_CLIP = Path(__file__).resolve().parent.parent / "datasets" / "clips" / "zh_open_hours.wav"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=(
+        "SenseVoiceSmall → audio adaptor → Qwen3-4B on Apple MLX, with FunASR/PyTorch as the reference "
+        "and a layer-by-layer parity harness."), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with `funasr-qwen4b selfcheck` (no download needed), then convert your own weights.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    conv = sub.add_parser("convert", help="convert original weights into a bundle")
+    csub = conv.add_subparsers(dest="component", required=True, metavar="COMPONENT")
+    sv = csub.add_parser("sensevoice", help="FunASR SenseVoiceSmall directory → BUNDLE/sensevoice",
+                         description="Convert a FunASR SenseVoiceSmall directory (model.pt + config.yaml + am.mvn, "
+                         "optional .bpe.model) into BUNDLE/sensevoice. The source is only read. Keys and shapes are "
+                         "checked against config.yaml; the FSMN conv layout is fixed here; sha256 of each source "
+                         "is recorded. Output is written to a temporary directory and renamed into place.")
+    sv.add_argument("src", help="SenseVoiceSmall directory")
+    sv.add_argument("-o", "--output", required=True, help="bundle directory (created if missing)")
+    sv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                    help="weight dtype in the bundle (default float32; CMVN and LayerNorm math stay float32)")
+    sv.add_argument("--force", action="store_true", help="replace an existing sensevoice component")
+    _query_args(sv)
+    sv.set_defaults(func=cmd_convert_sensevoice)
+
+    tr = sub.add_parser("transcribe", help="transcribe audio files",
+                        description="Transcribe WAV/FLAC files (any sample rate; stereo is averaged to mono). "
+                        "--ctc uses SenseVoice's own CTC head: greedy, repeats collapsed, blanks dropped; the 4 "
+                        "query frames give the language/emotion/event/itn tags, printed before the text.")
+    tr.add_argument("audio", nargs="+", help="audio files")
+    tr.add_argument("-m", "--model", required=True, help="bundle directory")
+    tr.add_argument("--ctc", action="store_true", help="SenseVoice CTC head only (needs only the sensevoice component)")
+    tr.add_argument("--backend", choices=["mlx", "reference"], default="mlx",
+                    help="mlx (default) or reference (FunASR/PyTorch, reads the original files)")
+    tr.add_argument("--sensevoice-src", help="original SenseVoice directory for --backend reference "
+                    "(default: the path recorded at conversion)")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file: text, tags, ids")
+    _query_args(tr)
+    tr.set_defaults(func=cmd_transcribe)
+
+    def parity_args(q, audio_default=None):
+        if audio_default is None:
+            q.add_argument("--audio", required=True, help="audio file to run through both paths")
+        else:
+            q.add_argument("--audio", default=str(audio_default), help="audio file (default: %(default)s)")
+        q.add_argument("--sensevoice-src", help="original SenseVoice directory (default: the path recorded at conversion)")
+        q.add_argument("--mode", choices=["both", "chained", "isolated"], default="both",
+                       help="chained: each path on its own outputs; isolated: each MLX stage on the reference "
+                       "input of that stage (default both)")
+        q.add_argument("--report", help="write FILE.json + FILE.md + FILE.png")
+        q.add_argument("--dump", help="write DIR/reference.npz and DIR/mlx.npz keyed by tap name")
+        _query_args(q)
+
+    pa = sub.add_parser("parity", help="compare the MLX port with the reference, tap by tap",
+                        description="Run FunASR's own modules (float32, dither 0) and the MLX port on one clip, "
+                        "compare every tap (relative L2, max abs, cosine) and name the first tap over tolerance. "
+                        "Tolerance: rel L2 ≤ 1e-5 for float32 bundles (MLX_ENABLE_TF32=0 is set unless you set it), "
+                        "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance or CTC ids differ.")
+    pa.add_argument("-m", "--model", required=True, help="bundle directory")
+    parity_args(pa)
+    pa.set_defaults(func=cmd_parity)
+
+    sc = sub.add_parser("selfcheck", help="build small original-format checkpoints, convert them, run parity",
+                        description="No download: builds a small SenseVoiceSmall with FunASR's own class (random "
+                        "seeded weights, config.yaml, am.mvn, sentencepiece model), converts it and prints the "
+                        "parity report against FunASR.")
+    sc.add_argument("--keep", help="keep the checkpoints and bundle in this directory")
+    parity_args(sc, DEFAULT_CLIP)
+    sc.set_defaults(func=cmd_selfcheck)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("parity", "selfcheck"):
+        os.environ.setdefault("MLX_ENABLE_TF32", "0")  # strict fp32 tier; read when MLX loads
+    from .audio import AudioError
+
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, AudioError, OSError) as e:
+        log(f"{PROG}: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        log(f"{PROG}: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

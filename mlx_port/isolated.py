@@ -1,0 +1,54 @@
+"""Isolated parity: each MLX stage fed the reference input of that stage, so a
+local bug shows where it is instead of where its error has grown.
+
+Module taps resolve by name: MLX modules carry the reference module names.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.config import QueryConfig
+
+from .encoder import EncoderLayerSANM, SenseVoiceSmall
+
+
+def resolve(model: nn.Module, dotted: str) -> nn.Module:
+    obj = model
+    for part in dotted.split("."):
+        obj = obj[int(part)] if isinstance(obj, list) else getattr(obj, part)
+    return obj
+
+
+def _call(module: nn.Module, x: mx.array) -> mx.array:
+    if isinstance(module, EncoderLayerSANM):  # one whole utterance: nothing masked
+        return module(x, mx.ones(x.shape[:2], dtype=mx.bool_))
+    return module(x)
+
+
+def run_isolated(model: SenseVoiceSmall, query: QueryConfig, samples: np.ndarray,
+                 ref_inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    fe = model.frontend
+    special: dict[str, Callable[[mx.array], mx.array]] = {
+        taps.LFR: fe.lfr,
+        taps.CMVN: fe.cmvn if fe.cfg.cmvn else (lambda x: x),
+        taps.ENCODER_INPUT: lambda x: mx.concatenate([model.query_rows(query, 1), x.astype(model.dtype)], axis=1)
+        if query.enabled else x.astype(model.dtype),
+    }
+    out = {taps.FBANK: np.array(fe.fbank(mx.array(samples)))}
+    for name in names:
+        if name == taps.FBANK:
+            continue
+        x = mx.array(ref_inputs[name])
+        if name in special:
+            y = special[name](x[None] if name == taps.ENCODER_INPUT else x)
+        else:
+            y = _call(resolve(model, name), x[None].astype(model.dtype))
+        a = np.array(y.astype(mx.float32))
+        out[name] = a[0] if a.ndim == 3 else a
+    return out

@@ -1,0 +1,132 @@
+"""Run the reference and the MLX path on one clip and compare them tap by tap.
+
+Stages that exist are compared; later stages add their taps to the same
+lists (funasr_qwen4b.taps) and their runs to the two pipelines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.bundle import read_bundle, require_component, sha256_file
+from funasr_qwen4b.config import QueryConfig
+
+from .metrics import TOLERANCES, TapMetrics, compare
+
+MODES = ("chained", "isolated")
+
+
+@dataclass
+class ParityReport:
+    meta: dict
+    taps: list[str]
+    results: dict[str, list[TapMetrics]]  # mode -> per-tap metrics, in tap order
+    ctc: dict
+    reference_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    mlx_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def first_failure(self, mode: str) -> str | None:
+        return next((m.name for m in self.results.get(mode, []) if not m.passed), None)
+
+    @property
+    def passed(self) -> bool:
+        return all(self.first_failure(m) is None for m in self.results) and self.ctc["ids_equal"]
+
+    def to_dict(self) -> dict:
+        return {
+            "meta": self.meta,
+            "passed": self.passed,
+            "first_failure": {m: self.first_failure(m) for m in self.results},
+            "ctc": self.ctc,
+            "taps": {m: [r.to_dict() for r in rs] for m, rs in self.results.items()},
+        }
+
+
+def sensevoice_source_dir(bundle: str | Path, override: str | Path | None) -> Path:
+    """The original directory the bundle was converted from, checked by sha256."""
+    entry = read_bundle(bundle)["components"]["sensevoice"]
+    recorded = entry["sources"]["model.pt"]
+    src = Path(override) if override else Path(recorded["path"]).parent
+    model_pt = src / "model.pt"
+    if not model_pt.is_file():
+        raise FileNotFoundError(f"the reference needs the original SenseVoice directory; {model_pt} not found "
+                                f"(pass --sensevoice-src DIR)")
+    if sha256_file(model_pt) != recorded["sha256"]:
+        raise ValueError(f"{model_pt} is not the file {bundle} was converted from (sha256 differs); "
+                         f"pass the right --sensevoice-src or reconvert")
+    return src
+
+
+def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<samples>",
+               sensevoice_src: str | Path | None = None, query: QueryConfig | None = None,
+               modes: tuple[str, ...] = MODES, log: Callable[[str], None] = print) -> ParityReport:
+    # Imported here: the two paths are heavy, and the shared CLI stays light.
+    from mlx_port.isolated import run_isolated
+    from mlx_port.pipeline import Pipeline as MlxPipeline
+    from mlx_port.taps import TapRecorder as MlxRecorder
+    from reference.pipeline import Pipeline as RefPipeline
+    from reference.taps import TapRecorder as RefRecorder
+
+    require_component(bundle, "sensevoice")
+    entry = read_bundle(bundle)["components"]["sensevoice"]
+    src = sensevoice_source_dir(bundle, sensevoice_src)
+    mlx = MlxPipeline.from_bundle(bundle, query)
+    query = mlx.query
+    dtype = entry["dtype"]
+    tol = TOLERANCES[dtype]
+    names = taps.sensevoice_taps(mlx.sensevoice.cfg.encoder)
+    log(f"reference: FunASR SenseVoiceSmall from {src} (float32, dither 0)")
+    ref = RefPipeline.from_sensevoice_dir(src, query, dither=0.0)
+
+    ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
+    t0 = time.perf_counter()
+    ref_out = ref.run(samples, ref_rec)
+    t1 = time.perf_counter()
+    mlx_out = mlx.run(samples, mlx_rec)
+    t2 = time.perf_counter()
+    log(f"ran both paths on {samples.size / 16000:.2f} s of audio (reference {t1 - t0:.2f} s, MLX {t2 - t1:.2f} s)")
+
+    results = {}
+    if "chained" in modes:
+        results["chained"] = [compare(n, mlx_rec.outputs[n], ref_rec.outputs[n], tol) for n in names]
+    if "isolated" in modes:
+        iso = run_isolated(mlx.sensevoice, query, samples, ref_rec.inputs, names)
+        results["isolated"] = [compare(n, iso[n], ref_rec.outputs[n], tol) for n in names]
+    frames_ref = ref_rec.outputs[taps.CTC_LOGITS].argmax(-1)
+    frames_mlx = mlx_rec.outputs[taps.CTC_LOGITS].argmax(-1)
+    ctc = {
+        "ids_equal": ref_out.ids == mlx_out.ids,
+        "frame_agreement": float(np.mean(frames_ref == frames_mlx)),
+        "reference": ref_out.to_dict(),
+        "mlx": mlx_out.to_dict(),
+    }
+    meta = {
+        "bundle": str(Path(bundle).resolve()),
+        "audio": audio_name,
+        "seconds": round(samples.size / 16000, 3),
+        "dtype": dtype,
+        "tolerance": {"metric": "rel_l2", "value": tol, "tiers": TOLERANCES},
+        "query": {"enabled": query.enabled, "language": query.language, "textnorm": query.textnorm},
+        "reference_source": str(src.resolve()),
+        "dither": 0.0,
+        "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
+        "versions": _versions(),
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+    return ParityReport(meta, names, results, ctc, ref_rec.outputs, mlx_rec.outputs)
+
+
+def _versions() -> dict:
+    import funasr
+    import mlx.core as mx
+    import torch
+
+    return {"mlx": mx.__version__, "torch": torch.__version__, "funasr": funasr.__version__}
