@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("MLX_ENABLE_TF32", "0")  # strict fp32 parity tier
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from funasr_qwen4b.audio import load_audio  # noqa: E402
+
+CLIPS = Path(__file__).resolve().parent.parent / "datasets" / "clips"
+
+
+@pytest.fixture(scope="session")
+def clip():
+    return load_audio(CLIPS / "zh_open_hours.wav")
+
+
+@pytest.fixture(scope="session")
+def clip_10s():
+    return load_audio(CLIPS / "zh_10s.wav")
+
+
+@pytest.fixture(scope="session")
+def sv_dir(tmp_path_factory):
+    """A tiny SenseVoiceSmall in the original format (FunASR's class, seeded)."""
+    from reference.checkpoints import make_sensevoice_dir
+
+    return make_sensevoice_dir(tmp_path_factory.mktemp("sv") / "SenseVoiceSmall")
+
+
+@pytest.fixture(scope="session")
+def bundle(sv_dir, tmp_path_factory):
+    from convert.sensevoice import convert_sensevoice
+
+    return convert_sensevoice(sv_dir, tmp_path_factory.mktemp("b") / "bundle", log=lambda m: None)

@@ -1,0 +1,108 @@
+"""The command line: what a user types, bad input, exit codes, outputs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from funasr_qwen4b.cli import main
+from tests.conftest import CLIPS
+
+
+def run(*args):
+    """The installed entry point, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "funasr_qwen4b.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_is_instant_and_torch_free():
+    code = ("import sys; from funasr_qwen4b.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules and 'mlx' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = " ".join(run("parity", "--help").stdout.split())
+    assert "first tap over tolerance" in out and "--dump" in out
+
+
+def test_transcribe_ctc_both_backends_agree(bundle, capsys):
+    clip = CLIPS / "zh_open_hours.wav"
+    assert main(["transcribe", "--ctc", str(clip), "-m", str(bundle), "--json"]) == 0
+    mlx = json.loads(capsys.readouterr().out)
+    assert main(["transcribe", "--ctc", str(clip), "-m", str(bundle), "--json", "--backend", "reference"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert mlx["ids"] == ref["ids"] and mlx["text"] == ref["text"] and len(mlx["tags"]) == 4
+    assert main(["transcribe", "--ctc", str(clip), "-m", str(bundle), "--no-query", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tag_ids"] == []
+
+
+def test_parity_writes_report_plot_and_dumps(bundle, tmp_path):
+    r = run("parity", "-m", bundle, "--audio", CLIPS / "zh_open_hours.wav",
+            "--report", tmp_path / "rep" / "parity.json", "--dump", tmp_path / "taps")
+    assert r.returncode == 0, r.stderr
+    assert "**Result: PASS**" in r.stdout
+    report = json.loads((tmp_path / "rep" / "parity.json").read_text())
+    assert report["passed"] and report["first_failure"] == {"chained": None, "isolated": None}
+    assert report["meta"]["MLX_ENABLE_TF32"] == "0"
+    assert (tmp_path / "rep" / "parity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `encoder.tp_norm` |" in (tmp_path / "rep" / "parity.md").read_text()
+    ref, mlx = np.load(tmp_path / "taps" / "reference.npz"), np.load(tmp_path / "taps" / "mlx.npz")
+    assert set(ref.files) == set(mlx.files) and "encoder.encoders0.0" in ref.files
+    rel = np.linalg.norm(mlx["encoder.tp_norm"] - ref["encoder.tp_norm"]) / np.linalg.norm(ref["encoder.tp_norm"])
+    assert rel == pytest.approx(report["taps"]["chained"][-2]["rel_l2"], rel=1e-3)
+
+
+def test_selfcheck_main_job(tmp_path):
+    r = run("selfcheck", "--keep", tmp_path / "sc")
+    assert r.returncode == 0, r.stderr
+    assert "**Result: PASS**" in r.stdout and "CTC ids identical: **True**" in r.stdout
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda d: d / "missing.wav", "audio file not found"),
+    (lambda d: (d / "bad.wav").write_bytes(b"RIFF1234junk") and d / "bad.wav", "cannot read audio"),
+    (lambda d: sf.write(d / "short.wav", np.zeros(100, np.float32), 16000) or d / "short.wav", "at least 25 ms"),
+    (lambda d: sf.write(d / "empty.wav", np.zeros(0, np.float32), 16000) or d / "empty.wav", "empty"),
+])
+def test_bad_audio_is_one_line_and_exit_2(bundle, tmp_path, make_bad, message):
+    r = run("transcribe", "--ctc", make_bad(tmp_path), "-m", bundle)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in r.stderr
+
+
+def test_all_zero_and_resampled_stereo_audio_work(bundle, tmp_path, capsys):
+    sf.write(tmp_path / "zeros.wav", np.zeros(16000, np.int16), 16000, subtype="PCM_16")
+    x = sf.read(CLIPS / "zh_open_hours.wav", dtype="float32")[0]
+    import soxr
+
+    y = soxr.resample(x, 16000, 44100)
+    sf.write(tmp_path / "stereo44k.flac", np.stack([y, y], axis=1), 44100)
+    for f in ("zeros.wav", "stereo44k.flac"):
+        assert main(["transcribe", "--ctc", str(tmp_path / f), "-m", str(bundle), "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)["tag_ids"]) == 4
+
+
+def test_bad_bundle_and_missing_component(tmp_path):
+    r = run("transcribe", "--ctc", CLIPS / "zh_open_hours.wav", "-m", tmp_path)
+    assert r.returncode == 2 and "is not a bundle" in r.stderr
+
+
+def test_llm_transcription_needs_components(bundle):
+    r = run("transcribe", CLIPS / "zh_open_hours.wav", "-m", bundle)
+    assert r.returncode == 2 and "no adaptor and no llm" in r.stderr and "--ctc" in r.stderr
+
+
+def test_parity_against_a_changed_source_is_refused(sv_dir, bundle, tmp_path):
+    import shutil
+
+    import torch
+
+    other = tmp_path / "other"
+    shutil.copytree(sv_dir, other)
+    sd = torch.load(other / "model.pt", weights_only=True)
+    sd["embed.weight"] += 1
+    torch.save(sd, other / "model.pt")
+    r = run("parity", "-m", bundle, "--audio", CLIPS / "zh_open_hours.wav", "--sensevoice-src", other)
+    assert r.returncode == 2 and "sha256 differs" in r.stderr

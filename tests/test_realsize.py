@@ -1,0 +1,33 @@
+"""Real SenseVoiceSmall dimensions (512-d, 4 heads, 2048 FFN, kernel 11,
+vocab 25055) on a 10 s utterance: the strict fp32 bar at every tap."""
+
+import pytest
+
+from reference.checkpoints import REAL, make_sensevoice_dir
+
+
+def _parity(tmp_path, clip_10s, layers):
+    from convert.sensevoice import convert_sensevoice
+    from parity.harness import run_parity
+
+    src = make_sensevoice_dir(tmp_path / "sv", {**REAL, **layers}, vocab_size=25055, bpe=False)
+    bundle = convert_sensevoice(src, tmp_path / "bundle", log=lambda m: None)
+    return run_parity(bundle, clip_10s, log=lambda m: None)
+
+
+def test_real_dims_12_layers_fp32(tmp_path, clip_10s):
+    rep = _parity(tmp_path, clip_10s, {"num_blocks": 8, "tp_blocks": 4})
+    assert rep.meta["seconds"] == pytest.approx(10.0, abs=0.5)
+    assert len([t for t in rep.taps if "encoders" in t]) == 12
+    for mode in ("chained", "isolated"):
+        worst = max(rep.results[mode], key=lambda m: m.rel_l2)
+        assert worst.rel_l2 <= 1e-5, (mode, worst)
+    assert rep.ctc["ids_equal"]
+
+
+@pytest.mark.slow
+def test_full_70_layers_fp32(tmp_path, clip_10s):
+    rep = _parity(tmp_path, clip_10s, {})
+    assert len([t for t in rep.taps if "encoders" in t]) == 70
+    assert rep.first_failure("chained") is None, max(rep.results["chained"], key=lambda m: m.rel_l2)
+    assert rep.ctc["ids_equal"]
