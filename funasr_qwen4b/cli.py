@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run FunASR's own modules (float32, dither 0) and the MLX port on one clip, "
                         "compare every tap (relative L2, max abs, cosine) and name the first tap over tolerance. "
                         "Tolerance: rel L2 ≤ 1e-5 for float32 bundles (MLX_ENABLE_TF32=0 is set unless you set it), "
-                        "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance or CTC ids differ.")
+                        "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance, or when CTC ids differ "
+                        "in a float32 bundle (at reduced precision their agreement is reported).")
     pa.add_argument("-m", "--model", required=True, help="bundle directory")
     parity_args(pa)
     pa.set_defaults(func=cmd_parity)

@@ -38,7 +38,10 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return all(self.first_failure(m) is None for m in self.results) and self.ctc["ids_equal"]
+        # CTC ids must match in the strict tier; at reduced precision a near-tie
+        # may flip a frame's argmax, so there the agreement is reported, not required.
+        ids_ok = self.ctc["ids_equal"] or self.meta["dtype"] != "float32"
+        return all(self.first_failure(m) is None for m in self.results) and ids_ok
 
     def to_dict(self) -> dict:
         return {
