@@ -115,6 +115,7 @@ def _write_meta(root: Path, meta: dict | None, name: str, entry: dict) -> None:
 # loaders refuse any other, so no layout is ever guessed or flipped twice.
 LAYOUTS = {
     "sensevoice": {"version": 1, "fsmn_block.weight": "mlx conv1d (C_out, K, C_in/groups)"},
+    "adaptor": {"version": 1, "self_attn.in_proj": "split into q_proj, k_proj, v_proj (rows q, k, v)"},
 }
 
 

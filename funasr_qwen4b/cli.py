@@ -55,6 +55,46 @@ def cmd_convert_sensevoice(args) -> int:
     return 0
 
 
+def _adaptor_options(args) -> dict:
+    return {"nhead": args.heads, "norm_first": args.norm_first, "activation": args.activation,
+            "eps": args.eps, "keep_query_frames": not args.drop_query_frames}
+
+
+def cmd_convert_adaptor(args) -> int:
+    from convert.adaptor import convert_adaptor
+
+    convert_adaptor(args.pt, args.output, dtype=args.dtype, force=args.force, log=log, **_adaptor_options(args))
+    log(f"done: {args.output}/adaptor")
+    return 0
+
+
+def cmd_convert_bundle(args) -> int:
+    from convert.bundle import convert_bundle
+
+    convert_bundle(args.output, sensevoice=args.sensevoice, adaptor=args.adaptor, dtype=args.dtype,
+                   query=_query(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
+                   force=args.force, log=log)
+    log(f"done: {args.output}")
+    return 0
+
+
+def _adaptor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adaptor structure (not readable from the weights' shapes; defaults are what "
+                             "the real adaptor was trained with: PyTorch's TransformerEncoderLayer defaults)")
+    g.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
+    g.add_argument("--norm-first", action="store_true", help="pre-norm layers (default: post-norm, norm_first=False)")
+    g.add_argument("--activation", choices=["gelu", "relu"], default="gelu", help="FFN activation (default exact GELU)")
+    g.add_argument("--eps", type=float, default=1e-5, help="LayerNorm eps (default 1e-5)")
+    g.add_argument("--drop-query-frames", action="store_true",
+                   help="feed the adaptor the encoder output without its 4 query frames (default: kept, "
+                   "as FunASR's encoder output is [1, 4+T, 512])")
+
+
+def _dtype_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="weight dtype in the bundle (default float32)")
+
+
 # --- transcribe ------------------------------------------------------------
 
 def cmd_transcribe(args) -> int:
@@ -72,14 +112,14 @@ def cmd_transcribe(args) -> int:
     if args.backend == "mlx":
         from mlx_port.pipeline import Pipeline
 
-        pipe = Pipeline.from_bundle(args.model, query)
+        pipe = Pipeline.from_bundle(args.model, query, with_adaptor=False)
     else:
         from parity.harness import sensevoice_source_dir
         from reference.pipeline import Pipeline
 
-        pipe = Pipeline.from_sensevoice_dir(sensevoice_source_dir(args.model, args.sensevoice_src), query)
+        pipe = Pipeline.from_sources(sensevoice_source_dir(args.model, args.sensevoice_src), query)
     for path in args.audio:
-        result = pipe.run(load_audio(path))
+        result = pipe.run(load_audio(path)).ctc
         if args.json:
             print(json.dumps({"audio": path, "backend": args.backend, **result.to_dict()}, ensure_ascii=False))
         else:
@@ -99,7 +139,7 @@ def _run_parity(bundle, audio_path, args) -> int:
     samples = load_audio(audio_path)
     modes = MODES if args.mode == "both" else (args.mode,)
     rep = run_parity(bundle, samples, audio_name=str(audio_path), sensevoice_src=args.sensevoice_src,
-                     query=_query(args, None), modes=modes, log=log)
+                     adaptor_src=getattr(args, "adaptor_src", None), query=_query(args, None), modes=modes, log=log)
     print(reports.to_markdown(rep))
     if args.report:
         for p in reports.write(rep, args.report):
@@ -158,11 +198,34 @@ def build_parser() -> argparse.ArgumentParser:
                          "is recorded. Output is written to a temporary directory and renamed into place.")
     sv.add_argument("src", help="SenseVoiceSmall directory")
     sv.add_argument("-o", "--output", required=True, help="bundle directory (created if missing)")
-    sv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
-                    help="weight dtype in the bundle (default float32; CMVN and LayerNorm math stay float32)")
+    _dtype_arg(sv)
     sv.add_argument("--force", action="store_true", help="replace an existing sensevoice component")
     _query_args(sv)
     sv.set_defaults(func=cmd_convert_sensevoice)
+
+    ad = csub.add_parser("adaptor", help="trained adaptor .pt → BUNDLE/adaptor",
+                         description="Convert the trained audio adaptor (.pt: a plain state_dict, or one under "
+                         "state_dict / model_state_dict / model / adaptor, `module.` prefixes allowed; loaded with "
+                         "torch.load(weights_only=True)). Dimensions are read from the shapes and checked against "
+                         "each other; heads, norm order, activation and eps are given here.")
+    ad.add_argument("pt", help="adaptor checkpoint, e.g. adaptor_phase2_final.pt")
+    ad.add_argument("-o", "--output", required=True, help="bundle directory (created if missing)")
+    _dtype_arg(ad)
+    ad.add_argument("--force", action="store_true", help="replace an existing adaptor component")
+    _adaptor_args(ad)
+    ad.set_defaults(func=cmd_convert_adaptor)
+
+    bu = csub.add_parser("bundle", help="convert every component into a new bundle",
+                         description="Convert SenseVoiceSmall and the adaptor into one bundle, written whole to a "
+                         "temporary directory and renamed into place (--force replaces an existing bundle).")
+    bu.add_argument("--sensevoice", required=True, help="FunASR SenseVoiceSmall directory")
+    bu.add_argument("--adaptor", help="trained adaptor .pt")
+    bu.add_argument("-o", "--output", required=True, help="bundle directory")
+    _dtype_arg(bu)
+    bu.add_argument("--force", action="store_true", help="replace an existing bundle")
+    _query_args(bu)
+    _adaptor_args(bu)
+    bu.set_defaults(func=cmd_convert_bundle)
 
     tr = sub.add_parser("transcribe", help="transcribe audio files",
                         description="Transcribe WAV/FLAC files (any sample rate; stereo is averaged to mono). "
@@ -185,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             q.add_argument("--audio", default=str(audio_default), help="audio file (default: %(default)s)")
         q.add_argument("--sensevoice-src", help="original SenseVoice directory (default: the path recorded at conversion)")
+        q.add_argument("--adaptor-src", help="original adaptor .pt (default: the path recorded at conversion)")
         q.add_argument("--mode", choices=["both", "chained", "isolated"], default="both",
                        help="chained: each path on its own outputs; isolated: each MLX stage on the reference "
                        "input of that stage (default both)")

@@ -159,6 +159,41 @@ class SenseVoiceConfig:
         return from_dict(cls, data, "sensevoice config")
 
 
+ACTIVATIONS = ("gelu", "relu")
+
+
+@dataclass(frozen=True)
+class AdaptorConfig:
+    """The trained audio adaptor: input_proj → nn.TransformerEncoder → output_proj → norm.
+
+    Dimensions are read from the checkpoint's shapes; the rest cannot be, and
+    defaults to what REFERENCE.md says was trained (PyTorch's defaults).
+    """
+
+    encoder_dim: int = 512
+    d_model: int = 2048
+    num_layers: int = 4
+    dim_feedforward: int = 8192
+    llm_dim: int = 2560
+    nhead: int = 8
+    norm_first: bool = False  # post-norm: x = norm1(x + SA(x)); x = norm2(x + FF(x))
+    activation: str = "gelu"  # exact (erf) GELU
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"adaptor activation {self.activation!r} is not supported; use one of {ACTIVATIONS}")
+        if self.nhead < 1 or self.d_model % self.nhead:
+            raise ValueError(f"adaptor d_model {self.d_model} is not divisible by nhead {self.nhead}; pass the heads it was trained with")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AdaptorConfig":
+        return from_dict(cls, data, "adaptor config")
+
+
 # --- upstream config.yaml -------------------------------------------------
 
 # Upstream spellings, mapped once.

@@ -3,7 +3,9 @@ that conversion and the reference loader both apply."""
 
 from __future__ import annotations
 
-from .config import EMBED_ROWS, SenseVoiceConfig
+import re
+
+from .config import EMBED_ROWS, AdaptorConfig, SenseVoiceConfig
 
 
 def _sanm_layer(prefix: str, d_in: int, d: int, ffn: int, kernel: int) -> dict[str, tuple]:
@@ -40,6 +42,41 @@ def sensevoice_shapes(cfg: SenseVoiceConfig) -> dict[str, tuple]:
     shapes["ctc.ctc_lo.weight"] = (cfg.vocab_size, d)
     shapes["ctc.ctc_lo.bias"] = (cfg.vocab_size,)
     return shapes
+
+
+def adaptor_shapes(cfg: AdaptorConfig) -> dict[str, tuple]:
+    """The state_dict of the trained adaptor (PyTorch nn.TransformerEncoderLayer keys)."""
+    d, f = cfg.d_model, cfg.dim_feedforward
+    shapes = {"input_proj.weight": (d, cfg.encoder_dim), "input_proj.bias": (d,)}
+    for i in range(cfg.num_layers):
+        p = f"transformer.layers.{i}"
+        shapes.update({
+            f"{p}.self_attn.in_proj_weight": (3 * d, d), f"{p}.self_attn.in_proj_bias": (3 * d,),
+            f"{p}.self_attn.out_proj.weight": (d, d), f"{p}.self_attn.out_proj.bias": (d,),
+            f"{p}.linear1.weight": (f, d), f"{p}.linear1.bias": (f,),
+            f"{p}.linear2.weight": (d, f), f"{p}.linear2.bias": (d,),
+            f"{p}.norm1.weight": (d,), f"{p}.norm1.bias": (d,),
+            f"{p}.norm2.weight": (d,), f"{p}.norm2.bias": (d,),
+        })
+    shapes.update({"output_proj.weight": (cfg.llm_dim, d), "output_proj.bias": (cfg.llm_dim,),
+                   "norm.weight": (cfg.llm_dim,), "norm.bias": (cfg.llm_dim,)})
+    return shapes
+
+
+def infer_adaptor_config(found: dict[str, tuple], what: str, **structure) -> AdaptorConfig:
+    """Dimensions from the shapes (then every shape checked against them);
+    `structure` (nhead, norm_first, activation, eps) cannot be read from shapes."""
+    needed = ["input_proj.weight", "output_proj.weight", "transformer.layers.0.linear1.weight"]
+    missing = [k for k in needed if k not in found]
+    if missing:
+        raise ValueError(f"{what} is not an audio adaptor checkpoint: missing keys {_some(missing)}")
+    layers = {int(m.group(1)) for k in found if (m := re.match(r"transformer\.layers\.(\d+)\.", k))}
+    d, enc = found["input_proj.weight"]
+    cfg = AdaptorConfig(encoder_dim=enc, d_model=d, num_layers=max(layers) + 1,
+                        dim_feedforward=found["transformer.layers.0.linear1.weight"][0],
+                        llm_dim=found["output_proj.weight"][0], **structure)
+    check_shapes(found, adaptor_shapes(cfg), what)
+    return cfg
 
 
 def check_shapes(found: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:

@@ -6,7 +6,7 @@ record under exactly these names.
 
 from __future__ import annotations
 
-from .config import EncoderConfig
+from .config import AdaptorConfig, EncoderConfig
 
 FBANK = "frontend.fbank"
 LFR = "frontend.lfr"
@@ -43,3 +43,17 @@ def encoder_taps(cfg: EncoderConfig) -> list[str]:
 def sensevoice_taps(cfg: EncoderConfig) -> list[str]:
     return [*FRONTEND_TAPS, *encoder_taps(cfg), CTC_LOGITS]
 
+
+
+ADAPTOR = "adaptor."  # prefix: the reference module names inside the adaptor follow
+ADAPTOR_INPUT_PROJ = "adaptor.input_proj"
+ADAPTOR_OUTPUT_PROJ = "adaptor.output_proj"
+ADAPTOR_NORM = "adaptor.norm"  # the adaptor output
+
+
+def adaptor_layer(i: int) -> str:
+    return f"adaptor.transformer.layers.{i}"
+
+
+def adaptor_taps(cfg: AdaptorConfig) -> list[str]:
+    return [ADAPTOR_INPUT_PROJ, *(adaptor_layer(i) for i in range(cfg.num_layers)), ADAPTOR_OUTPUT_PROJ, ADAPTOR_NORM]

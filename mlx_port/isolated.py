@@ -13,9 +13,10 @@ import mlx.nn as nn
 import numpy as np
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.config import QueryConfig
 
-from .encoder import EncoderLayerSANM, SenseVoiceSmall
+from .adaptor import TransformerEncoderLayer
+from .encoder import EncoderLayerSANM
+from .pipeline import Pipeline
 
 
 def resolve(model: nn.Module, dotted: str) -> nn.Module:
@@ -28,17 +29,20 @@ def resolve(model: nn.Module, dotted: str) -> nn.Module:
 def _call(module: nn.Module, x: mx.array) -> mx.array:
     if isinstance(module, EncoderLayerSANM):  # one whole utterance: nothing masked
         return module(x, mx.ones(x.shape[:2], dtype=mx.bool_))
+    if isinstance(module, TransformerEncoderLayer):
+        return module(x, None)
     return module(x)
 
 
-def run_isolated(model: SenseVoiceSmall, query: QueryConfig, samples: np.ndarray,
-                 ref_inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    fe = model.frontend
+def run_isolated(pipe: Pipeline, samples: np.ndarray, ref_inputs: dict[str, np.ndarray],
+                 names: list[str]) -> dict[str, np.ndarray]:
+    sv, query = pipe.sensevoice, pipe.query
+    fe = sv.frontend
     special: dict[str, Callable[[mx.array], mx.array]] = {
         taps.LFR: fe.lfr,
         taps.CMVN: fe.cmvn if fe.cfg.cmvn else (lambda x: x),
-        taps.ENCODER_INPUT: lambda x: mx.concatenate([model.query_rows(query, 1), x.astype(model.dtype)], axis=1)
-        if query.enabled else x.astype(model.dtype),
+        taps.ENCODER_INPUT: lambda x: (mx.concatenate([sv.query_rows(query, 1), x[None].astype(sv.dtype)], axis=1)
+                                       if query.enabled else x[None].astype(sv.dtype)),
     }
     out = {taps.FBANK: np.array(fe.fbank(mx.array(samples)))}
     for name in names:
@@ -46,9 +50,11 @@ def run_isolated(model: SenseVoiceSmall, query: QueryConfig, samples: np.ndarray
             continue
         x = mx.array(ref_inputs[name])
         if name in special:
-            y = special[name](x[None] if name == taps.ENCODER_INPUT else x)
+            y = special[name](x)
+        elif name.startswith(taps.ADAPTOR):
+            y = _call(resolve(pipe.adaptor, name.removeprefix(taps.ADAPTOR)), x[None].astype(pipe.adaptor.dtype))
         else:
-            y = _call(resolve(model, name), x[None].astype(model.dtype))
+            y = _call(resolve(sv, name), x[None].astype(sv.dtype))
         a = np.array(y.astype(mx.float32))
         out[name] = a[0] if a.ndim == 3 else a
     return out

@@ -53,24 +53,37 @@ class ParityReport:
         }
 
 
-def sensevoice_source_dir(bundle: str | Path, override: str | Path | None) -> Path:
-    """The original directory the bundle was converted from, checked by sha256."""
-    entry = read_bundle(bundle)["components"]["sensevoice"]
-    recorded = entry["sources"]["model.pt"]
-    src = Path(override) if override else Path(recorded["path"]).parent
-    model_pt = src / "model.pt"
-    if not model_pt.is_file():
-        raise FileNotFoundError(f"the reference needs the original SenseVoice directory; {model_pt} not found "
-                                f"(pass --sensevoice-src DIR)")
-    if sha256_file(model_pt) != recorded["sha256"]:
-        raise ValueError(f"{model_pt} is not the file {bundle} was converted from (sha256 differs); "
-                         f"pass the right --sensevoice-src or reconvert")
-    return src
+def _checked_source(bundle: str | Path, component: str, override: str | Path | None, flag: str) -> Path:
+    """The original file a component was converted from, checked by sha256
+    (for SenseVoice: its model.pt; the directory is its parent)."""
+    sources = read_bundle(bundle)["components"][component]["sources"]
+    name = "model.pt" if component == "sensevoice" else next(iter(sources))
+    recorded = sources[name]
+    if override is None:
+        path = Path(recorded["path"])
+    else:
+        path = Path(override) / "model.pt" if component == "sensevoice" else Path(override)
+    if not path.is_file():
+        raise FileNotFoundError(f"the reference needs the original {component} file; {path} not found (pass {flag})")
+    if sha256_file(path) != recorded["sha256"]:
+        raise ValueError(f"{path} is not the file {bundle} was converted from (sha256 differs); "
+                         f"pass the right {flag} or reconvert")
+    return path
+
+
+def sensevoice_source_dir(bundle: str | Path, override: str | Path | None = None) -> Path:
+    return _checked_source(bundle, "sensevoice", override, "--sensevoice-src DIR").parent
+
+
+def adaptor_source(bundle: str | Path, override: str | Path | None = None) -> Path:
+    return _checked_source(bundle, "adaptor", override, "--adaptor-src FILE.pt")
 
 
 def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<samples>",
-               sensevoice_src: str | Path | None = None, query: QueryConfig | None = None,
-               modes: tuple[str, ...] = MODES, log: Callable[[str], None] = print) -> ParityReport:
+               sensevoice_src: str | Path | None = None, adaptor_src: str | Path | None = None,
+               query: QueryConfig | None = None, modes: tuple[str, ...] = MODES,
+               log: Callable[[str], None] = print) -> ParityReport:
+    """Every stage the bundle has, in both paths, compared tap by tap."""
     # Imported here: the two paths are heavy, and the shared CLI stays light.
     from mlx_port.isolated import run_isolated
     from mlx_port.pipeline import Pipeline as MlxPipeline
@@ -79,15 +92,23 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
     from reference.taps import TapRecorder as RefRecorder
 
     require_component(bundle, "sensevoice")
-    entry = read_bundle(bundle)["components"]["sensevoice"]
-    src = sensevoice_source_dir(bundle, sensevoice_src)
+    components = read_bundle(bundle)["components"]
     mlx = MlxPipeline.from_bundle(bundle, query)
     query = mlx.query
-    dtype = entry["dtype"]
+    dtypes = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
+    dtype = "float32" if set(dtypes.values()) == {"float32"} else next(d for d in dtypes.values() if d != "float32")
     tol = TOLERANCES[dtype]
     names = taps.sensevoice_taps(mlx.sensevoice.cfg.encoder)
+    src = sensevoice_source_dir(bundle, sensevoice_src)
     log(f"reference: FunASR SenseVoiceSmall from {src} (float32, dither 0)")
-    ref = RefPipeline.from_sensevoice_dir(src, query, dither=0.0)
+    ad_src = None
+    if mlx.adaptor is not None:
+        ad_src = adaptor_source(bundle, adaptor_src)
+        names += taps.adaptor_taps(mlx.adaptor.cfg)
+        log(f"reference: adaptor from {ad_src} ({mlx.adaptor.cfg})")
+    ref = RefPipeline.from_sources(src, query, dither=0.0, adaptor=ad_src,
+                                   adaptor_cfg=mlx.adaptor.cfg if mlx.adaptor else None,
+                                   keep_query_frames=mlx.keep_query_frames)
 
     ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
     t0 = time.perf_counter()
@@ -101,24 +122,26 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
     if "chained" in modes:
         results["chained"] = [compare(n, mlx_rec.outputs[n], ref_rec.outputs[n], tol) for n in names]
     if "isolated" in modes:
-        iso = run_isolated(mlx.sensevoice, query, samples, ref_rec.inputs, names)
+        iso = run_isolated(mlx, samples, ref_rec.inputs, names)
         results["isolated"] = [compare(n, iso[n], ref_rec.outputs[n], tol) for n in names]
     frames_ref = ref_rec.outputs[taps.CTC_LOGITS].argmax(-1)
     frames_mlx = mlx_rec.outputs[taps.CTC_LOGITS].argmax(-1)
     ctc = {
-        "ids_equal": ref_out.ids == mlx_out.ids,
+        "ids_equal": ref_out.ctc.ids == mlx_out.ctc.ids,
         "frame_agreement": float(np.mean(frames_ref == frames_mlx)),
-        "reference": ref_out.to_dict(),
-        "mlx": mlx_out.to_dict(),
+        "reference": ref_out.ctc.to_dict(),
+        "mlx": mlx_out.ctc.to_dict(),
     }
     meta = {
         "bundle": str(Path(bundle).resolve()),
         "audio": audio_name,
         "seconds": round(samples.size / 16000, 3),
         "dtype": dtype,
+        "component_dtypes": dtypes,
         "tolerance": {"metric": "rel_l2", "value": tol, "tiers": TOLERANCES},
         "query": {"enabled": query.enabled, "language": query.language, "textnorm": query.textnorm},
-        "reference_source": str(src.resolve()),
+        "reference_sources": {"sensevoice": str(src.resolve()), **({"adaptor": str(ad_src.resolve())} if ad_src else {})},
+        "adaptor": {**mlx.adaptor.cfg.to_dict(), "keep_query_frames": mlx.keep_query_frames} if mlx.adaptor else None,
         "dither": 0.0,
         "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
         "versions": _versions(),

@@ -104,3 +104,36 @@ def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_siz
         {"framework": "pytorch", "task": "auto-speech-recognition", "model": {"type": "funasr"},
          "file_path_metas": metas}, indent=2), encoding="utf-8")
     return out
+
+
+# --- the audio adaptor ------------------------------------------------------
+
+ADAPTOR_TINY = dict(encoder_dim=64, d_model=32, num_layers=2, dim_feedforward=64, llm_dim=48, nhead=4)
+ADAPTOR_REAL = dict(encoder_dim=512, d_model=2048, num_layers=4, dim_feedforward=8192, llm_dim=2560, nhead=8)
+# How training scripts save: the plain state_dict or one of these wrappings.
+WRAPPINGS = ("plain", "state_dict", "model_state_dict", "model", "adaptor", "module")
+
+
+def make_adaptor_pt(path: str | Path, wrapping: str = "plain", *, seed: int = 0, **cfg) -> Path:
+    """Save the reference adaptor class (random, seeded) as a training script would."""
+    from funasr_qwen4b.config import AdaptorConfig
+
+    from .adaptor import AudioAdaptorQwen4B
+
+    torch.manual_seed(seed)
+    model = AudioAdaptorQwen4B(AdaptorConfig(**{**ADAPTOR_TINY, **cfg}))
+    with torch.no_grad():  # LayerNorms away from 1/0, so a port that drops one is caught
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
+    sd = model.state_dict()
+    if wrapping == "plain":
+        obj = sd
+    elif wrapping == "module":  # saved from DataParallel / DDP
+        obj = {f"module.{k}": v for k, v in sd.items()}
+    else:
+        obj = {wrapping: sd, "epoch": 7, "step": 12345, "optimizer": {"lr": 1e-4, "betas": [0.9, 0.98]}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path

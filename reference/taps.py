@@ -29,10 +29,10 @@ class TapRecorder:
             self.inputs[name] = _unbatch(to_numpy(input))
 
     @contextlib.contextmanager
-    def hooks(self, model: torch.nn.Module, names: list[str]) -> Iterator[None]:
-        """Hook `names` (module paths inside `model`); removed on exit."""
+    def hooks(self, model: torch.nn.Module, names: list[str], prefix: str = "") -> Iterator[None]:
+        """Hook tap `names` = prefix + module path inside `model`; removed on exit."""
         modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
+        missing = [n for n in names if n.removeprefix(prefix) not in modules]
         assert not missing, f"no such reference modules: {missing}"
         handles = []
         for name in names:
@@ -41,7 +41,7 @@ class TapRecorder:
                 out = output[0] if isinstance(output, tuple) else output
                 # Copy the input now: later code may change it in place.
                 self.put(name, out, args[0].clone())
-            handles.append(modules[name].register_forward_hook(hook))
+            handles.append(modules[name.removeprefix(prefix)].register_forward_hook(hook))
         try:
             yield
         finally:

@@ -32,7 +32,7 @@ def test_ids_match_funasr_inference(sv_dir, bundle, clip):
     from reference.pipeline import Pipeline as RefPipeline
     from funasr_qwen4b.sources import SenseVoiceSource
 
-    ref = RefPipeline.from_sensevoice_dir(sv_dir)
+    ref = RefPipeline.from_sources(sv_dir)
     src = SenseVoiceSource.from_dir(sv_dir)
     frontend = WavFrontend(cmvn_file=str(src.cmvn_file), lfr_m=7, lfr_n=6, dither=0.0)
 
@@ -52,8 +52,8 @@ def test_ids_match_funasr_inference(sv_dir, bundle, clip):
     upstream_ids = tokenizer.seen[0]
     upstream_text = results[0][0]["text"] if isinstance(results[0], list) else results[0]["text"]
 
-    mine_ref = ref.run(clip)
-    mine_mlx = MlxPipeline.from_bundle(bundle).run(clip)
+    mine_ref = ref.run(clip).ctc
+    mine_mlx = MlxPipeline.from_bundle(bundle).run(clip).ctc
     assert len(upstream_ids) > 10
     assert mine_ref.ids == upstream_ids
     assert mine_mlx.ids == upstream_ids

@@ -52,7 +52,7 @@ def test_batch_with_padding_matches_single_and_funasr(bundle, sv_dir, clip):
     from reference.pipeline import Pipeline as RefPipeline
 
     mlx_pipe = MlxPipeline.from_bundle(bundle)
-    ref_pipe = RefPipeline.from_sensevoice_dir(sv_dir)
+    ref_pipe = RefPipeline.from_sources(sv_dir)
     sv, q = mlx_pipe.sensevoice, mlx_pipe.query
     a, b = clip, clip[: clip.size // 2].copy() * 0.5
     fa, fb = (np.array(sv.frontend(mx.array(x))) for x in (a, b))

@@ -1,0 +1,40 @@
+"""`convert bundle`: every component at once, into a bundle that appears whole
+or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from funasr_qwen4b.bundle import BUNDLE_JSON
+from funasr_qwen4b.config import QueryConfig
+
+from .adaptor import convert_adaptor
+from .sensevoice import convert_sensevoice
+
+
+def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Path | None = None,
+                   dtype: str = "float32", query: QueryConfig = QueryConfig(), adaptor_options: dict | None = None,
+                   force: bool = False, log: Callable[[str], None] = print) -> Path:
+    out = Path(out)
+    if out.exists():
+        if not force:
+            raise ValueError(f"{out} already exists; pass --force to replace it")
+        if not (out / BUNDLE_JSON).is_file():
+            raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        stage = work / "bundle"
+        convert_sensevoice(sensevoice, stage, dtype=dtype, query=query, log=log)
+        if adaptor is not None:
+            convert_adaptor(adaptor, stage, dtype=dtype, log=log, **(adaptor_options or {}))
+        if out.exists():
+            os.rename(out, work / "old")
+        os.rename(stage, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
