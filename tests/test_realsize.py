@@ -31,3 +31,19 @@ def test_full_70_layers_fp32(tmp_path, clip_10s):
     assert len([t for t in rep.taps if "encoders" in t]) == 70
     assert rep.first_failure("chained") is None, max(rep.results["chained"], key=lambda m: m.rel_l2)
     assert rep.ctc["ids_equal"]
+
+
+@pytest.mark.slow
+def test_full_size_adaptor_chained_from_encoder(tmp_path, clip_10s):
+    """512→2048 × 4 layers, 8 heads, 8192 FFN → 2560, post-norm GELU."""
+    from convert.bundle import convert_bundle
+    from parity.harness import run_parity
+    from reference.checkpoints import ADAPTOR_REAL, make_adaptor_pt
+
+    src = make_sensevoice_dir(tmp_path / "sv", {**REAL, "num_blocks": 8, "tp_blocks": 4}, vocab_size=25055, bpe=False)
+    pt = make_adaptor_pt(tmp_path / "adaptor.pt", "model_state_dict", **ADAPTOR_REAL)
+    bundle = convert_bundle(tmp_path / "bundle", sensevoice=src, adaptor=pt, log=lambda m: None)
+    rep = run_parity(bundle, clip_10s, modes=("chained",), log=lambda m: None)
+    adaptor = [m for m in rep.results["chained"] if m.name.startswith("adaptor.")]
+    assert len(adaptor) == 7
+    assert max(m.rel_l2 for m in adaptor) <= 1e-5, adaptor
