@@ -62,9 +62,11 @@ def require_component(bundle: str | Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool = False) -> Iterator[Path]:
+def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool = False,
+                    meta: dict | None = None) -> Iterator[Path]:
     """Yield a temporary directory to fill; on success it becomes BUNDLE/name and
-    bundle.json lists it with `entry`. On any error nothing is left behind.
+    bundle.json lists it with `entry` (and takes the top-level keys in `meta`).
+    On any error nothing is left behind.
 
     A new bundle is built beside its final path and renamed into place, so a
     half-written bundle never exists under the user's name.
@@ -75,8 +77,8 @@ def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool =
         raise ValueError(f"output {bundle} exists and is not a directory")
     new_bundle = not bundle.exists()
     if not new_bundle:
-        meta = read_bundle(bundle) if (bundle / BUNDLE_JSON).exists() else None
-        if meta is None and any(bundle.iterdir()):
+        existing = read_bundle(bundle) if (bundle / BUNDLE_JSON).exists() else None
+        if existing is None and any(bundle.iterdir()):
             raise ValueError(f"output {bundle} is a non-empty directory that is not a bundle; choose another -o")
         if (bundle / name).exists() and not force:
             raise ValueError(f"{bundle / name} already exists; pass --force to replace it")
@@ -87,7 +89,7 @@ def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool =
     try:
         yield stage
         if new_bundle:
-            _write_meta(stage_root, None, name, entry)
+            _write_meta(stage_root, None, name, entry, meta)
             os.rename(stage_root, bundle)
             return
         old = bundle / name
@@ -100,14 +102,15 @@ def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool =
             if trash.exists():
                 os.rename(trash, old)
             raise
-        _write_meta(bundle, read_bundle(bundle) if (bundle / BUNDLE_JSON).exists() else None, name, entry)
+        _write_meta(bundle, read_bundle(bundle) if (bundle / BUNDLE_JSON).exists() else None, name, entry, meta)
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
 
 
-def _write_meta(root: Path, meta: dict | None, name: str, entry: dict) -> None:
+def _write_meta(root: Path, meta: dict | None, name: str, entry: dict, extra: dict | None) -> None:
     meta = meta or {"format_version": FORMAT_VERSION, "components": {}}
     meta["components"][name] = entry
+    meta.update(extra or {})
     write_json_atomic(root / BUNDLE_JSON, meta)
 
 

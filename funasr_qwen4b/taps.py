@@ -57,3 +57,18 @@ def adaptor_layer(i: int) -> str:
 
 def adaptor_taps(cfg: AdaptorConfig) -> list[str]:
     return [ADAPTOR_INPUT_PROJ, *(adaptor_layer(i) for i in range(cfg.num_layers)), ADAPTOR_OUTPUT_PROJ, ADAPTOR_NORM]
+
+
+LLM = "llm."  # prefix: Qwen3ForCausalLM module names follow
+LLM_INPUTS_EMBEDS = "llm.inputs_embeds"  # template text embeddings + audio rows
+LLM_NORM = "llm.model.norm"
+LLM_LOGITS = "llm.logits"  # prefill, last position
+LLM_TOKENS = "llm.tokens"  # generated ids (compared for identity, not by error)
+
+
+def llm_layer(i: int) -> str:
+    return f"llm.model.layers.{i}"
+
+
+def llm_taps(num_layers: int) -> list[str]:
+    return [LLM_INPUTS_EMBEDS, *(llm_layer(i) for i in range(num_layers)), LLM_NORM, LLM_LOGITS]

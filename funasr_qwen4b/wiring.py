@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .config import QueryConfig
 from .ctc import CtcResult
+from .decoding import DecodeConfig, Decoded
+from .prompt import Prompt, stop_ids
 
 
 def adaptor_start(query: QueryConfig, keep_query_frames: bool) -> int:
@@ -18,6 +22,37 @@ def adaptor_start(query: QueryConfig, keep_query_frames: bool) -> int:
 
 
 @dataclass
+class LlmSetup:
+    """What both paths' LLM stages share: tokenizer, prompt, decoding rules."""
+
+    tokenizer: object
+    prompt: Prompt
+    decode: DecodeConfig
+
+    @classmethod
+    def build(cls, tokenizer, template: str, decode: DecodeConfig) -> "LlmSetup":
+        return cls(tokenizer, Prompt.build(template, tokenizer), decode)
+
+    @property
+    def stop(self) -> list[int]:
+        return stop_ids(self.tokenizer)
+
+    def text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+@dataclass
 class Output:
     ctc: CtcResult
     audio_embeds: np.ndarray | None = None  # adaptor output [T, llm_dim], float32
+    decoded: Decoded | None = None
+    text: str | None = None  # the LLM's transcript
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str, sync=lambda: None):
+    t = time.perf_counter()
+    yield
+    sync()
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t

@@ -14,6 +14,8 @@ import numpy as np
 
 from funasr_qwen4b import taps
 
+from mlx_lm.models.base import create_attention_mask
+
 from .adaptor import TransformerEncoderLayer
 from .encoder import EncoderLayerSANM
 from .pipeline import Pipeline
@@ -53,6 +55,14 @@ def run_isolated(pipe: Pipeline, samples: np.ndarray, ref_inputs: dict[str, np.n
             y = special[name](x)
         elif name.startswith(taps.ADAPTOR):
             y = _call(resolve(pipe.adaptor, name.removeprefix(taps.ADAPTOR)), x[None].astype(pipe.adaptor.dtype))
+        elif name == taps.LLM_INPUTS_EMBEDS:
+            y = pipe.llm.inputs_embeds(pipe.setup.prompt, x)
+        elif name == taps.LLM_LOGITS:
+            y = pipe.llm.logits(x.astype(pipe.llm.dtype))
+        elif name.startswith(taps.LLM):
+            h = x[None].astype(pipe.llm.dtype)
+            module = resolve(pipe.llm.model, name.removeprefix(taps.LLM))
+            y = module(h) if name == taps.LLM_NORM else module(h, create_attention_mask(h, None), None)
         else:
             y = _call(resolve(sv, name), x[None].astype(sv.dtype))
         a = np.array(y.astype(mx.float32))

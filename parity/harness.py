@@ -18,6 +18,7 @@ import numpy as np
 from funasr_qwen4b import taps
 from funasr_qwen4b.bundle import read_bundle, require_component, sha256_file
 from funasr_qwen4b.config import QueryConfig
+from funasr_qwen4b.prompt import template_text
 
 from .metrics import TOLERANCES, TapMetrics, compare
 
@@ -32,6 +33,7 @@ class ParityReport:
     ctc: dict
     reference_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     mlx_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    llm: dict | None = None  # generated ids compared, logits top-k agreement, texts
 
     def first_failure(self, mode: str) -> str | None:
         return next((m.name for m in self.results.get(mode, []) if not m.passed), None)
@@ -40,8 +42,10 @@ class ParityReport:
     def passed(self) -> bool:
         # CTC ids must match in the strict tier; at reduced precision a near-tie
         # may flip a frame's argmax, so there the agreement is reported, not required.
-        ids_ok = self.ctc["ids_equal"] or self.meta["dtype"] != "float32"
-        return all(self.first_failure(m) is None for m in self.results) and ids_ok
+        strict = self.meta["dtype"] == "float32"
+        ids_ok = self.ctc["ids_equal"] or not strict
+        tokens_ok = self.llm is None or self.llm["tokens"]["equal"] or not strict
+        return all(self.first_failure(m) is None for m in self.results) and ids_ok and tokens_ok
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +53,7 @@ class ParityReport:
             "passed": self.passed,
             "first_failure": {m: self.first_failure(m) for m in self.results},
             "ctc": self.ctc,
+            "llm": self.llm,
             "taps": {m: [r.to_dict() for r in rs] for m, rs in self.results.items()},
         }
 
@@ -79,8 +84,36 @@ def adaptor_source(bundle: str | Path, override: str | Path | None = None) -> Pa
     return _checked_source(bundle, "adaptor", override, "--adaptor-src FILE.pt")
 
 
+def llm_source(bundle: str | Path, override: str | Path | None = None) -> Path:
+    """The Hugging Face directory the LLM was converted from, every weight file checked."""
+    entry = read_bundle(bundle)["components"]["llm"]
+    path = Path(override or entry["source_dir"])
+    for name, recorded in entry["sources"].items():
+        f = path / name
+        if not f.is_file():
+            raise FileNotFoundError(f"the reference needs the original LLM; {f} not found (pass --llm-src DIR)")
+        if sha256_file(f) != recorded["sha256"]:
+            raise ValueError(f"{f} is not the file {bundle} was converted from (sha256 differs); "
+                             f"pass the right --llm-src or reconvert")
+    return path
+
+
+def compare_tokens(ref: np.ndarray, mlx: np.ndarray) -> dict:
+    n = min(len(ref), len(mlx))
+    diff = np.nonzero(ref[:n] != mlx[:n])[0]
+    first = int(diff[0]) if diff.size else (None if len(ref) == len(mlx) else n)
+    return {"equal": first is None, "first_difference": first, "reference": ref.tolist(), "mlx": mlx.tolist()}
+
+
+def topk_agreement(ref_logits: np.ndarray, mlx_logits: np.ndarray) -> dict:
+    top5_ref, top5_mlx = np.argsort(-ref_logits)[:5], np.argsort(-mlx_logits)[:5]
+    return {"top1": bool(top5_ref[0] == top5_mlx[0]), "top5_overlap": len(set(top5_ref) & set(top5_mlx)) / 5,
+            "top5_same_order": bool((top5_ref == top5_mlx).all())}
+
+
 def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<samples>",
                sensevoice_src: str | Path | None = None, adaptor_src: str | Path | None = None,
+               llm_src: str | Path | None = None, template: str | None = None,
                query: QueryConfig | None = None, modes: tuple[str, ...] = MODES,
                log: Callable[[str], None] = print) -> ParityReport:
     """Every stage the bundle has, in both paths, compared tap by tap."""
@@ -93,22 +126,34 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
 
     require_component(bundle, "sensevoice")
     components = read_bundle(bundle)["components"]
-    mlx = MlxPipeline.from_bundle(bundle, query)
+    meta_bundle = read_bundle(bundle)
+    template = template or (template_text(bundle_meta=meta_bundle) if "llm" in components else None)
+    mlx = MlxPipeline.from_bundle(bundle, query, template=template)
     query = mlx.query
     dtypes = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
+    if "llm" in components:
+        q = components["llm"]["q_bits"]
+        dtypes["llm"] = f"{q}bit" if q else components["llm"]["dtype"]
     dtype = "float32" if set(dtypes.values()) == {"float32"} else next(d for d in dtypes.values() if d != "float32")
+    dtype = {"8bit": "bfloat16", "4bit": "bfloat16"}.get(dtype, dtype)  # quantized: bf16 tier, and reported
     tol = TOLERANCES[dtype]
     names = taps.sensevoice_taps(mlx.sensevoice.cfg.encoder)
     src = sensevoice_source_dir(bundle, sensevoice_src)
     log(f"reference: FunASR SenseVoiceSmall from {src} (float32, dither 0)")
-    ad_src = None
+    ad_src = lm_src = None
     if mlx.adaptor is not None:
         ad_src = adaptor_source(bundle, adaptor_src)
         names += taps.adaptor_taps(mlx.adaptor.cfg)
         log(f"reference: adaptor from {ad_src} ({mlx.adaptor.cfg})")
+    llm_kwargs = {}
+    if mlx.llm is not None:
+        lm_src = llm_source(bundle, llm_src)
+        names += taps.llm_taps(mlx.llm.num_layers)
+        llm_kwargs = {"llm": lm_src, "template": template, "decode": mlx.setup.decode}
+        log(f"reference: Qwen3ForCausalLM from {lm_src} (float32)")
     ref = RefPipeline.from_sources(src, query, dither=0.0, adaptor=ad_src,
                                    adaptor_cfg=mlx.adaptor.cfg if mlx.adaptor else None,
-                                   keep_query_frames=mlx.keep_query_frames)
+                                   keep_query_frames=mlx.keep_query_frames, **llm_kwargs)
 
     ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
     t0 = time.perf_counter()
@@ -126,6 +171,12 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
         results["isolated"] = [compare(n, iso[n], ref_rec.outputs[n], tol) for n in names]
     frames_ref = ref_rec.outputs[taps.CTC_LOGITS].argmax(-1)
     frames_mlx = mlx_rec.outputs[taps.CTC_LOGITS].argmax(-1)
+    llm = None
+    if mlx.llm is not None:
+        llm = {"tokens": compare_tokens(ref_rec.outputs[taps.LLM_TOKENS], mlx_rec.outputs[taps.LLM_TOKENS]),
+               "logits": topk_agreement(ref_rec.outputs[taps.LLM_LOGITS], mlx_rec.outputs[taps.LLM_LOGITS]),
+               "reference_text": ref_out.text, "mlx_text": mlx_out.text,
+               "stop": {"reference": ref_out.decoded.stop, "mlx": mlx_out.decoded.stop}, "template": template}
     ctc = {
         "ids_equal": ref_out.ctc.ids == mlx_out.ctc.ids,
         "frame_agreement": float(np.mean(frames_ref == frames_mlx)),
@@ -142,12 +193,13 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
         "query": {"enabled": query.enabled, "language": query.language, "textnorm": query.textnorm},
         "reference_sources": {"sensevoice": str(src.resolve()), **({"adaptor": str(ad_src.resolve())} if ad_src else {})},
         "adaptor": {**mlx.adaptor.cfg.to_dict(), "keep_query_frames": mlx.keep_query_frames} if mlx.adaptor else None,
+        "reference_llm": str(lm_src.resolve()) if lm_src else None,
         "dither": 0.0,
         "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
         "versions": _versions(),
         "machine": f"{platform.system()} {platform.machine()}",
     }
-    return ParityReport(meta, names, results, ctc, ref_rec.outputs, mlx_rec.outputs)
+    return ParityReport(meta, names, results, ctc, ref_rec.outputs, mlx_rec.outputs, llm)
 
 
 def _versions() -> dict:

@@ -34,6 +34,14 @@ def to_markdown(report: ParityReport) -> str:
     c = report.ctc
     lines.append(f"- CTC ids identical: **{c['ids_equal']}** (frame argmax agreement {c['frame_agreement']:.4f}); "
                  f"MLX text: `{c['mlx']['text']}`; tags {c['mlx']['tags']}")
+    if report.llm:
+        t, lg = report.llm["tokens"], report.llm["logits"]
+        first = "none" if t["first_difference"] is None else t["first_difference"]
+        lines.append(f"- LLM generated ids identical: **{t['equal']}** ({len(t['mlx'])} MLX / {len(t['reference'])} "
+                     f"reference tokens; first differing position: {first}); stop: {report.llm['stop']}")
+        lines.append(f"- LLM prefill logits: top-1 agree {lg['top1']}, top-5 overlap {lg['top5_overlap']:.0%}"
+                     f"{' (same order)' if lg['top5_same_order'] else ''}")
+        lines.append(f"- LLM text, MLX: `{report.llm['mlx_text']}`; reference: `{report.llm['reference_text']}`")
     lines += ["", "| tap | shape | " + " | ".join(f"{mo} rel L2 | {mo} max abs" for mo in modes) + " | cosine | ok |",
               "|---|---|" + "---|---|" * len(modes) + "---|---|"]
     for i, name in enumerate(report.taps):

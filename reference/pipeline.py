@@ -1,22 +1,26 @@
 """The reference pipeline: audio → frontend → SenseVoiceSmall (→ CTC text)
-→ adaptor. (The LLM joins in a later stage.)"""
+→ adaptor → Qwen3 (→ text). The twin of mlx_port/pipeline.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from funasr_qwen4b import ctc
+from funasr_qwen4b import ctc, taps
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
+from funasr_qwen4b.decoding import DecodeConfig, decode_loop
+from funasr_qwen4b.prompt import PRESETS, load_tokenizer
 from funasr_qwen4b.sources import SenseVoiceSource
-from funasr_qwen4b.wiring import Output, adaptor_start
+from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
 from .encoder import SenseVoiceSmall
 from .frontend import Frontend
+from .llm import Qwen3
 from .taps import TapRecorder, to_numpy
 
 
@@ -28,11 +32,14 @@ class Pipeline:
     query: QueryConfig
     adaptor: AudioAdaptorQwen4B | None = None
     keep_query_frames: bool = True
+    llm: Qwen3 | None = None
+    setup: LlmSetup | None = None
 
     @classmethod
     def from_sources(cls, sensevoice: str | Path, query: QueryConfig = QueryConfig(), *, dither: float = 0.0,
                      adaptor: str | Path | None = None, adaptor_cfg: AdaptorConfig | None = None,
-                     keep_query_frames: bool = True) -> "Pipeline":
+                     keep_query_frames: bool = True, llm: str | Path | None = None,
+                     template: str = PRESETS["raw"], decode: DecodeConfig = DecodeConfig()) -> "Pipeline":
         """The original files; `adaptor_cfg` gives what shapes cannot (heads, norm order, activation, eps)."""
         src = SenseVoiceSource.from_dir(sensevoice)
         sv = SenseVoiceSmall.from_source(src)
@@ -42,15 +49,41 @@ class Pipeline:
             c = adaptor_cfg or AdaptorConfig()
             ad = AudioAdaptorQwen4B.from_pt(adaptor, nhead=c.nhead, norm_first=c.norm_first,
                                             activation=c.activation, eps=c.eps)
-        return cls(Frontend(sv.cfg.frontend, src.cmvn_file, dither), sv, tok, query, ad, keep_query_frames)
+        lm = setup = None
+        if llm is not None:
+            lm, setup = Qwen3.from_dir(llm), LlmSetup.build(load_tokenizer(llm), template, decode)
+        return cls(Frontend(sv.cfg.frontend, src.cmvn_file, dither), sv, tok, query, ad, keep_query_frames, lm, setup)
 
-    def run(self, samples: np.ndarray, rec: TapRecorder | None = None) -> Output:
+    def run(self, samples: np.ndarray, rec: TapRecorder | None = None,
+            on_text: Callable[[str], None] | None = None) -> Output:
         """One utterance (16 kHz mono float) through every stage there is."""
-        feats = self.frontend(samples, rec)[None]
-        enc, lengths = self.sensevoice.encode(feats, torch.tensor([feats.shape[1]]), self.query, rec)
-        frame_ids = self.sensevoice.ctc_argmax(enc, rec)[0, : int(lengths[0])]
-        out = Output(ctc.decode(frame_ids, self.sensevoice.cfg.blank_id, len(self.query.ids), self.tokenizer))
-        if self.adaptor is not None:
-            x = enc[:, adaptor_start(self.query, self.keep_query_frames):]
-            out.audio_embeds = to_numpy(self.adaptor.run(x, rec=rec))[0]
+        t: dict[str, float] = {}
+        with timed(t, "frontend"):
+            feats = self.frontend(samples, rec)[None]
+        with timed(t, "encoder"):
+            enc, lengths = self.sensevoice.encode(feats, torch.tensor([feats.shape[1]]), self.query, rec)
+            frame_ids = self.sensevoice.ctc_argmax(enc, rec)[0, : int(lengths[0])]
+        out = Output(ctc.decode(frame_ids, self.sensevoice.cfg.blank_id, len(self.query.ids), self.tokenizer), timings=t)
+        if self.adaptor is None:
+            return out
+        with timed(t, "adaptor"):
+            audio = self.adaptor.run(enc[:, adaptor_start(self.query, self.keep_query_frames):], rec=rec)[0]
+        out.audio_embeds = to_numpy(audio)
+        if self.llm is None:
+            return out
+        s = self.setup
+        embeds = self.llm.inputs_embeds(s.prompt, audio, rec)
+        out.decoded = decode_loop(self.llm.tokens(embeds, s.decode, rec), cap=s.decode.token_cap(samples.size / 16000),
+                                  stop=s.stop, cfg=s.decode, on_text=on_text, tokenizer=s.tokenizer)
+        t["llm_prefill"], t["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
+        out.text = s.text(out.decoded.ids)
+        if rec is not None:
+            rec.outputs[taps.LLM_TOKENS] = np.array(out.decoded.ids, dtype=np.int64)
         return out
+
+    def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
+        """A text-only pass (translation)."""
+        s = self.setup
+        embeds = self.llm.embed(prompt_ids)[None]
+        decoded = decode_loop(self.llm.tokens(embeds, s.decode), cap=max_tokens, stop=s.stop, cfg=s.decode)
+        return s.text(decoded.ids)

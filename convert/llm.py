@@ -1,0 +1,70 @@
+"""`convert llm`: a Hugging Face Qwen3 directory → BUNDLE/llm through
+mlx-lm's own conversion, so `mlx_lm.load(BUNDLE/llm)` works as is."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from funasr_qwen4b.bundle import source_entry, write_component
+from funasr_qwen4b.decoding import DecodeConfig
+from funasr_qwen4b.prompt import DEFAULT_TEMPLATE, PRESETS
+
+LLM_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_hf_dir(path: Path) -> dict:
+    if not path.is_dir():
+        raise FileNotFoundError(f"LLM directory not found: {path} (a Hugging Face Qwen3 directory)")
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"config.json missing in {path}; expected a Hugging Face Qwen3 directory")
+    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if config.get("model_type") != "qwen3":
+        raise ValueError(f"{cfg_path}: model_type is {config.get('model_type')!r}; only qwen3 is supported")
+    if not list(path.glob("*.safetensors")):
+        raise FileNotFoundError(f"no *.safetensors in {path}; save the model with save_pretrained (safetensors)")
+    if not (path / "tokenizer.json").is_file() and not (path / "vocab.json").is_file():
+        raise FileNotFoundError(f"no tokenizer files in {path}; the LLM directory must carry its tokenizer")
+    return config
+
+
+def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = None, dtype: str = "bfloat16",
+                embeddings_8bit: bool = False, q_group_size: int = 64, force: bool = False,
+                log: Callable[[str], None] = print) -> Path:
+    """bf16 (default), float32/float16, or quantized to 8/4 bits (group size 64);
+    `embeddings_8bit` keeps the tied embedding / LM head at 8 bits in a 4-bit model."""
+    from mlx_lm.convert import convert
+
+    hf_dir = Path(hf_dir)
+    config = check_hf_dir(hf_dir)
+    if dtype not in LLM_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {LLM_DTYPES}")
+    if q_bits not in (None, 4, 8):
+        raise ValueError(f"-q must be 4 or 8, got {q_bits}")
+    predicate = None
+    if embeddings_8bit and q_bits == 4:
+        def predicate(path, module):
+            return {"bits": 8, "group_size": q_group_size} if path.endswith(("embed_tokens", "lm_head")) else True
+    log(f"Qwen3: hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}; "
+        f"{'%d-bit' % q_bits if q_bits else dtype}{' (embeddings 8-bit)' if predicate else ''}")
+    sources = {p.name: source_entry(p) for p in sorted(hf_dir.glob("*.safetensors"))}
+    entry = {"dtype": dtype, "q_bits": q_bits, "embeddings_8bit": bool(predicate), "sources": sources,
+             "source_dir": str(hf_dir.resolve())}
+    # Templates and decoding defaults travel with the bundle (editable there).
+    meta = {"prompt": {"default": DEFAULT_TEMPLATE, "presets": PRESETS},
+            "generation": dataclasses.asdict(DecodeConfig())}
+    with write_component(bundle, "llm", entry, force=force, meta=meta) as stage:
+        out = stage / "mlx"
+        with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints its own progress lines
+            convert(str(hf_dir), str(out), quantize=q_bits is not None, q_bits=q_bits,
+                    q_group_size=q_group_size if q_bits else None, dtype=dtype, quant_predicate=predicate)
+        for p in out.iterdir():
+            shutil.move(str(p), stage / p.name)
+        out.rmdir()
+    return Path(bundle)

@@ -1,0 +1,143 @@
+"""Decoding rules both paths share: token cap, stop ids, the repetition
+guard, optional penalties, and UTF-8-safe streaming."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    # Token cap from the audio's duration (REFERENCE.md §5: ~5 tokens/s zh, 8 en, 30..400).
+    tokens_per_second: float = 5.0
+    min_tokens: int = 30
+    max_tokens: int = 400
+    # Repetition guard: stop when the output ends in an n-gram (n <= loop_max_ngram)
+    # repeated loop_repeats times, and keep one copy of it.
+    loop_guard: bool = True
+    loop_max_ngram: int = 10
+    loop_repeats: int = 4
+    repetition_penalty: float | None = None  # Hugging Face semantics, over generated ids
+    no_repeat_ngram: int | None = None
+
+    def token_cap(self, seconds: float) -> int:
+        return int(min(self.max_tokens, max(self.min_tokens, math.ceil(self.tokens_per_second * seconds))))
+
+
+def loop_start(ids: list[int], cfg: DecodeConfig) -> int | None:
+    """If `ids` ends in a loop, the index where its repeats begin (after the first copy)."""
+    for n in range(1, cfg.loop_max_ngram + 1):
+        # single tokens repeat legitimately ("哈哈哈"): ask twice as many
+        reps = cfg.loop_repeats * (2 if n == 1 else 1)
+        if len(ids) < n * reps:
+            continue
+        gram = ids[-n:]
+        if all(ids[-(k + 1) * n: len(ids) - k * n] == gram for k in range(reps)):
+            return len(ids) - (reps - 1) * n
+    return None
+
+
+def process_logits(generated: list[int], logits: np.ndarray, cfg: DecodeConfig) -> np.ndarray:
+    """Optional penalties, applied to one step's logits [vocab] (float32)."""
+    if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
+        return logits
+    logits = logits.astype(np.float32).copy()
+    if cfg.repetition_penalty is not None and generated:
+        seen = np.unique(np.asarray(generated))
+        s = logits[seen]
+        logits[seen] = np.where(s < 0, s * cfg.repetition_penalty, s / cfg.repetition_penalty)
+    n = cfg.no_repeat_ngram
+    if n and len(generated) >= n:
+        prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
+        banned = [generated[i + n - 1] for i in range(len(generated) - n + 1)
+                  if tuple(generated[i:i + n - 1]) == prefix]
+        logits[banned] = -np.inf
+    return logits
+
+
+class TextStream:
+    """Text deltas as ids arrive; holds back a character whose bytes are split
+    across byte-level tokens (it decodes to U+FFFD until complete)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(int(token_id))
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        return self._emit(text)
+
+    def finish(self) -> str:
+        return self._emit(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def _emit(self, text: str) -> str:
+        # Byte-level BPE decoding only ever grows at the end once complete.
+        delta = text[len(self.emitted):] if text.startswith(self.emitted) else ""
+        self.emitted = text if text.startswith(self.emitted) else self.emitted
+        return delta
+
+
+@dataclass
+class Decoded:
+    ids: list[int]
+    stop: str  # "eos", "cap", "loop" or "end" (the token source ran out)
+    prefill_s: float = 0.0  # until the first token
+    decode_s: float = 0.0  # the tokens after it
+
+    @property
+    def tokens_per_s(self) -> float:
+        return (len(self.ids) - 1) / self.decode_s if len(self.ids) > 1 and self.decode_s > 0 else 0.0
+
+
+def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None) -> Decoded:
+    """Run a path's greedy token source under the shared rules.
+
+    `tokens` yields the next id given everything so far (each path's own
+    model and cache). With `on_text`, text deltas are streamed; tokens a
+    loop cut could still remove are held back, so the streamed text always
+    equals the final text.
+    """
+    ids: list[int] = []
+    stream = TextStream(tokenizer) if on_text is not None else None
+    hold = (cfg.loop_repeats - 1) * cfg.loop_max_ngram if cfg.loop_guard else 0
+    hold = max(hold, 2 * cfg.loop_repeats - 1) if cfg.loop_guard else 0
+    reason = "end"
+    t0 = time.perf_counter()
+    t_first = None
+    for tok in tokens:
+        t_first = t_first or time.perf_counter()
+        tok = int(tok)
+        if tok in stop:
+            reason = "eos"
+            break
+        ids.append(tok)
+        if cfg.loop_guard and (cut := loop_start(ids, cfg)) is not None:
+            del ids[cut:]
+            reason = "loop"
+            break
+        if stream is not None and len(ids) > hold:
+            _push(stream, ids[len(stream.ids): len(ids) - hold], on_text)
+        if len(ids) >= cap:
+            reason = "cap"
+            break
+    if stream is not None:
+        _push(stream, ids[len(stream.ids):], on_text)
+        if tail := stream.finish():
+            on_text(tail)
+    end = time.perf_counter()
+    t_first = t_first or end
+    return Decoded(ids, reason, t_first - t0, end - t_first)
+
+
+def _push(stream: TextStream, new_ids: list[int], on_text) -> None:
+    for i in new_ids:
+        if delta := stream.push(i):
+            on_text(delta)

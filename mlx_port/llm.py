@@ -1,0 +1,79 @@
+"""Qwen3 in MLX: mlx-lm's own model, KV cache and generation loop, with the
+audio rows passed as `input_embeddings`. The twin of reference/llm.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm import load as mlx_lm_load
+from mlx_lm.generate import generate_step
+from mlx_lm.models.base import create_attention_mask
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.decoding import DecodeConfig, process_logits
+from funasr_qwen4b.prompt import Prompt
+
+from .taps import TapRecorder, record
+
+
+class Qwen3:
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "Qwen3":
+        """A `BUNDLE/llm` directory (what `mlx_lm.load` reads)."""
+        return cls(mlx_lm_load(str(path))[0])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.model.layers)
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.model.model.norm.weight.dtype
+
+    def embed(self, ids: list[int]) -> mx.array:
+        return self.model.model.embed_tokens(mx.array(ids, dtype=mx.int32))
+
+    def inputs_embeds(self, prompt: Prompt, audio: mx.array | None, rec: TapRecorder | None = None) -> mx.array:
+        """[L, hidden]: prefix text, audio rows [T, hidden], suffix text."""
+        parts = [self.embed(prompt.prefix_ids)]
+        if audio is not None:
+            parts.append(audio.astype(parts[0].dtype))
+        parts.append(self.embed(prompt.suffix_ids))
+        embeds = mx.concatenate(parts)
+        record(rec, taps.LLM_INPUTS_EMBEDS, embeds)
+        return embeds
+
+    def logits(self, h: mx.array) -> mx.array:
+        m = self.model
+        return m.model.embed_tokens.as_linear(h) if m.args.tie_word_embeddings else m.lm_head(h)
+
+    def prefill_taps(self, inputs_embeds: mx.array, rec: TapRecorder) -> None:
+        """The prefill once more, layer by layer through mlx-lm's own layers, to record taps."""
+        h = inputs_embeds[None]
+        mask = create_attention_mask(h, None)
+        for i, layer in enumerate(self.model.model.layers):
+            h = layer(h, mask, None)
+            record(rec, taps.llm_layer(i), h)
+        h = self.model.model.norm(h)
+        record(rec, taps.LLM_NORM, h)
+        record(rec, taps.LLM_LOGITS, self.logits(h[0, -1]))
+
+    def tokens(self, inputs_embeds: mx.array, cfg: DecodeConfig, max_tokens: int,
+               rec: TapRecorder | None = None) -> Iterator[int]:
+        """Greedy ids from mlx-lm's generate_step, one at a time."""
+        if rec is not None:
+            self.prefill_taps(inputs_embeds, rec)
+        processors = None
+        if cfg.repetition_penalty is not None or cfg.no_repeat_ngram:
+            # the shared numpy rule, so both paths penalise identically
+            processors = [lambda toks, logits: mx.array(
+                process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
+        for tok, _ in generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
+                                    input_embeddings=inputs_embeds, logits_processors=processors):
+            yield int(tok)

@@ -1,0 +1,71 @@
+"""Qwen3 as transformers runs it: audio rows placed into `inputs_embeds`,
+greedy decoding with its KV cache. The twin of mlx_port/llm.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from transformers import Qwen3ForCausalLM
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.decoding import DecodeConfig, process_logits
+from funasr_qwen4b.prompt import Prompt
+
+from .taps import TapRecorder
+
+
+class Qwen3:
+    def __init__(self, model: Qwen3ForCausalLM):
+        self.model = model.eval()
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "Qwen3":
+        """A Hugging Face Qwen3 directory, in float32."""
+        return cls(Qwen3ForCausalLM.from_pretrained(str(path), dtype=torch.float32))
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @torch.no_grad()
+    def embed(self, ids: list[int]) -> torch.Tensor:
+        return self.model.get_input_embeddings()(torch.tensor(ids, dtype=torch.long))
+
+    @torch.no_grad()
+    def inputs_embeds(self, prompt: Prompt, audio: torch.Tensor | None, rec: TapRecorder | None = None) -> torch.Tensor:
+        """[1, L, hidden]: prefix text, audio rows [T, hidden], suffix text."""
+        parts = [self.embed(prompt.prefix_ids)]
+        if audio is not None:
+            parts.append(audio.to(parts[0].dtype))
+        parts.append(self.embed(prompt.suffix_ids))
+        embeds = torch.cat(parts)[None]
+        if rec is not None:
+            rec.put(taps.LLM_INPUTS_EMBEDS, embeds, audio)
+        return embeds
+
+    @torch.no_grad()
+    def tokens(self, inputs_embeds: torch.Tensor, cfg: DecodeConfig,
+               rec: TapRecorder | None = None) -> Iterator[int]:
+        """Greedy ids, one at a time, with the KV cache."""
+        names = [t for t in taps.llm_taps(self.num_layers) if t not in (taps.LLM_INPUTS_EMBEDS, taps.LLM_LOGITS)]
+        if rec is None:
+            out = self.model(inputs_embeds=inputs_embeds, use_cache=True)
+        else:
+            with rec.hooks(self.model, names, prefix=taps.LLM):
+                out = self.model(inputs_embeds=inputs_embeds, use_cache=True)
+            # isolated input of the logits: the final norm's output, last position
+            rec.put(taps.LLM_LOGITS, out.logits[0, -1], torch.from_numpy(rec.outputs[taps.LLM_NORM][-1]))
+        generated: list[int] = []
+        while True:
+            logits = out.logits[0, -1]
+            if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
+                nxt = int(torch.argmax(logits))
+            else:
+                nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
+            yield nxt
+            generated.append(nxt)
+            out = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+
