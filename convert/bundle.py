@@ -13,12 +13,15 @@ from funasr_qwen4b.bundle import BUNDLE_JSON
 from funasr_qwen4b.config import QueryConfig
 
 from .adaptor import convert_adaptor
+from .llm import convert_llm
 from .sensevoice import convert_sensevoice
 
 
 def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Path | None = None,
-                   dtype: str = "float32", query: QueryConfig = QueryConfig(), adaptor_options: dict | None = None,
+                   llm: str | Path | None = None, dtype: str | None = None, query: QueryConfig = QueryConfig(),
+                   adaptor_options: dict | None = None, llm_options: dict | None = None,
                    force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """`dtype` None: float32 for SenseVoice and the adaptor, bfloat16 for the LLM."""
     out = Path(out)
     if out.exists():
         if not force:
@@ -29,9 +32,11 @@ def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Pa
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         stage = work / "bundle"
-        convert_sensevoice(sensevoice, stage, dtype=dtype, query=query, log=log)
+        convert_sensevoice(sensevoice, stage, dtype=dtype or "float32", query=query, log=log)
         if adaptor is not None:
-            convert_adaptor(adaptor, stage, dtype=dtype, log=log, **(adaptor_options or {}))
+            convert_adaptor(adaptor, stage, dtype=dtype or "float32", log=log, **(adaptor_options or {}))
+        if llm is not None:
+            convert_llm(llm, stage, dtype=dtype or "bfloat16", log=log, **(llm_options or {}))
         if out.exists():
             os.rename(out, work / "old")
         os.rename(stage, out)

@@ -101,3 +101,24 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
         data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
     # Every branch above already produced a fresh array, never the caller's.
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def split_points(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[int]:
+    """Cut points that keep every piece at most `max_seconds` long, each at the
+    quietest 100 ms (by RMS, 10 ms hop) of the last half of the allowed span."""
+    limit = int(max_seconds * sr)
+    win, hop = sr // 10, sr // 100
+    cuts, start = [], 0
+    while samples.size - start > limit:
+        lo, hi = start + limit // 2, start + limit - win
+        frames = np.lib.stride_tricks.sliding_window_view(samples[lo:hi + win], win)[::hop]
+        energy = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+        cut = lo + int(np.argmin(energy)) * hop + win // 2
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def split_long(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[np.ndarray]:
+    bounds = [0, *split_points(samples, max_seconds, sr), samples.size]
+    return [samples[a:b] for a, b in zip(bounds, bounds[1:])]

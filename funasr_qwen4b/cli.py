@@ -38,6 +38,14 @@ def _query(args, default: QueryConfig | None) -> QueryConfig | None:
                        textnorm=args.textnorm or base.textnorm)
 
 
+def _template_args(p: argparse.ArgumentParser) -> None:
+    from .prompt import PRESETS
+
+    g = p.add_argument_group("prompt template (where the audio rows sit among the LLM's text tokens)")
+    g.add_argument("--template", choices=sorted(PRESETS), help="a preset (default: the bundle's, raw)")
+    g.add_argument("--template-file", help="a text file with exactly one {audio} slot; special tokens allowed")
+
+
 def _bundle_query(bundle: str) -> QueryConfig:
     from .bundle import read_bundle
 
@@ -71,11 +79,27 @@ def cmd_convert_adaptor(args) -> int:
 def cmd_convert_bundle(args) -> int:
     from convert.bundle import convert_bundle
 
-    convert_bundle(args.output, sensevoice=args.sensevoice, adaptor=args.adaptor, dtype=args.dtype,
+    convert_bundle(args.output, sensevoice=args.sensevoice, adaptor=args.adaptor, llm=args.llm, dtype=args.dtype,
                    query=_query(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
+                   llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit},
                    force=args.force, log=log)
     log(f"done: {args.output}")
     return 0
+
+
+def cmd_convert_llm(args) -> int:
+    from convert.llm import convert_llm
+
+    convert_llm(args.hf_dir, args.output, q_bits=args.q_bits, dtype=args.dtype or "bfloat16",
+                embeddings_8bit=args.embeddings_8bit, force=args.force, log=log)
+    log(f"done: {args.output}/llm")
+    return 0
+
+
+def _llm_quant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="quantize the LLM to 4 or 8 bits (group size 64)")
+    p.add_argument("--embeddings-8bit", action="store_true",
+                   help="with -q 4: keep the tied embedding / LM head at 8 bits")
 
 
 def _adaptor_args(p: argparse.ArgumentParser) -> None:
@@ -97,22 +121,64 @@ def _dtype_arg(p: argparse.ArgumentParser) -> None:
 
 # --- transcribe ------------------------------------------------------------
 
+def _template(args) -> str | None:
+    from .prompt import template_text
+
+    if args.template is None and args.template_file is None:
+        return None  # the bundle's default
+    return template_text(args.template, args.template_file)
+
+
+def _decode(args, bundle: str):
+    from dataclasses import replace
+
+    from .bundle import read_bundle
+    from .decoding import DecodeConfig
+
+    d = DecodeConfig(**read_bundle(bundle).get("generation", {}))
+    return replace(d, loop_guard=not args.no_loop_guard, repetition_penalty=args.repetition_penalty,
+                   no_repeat_ngram=args.no_repeat_ngram)
+
+
 def cmd_transcribe(args) -> int:
     from .audio import load_audio
-    from .bundle import read_bundle
 
-    components = read_bundle(args.model)["components"]
-    if not args.ctc:
-        missing = [c for c in ("adaptor", "llm") if c not in components]
-        if missing:
-            raise ValueError(f"bundle {args.model} has no {' and no '.join(missing)}: LLM transcription needs them; "
-                             f"use --ctc for SenseVoice's own CTC head")
-        raise ValueError("LLM transcription is not available in this version; use --ctc")
+    if args.ctc:
+        return _transcribe_ctc(args)
+    from .transcriber import Transcriber
+
+    sources = {"sensevoice_src": args.sensevoice_src, "adaptor_src": args.adaptor_src, "llm_src": args.llm_src}
+    t = Transcriber.load(args.model, args.backend, template=_template(args), query=_query(args, None),
+                         decode=_decode(args, args.model), max_seconds=args.max_seconds, sources=sources, log=log)
+    for i, path in enumerate(args.audio, 1):
+        load_audio(path)  # fail on bad input before any text is printed
+        if args.stream and not args.json:
+            if len(args.audio) > 1:
+                print(f"{path}\t", end="", flush=True)
+            r = t.transcribe(path, on_text=lambda d: print(d, end="", flush=True), translate=args.translate)
+            print()
+        else:
+            r = t.transcribe(path, translate=args.translate)
+        if args.json:
+            print(json.dumps({"audio": path, **r}, ensure_ascii=False), flush=True)
+        elif not args.stream:
+            prefix = f"{path}\t" if len(args.audio) > 1 else ""
+            print(f"{prefix}{r['text']}", flush=True)
+        if args.translate and not args.json:
+            print(f"[en] {r['translation']}", flush=True)
+        if len(args.audio) > 1:
+            log(f"[{i}/{len(args.audio)}] {path}: {r['seconds']:.1f} s audio in {r['timings']['total']:.2f} s")
+    return 0
+
+
+def _transcribe_ctc(args) -> int:
+    from .audio import load_audio
+
     query = _query(args, _bundle_query(args.model))
     if args.backend == "mlx":
         from mlx_port.pipeline import Pipeline
 
-        pipe = Pipeline.from_bundle(args.model, query, with_adaptor=False)
+        pipe = Pipeline.from_bundle(args.model, query, ctc_only=True)
     else:
         from parity.harness import sensevoice_source_dir
         from reference.pipeline import Pipeline
@@ -139,7 +205,8 @@ def _run_parity(bundle, audio_path, args) -> int:
     samples = load_audio(audio_path)
     modes = MODES if args.mode == "both" else (args.mode,)
     rep = run_parity(bundle, samples, audio_name=str(audio_path), sensevoice_src=args.sensevoice_src,
-                     adaptor_src=getattr(args, "adaptor_src", None), query=_query(args, None), modes=modes, log=log)
+                     adaptor_src=args.adaptor_src, llm_src=args.llm_src, template=_template(args),
+                     query=_query(args, None), modes=modes, log=log)
     print(reports.to_markdown(rep))
     if args.report:
         for p in reports.write(rep, args.report):
@@ -220,17 +287,34 @@ def build_parser() -> argparse.ArgumentParser:
                          "temporary directory and renamed into place (--force replaces an existing bundle).")
     bu.add_argument("--sensevoice", required=True, help="FunASR SenseVoiceSmall directory")
     bu.add_argument("--adaptor", help="trained adaptor .pt")
+    bu.add_argument("--llm", help="Hugging Face Qwen3 directory")
     bu.add_argument("-o", "--output", required=True, help="bundle directory")
-    _dtype_arg(bu)
+    bu.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                    help="dtype of every component (default: float32 for SenseVoice and the adaptor, "
+                    "bfloat16 for the LLM)")
+    _llm_quant_args(bu)
     bu.add_argument("--force", action="store_true", help="replace an existing bundle")
     _query_args(bu)
     _adaptor_args(bu)
     bu.set_defaults(func=cmd_convert_bundle)
 
+    lm = csub.add_parser("llm", help="Hugging Face Qwen3 directory → BUNDLE/llm (mlx-lm conversion)",
+                         description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "
+                         "`mlx_lm.load(BUNDLE/llm)` works. bfloat16 by default; -q 8 / -q 4 quantize.")
+    lm.add_argument("hf_dir", help="Hugging Face Qwen3 directory (config.json, *.safetensors, tokenizer)")
+    lm.add_argument("-o", "--output", required=True, help="bundle directory (created if missing)")
+    lm.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="unquantized dtype (default bfloat16)")
+    _llm_quant_args(lm)
+    lm.add_argument("--force", action="store_true", help="replace an existing llm component")
+    lm.set_defaults(func=cmd_convert_llm)
+
     tr = sub.add_parser("transcribe", help="transcribe audio files",
-                        description="Transcribe WAV/FLAC files (any sample rate; stereo is averaged to mono). "
-                        "--ctc uses SenseVoice's own CTC head: greedy, repeats collapsed, blanks dropped; the 4 "
-                        "query frames give the language/emotion/event/itn tags, printed before the text.")
+                        description="Transcribe WAV/FLAC files (any sample rate; stereo is averaged to mono) with "
+                        "SenseVoice → adaptor → Qwen3: greedy decoding until <|im_end|>/<|endoftext|>, capped at "
+                        "about 5 tokens per second of audio (8 for --language en; 30..400), with a guard that cuts "
+                        "n-gram repetition loops. Audio longer than --max-seconds (default 30) is split at its "
+                        "quietest points and the texts are joined. --ctc uses SenseVoice's own CTC head instead: "
+                        "greedy, repeats collapsed, blanks dropped; the 4 query frames give the tags.")
     tr.add_argument("audio", nargs="+", help="audio files")
     tr.add_argument("-m", "--model", required=True, help="bundle directory")
     tr.add_argument("--ctc", action="store_true", help="SenseVoice CTC head only (needs only the sensevoice component)")
@@ -238,7 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mlx (default) or reference (FunASR/PyTorch, reads the original files)")
     tr.add_argument("--sensevoice-src", help="original SenseVoice directory for --backend reference "
                     "(default: the path recorded at conversion)")
-    tr.add_argument("--json", action="store_true", help="one JSON object per file: text, tags, ids")
+    tr.add_argument("--adaptor-src", help="original adaptor .pt for --backend reference")
+    tr.add_argument("--llm-src", help="original Hugging Face Qwen3 directory for --backend reference")
+    tr.add_argument("--json", action="store_true",
+                    help="one JSON object per file: text, translation, tags, timings per stage, tokens/s")
+    tr.add_argument("--stream", action="store_true", help="print text as it is decoded")
+    tr.add_argument("--translate", action="store_true",
+                    help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
+    tr.add_argument("--max-seconds", type=float, default=30.0,
+                    help="split longer audio at low-energy points (default 30; 0 = never split)")
+    _template_args(tr)
+    g = tr.add_argument_group("decoding (greedy)")
+    g.add_argument("--no-loop-guard", action="store_true", help="do not cut n-gram repetition loops")
+    g.add_argument("--repetition-penalty", type=float, help="Hugging Face repetition penalty over generated ids")
+    g.add_argument("--no-repeat-ngram", type=int, help="forbid repeating any n-gram of this size")
     _query_args(tr)
     tr.set_defaults(func=cmd_transcribe)
 
@@ -249,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--audio", default=str(audio_default), help="audio file (default: %(default)s)")
         q.add_argument("--sensevoice-src", help="original SenseVoice directory (default: the path recorded at conversion)")
         q.add_argument("--adaptor-src", help="original adaptor .pt (default: the path recorded at conversion)")
+        q.add_argument("--llm-src", help="original Hugging Face Qwen3 directory (default: recorded at conversion)")
+        _template_args(q)
         q.add_argument("--mode", choices=["both", "chained", "isolated"], default="both",
                        help="chained: each path on its own outputs; isolated: each MLX stage on the reference "
                        "input of that stage (default both)")

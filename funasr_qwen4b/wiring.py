@@ -26,12 +26,13 @@ class LlmSetup:
     """What both paths' LLM stages share: tokenizer, prompt, decoding rules."""
 
     tokenizer: object
+    template: str
     prompt: Prompt
     decode: DecodeConfig
 
     @classmethod
     def build(cls, tokenizer, template: str, decode: DecodeConfig) -> "LlmSetup":
-        return cls(tokenizer, Prompt.build(template, tokenizer), decode)
+        return cls(tokenizer, template, Prompt.build(template, tokenizer), decode)
 
     @property
     def stop(self) -> list[int]:

@@ -16,8 +16,9 @@ from typing import Callable
 import numpy as np
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import read_bundle, require_component, sha256_file
-from funasr_qwen4b.config import QueryConfig
+from funasr_qwen4b.bundle import read_bundle, read_component_config, require_component, sha256_file
+from funasr_qwen4b.config import AdaptorConfig, QueryConfig
+from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import template_text
 
 from .metrics import TOLERANCES, TapMetrics, compare
@@ -111,24 +112,47 @@ def topk_agreement(ref_logits: np.ndarray, mlx_logits: np.ndarray) -> dict:
             "top5_same_order": bool((top5_ref == top5_mlx).all())}
 
 
+def reference_pipeline(bundle: str | Path, query: QueryConfig, *, template: str | None = None,
+                       decode: DecodeConfig | None = None, sensevoice_src=None, adaptor_src=None, llm_src=None,
+                       log: Callable[[str], None] = print):
+    """The reference twin of a bundle: the same stages, query, adaptor structure,
+    template and decoding rules, loaded from the original files it records."""
+    from reference.pipeline import Pipeline as RefPipeline
+
+    meta = read_bundle(bundle)
+    components = meta["components"]
+    src = sensevoice_source_dir(bundle, sensevoice_src)
+    log(f"reference: FunASR SenseVoiceSmall from {src} (float32, dither 0)")
+    kwargs = {}
+    if "adaptor" in components:
+        cfg = AdaptorConfig.from_dict(read_component_config(Path(bundle) / "adaptor", "adaptor"))
+        kwargs.update(adaptor=adaptor_source(bundle, adaptor_src), adaptor_cfg=cfg,
+                      keep_query_frames=components["adaptor"]["keep_query_frames"])
+        log(f"reference: adaptor from {kwargs['adaptor']} ({cfg})")
+    if "llm" in components:
+        kwargs.update(llm=llm_source(bundle, llm_src), template=template or template_text(bundle_meta=meta),
+                      decode=decode or DecodeConfig(**meta.get("generation", {})))
+        log(f"reference: Qwen3ForCausalLM from {kwargs['llm']} (float32)")
+    return RefPipeline.from_sources(src, query, dither=0.0, **kwargs)
+
+
 def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<samples>",
                sensevoice_src: str | Path | None = None, adaptor_src: str | Path | None = None,
                llm_src: str | Path | None = None, template: str | None = None,
-               query: QueryConfig | None = None, modes: tuple[str, ...] = MODES,
+               decode: DecodeConfig | None = None, query: QueryConfig | None = None, modes: tuple[str, ...] = MODES,
                log: Callable[[str], None] = print) -> ParityReport:
     """Every stage the bundle has, in both paths, compared tap by tap."""
     # Imported here: the two paths are heavy, and the shared CLI stays light.
     from mlx_port.isolated import run_isolated
     from mlx_port.pipeline import Pipeline as MlxPipeline
     from mlx_port.taps import TapRecorder as MlxRecorder
-    from reference.pipeline import Pipeline as RefPipeline
     from reference.taps import TapRecorder as RefRecorder
 
     require_component(bundle, "sensevoice")
-    components = read_bundle(bundle)["components"]
     meta_bundle = read_bundle(bundle)
+    components = meta_bundle["components"]
     template = template or (template_text(bundle_meta=meta_bundle) if "llm" in components else None)
-    mlx = MlxPipeline.from_bundle(bundle, query, template=template)
+    mlx = MlxPipeline.from_bundle(bundle, query, template=template, decode=decode)
     query = mlx.query
     dtypes = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
     if "llm" in components:
@@ -138,22 +162,10 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
     dtype = {"8bit": "bfloat16", "4bit": "bfloat16"}.get(dtype, dtype)  # quantized: bf16 tier, and reported
     tol = TOLERANCES[dtype]
     names = taps.sensevoice_taps(mlx.sensevoice.cfg.encoder)
-    src = sensevoice_source_dir(bundle, sensevoice_src)
-    log(f"reference: FunASR SenseVoiceSmall from {src} (float32, dither 0)")
-    ad_src = lm_src = None
-    if mlx.adaptor is not None:
-        ad_src = adaptor_source(bundle, adaptor_src)
-        names += taps.adaptor_taps(mlx.adaptor.cfg)
-        log(f"reference: adaptor from {ad_src} ({mlx.adaptor.cfg})")
-    llm_kwargs = {}
-    if mlx.llm is not None:
-        lm_src = llm_source(bundle, llm_src)
-        names += taps.llm_taps(mlx.llm.num_layers)
-        llm_kwargs = {"llm": lm_src, "template": template, "decode": mlx.setup.decode}
-        log(f"reference: Qwen3ForCausalLM from {lm_src} (float32)")
-    ref = RefPipeline.from_sources(src, query, dither=0.0, adaptor=ad_src,
-                                   adaptor_cfg=mlx.adaptor.cfg if mlx.adaptor else None,
-                                   keep_query_frames=mlx.keep_query_frames, **llm_kwargs)
+    ref = reference_pipeline(bundle, query, template=template, decode=mlx.setup.decode if mlx.setup else None,
+                             sensevoice_src=sensevoice_src, adaptor_src=adaptor_src, llm_src=llm_src, log=log)
+    names += taps.adaptor_taps(mlx.adaptor.cfg) if mlx.adaptor else []
+    names += taps.llm_taps(mlx.llm.num_layers) if mlx.llm else []
 
     ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
     t0 = time.perf_counter()
@@ -191,9 +203,7 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
         "component_dtypes": dtypes,
         "tolerance": {"metric": "rel_l2", "value": tol, "tiers": TOLERANCES},
         "query": {"enabled": query.enabled, "language": query.language, "textnorm": query.textnorm},
-        "reference_sources": {"sensevoice": str(src.resolve()), **({"adaptor": str(ad_src.resolve())} if ad_src else {})},
         "adaptor": {**mlx.adaptor.cfg.to_dict(), "keep_query_frames": mlx.keep_query_frames} if mlx.adaptor else None,
-        "reference_llm": str(lm_src.resolve()) if lm_src else None,
         "dither": 0.0,
         "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
         "versions": _versions(),

@@ -126,7 +126,7 @@ def test_local_bug_deep_in_the_stack_is_located(bundle, clip, monkeypatch):
     pipe = Pipeline.from_bundle(bundle)
     broken.target = pipe.sensevoice.encoder.encoders[1]
     monkeypatch.setattr(encoder.EncoderLayerSANM, "__call__", broken)
-    monkeypatch.setattr(Pipeline, "from_bundle", classmethod(lambda cls, b, q=None: pipe))
+    monkeypatch.setattr(Pipeline, "from_bundle", classmethod(lambda cls, b, q=None, **kw: pipe))
     rep = run_parity(bundle, clip, log=quiet)
     assert rep.first_failure("isolated") == taps.encoder_layer(1)
     assert rep.first_failure("chained") == taps.encoder_layer(1)
