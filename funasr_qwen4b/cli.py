@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from parity.cer_cli import add_cer_parser
+
 from . import __version__
 from .config import LANGUAGE_IDS, TEXTNORM_IDS, QueryConfig
 
@@ -372,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--keep", help="keep the checkpoints and bundle in this directory")
     parity_args(sc, DEFAULT_CLIP)
     sc.set_defaults(func=cmd_selfcheck)
+    add_cer_parser(sub)
     return p
 
 

@@ -1,0 +1,365 @@
+"""CER harness: normalisation, edit counts, manifests, resume, the `cer` command, make_manifest."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from parity import cer
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT / "datasets"
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, DATASETS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# --- normalisation --------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, chars", [
+    ("开放时间：早上九点至下午五点", "开放时间早上九点至下午五点"),  # full-width colon
+    ("今天是三月十五日，星期五。“好”！《书》、（注）？", "今天是三月十五日星期五好书注"),  # CJK punctuation
+    ("１２３ＡＢＣ，ｄｅｆ", "123abcdef"),  # full-width digits and letters
+    ("我用 iPhone 15 Pro 拍的。", "我用iphone15pro拍的"),  # mixed zh/en
+    ("<|zh|><|NEUTRAL|><|Speech|><|woitn|>开放时间", "开放时间"),  # SenseVoice tags
+    ("  Hello,   World!  ", "helloworld"),
+    ("<|en|>", ""),
+])
+def test_cer_text(raw, chars):
+    assert cer.cer_text(raw) == chars
+
+
+def test_normalize_keeps_words_for_wer():
+    assert cer.normalize("<|en|>Don't STOP — it's 5 o'clock, well-known.") == "dont stop its 5 oclock well known"
+    assert cer.normalize("Ｈｅｌｌｏ\u3000ｗｏｒｌｄ") == "hello world"  # ideographic space → space
+
+
+# --- edit counts --------------------------------------------------------------------
+
+@pytest.mark.parametrize("ref, hyp, sub, dele, ins, n", [
+    ("开放时间", "开放时间", 0, 0, 0, 4),
+    ("开放时间", "开发时间", 1, 0, 0, 4),  # one substitution: 1/4
+    ("开放时间", "开放时", 0, 1, 0, 4),  # one deletion
+    ("开放时间", "开放时间啊啊", 0, 0, 2, 4),  # two insertions: 2/4
+    ("今天天气晴朗", "今天天七晴", 1, 1, 0, 6),  # 2/6
+    ("abc", "", 0, 3, 0, 3),
+])
+def test_char_counts_hand_computed(ref, hyp, sub, dele, ins, n):
+    c = cer.char_counts(ref, hyp)
+    assert (c.errors, c.ref) == (sub + dele + ins, n)
+    assert c.rate == pytest.approx((sub + dele + ins) / n)
+    b = cer._levenshtein(list(cer.cer_text(ref)), list(cer.cer_text(hyp)))
+    assert (b.sub, b.dele, b.ins, b.ref) == (sub, dele, ins, n)
+
+
+def test_punctuation_and_case_do_not_count():
+    assert cer.char_counts("开放时间：早上九点。", "开放时间早上九点").rate == 0.0
+    assert cer.word_counts("The weather, today!", "the WEATHER today").rate == 0.0
+
+
+def test_wer_hand_computed():
+    c = cer.word_counts("the weather today is sunny", "the whether today sunny")
+    assert (c.sub, c.dele, c.ins, c.ref) == (1, 1, 0, 5)  # whether/weather, -is
+    assert c.rate == pytest.approx(2 / 5)
+    c = cer.word_counts("the weather today is sunny", "The weather today, is sunny and warm.")
+    assert (c.errors, c.ref, c.rate) == (2, 5, pytest.approx(2 / 5))  # +and +warm
+
+
+def test_empty_reference_and_builtin_matches_jiwer():
+    assert cer.char_counts("", "").rate == 0.0
+    assert cer.char_counts("。", "ab").rate == 1.0
+    jiwer = pytest.importorskip("jiwer")
+    rng = np.random.default_rng(0)
+    alphabet = list("开放时间早上九点ab")
+    for _ in range(50):
+        r = "".join(rng.choice(alphabet, rng.integers(1, 12)))
+        h = "".join(rng.choice(alphabet, rng.integers(1, 12)))
+        assert cer._levenshtein(list(r), list(h)).errors == round(jiwer.cer(r, h) * len(r))
+
+
+def test_corpus_cer_is_edits_over_reference_chars():
+    entries = [cer.Entry(1, "a", Path("a.wav"), "开放时间"), cer.Entry(2, "b", Path("b.wav"), "早上九点至下午五点")]
+    res = {"mlx": {"a": _row("a", "开发时间"), "b": _row("b", "早上九点至下午五点")},
+           "reference": {"a": _row("a", "开发时间"), "b": _row("b", "早上九点下午五点")}}
+    rep = cer.build_report(entries, res, {}, worst=1)
+    assert rep["summary"]["mlx"]["cer"] == pytest.approx(1 / 13)
+    assert rep["summary"]["reference"]["cer"] == pytest.approx(2 / 13)
+    assert rep["summary"]["mlx"]["utterance_cer_mean"] == pytest.approx((1 / 4 + 0) / 2)
+    # MLX against the reference transcript: 0 edits on a, 1 insertion on b, over 4 + 8 chars
+    assert rep["mlx_vs_reference"]["cer"] == pytest.approx(1 / 12)
+    assert rep["mlx_vs_reference"]["differing_ids"] == ["b"]
+    assert rep["worst"] == ["a"]
+    md = cer.to_markdown({**rep, "meta": {**rep["meta"], "manifest": "m.jsonl"}})
+    assert "MLX vs reference transcript: CER 8.33%" in md and cer.NORMALISATION in md
+
+
+def _row(uid, hyp):
+    return {"id": uid, "hyp": hyp, "seconds": 0.0, "audio_s": 1.0}
+
+
+# --- manifests ------------------------------------------------------------------------
+
+def _wav(path: Path, seconds: float = 0.5, freq: float = 220.0) -> Path:
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
+
+def _manifest(tmp_path: Path, lines: list[str]) -> Path:
+    p = tmp_path / "m.jsonl"
+    p.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+    return p
+
+
+GOOD = '{"id": "u1", "audio": "u1.wav", "text": "你好", "lang": "zh"}'
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"id": "u2", "audio": "missing.wav", "text": "再见"}', "line 3: audio file not found"),
+    ('{"id": "u2", "audio": "u1.wav", "text": "再见"', "line 3: not valid JSON"),
+    ('{"id": "u2", "audio": "u1.wav", "text": "  "}', "line 3: empty text"),
+    ('{"id": "u2", "audio": "u1.wav", "text": "。！"}', "line 3: text '。！' of id 'u2' has no characters left"),
+    ('{"id": "u2", "text": "再见"}', "line 3: missing key 'audio'"),
+    ('{"id": "u1", "audio": "u1.wav", "text": "再见"}', "line 3: duplicate id 'u1' (first on line 1)"),
+    ('["u2", "u1.wav", "再见"]', "line 3: expected a JSON object"),
+])
+def test_manifest_errors_name_the_line(tmp_path, bad, message):
+    _wav(tmp_path / "u1.wav")
+    m = _manifest(tmp_path, [GOOD, "", bad])  # blank line 2 is skipped, not an error
+    with pytest.raises(cer.ManifestError, match="line") as e:
+        cer.load_manifest(m)
+    assert str(m) in str(e.value) and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_manifest_counts_further_problems_and_resolves_paths(tmp_path):
+    _wav(tmp_path / "u1.wav")
+    m = _manifest(tmp_path, [GOOD, '{"id": "a"}', '{"id": "b"}', "{"])
+    with pytest.raises(cer.ManifestError, match=r"line 2: missing key 'audio', 'text' .*\(and 2 more bad lines\)"):
+        cer.load_manifest(m)
+    abs_line = json.dumps({"id": "u2", "audio": str(tmp_path / "u1.wav"), "text": "再见"})
+    entries = cer.load_manifest(_manifest(tmp_path, [GOOD, abs_line]))
+    assert [(e.id, e.audio, e.lang) for e in entries] == [("u1", tmp_path / "u1.wav", "zh"),
+                                                          ("u2", tmp_path / "u1.wav", None)]
+    with pytest.raises(cer.ManifestError, match="not found"):
+        cer.load_manifest(tmp_path / "nope.jsonl")
+
+
+def test_committed_manifests_are_valid():
+    total_bytes = 0
+    for name in ("zh_synth", "en_synth"):
+        entries = cer.load_manifest(DATASETS / name / "test.jsonl")
+        assert len(entries) >= 6
+        for e in entries:
+            info = sf.info(str(e.audio))
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            total_bytes += e.audio.stat().st_size
+    zh = cer.load_manifest(DATASETS / "zh_synth" / "test.jsonl")
+    assert any(e.text == "开放时间：早上九点至下午五点" for e in zh)
+    assert max(sf.info(str(e.audio)).duration for e in zh) >= 60
+    assert total_bytes < 4_000_000
+
+
+# --- resume ---------------------------------------------------------------------------
+
+class Killed(Exception):
+    pass
+
+
+def _fake(tag: str, die_after: int | None = None):
+    calls = {"n": 0}
+
+    def fn(samples):
+        calls["n"] += 1
+        if die_after is not None and calls["n"] > die_after:
+            raise Killed
+        return f"{tag}{int(np.abs(samples).sum()) % 97}"
+
+    return fn
+
+
+def _entries(tmp_path, n=5):
+    for i in range(n):
+        _wav(tmp_path / f"u{i}.wav", 0.2 + 0.1 * i, 200 + 50 * i)
+    return cer.load_manifest(_manifest(tmp_path, [
+        json.dumps({"id": f"u{i}", "audio": f"u{i}.wav", "text": f"第{i}句"}) for i in range(n)]))
+
+
+def _stable(rep):
+    rep = copy.deepcopy(rep)
+    rep.pop("timing")
+    return rep
+
+
+@pytest.mark.parametrize("k", [0, 2, 4])
+def test_resume_after_interruption_gives_the_same_report(tmp_path, k):
+    entries = _entries(tmp_path)
+    header = {"run": "x"}
+    once = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": _fake("r")},
+                              partial=tmp_path / "once.partial.jsonl", header=header, progress=False)
+    part = tmp_path / "r.partial.jsonl"
+    with pytest.raises(Killed):  # mlx dies after k utterances, mid-run
+        cer.run_utterances(entries, {"mlx": _fake("m", die_after=k), "reference": _fake("r")},
+                           partial=part, header=header, progress=False)
+    assert len(part.read_text().splitlines()) == 1 + 2 * k  # header + both backends of k utterances
+    with open(part, "a") as f:
+        f.write('{"id": "u9", "backe')  # killed mid-write: a truncated last line
+    calls = []
+    resumed = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": lambda s: calls.append(1) or
+                                           _fake("r")(s)}, partial=part, header=header, progress=False)
+    assert len(calls) == len(entries) - k  # done ids skipped
+    r1, r2 = (cer.build_report(entries, r, {"m": 1}) for r in (once, resumed))
+    assert _stable(r1) == _stable(r2)
+    assert part.read_text().endswith("\n") and len(part.read_text().splitlines()) == 1 + 2 * len(entries)
+
+
+def test_partial_of_another_run_is_refused(tmp_path):
+    entries = _entries(tmp_path, 2)
+    part = tmp_path / "r.partial.jsonl"
+    cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "a"}, progress=False)
+    with pytest.raises(ValueError, match="different run.*bundle.*delete it"):
+        cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "b"}, progress=False)
+
+
+def test_progress_bar_goes_to_the_given_stream(tmp_path):
+    import io
+
+    s = io.StringIO()
+    p = cer.Progress(3, stream=s)
+    for _ in range(3):
+        p.update("x")
+    assert s.getvalue().count("\n") == 3 and "3/3" in s.getvalue()
+
+
+# --- the `cer` command on the tiny bundle ------------------------------------------------
+
+def test_transcriber_seam_strips_tags(bundle, sv_dir, clip):
+    assert cer.TRANSCRIBER == "ctc"
+    for backend in cer.BACKENDS:
+        text = cer.transcribe_fn(backend, bundle)(clip)
+        assert isinstance(text, str) and "<|" not in text
+    with pytest.raises(ValueError, match="unknown backend"):
+        cer.transcribe_fn("onnx", bundle)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "funasr_qwen4b.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def _main(capsys, *args):
+    from funasr_qwen4b.cli import main
+
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
+
+def test_cer_both_backends_agree_and_resume(bundle, sv_dir, tmp_path, capsys):
+    report = tmp_path / "reports" / "zh.json"
+    args = ["cer", "-m", bundle, "--manifest", DATASETS / "zh_synth" / "test.jsonl", "--backend", "both",
+            "--limit", "2", "--worst", "2", "--report", report]
+    r = _main(capsys, *args)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["meta"]["transcriber"] == "ctc" and rep["meta"]["utterances"] == 2
+    assert rep["meta"]["normalisation"] == cer.NORMALISATION
+    assert rep["mlx_vs_reference"]["cer"] == 0.0
+    assert rep["mlx_vs_reference"]["identical"] == 2
+    assert rep["summary"]["mlx"]["cer"] == rep["summary"]["reference"]["cer"]
+    assert "MLX vs reference transcript: CER 0.00%" in r.stdout
+    assert "2/2" in r.stderr  # progress on stderr
+    for suffix in (".md", ".png", ".partial.jsonl"):
+        assert report.with_name("zh" + suffix).is_file()
+    r2 = _main(capsys, *args)  # a rerun takes everything from the partial file, loads no backend
+    assert r2.returncode == 0 and "2 of 2 utterances already done" in r2.stderr
+    assert "loading" not in r2.stderr
+    assert _stable(json.loads(report.read_text())) == _stable(rep)
+
+
+def test_cer_english_gets_wer(bundle, sv_dir, tmp_path, capsys):
+    r = _main(capsys, "cer", "-m", bundle, "--manifest", DATASETS / "en_synth" / "test.jsonl", "--limit", "1",
+             "--report", tmp_path / "en.json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "en.json").read_text())
+    assert "wer" in rep["summary"]["mlx"] and rep["mlx_vs_reference"] is None
+    assert "en WER" in r.stdout
+
+
+def test_cer_bad_manifest_is_one_line_exit_2(bundle, tmp_path):
+    m = _manifest(tmp_path, [GOOD])
+    r = _cli("cer", "-m", bundle, "--manifest", m)
+    assert r.returncode == 2
+    assert "line 1: audio file not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cer_parser_imports_neither_torch_nor_mlx():
+    code = ("import sys; from funasr_qwen4b.cli import build_parser; "
+            "build_parser().parse_args(['cer', '-m', 'b', '--manifest', 'm.jsonl', '--backend', 'both']); "
+            "print(sorted(m for m in ('torch', 'mlx', 'mlx.core', 'funasr') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.strip() == "[]", r.stderr
+
+
+# --- make_manifest ------------------------------------------------------------------------
+
+def test_make_manifest_aishell(tmp_path):
+    mm = _load_script("make_manifest")
+    base = tmp_path / "aishell" / "data_aishell"
+    (base / "transcript").mkdir(parents=True)
+    (base / "transcript" / "aishell_transcript_v0.8.txt").write_text(
+        "BAC009S0764W0121 甚至 出现 交易 几乎 停滞 的 情况\n"
+        "BAC009S0764W0122 一二线 城市 虽然 也 处于 调整 中\n"
+        "BAC009S0002W0122 而 对 楼市 成交 抑制 作用 最 大 的 限 购\n", encoding="utf-8")
+    for split, uid in [("test", "BAC009S0764W0121"), ("test", "BAC009S0764W0122"), ("test", "BAC009S0764W0999"),
+                       ("train", "BAC009S0002W0122")]:
+        d = base / "wav" / split / uid[6:11]
+        d.mkdir(parents=True, exist_ok=True)
+        _wav(d / f"{uid}.wav")
+    out = tmp_path / "out" / "aishell_test.jsonl"
+    assert mm.main(["--aishell", str(tmp_path / "aishell"), "-o", str(out)]) == 0
+    entries = cer.load_manifest(out)  # what make_manifest writes, cer reads
+    assert [(e.id, e.text, e.lang) for e in entries] == [
+        ("BAC009S0764W0121", "甚至出现交易几乎停滞的情况", "zh"), ("BAC009S0764W0122", "一二线城市虽然也处于调整中", "zh")]
+    assert not json.loads(out.read_text().splitlines()[0])["audio"].startswith("/")  # relative to the manifest
+    assert mm.main(["--aishell", str(base), "--split", "train", "-o", str(tmp_path / "t.jsonl")]) == 0
+    assert mm.main(["--aishell", str(base), "--split", "dev", "-o", str(tmp_path / "d.jsonl")]) == 2
+    assert mm.main(["--aishell", str(tmp_path), "-o", str(tmp_path / "x.jsonl")]) == 2
+
+
+def test_make_manifest_kaldi_pair(tmp_path, capsys):
+    mm = _load_script("make_manifest")
+    d = tmp_path / "data" / "test"
+    d.mkdir(parents=True)
+    _wav(tmp_path / "a.wav")
+    _wav(tmp_path / "b.wav")
+    (d / "wav.scp").write_text(f"utt_b b.wav\nutt_a {tmp_path / 'a.wav'}\nutt_c b.wav\n", encoding="utf-8")
+    (d / "text").write_text("utt_a the weather today\nutt_b\tsunny with a breeze\nutt_d nothing\n", encoding="utf-8")
+    out = tmp_path / "k.jsonl"
+    assert mm.main(["--kaldi", str(d), "--wav-root", str(tmp_path), "--lang", "en", "-o", str(out)]) == 0
+    entries = cer.load_manifest(out)
+    assert [(e.id, e.text, e.lang) for e in entries] == [("utt_a", "the weather today", "en"),
+                                                         ("utt_b", "sunny with a breeze", "en")]
+    assert "1 without text" in capsys.readouterr().err
+    (d / "wav.scp").write_text("utt_a sox a.wav -t wav - |\n", encoding="utf-8")
+    assert mm.main(["--wav-scp", str(d / "wav.scp"), "--text", str(d / "text"), "-o", str(out)]) == 2
+    assert "line 1" in capsys.readouterr().err
+    (d / "wav.scp").write_text("utt_a a.wav\nutt_a a.wav\n", encoding="utf-8")
+    assert mm.main(["--kaldi", str(d), "--wav-root", str(tmp_path), "-o", str(out)]) == 2
+    assert "line 2: duplicate id 'utt_a'" in capsys.readouterr().err
+    (d / "wav.scp").write_text("utt_a missing.wav\n", encoding="utf-8")
+    assert mm.main(["--kaldi", str(d), "--wav-root", str(tmp_path), "-o", str(out)]) == 2
+    assert "line 1: audio file not found" in capsys.readouterr().err
+    assert mm.main(["--wav-scp", str(d / "wav.scp"), "-o", str(out)]) == 2
