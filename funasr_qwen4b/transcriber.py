@@ -28,14 +28,45 @@ from .prompt import TRANSLATE_TEMPLATE, encode
 EN_TOKENS_PER_SECOND = 8.0
 
 
+def _joinable(a: str, b: str) -> bool:
+    return a.isascii() and a.isalnum() and b.isascii() and b.isalnum()
+
+
 def join_texts(texts: list[str]) -> str:
     out = ""
     for t in texts:
         t = t.strip()
-        if out and t and out[-1].isascii() and out[-1].isalnum() and t[0].isascii() and t[0].isalnum():
+        if out and t and _joinable(out[-1], t[0]):
             out += " "
         out += t
     return out
+
+
+class _JoinedStream:
+    """Streams chunk texts exactly as join_texts joins them: each chunk
+    stripped (whitespace is held back until text follows it), a space
+    between two ASCII words across a chunk boundary."""
+
+    def __init__(self, on_text: Callable[[str], None]):
+        self.on_text, self.out, self.pending, self.chunk_started = on_text, "", "", False
+
+    def new_chunk(self) -> None:
+        self.pending, self.chunk_started = "", False
+
+    def __call__(self, delta: str) -> None:
+        text = self.pending + delta
+        if not self.chunk_started:
+            text = text.lstrip()
+            if not text:
+                return
+            if self.out and _joinable(self.out[-1], text[0]):
+                text = " " + text
+            self.chunk_started = True
+        body = text.rstrip()
+        self.pending = text[len(body):]
+        if body:
+            self.out += body
+            self.on_text(body)
 
 
 @dataclass
@@ -82,7 +113,12 @@ class Transcriber:
         samples = load_audio(audio, sample_rate)
         timings = {"load_audio": time.perf_counter() - t0}
         pieces = split_long(samples, self.max_seconds) if self.max_seconds else [samples]
-        outs = [self.pipeline.run(p, on_text=on_text) for p in pieces]
+        stream = _JoinedStream(on_text) if on_text is not None else None
+        outs = []
+        for p in pieces:
+            if stream is not None:
+                stream.new_chunk()
+            outs.append(self.pipeline.run(p, on_text=stream))
         for o in outs:
             for k, v in o.timings.items():
                 timings[k] = timings.get(k, 0.0) + v

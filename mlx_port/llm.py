@@ -41,11 +41,11 @@ class Qwen3:
 
     def inputs_embeds(self, prompt: Prompt, audio: mx.array | None, rec: TapRecorder | None = None) -> mx.array:
         """[L, hidden]: prefix text, audio rows [T, hidden], suffix text."""
-        parts = [self.embed(prompt.prefix_ids)]
-        if audio is not None:
-            parts.append(audio.astype(parts[0].dtype))
-        parts.append(self.embed(prompt.suffix_ids))
-        embeds = mx.concatenate(parts)
+        dtype = self.model.model.norm.weight.dtype
+        parts = [self.embed(prompt.prefix_ids) if prompt.prefix_ids else None,
+                 audio.astype(dtype) if audio is not None else None,
+                 self.embed(prompt.suffix_ids) if prompt.suffix_ids else None]
+        embeds = mx.concatenate([p for p in parts if p is not None])
         record(rec, taps.LLM_INPUTS_EMBEDS, embeds)
         return embeds
 

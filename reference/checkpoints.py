@@ -108,7 +108,7 @@ def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_siz
 
 # --- the audio adaptor ------------------------------------------------------
 
-ADAPTOR_TINY = dict(encoder_dim=64, d_model=32, num_layers=2, dim_feedforward=64, llm_dim=48, nhead=4)
+ADAPTOR_TINY = dict(encoder_dim=64, d_model=32, num_layers=2, dim_feedforward=64, llm_dim=64, nhead=4)
 ADAPTOR_REAL = dict(encoder_dim=512, d_model=2048, num_layers=4, dim_feedforward=8192, llm_dim=2560, nhead=8)
 # How training scripts save: the plain state_dict or one of these wrappings.
 WRAPPINGS = ("plain", "state_dict", "model_state_dict", "model", "adaptor", "module")
@@ -141,8 +141,8 @@ def make_adaptor_pt(path: str | Path, wrapping: str = "plain", *, seed: int = 0,
 
 # --- the LLM: a Qwen3 written by transformers' save_pretrained ---------------
 
-QWEN3_TINY = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  head_dim=16, intermediate_size=96)
+QWEN3_TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  head_dim=16, intermediate_size=128)  # multiples of 64: quantizable
 QWEN3_REAL_WIDTH = dict(hidden_size=2560, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
                         intermediate_size=9728)
 QWEN3_VOCAB = 151936  # Qwen3's embedding rows (151669 tokens, padded)

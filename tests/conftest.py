@@ -34,3 +34,23 @@ def bundle(sv_dir, tmp_path_factory):
     from convert.sensevoice import convert_sensevoice
 
     return convert_sensevoice(sv_dir, tmp_path_factory.mktemp("b") / "bundle", log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory):
+    """A tiny Qwen3 by transformers' save_pretrained (sharded, tied) with Qwen's real tokenizer."""
+    from reference.checkpoints import make_qwen3_dir
+
+    return make_qwen3_dir(tmp_path_factory.mktemp("qwen") / "Qwen3-tiny")
+
+
+@pytest.fixture(scope="session")
+def full_bundle(sv_dir, qwen_dir, tmp_path_factory):
+    """SenseVoice + adaptor + LLM, all float32, converted from original formats."""
+    from convert.bundle import convert_bundle
+    from reference.checkpoints import ADAPTOR_TINY, make_adaptor_pt
+
+    root = tmp_path_factory.mktemp("full")
+    pt = make_adaptor_pt(root / "adaptor_phase2_final.pt", "model_state_dict")
+    return convert_bundle(root / "bundle", sensevoice=sv_dir, adaptor=pt, llm=qwen_dir, dtype="float32",
+                          adaptor_options={"nhead": ADAPTOR_TINY["nhead"]}, log=lambda m: None)

@@ -162,7 +162,7 @@ def test_refuses_inconsistent_dims(tmp_path):
     sd["transformer.layers.1.linear2.weight"] = torch.zeros(32, 99)
     sd["output_proj.bias"] = torch.zeros(47)
     torch.save(sd, pt)
-    _refused(pt, tmp_path, r"wrong shapes \[output_proj\.bias \(47,\) != \(48,\), "
+    _refused(pt, tmp_path, r"wrong shapes \[output_proj\.bias \(47,\) != \(64,\), "
                            r"transformer\.layers\.1\.linear2\.weight \(32, 99\) != \(32, 64\)\]")
 
 

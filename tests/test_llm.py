@@ -1,0 +1,202 @@
+"""Qwen3 in both paths: identical ids for every template, self-consistency
+(token path == embedding path, cached == recomputed), streaming, the
+repetition guard, quantized bundles, translation and long audio."""
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import torch
+
+from funasr_qwen4b import taps
+from funasr_qwen4b.decoding import DecodeConfig, Decoded, decode_loop, loop_start, process_logits
+from funasr_qwen4b.prompt import PRESETS, Prompt, load_tokenizer, template_text
+from parity.harness import run_parity
+
+NO_GUARD = DecodeConfig(loop_guard=False, min_tokens=24, max_tokens=24)
+
+
+def quiet(msg):
+    pass
+
+
+def test_sharded_checkpoint_with_real_qwen_vocabulary(qwen_dir):
+    assert (qwen_dir / "model.safetensors.index.json").is_file()
+    assert len(list(qwen_dir.glob("model-*.safetensors"))) >= 2
+    cfg = json.loads((qwen_dir / "config.json").read_text())
+    assert cfg["tie_word_embeddings"] and cfg["vocab_size"] == 151936
+    tok = load_tokenizer(qwen_dir)
+    assert [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")] == \
+        [151643, 151644, 151645]
+    assert tok.convert_tokens_to_ids("<|object_ref_start|>") == 151646  # not a speech marker
+    ids = tok.encode("开放时间：早上九点至下午五点", add_special_tokens=False)
+    assert ids[:2] == [100713, 20450]  # Qwen's own BPE: 开放 / 时间
+    assert tok.decode(ids) == "开放时间：早上九点至下午五点"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_ids_identical_for_every_template(full_bundle, clip, name):
+    rep = run_parity(full_bundle, clip, template=PRESETS[name], decode=NO_GUARD, log=quiet)
+    assert rep.llm["tokens"]["equal"], rep.llm["tokens"]
+    assert len(rep.llm["tokens"]["mlx"]) == 24
+    assert rep.llm["logits"]["top1"] and rep.llm["logits"]["top5_same_order"]
+    for mode in ("chained", "isolated"):
+        assert rep.first_failure(mode) is None, max(rep.results[mode], key=lambda m: m.rel_l2)
+    logits = {m.name: m for m in rep.results["chained"]}[taps.LLM_LOGITS]
+    assert logits.rel_l2 <= 1e-4
+    tok = load_tokenizer(full_bundle / "llm")
+    prompt = Prompt.build(PRESETS[name], tok)
+    n_audio = rep.mlx_taps[taps.ADAPTOR_NORM].shape[0]
+    assert rep.mlx_taps[taps.LLM_INPUTS_EMBEDS].shape[0] == len(prompt.prefix_ids) + n_audio + len(prompt.suffix_ids)
+
+
+def test_template_tokenization_keeps_special_tokens(qwen_dir):
+    tok = load_tokenizer(qwen_dir)
+    p = Prompt.build(PRESETS["chatml-nothink"], tok)
+    assert p.prefix_ids[0] == 151644 and 151645 in p.prefix_ids  # <|im_start|> ... <|im_end|>
+    # Qwen3's ids: <think> 151667, "\n\n" 271, </think> 151668
+    assert p.suffix_ids[:1] == [151645] and p.suffix_ids[-4:] == [151667, 271, 151668, 271]
+    assert Prompt.build(PRESETS["raw"], tok) == Prompt([], [])
+    with pytest.raises(ValueError, match="exactly one"):
+        template_text(file=None, name=None, bundle_meta={"prompt": {"default": "x", "presets": {"x": "no slot"}}})
+
+
+def _pipes(full_bundle):
+    from mlx_port.pipeline import Pipeline
+    from parity.harness import reference_pipeline
+
+    mlx = Pipeline.from_bundle(full_bundle, decode=NO_GUARD)
+    ref = reference_pipeline(full_bundle, mlx.query, template=mlx.setup.template, decode=NO_GUARD, log=quiet)
+    return mlx, ref
+
+
+def test_token_path_equals_embedding_path_and_cache_equals_recompute(full_bundle):
+    from mlx_lm.generate import generate_step
+
+    mlx, ref = _pipes(full_bundle)
+    prompt = load_tokenizer(full_bundle / "llm").encode("今天是三月十五日", add_special_tokens=False)
+    n = 12
+    # MLX: prompt ids vs the same ids as input_embeddings, both through mlx-lm's loop and cache
+    by_ids = [int(t) for t, _ in generate_step(mx.array(prompt), mlx.llm.model, max_tokens=n)]
+    by_embeds = [int(t) for t, _ in generate_step(mx.array([], dtype=mx.int32), mlx.llm.model, max_tokens=n,
+                                                  input_embeddings=mlx.llm.embed(prompt))]
+    assert by_ids == by_embeds
+    # MLX without a cache: the whole sequence recomputed at every step
+    seq = list(prompt)
+    for _ in range(n):
+        seq.append(int(mx.argmax(mlx.llm.model(mx.array([seq]))[0, -1])))
+    assert seq[len(prompt):] == by_ids
+    # Reference: cached greedy (our loop) vs transformers recomputing, vs token ids
+    cached = [t for t, _ in zip(ref.llm.tokens(ref.llm.embed(prompt)[None], NO_GUARD), range(n))]
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(ref.llm.model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+    assert seq[len(prompt):] == cached == by_ids
+
+
+def test_streaming_equals_final_text_across_split_characters(qwen_dir):
+    tok = load_tokenizer(qwen_dir)
+    text = "龘靐齉齾，开放时间：早上九点至下午五点。"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert sum("\ufffd" in tok.decode([i]) for i in ids) >= 4  # characters split across byte-level tokens
+    deltas = []
+    d = decode_loop(iter(ids + [151645]), cap=100, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append,
+                    tokenizer=tok)
+    assert d.stop == "eos" and d.ids == ids
+    assert all("\ufffd" not in x for x in deltas) and "".join(deltas) == text
+
+
+def test_transcriber_stream_equals_text(full_bundle, clip):
+    from funasr_qwen4b.transcriber import Transcriber
+
+    t = Transcriber.load(full_bundle, decode=NO_GUARD)
+    deltas = []
+    r = t.transcribe(clip, sample_rate=16000, on_text=deltas.append)
+    assert "".join(deltas) == r["text"] and r["tokens"] == 24 and r["stop"] == ["cap"]
+    assert set(r["timings"]) >= {"frontend", "encoder", "adaptor", "llm_prefill", "llm_decode", "total"}
+
+
+def test_repetition_guard_hand_cases():
+    cfg = DecodeConfig()
+    assert loop_start([5, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], cfg) == 4  # keep 5 and one copy of 1 2 3
+    assert loop_start([5, 1, 2, 3, 1, 2, 3, 1, 2, 3], cfg) is None  # 3 copies: not yet a loop
+    assert loop_start([9] * 7, cfg) is None and loop_start([9] * 8, cfg) == 1  # single tokens need 8
+    looping = iter([5] + [1, 2, 3] * 50)
+    d = decode_loop(looping, cap=100, stop=[0], cfg=cfg)
+    assert d == Decoded([5, 1, 2, 3], "loop", d.prefill_s, d.decode_s)
+    assert decode_loop(iter([1, 2, 3] * 50), cap=100, stop=[0], cfg=NO_GUARD).stop == "cap"
+
+
+def test_streaming_holds_back_what_a_loop_cut_removes(qwen_dir):
+    tok = load_tokenizer(qwen_dir)
+    word = tok.encode("早上", add_special_tokens=False)
+    deltas = []
+    d = decode_loop(iter(word * 40), cap=200, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append, tokenizer=tok)
+    assert d.stop == "loop" and "".join(deltas) == tok.decode(d.ids) == "早上"
+
+
+def test_penalties_hand_checked_and_same_in_both_paths(full_bundle, clip):
+    logits = np.array([2.0, -1.0, 0.5, 3.0], np.float32)
+    out = process_logits([0, 1], logits, DecodeConfig(repetition_penalty=2.0))
+    np.testing.assert_array_equal(out, [1.0, -2.0, 0.5, 3.0])
+    out = process_logits([3, 1, 2, 3, 1], logits, DecodeConfig(no_repeat_ngram=3))
+    assert out[2] == -np.inf and np.isfinite(out[[0, 1, 3]]).all()  # "3 1 2" seen: after "3 1" ban 2
+    cfg = DecodeConfig(loop_guard=False, min_tokens=16, max_tokens=16, repetition_penalty=1.3, no_repeat_ngram=2)
+    rep = run_parity(full_bundle, clip, decode=cfg, modes=("chained",), log=quiet)
+    ids = rep.llm["tokens"]["mlx"]
+    assert rep.llm["tokens"]["equal"] and len(ids) == 16
+    assert len({tuple(ids[i:i + 2]) for i in range(15)}) == 15  # no bigram repeats
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_llm_loads_and_transcribes(full_bundle, clip, tmp_path, bits):
+    import shutil
+
+    import mlx_lm
+
+    from convert.llm import convert_llm
+    from funasr_qwen4b.transcriber import Transcriber
+
+    b = tmp_path / "b"
+    shutil.copytree(full_bundle, b)
+    src = json.loads((b / "bundle.json").read_text())["components"]["llm"]["source_dir"]
+    convert_llm(src, b, q_bits=bits, force=True, embeddings_8bit=bits == 4, log=quiet)
+    model, _ = mlx_lm.load(str(b / "llm"))  # plain mlx-lm loads it
+    cfg = json.loads((b / "llm" / "config.json").read_text())
+    assert cfg["quantization"]["bits"] == bits
+    if bits == 4:
+        assert cfg["quantization"]["model.embed_tokens"]["bits"] == 8
+    r = Transcriber.load(b, decode=NO_GUARD).transcribe(clip, sample_rate=16000)
+    assert r["tokens"] == 24 and isinstance(r["text"], str)
+    rep = run_parity(b, clip, decode=NO_GUARD, modes=("chained",), log=quiet)
+    assert rep.meta["component_dtypes"]["llm"] == f"{bits}bit"
+    assert rep.llm["tokens"]["first_difference"] is None or rep.llm["tokens"]["first_difference"] >= 0
+
+
+def test_translation_pass_same_in_both_backends(full_bundle, clip):
+    from funasr_qwen4b.transcriber import Transcriber
+
+    mlx = Transcriber.load(full_bundle, decode=NO_GUARD)
+    ref = Transcriber.load(full_bundle, "reference", decode=NO_GUARD)
+    a = mlx.transcribe(clip, sample_rate=16000, translate=True)
+    b = ref.transcribe(clip, sample_rate=16000, translate=True)
+    assert a["text"] == b["text"] and a["translation"] == b["translation"]
+    assert "translate" in a["timings"]
+
+
+def test_long_audio_split_at_quiet_points(full_bundle):
+    from funasr_qwen4b.audio import split_points
+    from funasr_qwen4b.transcriber import Transcriber, join_texts
+
+    rng = np.random.default_rng(0)
+    loud = lambda s: 0.3 * rng.standard_normal(int(s * 16000)).astype(np.float32)  # noqa: E731
+    quiet_ = lambda s: 1e-4 * rng.standard_normal(int(s * 16000)).astype(np.float32)  # noqa: E731
+    x = np.concatenate([loud(20), quiet_(1), loud(25), quiet_(1), loud(20)])  # 67 s, gaps at 20-21 s and 46-47 s
+    cuts = split_points(x, 30.0)
+    assert len(cuts) == 2
+    assert 20 * 16000 <= cuts[0] <= 21 * 16000 and 46 * 16000 <= cuts[1] <= 47 * 16000
+    r = Transcriber.load(full_bundle, decode=NO_GUARD, max_seconds=30).transcribe(x, sample_rate=16000)
+    assert r["chunks"] == 3 and r["tokens"] == 72
+    assert join_texts(["开放", "时间"]) == "开放时间" and join_texts(["open", "now"]) == "open now"
