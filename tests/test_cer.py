@@ -363,3 +363,11 @@ def test_make_manifest_kaldi_pair(tmp_path, capsys):
     assert mm.main(["--kaldi", str(d), "--wav-root", str(tmp_path), "-o", str(out)]) == 2
     assert "line 1: audio file not found" in capsys.readouterr().err
     assert mm.main(["--wav-scp", str(d / "wav.scp"), "-o", str(out)]) == 2
+
+
+def test_without_jiwer_the_builtin_scores_the_same(monkeypatch):
+    pairs = [("开放时间：早上九点至下午五点", "开发时间早上点至下午五点啊"), ("The weather today.", "the whether to day")]
+    with_jiwer = [(cer.char_counts(r, h).errors, cer.word_counts(r, h).errors) for r, h in pairs]
+    monkeypatch.setattr(cer, "_jiwer", lambda: None)
+    assert [(cer.char_counts(r, h).errors, cer.word_counts(r, h).errors) for r, h in pairs] == with_jiwer
+    assert cer.edit_impl().startswith("built-in")
