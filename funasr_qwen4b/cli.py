@@ -228,14 +228,17 @@ def cmd_parity(args) -> int:
 
 
 def cmd_selfcheck(args) -> int:
-    from convert.sensevoice import convert_sensevoice
-    from reference.checkpoints import TINY, make_sensevoice_dir
+    from convert.bundle import convert_bundle
+    from reference.checkpoints import ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir, make_sensevoice_dir
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="funasr-qwen4b-selfcheck-"))
-    src, bundle = work / "SenseVoiceSmall", work / "bundle"
-    log(f"building a small SenseVoiceSmall ({TINY}) with FunASR's own class in {src}")
-    make_sensevoice_dir(src, TINY, seed=0)
-    convert_sensevoice(src, bundle, force=True, log=log)
+    log(f"building small original-format checkpoints with the upstream classes (random, seeded) in {work}:")
+    log(f"  SenseVoiceSmall {TINY} (FunASR), adaptor {ADAPTOR_TINY}, Qwen3 {QWEN3_TINY} with Qwen's tokenizer")
+    src = make_sensevoice_dir(work / "SenseVoiceSmall", TINY, seed=0)
+    pt = make_adaptor_pt(work / "adaptor_phase2_final.pt", "model_state_dict")
+    hf = make_qwen3_dir(work / "Qwen3-tiny")
+    bundle = convert_bundle(work / "bundle", sensevoice=src, adaptor=pt, llm=hf, dtype="float32",
+                            adaptor_options={"nhead": ADAPTOR_TINY["nhead"]}, force=True, log=log)
     try:
         return _run_parity(bundle, args.audio, args)
     finally:
@@ -369,8 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("selfcheck", help="build small original-format checkpoints, convert them, run parity",
                         description="No download: builds a small SenseVoiceSmall with FunASR's own class (random "
-                        "seeded weights, config.yaml, am.mvn, sentencepiece model), converts it and prints the "
-                        "parity report against FunASR.")
+                        "seeded weights, config.yaml, am.mvn, sentencepiece model), an adaptor .pt with the "
+                        "trained module's class, and a Qwen3 by transformers' save_pretrained with Qwen's real "
+                        "tokenizer; converts them into one bundle and prints the parity report, frontend to "
+                        "generated tokens, against FunASR and transformers.")
     sc.add_argument("--keep", help="keep the checkpoints and bundle in this directory")
     parity_args(sc, DEFAULT_CLIP)
     sc.set_defaults(func=cmd_selfcheck)

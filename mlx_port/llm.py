@@ -50,8 +50,11 @@ class Qwen3:
         return embeds
 
     def logits(self, h: mx.array) -> mx.array:
+        """The LM head on [..., hidden] (a single vector too: quantized matmuls want rows)."""
         m = self.model
-        return m.model.embed_tokens.as_linear(h) if m.args.tie_word_embeddings else m.lm_head(h)
+        x = h[None] if h.ndim == 1 else h
+        out = m.model.embed_tokens.as_linear(x) if m.args.tie_word_embeddings else m.lm_head(x)
+        return out[0] if h.ndim == 1 else out
 
     def prefill_taps(self, inputs_embeds: mx.array, rec: TapRecorder) -> None:
         """The prefill once more, layer by layer through mlx-lm's own layers, to record taps."""

@@ -30,8 +30,12 @@ from typing import Callable, Iterable
 import numpy as np
 
 BACKENDS = ("mlx", "reference")
-# What produces the transcripts; see transcribe_fn. Changes to "llm" when the LLM lands.
-TRANSCRIBER = "ctc"
+def transcriber_kind(bundle: str | Path) -> str:
+    """What produces the transcripts (see transcribe_fn): the LLM when the bundle has it."""
+    from funasr_qwen4b.bundle import read_bundle
+
+    components = read_bundle(bundle)["components"]
+    return "llm" if "adaptor" in components and "llm" in components else "ctc"
 
 # --- normalisation ----------------------------------------------------------
 
@@ -243,13 +247,17 @@ def _mlx_pipeline(bundle, query):
     return Pipeline.from_bundle(bundle, query, **kw)
 
 
-def transcribe_fn(backend: str, bundle: str | Path, *, query=None,
-                  sensevoice_src: str | Path | None = None) -> Callable[[np.ndarray], str]:
-    """The one place that decides what text a backend produces for 16 kHz mono float samples.
+def transcribe_fn(backend: str, bundle: str | Path, *, query=None, sensevoice_src: str | Path | None = None,
+                  template: str | None = None) -> Callable[[np.ndarray], str]:
+    """The one place that decides what text a backend produces for 16 kHz mono float samples:
+    the LLM transcriber (with `template`) when the bundle has adaptor and LLM, else
+    SenseVoice's CTC head (greedy), tags stripped."""
+    if transcriber_kind(bundle) == "llm":
+        from funasr_qwen4b.transcriber import Transcriber
 
-    For now: SenseVoice's CTC head (greedy), tags stripped (TRANSCRIBER = "ctc"). When the LLM
-    transcriber lands, return `pipe.run(samples).text` here (and set TRANSCRIBER = "llm").
-    """
+        t = Transcriber.load(bundle, backend, template=template, query=query,
+                             sources={"sensevoice_src": sensevoice_src})
+        return lambda samples: t.transcribe(samples, sample_rate=16000)["text"]
     if query is None:
         from funasr_qwen4b.bundle import read_bundle
         from funasr_qwen4b.config import QueryConfig
@@ -603,6 +611,7 @@ class CerRun:
     worst: int = 10
     query: object = None  # QueryConfig; default: the bundle's
     sensevoice_src: str | Path | None = None
+    template: str | None = None  # template text for the LLM transcriber; default: the bundle's
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda m: None)
 
@@ -622,17 +631,19 @@ class CerRun:
             raise ValueError(f"bundle {self.bundle} has no sensevoice component")
         query = self.query or QueryConfig(**sv.get("query", {}))
         qdict = {"enabled": query.enabled, "language": query.language, "textnorm": query.textnorm}
+        kind = transcriber_kind(self.bundle)
         header = {"manifest": str(Path(self.manifest).resolve()), "bundle": str(Path(self.bundle).resolve()),
                   "bundle_json_sha256": sha256_file(Path(self.bundle) / BUNDLE_JSON), "query": qdict,
-                  "transcriber": TRANSCRIBER}
+                  "transcriber": kind, "template": self.template}
         transcribers = {b: _Lazy(b, lambda b=b: transcribe_fn(b, self.bundle, query=query,
-                                                             sensevoice_src=self.sensevoice_src), self.log)
+                                                             sensevoice_src=self.sensevoice_src,
+                                                             template=self.template), self.log)
                         for b in self.backends}
         partial = partial_path(self.report) if self.report else None
         results = run_utterances(entries, transcribers, partial=partial, header=header, progress=self.progress,
                                  log=self.log)
         meta = {"manifest": str(self.manifest), "bundle": str(self.bundle), "utterances": len(entries),
-                "manifest_utterances": total, "limit": self.limit, "transcriber": TRANSCRIBER,
+                "manifest_utterances": total, "limit": self.limit, "transcriber": kind, "template": self.template,
                 "dtype": sv.get("dtype"), "query": qdict,
                 "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"), "versions": _versions(self.backends)}
         return build_report(entries, results, meta, worst=self.worst)

@@ -14,7 +14,7 @@ def _log(msg: str) -> None:
 
 def cmd_cer(args) -> int:
     os.environ.setdefault("MLX_ENABLE_TF32", "0")  # strict fp32 tier; read when MLX loads
-    from funasr_qwen4b.cli import _query
+    from funasr_qwen4b.cli import _query, _template
 
     from . import cer
 
@@ -23,7 +23,7 @@ def cmd_cer(args) -> int:
         raise ValueError(f"--worst must be 0 or more, got {args.worst}")
     rep = cer.CerRun(args.model, args.manifest, backends, report=args.report, limit=args.limit,
                      worst=args.worst, query=_query(args, None), sensevoice_src=args.sensevoice_src,
-                     progress=not args.no_progress, log=_log).run()
+                     template=_template(args), progress=not args.no_progress, log=_log).run()
     print(cer.to_markdown(rep))
     if args.report:
         for p in cer.write(rep, args.report):
@@ -32,7 +32,7 @@ def cmd_cer(args) -> int:
 
 
 def add_cer_parser(subparsers) -> argparse.ArgumentParser:
-    from funasr_qwen4b.cli import _query_args
+    from funasr_qwen4b.cli import _query_args, _template_args
 
     p = subparsers.add_parser(
         "cer", help="character error rate over a manifest, per backend, and MLX vs reference",
@@ -54,6 +54,7 @@ def add_cer_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sensevoice-src", help="original SenseVoice directory for the reference backend "
                    "(default: the path recorded at conversion)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _template_args(p)
     _query_args(p)
     p.set_defaults(func=cmd_cer)
     return p

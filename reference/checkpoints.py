@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from funasr.models.sense_voice.model import SenseVoiceSmall
 
 BPE_NAME = "chn_jpn_yue_eng_ko_spectok.bpe.model"
 # SenseVoice's special pieces, so tag frames decode to readable tags.
@@ -84,6 +83,8 @@ def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_siz
     out.mkdir(parents=True, exist_ok=True)
     if bpe:
         vocab_size = train_bpe(out / BPE_NAME, vocab_size)
+    from funasr.models.sense_voice.model import SenseVoiceSmall  # here: the LLM builder runs without FunASR
+
     cfg = config_yaml(encoder_conf)
     torch.manual_seed(seed)
     model = SenseVoiceSmall(**{**cfg["model_conf"], **cfg, "input_size": 560, "vocab_size": vocab_size})

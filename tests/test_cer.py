@@ -246,12 +246,20 @@ def test_progress_bar_goes_to_the_given_stream(tmp_path):
 # --- the `cer` command on the tiny bundle ------------------------------------------------
 
 def test_transcriber_seam_strips_tags(bundle, sv_dir, clip):
-    assert cer.TRANSCRIBER == "ctc"
+    assert cer.transcriber_kind(bundle) == "ctc"
     for backend in cer.BACKENDS:
         text = cer.transcribe_fn(backend, bundle)(clip)
         assert isinstance(text, str) and "<|" not in text
     with pytest.raises(ValueError, match="unknown backend"):
         cer.transcribe_fn("onnx", bundle)
+
+
+def test_llm_bundle_is_scored_on_llm_text_in_both_backends(full_bundle, tmp_path):
+    """With adaptor and LLM in the bundle, CER scores the LLM's transcript."""
+    rep = cer.CerRun(full_bundle, DATASETS / "clips" / "clips.jsonl", ("mlx", "reference"), limit=2,
+                     progress=False).run()
+    assert rep["meta"]["transcriber"] == "llm"
+    assert rep["mlx_vs_reference"]["cer"] == 0.0 and rep["mlx_vs_reference"]["identical"] == 2
 
 
 def _cli(*args):
