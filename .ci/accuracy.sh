@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CI accuracy run on the test checkpoints (no download): build a tiny SenseVoiceSmall with
-# FunASR's own class, convert it to a bundle, run `parity` on one committed clip and
-# `cer --backend both` on the committed synthetic test sets. Reports go to reports/
+# CI accuracy run on the test checkpoints (no download): `selfcheck` builds a tiny
+# SenseVoiceSmall (FunASR's class), adaptor and Qwen3 (transformers) in the original formats,
+# converts them into one bundle and runs `parity` on a committed clip; then
+# `cer --backend both` scores the LLM transcripts on the committed synthetic test sets. Reports go to reports/
 # (gitignored) and the Markdown is printed here. Fails when parity fails or when the CER of
 # the MLX transcript against the reference transcript is not 0.00 (float32 bundle).
 set -euo pipefail
@@ -13,12 +14,8 @@ export MLX_ENABLE_TF32=0  # the strict float32 tier
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p reports
-"$PY" -c "import sys; from reference.checkpoints import make_sensevoice_dir; make_sensevoice_dir(sys.argv[1])" \
-    "$work/SenseVoiceSmall"
-"$BIN/funasr-qwen4b" convert sensevoice "$work/SenseVoiceSmall" -o "$work/bundle"
-
 status=0
-"$BIN/funasr-qwen4b" parity -m "$work/bundle" --audio datasets/zh_synth/zh_open_hours.wav \
+"$BIN/funasr-qwen4b" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav \
     --report reports/parity.json > /dev/null || status=1
 echo "===== reports/parity.md"
 cat reports/parity.md
