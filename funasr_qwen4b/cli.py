@@ -248,6 +248,26 @@ def cmd_selfcheck(args) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def cmd_bench(args) -> int:
+    from parity import bench
+
+    from .bundle import write_json_atomic
+
+    if bool(args.model) == bool(args.synthetic):
+        raise ValueError("give either -m BUNDLE or --synthetic full")
+    backends = ("mlx", "reference") if args.backend == "both" else (args.backend,)
+    clips = tuple(float(c) for c in args.clips.split(","))
+    rep = bench.run_bench(bundle=args.model, synthetic=args.synthetic, backends=backends, clips=clips,
+                          reps=args.reps, warmup=args.warmup, tokens=args.tokens, q_bits=args.q_bits,
+                          dtype=args.dtype, log=log)
+    print(bench.to_markdown(rep))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.json, rep)
+        log(f"wrote {args.json}")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent / "datasets" / "clips" / "zh_open_hours.wav"
@@ -369,6 +389,26 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("-m", "--model", required=True, help="bundle directory")
     parity_args(pa)
     pa.set_defaults(func=cmd_parity)
+
+    be = sub.add_parser("bench", help="speed and memory per stage, MLX and/or the reference",
+                        description="Time frontend, encoder (+CTC head), adaptor, LLM prefill and LLM decode on "
+                        "5/10/30 s clips of real speech: medians and spread over repetitions after warm-up, real-time "
+                        "factor, prefill and decode tokens/s (decoding always runs --tokens tokens, EOS ignored), "
+                        "measured memory (MLX active/peak; RSS for PyTorch), and for MLX the decode speed of bare "
+                        "mlx-lm generate_step on the same weights. --synthetic full: real-size random weights "
+                        "(SenseVoiceSmall, the adaptor, Qwen3-4B), no download.")
+    be.add_argument("-m", "--model", help="bundle directory")
+    be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
+    be.add_argument("--backend", choices=["mlx", "reference", "both"], default="mlx")
+    be.add_argument("--json", help="write the results as JSON")
+    be.add_argument("--reps", type=int, default=5, help="timed repetitions per clip (default 5)")
+    be.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    be.add_argument("--tokens", type=int, default=64, help="tokens decoded per run (default 64)")
+    be.add_argument("--clips", default="5,10,30", help="clip lengths in seconds (default 5,10,30)")
+    be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
+    be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
+                    help="--synthetic: encoder and adaptor dtype (default float16)")
+    be.set_defaults(func=cmd_bench)
 
     sc = sub.add_parser("selfcheck", help="build small original-format checkpoints, convert them, run parity",
                         description="No download: builds a small SenseVoiceSmall with FunASR's own class (random "

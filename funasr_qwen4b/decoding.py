@@ -23,6 +23,7 @@ class DecodeConfig:
     loop_repeats: int = 4
     repetition_penalty: float | None = None  # Hugging Face semantics, over generated ids
     no_repeat_ngram: int | None = None
+    ignore_eos: bool = False  # benchmarks: always decode to the cap
 
     def token_cap(self, seconds: float) -> int:
         return int(min(self.max_tokens, max(self.min_tokens, math.ceil(self.tokens_per_second * seconds))))

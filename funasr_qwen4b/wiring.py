@@ -36,7 +36,7 @@ class LlmSetup:
 
     @property
     def stop(self) -> list[int]:
-        return stop_ids(self.tokenizer)
+        return [] if self.decode.ignore_eos else stop_ids(self.tokenizer)
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -200,3 +200,20 @@ def test_long_audio_split_at_quiet_points(full_bundle):
     r = Transcriber.load(full_bundle, decode=NO_GUARD, max_seconds=30).transcribe(x, sample_rate=16000)
     assert r["chunks"] == 3 and r["tokens"] == 72
     assert join_texts(["开放", "时间"]) == "开放时间" and join_texts(["open", "now"]) == "open now"
+
+
+def test_bench_reports_every_stage_and_fixed_token_count(full_bundle, tmp_path):
+    """Structure only: no test asserts a time."""
+    from funasr_qwen4b.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "-m", str(full_bundle), "--backend", "both", "--clips", "2", "--reps", "2",
+                 "--tokens", "6", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    for backend in ("mlx", "reference"):
+        c = rep["results"][backend]["clips"]["2s"]
+        assert c["generated_tokens"] == 6 and c["audio_s"] == 2.0
+        assert set(c["stages_s"]) == {"frontend", "encoder", "adaptor", "llm_prefill", "llm_decode"}
+        assert c["stages_s"]["encoder"]["n"] == 2 and c["peak_gib"] > 0
+    assert rep["results"]["mlx"]["bare_mlx_lm_decode_tok_s"] > 0
+    assert rep["settings"]["tokens"] == 6 and rep["machine"]["mlx"]

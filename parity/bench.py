@@ -1,0 +1,259 @@
+"""`bench`: speed and memory per stage, for a bundle or for real-size random
+weights (`--synthetic full`), MLX and/or the PyTorch reference.
+
+Timings are wall clock after warm-up, synchronised at stage ends (mx.eval /
+host copies), medians and spread over repetitions. Decoding always runs to
+the token cap (EOS ignored) so tokens/s compare like with like. Memory is
+measured: MLX active/peak memory; for PyTorch the process RSS (and CUDA peak
+when on a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from funasr_qwen4b.audio import load_audio
+from funasr_qwen4b.config import AdaptorConfig, EncoderConfig, FrontendConfig, QueryConfig, SenseVoiceConfig
+from funasr_qwen4b.decoding import DecodeConfig
+from funasr_qwen4b.prompt import PRESETS
+
+STAGES = ("frontend", "encoder", "adaptor", "llm_prefill", "llm_decode")
+CLIPS = (5.0, 10.0, 30.0)
+SPEECH = Path(__file__).resolve().parent.parent / "datasets" / "clips" / "zh_10s.wav"
+# Qwen3-4B's config.json, the numbers that shape compute and memory.
+QWEN3_4B = dict(model_type="qwen3", hidden_size=2560, num_hidden_layers=36, intermediate_size=9728,
+                num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
+                vocab_size=151936, max_position_embeddings=40960, rope_theta=1_000_000.0,
+                tie_word_embeddings=True)
+# Memory bandwidth (GB/s) for the decode projection.
+APPLE_BANDWIDTH = {"M1 Pro": 200, "M3 Max": 400, "M4 Max": 546}
+
+
+def clip(seconds: float) -> np.ndarray:
+    """Real speech (a committed 10 s clip), tiled or cut to `seconds`."""
+    x = load_audio(SPEECH)
+    n = int(seconds * 16000)
+    return np.resize(x, n).astype(np.float32)
+
+
+def bench_decode(tokens: int) -> DecodeConfig:
+    return DecodeConfig(loop_guard=False, ignore_eos=True, min_tokens=tokens, max_tokens=tokens)
+
+
+# --- MLX ---------------------------------------------------------------------
+
+def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, log: Callable[[str], None]):
+    """The MLX pipeline at real size with random weights (nothing read from disk
+    but the tokenizer): SenseVoiceSmall 70 layers, the 4-layer adaptor, Qwen3-4B."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models.qwen3 import Model, ModelArgs
+
+    from funasr_qwen4b.wiring import LlmSetup
+    from mlx_port.adaptor import AudioAdaptorQwen4B
+    from mlx_port.encoder import SenseVoiceSmall
+    from mlx_port.llm import Qwen3
+    from mlx_port.pipeline import Pipeline
+    from reference.checkpoints import qwen_tokenizer
+
+    mem = {}
+    mx.random.seed(0)
+    base = mx.get_active_memory()
+    sv = SenseVoiceSmall(SenseVoiceConfig(vocab_size=25055, frontend=FrontendConfig(), encoder=EncoderConfig()))
+    sv.set_dtype(getattr(mx, dtype))
+    sv.frontend.cmvn.shift, sv.frontend.cmvn.scale = mx.full((560,), -11.0), mx.full((560,), 0.15)
+    mx.eval(sv.parameters())
+    mem["sensevoice"] = mx.get_active_memory() - base
+    base = mx.get_active_memory()
+    ad = AudioAdaptorQwen4B(AdaptorConfig())
+    ad.set_dtype(getattr(mx, dtype))
+    mx.eval(ad.parameters())
+    mem["adaptor"] = mx.get_active_memory() - base
+    base = mx.get_active_memory()
+    model = Model(ModelArgs.from_dict(QWEN3_4B))
+    model.set_dtype(mx.bfloat16)
+    if q_bits:
+        nn.quantize(model, group_size=64, bits=q_bits)
+    mx.eval(model.parameters())
+    mem["llm"] = mx.get_active_memory() - base
+    log(f"MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
+    setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
+    return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
+
+
+def mlx_bare_decode(pipe, samples: np.ndarray, tokens: int, reps: int) -> float:
+    """mlx-lm's generate_step alone on the same weights and input embeddings: tokens/s."""
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    out = pipe.run(samples)
+    embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(out.audio_embeds))
+    rates = []
+    for _ in range(reps + 1):
+        gen = generate_step(mx.array([], dtype=mx.int32), pipe.llm.model, max_tokens=tokens + 1,
+                            input_embeddings=embeds)
+        next(gen)  # prefill + first token, as the pipeline's decode timing also excludes it
+        t = time.perf_counter()
+        n = sum(1 for _ in gen)
+        rates.append((n - 1) / (time.perf_counter() - t) if n > 1 else 0.0)
+    return statistics.median(rates[1:])
+
+
+# --- common ------------------------------------------------------------------
+
+def run_stages(pipe, samples: np.ndarray, reps: int, warmup: int, peak: Callable[[], float] | None,
+               reset_peak: Callable[[], None] | None) -> dict:
+    per_stage = {s: [] for s in STAGES}
+    totals, peaks, n_tok = [], [], 0
+    for i in range(warmup + reps):
+        if reset_peak:
+            reset_peak()
+        t = time.perf_counter()
+        out = pipe.run(samples)
+        total = time.perf_counter() - t
+        if i < warmup:
+            continue
+        for s in STAGES:
+            per_stage[s].append(out.timings.get(s, float("nan")))
+        totals.append(total)
+        n_tok = len(out.decoded.ids) if out.decoded else 0
+        if peak:
+            peaks.append(peak())
+    seconds = samples.size / 16000
+    stats = {s: _stats(v) for s, v in per_stage.items()}
+    total = _stats(totals)
+    prefill_len = None
+    if getattr(pipe, "setup", None) is not None:
+        prefill_len = len(pipe.setup.prompt.prefix_ids) + len(pipe.setup.prompt.suffix_ids) + \
+            int(out.audio_embeds.shape[0])
+    res = {"audio_s": seconds, "stages_s": stats, "total_s": total, "rtf": total["median"] / seconds,
+           "generated_tokens": n_tok, "prefill_positions": prefill_len}
+    if prefill_len and stats["llm_prefill"]["median"]:
+        res["prefill_tok_s"] = prefill_len / stats["llm_prefill"]["median"]
+    if n_tok > 1 and stats["llm_decode"]["median"]:
+        res["decode_tok_s"] = (n_tok - 1) / stats["llm_decode"]["median"]
+    if peaks:
+        res["peak_gib"] = max(peaks) / 2**30
+    return res
+
+
+def _stats(v: list[float]) -> dict:
+    v = [x for x in v if x == x]
+    if not v:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def machine() -> dict:
+    info = {"system": platform.system(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpus": os.cpu_count()}
+    try:
+        import mlx.core as mx
+
+        info["mlx"] = mx.__version__
+        info["mlx_device"] = str(mx.default_device())
+        if mx.default_device() == mx.gpu:
+            info["mlx_gpu"] = mx.device_info().get("device_name", "") if hasattr(mx, "device_info") else ""
+    except ImportError:
+        pass
+    return info
+
+
+def projection(llm_bytes: int) -> dict:
+    """Decode is memory-bound on Apple Silicon: each token reads the LLM weights once."""
+    return {name: {"bandwidth_gb_s": bw, "ceiling_tok_s": round(bw * 1e9 / llm_bytes, 1)}
+            for name, bw in APPLE_BANDWIDTH.items()}
+
+
+def run_bench(*, bundle: str | None, synthetic: str | None, backends: tuple[str, ...], clips=CLIPS,
+              reps: int = 5, warmup: int = 1, tokens: int = 64, q_bits: int | None = None,
+              dtype: str = "float16", log: Callable[[str], None] = print) -> dict:
+    report = {"machine": machine(), "settings": {"reps": reps, "warmup": warmup, "tokens": tokens,
+                                                  "clips_s": list(clips), "q_bits": q_bits,
+                                                  "encoder_adaptor_dtype": dtype if synthetic else "bundle",
+                                                  "source": bundle or f"synthetic {synthetic}"},
+              "results": {}}
+    samples = {s: clip(s) for s in clips}
+    if "mlx" in backends:
+        import mlx.core as mx
+
+        if synthetic:
+            pipe, mem = mlx_synthetic(q_bits, dtype, tokens, log)
+        else:
+            from mlx_port.pipeline import Pipeline
+
+            mx.reset_peak_memory()
+            pipe = Pipeline.from_bundle(bundle, decode=bench_decode(tokens))
+            mem = {"all_weights": mx.get_active_memory()}
+        r = {"weights_bytes": mem, "clips": {}}
+        for s, x in samples.items():
+            log(f"MLX: {s:.0f} s clip ...")
+            r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, mx.get_peak_memory, mx.reset_peak_memory)
+        if pipe.llm is not None:
+            x = samples[min(samples, key=lambda k: abs(k - 10))]
+            r["bare_mlx_lm_decode_tok_s"] = mlx_bare_decode(pipe, x, tokens, reps)
+            ours = r["clips"][f"{min(samples, key=lambda k: abs(k - 10)):.0f}s"].get("decode_tok_s")
+            r["pipeline_vs_bare_decode"] = ours / r["bare_mlx_lm_decode_tok_s"] if ours else None
+            llm_bytes = mem.get("llm") or mem.get("all_weights")
+            r["apple_projection"] = {"note": "projection, not a measurement: weight bytes per token vs bandwidth",
+                                     "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
+        report["results"]["mlx"] = r
+        del pipe
+    if "reference" in backends:
+        report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log)
+    return report
+
+
+def reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log) -> dict:
+    """The PyTorch reference, float32 on the CPU as its path is written (RSS peak)."""
+    from parity.harness import reference_pipeline
+
+    if synthetic:
+        raise ValueError("--synthetic with --backend reference needs real-size original-format files: "
+                         "build them with reference.checkpoints (make_sensevoice_dir / make_adaptor_pt / "
+                         "make_qwen3_dir), convert a bundle, and bench that bundle with -m")
+    from funasr_qwen4b.bundle import read_bundle
+
+    q = QueryConfig(**read_bundle(bundle)["components"]["sensevoice"].get("query", {}))
+    pipe = reference_pipeline(bundle, q, decode=bench_decode(tokens), log=log)
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731
+    r = {"clips": {}, "device": "cpu", "dtype": "float32"}
+    for s, x in samples.items():
+        log(f"reference: {s:.0f} s clip ...")
+        r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, rss, None)
+    return r
+
+
+def to_markdown(report: dict) -> str:
+    m, st = report["machine"], report["settings"]
+    lines = [f"# bench: {st['source']}", "",
+             f"- machine: {m}", f"- settings: {st}", "",
+             "| backend | clip | " + " | ".join(STAGES) + " | total | RTF | prefill tok/s | decode tok/s | peak GiB |",
+             "|---|---|" + "---|" * (len(STAGES) + 5)]
+    for backend, r in report["results"].items():
+        for name, c in r["clips"].items():
+            cells = [f"{c['stages_s'][s]['median'] * 1000:.1f} ms" if c['stages_s'][s]['median'] is not None
+                     else "-" for s in STAGES]
+            lines.append(f"| {backend} | {name} | " + " | ".join(cells) +
+                         f" | {c['total_s']['median'] * 1000:.0f} ms | {c['rtf']:.4f} | "
+                         f"{c.get('prefill_tok_s', 0):.0f} | {c.get('decode_tok_s', 0):.1f} | "
+                         f"{c.get('peak_gib', float('nan')):.2f} |")
+        if "bare_mlx_lm_decode_tok_s" in r:
+            lines.append(f"\n{backend}: bare mlx-lm generate_step {r['bare_mlx_lm_decode_tok_s']:.1f} tok/s; "
+                         f"pipeline / bare = {r['pipeline_vs_bare_decode']:.3f}")
+        if "weights_bytes" in r:
+            lines.append(f"{backend} weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in r['weights_bytes'].items()))
+        if "apple_projection" in r:
+            p = r["apple_projection"]
+            lines.append("Apple Silicon decode ceiling (projection): " + ", ".join(
+                f"{k} {v['ceiling_tok_s']} tok/s" for k, v in p.items() if isinstance(v, dict)))
+    return "\n".join(lines) + "\n"
