@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--backend", choices=["mlx", "reference", "both"], default="mlx")
     be.add_argument("--json", help="write the results as JSON")
     be.add_argument("--reps", type=int, default=5, help="timed repetitions per clip (default 5)")
-    be.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    be.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     be.add_argument("--tokens", type=int, default=64, help="tokens decoded per run (default 64)")
     be.add_argument("--clips", default="5,10,30", help="clip lengths in seconds (default 5,10,30)")
     be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")

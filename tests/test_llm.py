@@ -215,5 +215,6 @@ def test_bench_reports_every_stage_and_fixed_token_count(full_bundle, tmp_path):
         assert c["generated_tokens"] == 6 and c["audio_s"] == 2.0
         assert set(c["stages_s"]) == {"frontend", "encoder", "adaptor", "llm_prefill", "llm_decode"}
         assert c["stages_s"]["encoder"]["n"] == 2 and c["peak_gib"] > 0
-    assert rep["results"]["mlx"]["bare_mlx_lm_decode_tok_s"] > 0
+    d = rep["results"]["mlx"]["decode_vs_bare_mlx_lm"]
+    assert d["bare_mlx_lm_tok_s"] > 0 and d["pipeline_tok_s"] > 0 and d["pairs"] == 2
     assert rep["settings"]["tokens"] == 6 and rep["machine"]["mlx"]
