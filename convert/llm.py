@@ -47,10 +47,10 @@ def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = 
         raise ValueError(f"unknown dtype {dtype!r}; use one of {LLM_DTYPES}")
     if q_bits not in (None, 4, 8):
         raise ValueError(f"-q must be 4 or 8, got {q_bits}")
-    predicate = None
-    if embeddings_8bit and q_bits == 4:
-        def predicate(path, module):
-            return {"bits": 8, "group_size": q_group_size} if path.endswith(("embed_tokens", "lm_head")) else True
+    def embeddings_at_8bit(path, module):
+        return {"bits": 8, "group_size": q_group_size} if path.endswith(("embed_tokens", "lm_head")) else True
+
+    predicate = embeddings_at_8bit if embeddings_8bit and q_bits == 4 else None
     log(f"Qwen3: hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}; "
         f"{'%d-bit' % q_bits if q_bits else dtype}{' (embeddings 8-bit)' if predicate else ''}")
     sources = {p.name: source_entry(p) for p in sorted(hf_dir.glob("*.safetensors"))}

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio, split_long
 from .config import QueryConfig

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from .config import QueryConfig
 from .ctc import CtcResult
-from .decoding import DecodeConfig, Decoded
+from . import taps
+from .decoding import DecodeConfig, Decoded, decode_loop
 from .prompt import Prompt, stop_ids
 
 
@@ -40,6 +42,19 @@ class LlmSetup:
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def transcribe(self, tokens: Iterator[int], seconds: float, out: "Output", on_text=None, rec=None) -> None:
+        """Decode a path's token source for `seconds` of audio into `out`."""
+        out.decoded = decode_loop(tokens, cap=self.decode.token_cap(seconds), stop=self.stop, cfg=self.decode,
+                                  on_text=on_text, tokenizer=self.tokenizer)
+        out.timings["llm_prefill"], out.timings["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
+        out.text = self.text(out.decoded.ids)
+        if rec is not None:
+            rec.outputs[taps.LLM_TOKENS] = np.array(out.decoded.ids, dtype=np.int64)
+
+    def complete(self, tokens: Iterator[int], max_tokens: int) -> str:
+        """A text-only pass (translation)."""
+        return self.text(decode_loop(tokens, cap=max_tokens, stop=self.stop, cfg=self.decode).ids)
 
 
 @dataclass

@@ -10,10 +10,10 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from funasr_qwen4b import ctc, taps
+from funasr_qwen4b import ctc
 from funasr_qwen4b.bundle import read_bundle, require_component
 from funasr_qwen4b.config import QueryConfig
-from funasr_qwen4b.decoding import DecodeConfig, decode_loop
+from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import load_tokenizer, template_text
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
@@ -73,20 +73,13 @@ class Pipeline:
         out.audio_embeds = np.array(audio.astype(mx.float32))
         if self.llm is None:
             return out
-        s = self.setup
+        s, seconds = self.setup, samples.size / 16000
         embeds = self.llm.inputs_embeds(s.prompt, audio, rec)
-        cap = s.decode.token_cap(samples.size / 16000)
-        out.decoded = decode_loop(self.llm.tokens(embeds, s.decode, cap + 1, rec), cap=cap, stop=s.stop,
-                                  cfg=s.decode, on_text=on_text, tokenizer=s.tokenizer)
-        t["llm_prefill"], t["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
-        out.text = s.text(out.decoded.ids)
-        if rec is not None:
-            rec.outputs[taps.LLM_TOKENS] = np.array(out.decoded.ids, dtype=np.int64)
+        # mlx-lm's loop needs a count: one past the cap, so a stop token can still come
+        s.transcribe(self.llm.tokens(embeds, s.decode, s.decode.token_cap(seconds) + 1, rec), seconds, out, on_text, rec)
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""
-        s = self.setup
-        decoded = decode_loop(self.llm.tokens(self.llm.embed(prompt_ids), s.decode, max_tokens + 1),
-                              cap=max_tokens, stop=s.stop, cfg=s.decode)
-        return s.text(decoded.ids)
+        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids), self.setup.decode, max_tokens + 1),
+                                   max_tokens)

@@ -15,7 +15,6 @@ import platform
 import resource
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -85,7 +84,7 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, log: Callable[[st
         nn.quantize(model, group_size=64, bits=q_bits)
     mx.eval(model.parameters())
     mem["llm"] = mx.get_active_memory() - base
-    log(f"MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
+    log("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
     setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
     return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
 

@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from funasr_qwen4b import ctc, taps
+from funasr_qwen4b import ctc
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
-from funasr_qwen4b.decoding import DecodeConfig, decode_loop
+from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import PRESETS, load_tokenizer
 from funasr_qwen4b.sources import SenseVoiceSource
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
@@ -71,19 +71,10 @@ class Pipeline:
         out.audio_embeds = to_numpy(audio)
         if self.llm is None:
             return out
-        s = self.setup
-        embeds = self.llm.inputs_embeds(s.prompt, audio, rec)
-        out.decoded = decode_loop(self.llm.tokens(embeds, s.decode, rec), cap=s.decode.token_cap(samples.size / 16000),
-                                  stop=s.stop, cfg=s.decode, on_text=on_text, tokenizer=s.tokenizer)
-        t["llm_prefill"], t["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
-        out.text = s.text(out.decoded.ids)
-        if rec is not None:
-            rec.outputs[taps.LLM_TOKENS] = np.array(out.decoded.ids, dtype=np.int64)
+        embeds = self.llm.inputs_embeds(self.setup.prompt, audio, rec)
+        self.setup.transcribe(self.llm.tokens(embeds, self.setup.decode, rec), samples.size / 16000, out, on_text, rec)
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""
-        s = self.setup
-        embeds = self.llm.embed(prompt_ids)[None]
-        decoded = decode_loop(self.llm.tokens(embeds, s.decode), cap=max_tokens, stop=s.stop, cfg=s.decode)
-        return s.text(decoded.ids)
+        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids)[None], self.setup.decode), max_tokens)
