@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from parity.cer_cli import add_cer_parser
+from funasr_qwen4b.serve_cli import add_serve_parser
 
 from . import __version__
 from .config import LANGUAGE_IDS, TEXTNORM_IDS, QueryConfig
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity_args(sc, DEFAULT_CLIP)
     sc.set_defaults(func=cmd_selfcheck)
     add_cer_parser(sub)
+    add_serve_parser(sub)
     return p
 
 

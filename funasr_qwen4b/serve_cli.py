@@ -1,0 +1,80 @@
+"""`funasr-qwen4b serve`: the command line of the OpenAI-compatible server.
+
+Kept apart from `server` so that `funasr-qwen4b --help` needs neither FastAPI
+nor uvicorn (the `serve` extra); they are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+MODEL_IDS = ("funasr-qwen4b", "sensevoice-small")  # server.MODELS, without importing FastAPI
+
+
+def add_serve_parser(sub) -> argparse.ArgumentParser:
+    from .cli import _template_args
+
+    sp = sub.add_parser(
+        "serve", help="OpenAI-compatible transcription server (MLX)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the bundle over HTTP with OpenAI's audio API, so the official `openai` client and "
+        "tools that speak it work unchanged:\n\n"
+        "  POST /v1/audio/transcriptions  multipart file, model, language, prompt, response_format\n"
+        "                                 (json|text|verbose_json|srt|vtt), stream=true for server-sent events\n"
+        "  POST /v1/audio/translations    English text (a second, text-only LLM pass)\n"
+        "  GET  /v1/models, GET /health\n"
+        "  POST /v1/models/ID/load, POST /v1/models/ID/unload (or DELETE /v1/models/ID)\n\n"
+        "Models: funasr-qwen4b (SenseVoice → adaptor → Qwen3; the bundle needs all three) and sensevoice-small "
+        "(SenseVoice's CTC head). Each loads on its first request and is unloaded after --idle-unload seconds "
+        "without one. Requests for one model queue and run one at a time on its own thread. `prompt` and "
+        "`temperature` are accepted and ignored (greedy decoding, the bundle's prompt template).",
+        epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
+        "says otherwise; there is no authentication, so expose it only behind something that has.")
+    sp.add_argument("-m", "--model", required=True, help="bundle directory")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    sp.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    sp.add_argument("--default-model", choices=MODEL_IDS,
+                    help="model for requests that name none (default: funasr-qwen4b when the bundle has the "
+                    "adaptor and the LLM, else sensevoice-small)")
+    sp.add_argument("--idle-unload", type=float, default=600.0, metavar="SECONDS",
+                    help="unload a model after this many seconds without a request (default %(default)g; 0 = never)")
+    sp.add_argument("--max-upload-mb", type=float, default=25.0,
+                    help="largest request body, MB; larger ones get 413 (default %(default)g)")
+    sp.add_argument("--max-audio-seconds", type=float, default=600.0,
+                    help="longest audio accepted; longer gets 400 (default %(default)g; 0 = no limit)")
+    sp.add_argument("--max-seconds", type=float, default=30.0,
+                    help="split longer audio at its quietest points into pieces this long, one segment each "
+                    "(default %(default)g; 0 = never)")
+    _template_args(sp)
+    sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                    help="uvicorn log level (default %(default)s)")
+    sp.set_defaults(func=cmd_serve)
+    return sp
+
+
+def cmd_serve(args) -> int:
+    from .bundle import read_bundle
+    from .cli import _template, log
+
+    meta = read_bundle(args.model)  # not a bundle: a one-line error before anything starts
+    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-audio-seconds", args.max_audio_seconds),
+                        ("--idle-unload", args.idle_unload), ("--max-seconds", args.max_seconds)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value:g}")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1..65535, got {args.port}")
+    try:
+        from .server import ServerConfig, serve
+    except ImportError as e:
+        raise ValueError(f"serve needs FastAPI, uvicorn and python-multipart ({e}); "
+                         "pip install 'funasr-qwen4b-mlx[serve]'") from None
+    missing = [c for c in ("adaptor", "llm") if c not in meta["components"]]
+    if missing:
+        log(f"note: the bundle has no {', '.join(missing)}: funasr-qwen4b will answer 503; "
+            "sensevoice-small serves")
+    cfg = ServerConfig(str(args.model), default_model=args.default_model, idle_unload=args.idle_unload,
+                       max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
+                       max_seconds=args.max_seconds, template=_template(args))
+    log(f"serving {args.model} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)")
+    serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
