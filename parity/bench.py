@@ -212,6 +212,7 @@ def run_bench(*, bundle: str | None, synthetic: str | None, backends: tuple[str,
         del pipe
     if "reference" in backends:
         report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log)
+        report["mlx_over_pytorch_speed"] = stage_ratios(report)
     return report
 
 
@@ -220,9 +221,7 @@ def reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log) -> di
     from parity.harness import reference_pipeline
 
     if synthetic:
-        raise ValueError("--synthetic with --backend reference needs real-size original-format files: "
-                         "build them with reference.checkpoints (make_sensevoice_dir / make_adaptor_pt / "
-                         "make_qwen3_dir), convert a bundle, and bench that bundle with -m")
+        return torch_synthetic(samples, reps, warmup, tokens, log)
     from funasr_qwen4b.bundle import read_bundle
 
     q = QueryConfig(**read_bundle(bundle)["components"]["sensevoice"].get("query", {}))
@@ -233,6 +232,91 @@ def reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log) -> di
         log(f"reference: {s:.0f} s clip ...")
         r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, rss, None)
     return r
+
+
+def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
+    """PyTorch at real size, random weights, on its best device and dtype (CUDA,
+    bfloat16, SDPA; decoding by transformers' generate with its static cache,
+    which it compiles): the adaptor and the LLM. The encoder stage needs FunASR
+    importable; where it is not (a bare GPU machine), it is reported as such."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from reference.adaptor import AudioAdaptorQwen4B
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = torch.bfloat16 if dev == "cuda" else torch.float32
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    with torch.device(dev):
+        ad = AudioAdaptorQwen4B(AdaptorConfig()).to(dt).eval()
+        cfg = Qwen3Config(**{k: v for k, v in QWEN3_4B.items() if k != "model_type"})
+        lm = Qwen3ForCausalLM(cfg).to(dt).eval()
+    lm.config._attn_implementation = "sdpa"
+    encoder = None
+    try:
+        from funasr.models.sense_voice.model import SenseVoiceEncoderSmall
+
+        e = EncoderConfig()
+        encoder = SenseVoiceEncoderSmall(input_size=560, output_size=e.output_size, attention_heads=e.attention_heads,
+                                         linear_units=e.linear_units, num_blocks=e.num_blocks,
+                                         tp_blocks=e.tp_blocks).to(dev, dt).eval()
+    except ImportError as err:
+        log(f"reference encoder not timed: FunASR is not importable here ({err})")
+
+    def timed(fn):
+        sync()
+        t = time.perf_counter()
+        out = fn()
+        sync()
+        return time.perf_counter() - t, out
+
+    r = {"device": dev, "dtype": str(dt), "decode": "transformers generate, static cache (compiled)", "clips": {}}
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        for s in samples:
+            frames = 4 + -(-int(s * 100 - 1.5) // 6)  # LFR frames of s seconds + the 4 query rows
+            x = torch.randn(1, frames, 560, device=dev, dtype=dt)
+            lens = torch.tensor([frames], device=dev)
+            stages = {k: [] for k in ("encoder", "adaptor", "llm_prefill", "llm_decode")}
+            for i in range(warmup + reps):
+                enc_t = timed(lambda: encoder(x.clone(), lens))[0] if encoder is not None else float("nan")
+                ad_t, audio = timed(lambda: ad(torch.randn(1, frames, 512, device=dev, dtype=dt)))
+                def gen(n):
+                    return lm.generate(inputs_embeds=audio, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                       cache_implementation="static")
+                pre_t = timed(lambda: gen(1))[0]  # prefill and the first token, as in the MLX timing
+                gen_t = timed(lambda: gen(tokens))[0]
+                if i >= warmup:
+                    for k, v in zip(stages, (enc_t, ad_t, pre_t, gen_t - pre_t)):
+                        stages[k].append(v)
+            st = {k: _stats(v) for k, v in stages.items()}
+            r["clips"][f"{s:.0f}s"] = {
+                "audio_s": s, "stages_s": {**{k: _stats([]) for k in STAGES}, **st}, "prefill_positions": frames,
+                "total_s": _stats([sum(v) for v in zip(*[x for x in stages.values() if x and x[0] == x[0]])]),
+                "prefill_tok_s": frames / st["llm_prefill"]["median"],
+                "decode_tok_s": (tokens - 1) / st["llm_decode"]["median"], "generated_tokens": tokens}
+            r["clips"][f"{s:.0f}s"]["rtf"] = r["clips"][f"{s:.0f}s"]["total_s"]["median"] / s
+            log(f"reference {dev}: {s:.0f} s clip done")
+    if dev == "cuda":
+        r["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return r
+
+
+def stage_ratios(report: dict) -> dict:
+    """MLX speed / PyTorch speed per stage and clip (> 1: MLX faster)."""
+    res = report["results"]
+    if not {"mlx", "reference"} <= set(res):
+        return {}
+    out = {}
+    for clip_name, m in res["mlx"]["clips"].items():
+        r = res["reference"]["clips"].get(clip_name)
+        if r is None:
+            continue
+        out[clip_name] = {s: (r["stages_s"][s]["median"] / m["stages_s"][s]["median"])
+                          if r["stages_s"][s]["median"] and m["stages_s"][s]["median"] else None for s in STAGES}
+    return out
 
 
 def to_markdown(report: dict) -> str:
@@ -259,4 +343,7 @@ def to_markdown(report: dict) -> str:
             p = r["apple_projection"]
             lines.append("Apple Silicon decode ceiling (projection): " + ", ".join(
                 f"{k} {v['ceiling_tok_s']} tok/s" for k, v in p.items() if isinstance(v, dict)))
+    for clip_name, ratios in report.get("mlx_over_pytorch_speed", {}).items():
+        lines.append(f"MLX / PyTorch speed, {clip_name}: " + ", ".join(
+            f"{s} {v:.2f}" for s, v in ratios.items() if v is not None))
     return "\n".join(lines) + "\n"
