@@ -29,18 +29,24 @@ def source_entry(path: str | Path) -> dict:
     return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
+def write_atomic(path: str | Path, write_fn, suffix: str | None = None) -> None:
+    """`write_fn(tmp_path)` writes beside `path`, then the file is renamed into
+    place: a reader never sees a half-written file, and a failure leaves none."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        write_fn(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    write_atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def read_bundle(bundle: str | Path) -> dict:

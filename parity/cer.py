@@ -550,26 +550,17 @@ def plot(rep: dict, path: Path) -> None:
     a2.legend()
     fig.suptitle(f"{Path(str(rep['meta'].get('manifest'))).name}: transcriber {rep['meta'].get('transcriber')}")
     fig.tight_layout()
-    from .report import _save_atomic
+    from funasr_qwen4b.bundle import write_atomic
 
-    _save_atomic(lambda p: fig.savefig(p, dpi=100), path)
+    write_atomic(path, lambda p: fig.savefig(p, dpi=100))
     plt.close(fig)
 
 
 def write(rep: dict, json_path: str | Path) -> list[Path]:
     """FILE.json, FILE.md and FILE.png side by side."""
-    from funasr_qwen4b.bundle import write_json_atomic
+    from .report import write_triplet
 
-    from .report import _save_atomic
-
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(json_path, rep)
-    md = json_path.with_suffix(".md")
-    _save_atomic(lambda p: Path(p).write_text(to_markdown(rep), encoding="utf-8"), md)
-    png = json_path.with_suffix(".png")
-    plot(rep, png)
-    return [json_path, md, png]
+    return write_triplet(json_path, rep, to_markdown(rep), lambda png: plot(rep, png))
 
 
 # --- the whole command ------------------------------------------------------------

@@ -69,6 +69,10 @@ def _checked_source(bundle: str | Path, component: str, override: str | Path | N
         path = Path(recorded["path"])
     else:
         path = Path(override) / "model.pt" if component == "sensevoice" else Path(override)
+    return _verified(path, recorded, bundle, component, flag)
+
+
+def _verified(path: Path, recorded: dict, bundle, component: str, flag: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"the reference needs the original {component} file; {path} not found (pass {flag})")
     if sha256_file(path) != recorded["sha256"]:
@@ -90,12 +94,7 @@ def llm_source(bundle: str | Path, override: str | Path | None = None) -> Path:
     entry = read_bundle(bundle)["components"]["llm"]
     path = Path(override or entry["source_dir"])
     for name, recorded in entry["sources"].items():
-        f = path / name
-        if not f.is_file():
-            raise FileNotFoundError(f"the reference needs the original LLM; {f} not found (pass --llm-src DIR)")
-        if sha256_file(f) != recorded["sha256"]:
-            raise ValueError(f"{f} is not the file {bundle} was converted from (sha256 differs); "
-                             f"pass the right --llm-src or reconvert")
+        _verified(path / name, recorded, bundle, "LLM", "--llm-src DIR")
     return path
 
 

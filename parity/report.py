@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from funasr_qwen4b.bundle import write_json_atomic
+from funasr_qwen4b.bundle import write_atomic, write_json_atomic
 
 from .harness import ParityReport
 
@@ -77,20 +75,24 @@ def plot(report: ParityReport, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save_atomic(lambda p: fig.savefig(p, dpi=110), path)
+    write_atomic(path, lambda p: fig.savefig(p, dpi=110))
     plt.close(fig)
 
 
-def write(report: ParityReport, json_path: str | Path) -> list[Path]:
-    """Write FILE.json, FILE.md and FILE.png side by side."""
+def write_triplet(json_path: str | Path, data: dict, markdown: str, plot_fn) -> list[Path]:
+    """FILE.json, FILE.md and FILE.png side by side, each written atomically;
+    `plot_fn(png_path)` draws the picture."""
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(json_path, report.to_dict())
-    md = json_path.with_suffix(".md")
-    _save_atomic(lambda p: Path(p).write_text(to_markdown(report), encoding="utf-8"), md)
-    png = json_path.with_suffix(".png")
-    plot(report, png)
+    write_json_atomic(json_path, data)
+    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    write_atomic(md, lambda p: Path(p).write_text(markdown, encoding="utf-8"))
+    plot_fn(png)
     return [json_path, md, png]
+
+
+def write(report: ParityReport, json_path: str | Path) -> list[Path]:
+    return write_triplet(json_path, report.to_dict(), to_markdown(report), lambda png: plot(report, png))
 
 
 def dump(report: ParityReport, out_dir: str | Path) -> list[Path]:
@@ -100,18 +102,7 @@ def dump(report: ParityReport, out_dir: str | Path) -> list[Path]:
     paths = []
     for name, arrays in (("reference", report.reference_taps), ("mlx", report.mlx_taps)):
         path = out_dir / f"{name}.npz"
-        _save_atomic(lambda p, a=arrays: np.savez(p, **a), path, suffix=".npz")
+        write_atomic(path, lambda p, a=arrays: np.savez(p, **a))
         paths.append(path)
     return paths
-
-
-def _save_atomic(write_fn, path: Path, suffix: str | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
