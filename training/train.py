@@ -1,0 +1,361 @@
+"""Train the demonstration model: SenseVoiceSmall (FunASR's class) → adaptor
+(our AudioAdaptorQwen4B, post-norm GELU) → Qwen3ForCausalLM (transformers), on
+espeak-ng speech, with the reference code; write it in the original formats.
+
+Run:  python -m training.train --out models/demo            # CUDA when there is one
+      python -m training.train --out /tmp/demo --quick      # a smoke run (minutes on a CPU)
+
+Losses: FunASR's CTC on the encoder's speech frames, cross-entropy of the CTC
+head on the 4 query frames (language, emotion, event, text norm: SenseVoice's
+"rich" loss), and the LLM's next-token cross-entropy on the transcript after
+the adaptor rows in the `raw` layout ([audio, text, <|im_end|>]), the 4 query
+frames kept, as REFERENCE.md §3 describes the real adaptor's training.
+Everything that decides the model (data recipe, dimensions, optimiser, seed)
+is written into each checkpoint's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import data
+from .tokenizers import build_ctc_bpe, build_llm_tokenizer, ctc_text
+
+ENCODER = dict(output_size=256, attention_heads=4, linear_units=512, num_blocks=4, tp_blocks=1, kernel_size=11)
+# nhead 8 is the real adaptor's (and `convert adaptor`'s default): no flag needed to convert this one.
+ADAPTOR = dict(encoder_dim=256, d_model=128, num_layers=4, dim_feedforward=256, llm_dim=256, nhead=8)
+QWEN3 = dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+             intermediate_size=512)
+TAGS = {"zh": "<|zh|>", "en": "<|en|>"}, "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>"
+QUERY_LANGUAGES = ("auto", "zh", "en")  # drawn per utterance: the transcript must not depend on the query
+
+
+@dataclass(frozen=True)
+class Settings:
+    recipe: data.Recipe = field(default_factory=data.Recipe)
+    ctc_vocab: int = 600
+    llm_vocab: int = 1200
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 600
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    rich_weight: float = 0.3
+    llm_weight: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(encoder=ENCODER, adaptor=ADAPTOR, qwen3=QWEN3, script="training/train.py")
+        return d
+
+
+# --- features ---------------------------------------------------------------
+
+def _features(job: tuple[np.ndarray, int, int, data.Recipe]) -> np.ndarray:
+    """One augmented copy through FunASR's fbank + LFR (no CMVN yet: its stats come from these)."""
+    import torch
+
+    from funasr_qwen4b.config import FrontendConfig
+    from reference.frontend import Frontend
+
+    torch.set_num_threads(1)
+    x, seed, copy, recipe = job
+    if copy:
+        x = data.augment(x, recipe, np.random.default_rng([recipe.seed, seed, copy]))
+    return Frontend(FrontendConfig(cmvn=False), None)(x).numpy()
+
+
+def features(audio: list[np.ndarray], recipe: data.Recipe, workers: int) -> list[list[np.ndarray]]:
+    """[utterance][copy] → LFR features [T', 560]."""
+    jobs = [(x, i, c, recipe) for i, x in enumerate(audio) for c in range(recipe.copies)]
+    with ProcessPoolExecutor(workers) as pool:
+        flat = list(pool.map(_features, jobs, chunksize=64))
+    return [flat[i * recipe.copies:(i + 1) * recipe.copies] for i in range(len(audio))]
+
+
+# --- the model ----------------------------------------------------------------
+
+class DemoModel:
+    """The three parts, built with the reference classes."""
+
+    def __init__(self, s: Settings, ctc_vocab: int, llm_vocab: int, tok_ids: dict[str, int], device):
+        import torch
+
+        from funasr_qwen4b.config import AdaptorConfig
+        from reference.adaptor import AudioAdaptorQwen4B
+        from reference.checkpoints import build_sensevoice, config_yaml, qwen3_config
+        from transformers import Qwen3ForCausalLM
+
+        torch.manual_seed(s.seed)
+        self.sv_cfg = {**config_yaml(ENCODER), "train_conf": s.to_dict()}
+        self.sv = build_sensevoice(self.sv_cfg, ctc_vocab).to(device)
+        self.adaptor = AudioAdaptorQwen4B(AdaptorConfig(**ADAPTOR)).to(device)
+        self.llm_cfg = qwen3_config(llm_vocab, tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"], **QWEN3)
+        self.llm_cfg.training = s.to_dict()
+        self.llm = Qwen3ForCausalLM(self.llm_cfg).to(device)
+        self.device = device
+
+    def modules(self):
+        return [self.sv, self.adaptor, self.llm]
+
+    def parameters(self):
+        return [p for m in self.modules() for p in m.parameters()]
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            m.train(mode)
+
+
+@dataclass
+class Batch:
+    feats: object  # [B, T, 560], CMVN applied
+    lengths: object  # [B]
+    query: object  # [B, 4] query ids
+    ctc_targets: object  # [B, U] padded with -1
+    ctc_lengths: object
+    tags: object  # [B, 4] CTC-vocabulary ids of the tag frames
+    llm_ids: list  # per utterance: transcript ids + <|im_end|>
+
+
+def losses(m: DemoModel, b: Batch) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    speech = torch.cat((m.sv.embed(b.query), b.feats), dim=1)
+    enc, enc_lens = m.sv.encoder(speech, b.lengths + 4)
+    ctc = m.sv.ctc(enc[:, 4:], enc_lens - 4, b.ctc_targets, b.ctc_lengths)
+    ctc = ctc * len(b.llm_ids) / b.ctc_lengths.sum()  # per token, like the LLM's loss
+    tag_logits = m.sv.ctc.ctc_lo(enc[:, :4])
+    rich = F.cross_entropy(tag_logits.reshape(-1, tag_logits.shape[-1]), b.tags.reshape(-1))
+
+    frames = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
+    audio = m.adaptor(enc, padding_mask=~frames)
+    emb = m.llm.get_input_embeddings()
+    hidden = audio.shape[-1]
+    lens = [int(a) + len(t) - 1 for a, t in zip(enc_lens, b.llm_ids)]
+    inputs = audio.new_zeros(len(lens), max(lens), hidden)
+    labels = torch.full((len(lens), max(lens)), -100, dtype=torch.long, device=enc.device)
+    mask = torch.zeros(len(lens), max(lens), dtype=torch.long, device=enc.device)
+    for i, (a, ids) in enumerate(zip(enc_lens.tolist(), b.llm_ids)):
+        t = torch.tensor(ids, device=enc.device)
+        inputs[i, :a] = audio[i, :a]
+        inputs[i, a:a + len(ids) - 1] = emb(t[:-1])
+        labels[i, a - 1:a - 1 + len(ids)] = t
+        mask[i, :a + len(ids) - 1] = 1
+    logits = m.llm(inputs_embeds=inputs, attention_mask=mask).logits
+    llm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return {"ctc": ctc, "rich": rich, "llm": llm}
+
+
+# --- the run ----------------------------------------------------------------------
+
+def write_tokenizers(out: Path, s: Settings, train: list[data.Item]):
+    """CTC BPE into out/sensevoice, the LLM tokenizer into out/qwen3; returns both."""
+    import sentencepiece as spm
+
+    from reference.checkpoints import BPE_NAME
+
+    (out / "sensevoice").mkdir(parents=True, exist_ok=True)
+    ctc_size = build_ctc_bpe(out / "sensevoice" / BPE_NAME, [ctc_text(it.text, it.lang) for it in train],
+                             s.ctc_vocab)
+    llm_tok = build_llm_tokenizer([it.text for it in train], s.llm_vocab)
+    llm_tok.save_pretrained(out / "qwen3")
+    return spm.SentencePieceProcessor(model_file=str(out / "sensevoice" / BPE_NAME)), ctc_size, llm_tok
+
+
+def cosine_lr(step: int, total: int, s: Settings) -> float:
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    return s.lr * 0.5 * (1 + math.cos(math.pi * (step - s.warmup_steps) / max(1, total - s.warmup_steps)))
+
+
+def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minutes: float | None = None) -> dict:
+    import torch
+    from funasr.frontends.wav_frontend import load_cmvn
+
+    from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
+    from reference.checkpoints import write_am_mvn, write_sensevoice_dir
+
+    t0 = time.time()
+    random.seed(s.seed)
+    np.random.seed(s.seed)
+    _, train = data.items(s.recipe)
+    sp, ctc_size, llm_tok = write_tokenizers(out, s, train)
+    llm_vocab = -(-len(llm_tok) // 64) * 64
+    log(f"{len(train)} training utterances; CTC vocabulary {ctc_size}, LLM vocabulary {len(llm_tok)} "
+        f"(embedding rows {llm_vocab})")
+
+    audio = data.synthesize_all(train, workers)
+    feats = features(audio, s.recipe, workers)
+    del audio
+    frames = np.concatenate([f for per in feats for f in per])
+    mean, std = frames.mean(0), frames.std(0)
+    shift, scale = -mean, 1.0 / np.maximum(std, 1e-5)
+    write_am_mvn(out / "sensevoice" / "am.mvn", shift, scale)
+    # Train on what inference computes: the CMVN as FunASR reads it back from the am.mvn text.
+    cmvn = torch.from_numpy(np.asarray(load_cmvn(str(out / "sensevoice" / "am.mvn")), dtype=np.float32))
+    log(f"features: {frames.shape[0]} frames from {len(feats)}×{s.recipe.copies} copies "
+        f"({time.time() - t0:.0f} s so far)")
+    del frames
+
+    dev = torch.device(device)
+    tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
+    m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
+    n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in
+                zip(("sensevoice", "adaptor", "qwen3"), m.modules())}
+    log(f"parameters: {n_params}")
+    cmvn_shift, cmvn_scale = cmvn[0].to(dev), cmvn[1].to(dev)
+    tag_ids = {t: sp.piece_to_id(t) for t in (*TAGS[0].values(), *TAGS[1:])}
+    woitn = QueryConfig(textnorm="woitn").ids[3]
+
+    examples = []
+    for i, it in enumerate(train):
+        ctc_ids = sp.encode(ctc_text(it.text, it.lang))
+        llm_ids = llm_tok.encode(it.text, add_special_tokens=False) + [tok_ids["<|im_end|>"]]
+        tags = [tag_ids[TAGS[0][it.lang]], tag_ids[TAGS[1]], tag_ids[TAGS[2]], tag_ids[TAGS[3]]]
+        for f in feats[i]:
+            examples.append((torch.from_numpy(f), ctc_ids, llm_ids, tags))
+    del feats
+
+    def batches(epoch_rng: random.Random):
+        order = sorted(range(len(examples)), key=lambda k: examples[k][0].shape[0] + epoch_rng.random() * 8)
+        chunks = [order[k:k + s.batch_size] for k in range(0, len(order), s.batch_size)]
+        epoch_rng.shuffle(chunks)
+        for idx in chunks:
+            ex = [examples[k] for k in idx]
+            T = max(e[0].shape[0] for e in ex)
+            U = max(len(e[1]) for e in ex)
+            fb = torch.zeros(len(ex), T, 560)
+            ct = torch.full((len(ex), U), -1, dtype=torch.long)
+            for j, e in enumerate(ex):
+                fb[j, :e[0].shape[0]] = e[0]
+                ct[j, :len(e[1])] = torch.tensor(e[1])
+            lengths = torch.tensor([e[0].shape[0] for e in ex])
+            fb = fb.to(dev)
+            fb = (fb + cmvn_shift) * cmvn_scale * (torch.arange(T, device=dev)[None, :, None] < lengths.to(dev)[:, None, None])
+            query = torch.tensor([[LANGUAGE_IDS[epoch_rng.choice(QUERY_LANGUAGES)], *QueryConfig().ids[1:3], woitn]
+                                  for _ in ex])
+            yield Batch(fb, lengths.to(dev), query.to(dev), ct.to(dev),
+                        torch.tensor([len(e[1]) for e in ex]).to(dev),
+                        torch.tensor([e[3] for e in ex]).to(dev), [e[2] for e in ex])
+
+    params = m.parameters()
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98))
+    steps_per_epoch = math.ceil(len(examples) / s.batch_size)
+    total, step = s.epochs * steps_per_epoch, 0
+    history = []
+    rng = random.Random(s.seed)
+    for epoch in range(s.epochs):
+        m.train()
+        sums, count, t_ep = {"ctc": 0.0, "rich": 0.0, "llm": 0.0}, 0, time.time()
+        for b in batches(rng):
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, total, s)
+            parts = losses(m, b)
+            loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+            opt.step()
+            step += 1
+            count += 1
+            for k, v in parts.items():
+                sums[k] += v.item()
+        row = {"epoch": epoch + 1, **{k: round(v / count, 4) for k, v in sums.items()},
+               "seconds": round(time.time() - t_ep, 1)}
+        history.append(row)
+        log(json.dumps(row))
+        if max_minutes and epoch + 1 < s.epochs and time.time() - t0 + row["seconds"] > 60 * max_minutes:
+            log(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes}")
+            break
+
+    m.train(False)
+    write_sensevoice_dir(out / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
+    torch.save({"model_state_dict": m.adaptor.cpu().state_dict(), "config": ADAPTOR,
+                "training": s.to_dict()}, out / "adaptor.pt")
+    m.llm.cpu().save_pretrained(out / "qwen3")
+    summary = {"settings": s.to_dict(), "parameters": n_params, "history": history,
+               "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
+               "torch": torch.__version__, "minutes": round((time.time() - t0) / 60, 1)}
+    (out / "training_log.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--out", required=True, help="directory for sensevoice/, adaptor.pt, qwen3/ (must not exist)")
+    ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    ap.add_argument("--seed", type=int, default=0, help="model initialisation and batch order (data has its own)")
+    ap.add_argument("--epochs", type=int, default=Settings.epochs)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 100 utterances a language, 2 epochs")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
+    ap.add_argument("--max-minutes", type=float, help="stop after the epoch that would pass this much wall time")
+    ap.add_argument("--funasr-modules-only", action="store_true",
+                    help="import FunASR's model modules without its package __init__ (which imports the whole "
+                         "toolkit): for a GPU machine that has torch but not FunASR's many dependencies")
+    args = ap.parse_args(argv)
+    if args.funasr_modules_only:
+        funasr_modules_only()
+    import torch
+
+    out = Path(args.out)
+    if out.exists():
+        sys.exit(f"error: {out} exists; give a new --out directory")
+    s = Settings(epochs=args.epochs, seed=args.seed)
+    if args.quick:
+        s = Settings(recipe=data.Recipe(train_per_lang=100, copies=2), epochs=2, warmup_steps=5, seed=args.seed)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        run(tmp, s, device, args.workers, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            max_minutes=args.max_minutes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(out)
+    from .evaluate import evaluate, summary_line
+
+    result = evaluate(out)
+    log_path = out / "training_log.json"
+    log = json.loads(log_path.read_text(encoding="utf-8"))
+    log_path.write_text(json.dumps({**log, "heldout": result}, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"{out}: held-out {summary_line(result)}")
+    return 0
+
+
+def funasr_modules_only() -> None:
+    """Make `funasr` a bare namespace over its installed directory: its model
+    modules import, its package __init__ (AutoModel and all it pulls) does not run."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("funasr")
+    if spec is None:
+        sys.exit("error: FunASR is not installed (pip install funasr --no-deps is enough here)")
+    pkg = types.ModuleType("funasr")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules["funasr"] = pkg
+
+
+if __name__ == "__main__":
+    sys.exit(main())
