@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# CI accuracy run on the test checkpoints (no download): `selfcheck` builds a tiny
-# SenseVoiceSmall (FunASR's class), adaptor and Qwen3 (transformers) in the original formats,
-# converts them into one bundle and runs `parity` on a committed clip; then
-# `cer --backend both` scores the LLM transcripts on the committed synthetic test sets. Reports go to reports/
-# (gitignored) and the Markdown is printed here. Fails when parity fails or when the CER of
-# the MLX transcript against the reference transcript is not 0.00 (float32 bundle).
+# CI accuracy run, no download.
+# 1. Random weights (`selfcheck`): a tiny SenseVoiceSmall (FunASR's class), adaptor and Qwen3 with
+#    Qwen's real vocabulary, converted into one bundle; `parity` on a committed clip, then
+#    `cer --backend both` on the committed synthetic sets: MLX must equal the reference
+#    transcript for transcript (random weights decode to the token cap: long, strict sequences).
+# 2. The trained demonstration model (models/demo): float32 parity, then CER of the reference and
+#    of MLX at float32, with a bfloat16 LLM, an 8-bit and a 4-bit LLM on the held-out sets;
+#    `python -m parity.accuracy` prints one table and checks the bars.
+# Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -14,27 +17,44 @@ export MLX_ENABLE_TF32=0  # the strict float32 tier
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p reports
+rm -f reports/*.partial.jsonl  # fresh bundles every run: nothing to resume
 status=0
+
+echo "===== 1. random weights"
 "$BIN/funasr-qwen4b" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav \
     --report reports/parity.json > /dev/null || status=1
-echo "===== reports/parity.md"
 cat reports/parity.md
-
 for set in zh_synth en_synth; do
-    report=reports/cer_$set.json
-    rm -f "reports/cer_$set.partial.jsonl"  # a fresh bundle every run: nothing to resume
-    "$BIN/funasr-qwen4b" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both \
-        --report "$report" > /dev/null || status=1
-    echo "===== reports/cer_$set.md"
-    cat "reports/cer_$set.md"
-    "$PY" - "$report" <<'PYEOF' || status=1
-import json, sys
-rep = json.load(open(sys.argv[1], encoding="utf-8"))
-mvr, dtype = rep["mlx_vs_reference"], rep["meta"]["dtype"]
-print(f"{sys.argv[1]}: MLX vs reference CER {100 * mvr['cer']:.2f}% ({dtype}); "
-      f"{mvr['identical']}/{mvr['utterances']} transcripts identical")
-if dtype == "float32" and mvr["cer"] != 0.0:
-    sys.exit(f"FAIL: MLX vs reference CER is {100 * mvr['cer']:.2f}%, not 0.00, at float32")
-PYEOF
+    "$BIN/funasr-qwen4b" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_random_$set.json" > /dev/null || status=1
 done
+"$PY" - reports/cer_random_*.json <<'PYEOF' || status=1
+import json, sys
+for path in sys.argv[1:]:
+    mvr = json.load(open(path, encoding="utf-8"))["mlx_vs_reference"]
+    print(f"{path}: {mvr['identical']}/{mvr['utterances']} MLX transcripts identical to the reference")
+    if mvr["cer"] != 0.0:
+        sys.exit(f"FAIL: MLX vs reference CER is {100 * mvr['cer']:.2f}%, not 0.00, at float32")
+PYEOF
+
+echo "===== 2. the demonstration model (models/demo)"
+demo=(--sensevoice models/demo/sensevoice --adaptor models/demo/adaptor.pt --llm models/demo/qwen3)
+"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_fp32" --dtype float32 > /dev/null
+"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_bf16" > /dev/null  # the default: bf16 LLM
+"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q8" --dtype float32 -q 8 > /dev/null
+"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q4" --dtype float32 -q 4 > /dev/null
+"$BIN/funasr-qwen4b" parity -m "$work/demo_fp32" --audio datasets/zh_heldout/zh_heldout_000.flac \
+    --report reports/parity_demo.json > /dev/null || status=1
+echo "----- reports/parity_demo.md"
+cat reports/parity_demo.md
+for set in zh_heldout en_heldout; do
+    "$BIN/funasr-qwen4b" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_demo_${set}_fp32.json" > /dev/null || status=1
+    for v in bf16 q8 q4; do
+        "$BIN/funasr-qwen4b" cer -m "$work/demo_$v" --manifest "datasets/$set/test.jsonl" \
+            --report "reports/cer_demo_${set}_$v.json" --no-progress > /dev/null || status=1
+    done
+done
+echo "----- reports/accuracy_demo.md"
+"$PY" -m parity.accuracy reports/cer_demo_*.json --markdown reports/accuracy_demo.md || status=1
 exit $status

@@ -60,6 +60,16 @@ def read_bundle(bundle: str | Path) -> dict:
     return meta
 
 
+def precisions(meta: dict) -> dict[str, str]:
+    """What each component of a bundle computes in: its dtype, or "8bit"/"4bit" for a quantized LLM."""
+    components = meta["components"]
+    out = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
+    if "llm" in components:
+        q = components["llm"].get("q_bits")
+        out["llm"] = f"{q}bit" if q else components["llm"]["dtype"]
+    return out
+
+
 def require_component(bundle: str | Path, name: str) -> Path:
     meta = read_bundle(bundle)
     if name not in meta.get("components", {}):

@@ -607,7 +607,7 @@ class CerRun:
     log: Callable[[str], None] = field(default=lambda m: None)
 
     def run(self) -> dict:
-        from funasr_qwen4b.bundle import BUNDLE_JSON, read_bundle, sha256_file
+        from funasr_qwen4b.bundle import BUNDLE_JSON, precisions, read_bundle, sha256_file
         from funasr_qwen4b.config import QueryConfig
 
         entries = load_manifest(self.manifest)
@@ -635,6 +635,6 @@ class CerRun:
                                  log=self.log)
         meta = {"manifest": str(self.manifest), "bundle": str(self.bundle), "utterances": len(entries),
                 "manifest_utterances": total, "limit": self.limit, "transcriber": kind, "template": self.template,
-                "dtype": sv.get("dtype"), "query": qdict,
+                "dtype": sv.get("dtype"), "precisions": precisions(meta_b), "query": qdict,
                 "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"), "versions": _versions(self.backends)}
         return build_report(entries, results, meta, worst=self.worst)

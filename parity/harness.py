@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import read_bundle, read_component_config, require_component, sha256_file
+from funasr_qwen4b.bundle import precisions, read_bundle, read_component_config, require_component, sha256_file
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import template_text
@@ -153,10 +153,7 @@ def run_parity(bundle: str | Path, samples: np.ndarray, *, audio_name: str = "<s
     template = template or (template_text(bundle_meta=meta_bundle) if "llm" in components else None)
     mlx = MlxPipeline.from_bundle(bundle, query, template=template, decode=decode)
     query = mlx.query
-    dtypes = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
-    if "llm" in components:
-        q = components["llm"]["q_bits"]
-        dtypes["llm"] = f"{q}bit" if q else components["llm"]["dtype"]
+    dtypes = precisions(meta_bundle)
     dtype = "float32" if set(dtypes.values()) == {"float32"} else next(d for d in dtypes.values() if d != "float32")
     dtype = {"8bit": "bfloat16", "4bit": "bfloat16"}.get(dtype, dtype)  # quantized: bf16 tier, and reported
     tol = TOLERANCES[dtype]

@@ -1,0 +1,106 @@
+"""One accuracy table from several `cer` reports, and the demonstration
+model's bars checked on it.
+
+Run:  python -m parity.accuracy reports/cer_*.json [--markdown FILE]
+
+Each report scores one test set with one bundle; the bundle's precisions
+(recorded in the report) name the variant: float32, a bfloat16 LLM, an 8-bit
+or a 4-bit LLM. Exit status 1 when a bar is missed:
+- reference: CER ≤ 10 % on a Mandarin set, WER ≤ 15 % on an English set;
+- MLX at float32: the transcript identical to the reference's on every utterance;
+- MLX with an 8-bit LLM: CER within 0.5 points of MLX at float32 on the same set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REFERENCE_CER_MAX = 0.10  # Mandarin sets
+REFERENCE_WER_MAX = 0.15  # English sets
+Q8_CER_POINTS_MAX = 0.5  # CER points of the 8-bit LLM over float32 MLX
+
+
+def variant(precisions: dict[str, str]) -> str:
+    """float32 when every component is; else the LLM's precision (what differs)."""
+    return "float32" if set(precisions.values()) == {"float32"} else precisions.get("llm", "mixed")
+
+
+def rows(reports: list[dict]) -> list[dict]:
+    out = []
+    for r in reports:
+        meta, summary = r["meta"], r["summary"]
+        english = any((u.get("lang") or "").startswith("en") for u in r["utterances"])
+        vs_ref = r.get("mlx_vs_reference") or {}  # only when both backends ran
+        for backend, s in summary.items():
+            out.append({"set": Path(meta["manifest"]).parent.name, "english": english, "backend": backend,
+                        "variant": variant(meta["precisions"]), "cer": s["cer"], "wer": s.get("wer"),
+                        "utterances": s["utterances"], "exact": s["exact"],
+                        "identical": vs_ref.get("identical") if backend == "mlx" else None,
+                        "vs_reference": vs_ref.get("cer") if backend == "mlx" else None})
+    return out
+
+
+def check(table: list[dict]) -> list[str]:
+    """The bars this table misses, one line each."""
+    failures = []
+    for row in table:
+        name = f"{row['set']} {row['backend']} {row['variant']}"
+        if row["backend"] == "reference":
+            if row["english"] and row["wer"] > REFERENCE_WER_MAX:
+                failures.append(f"{name}: WER {100 * row['wer']:.2f}% > {100 * REFERENCE_WER_MAX:.0f}%")
+            if not row["english"] and row["cer"] > REFERENCE_CER_MAX:
+                failures.append(f"{name}: CER {100 * row['cer']:.2f}% > {100 * REFERENCE_CER_MAX:.0f}%")
+        elif row["variant"] == "float32" and row["identical"] is not None and row["identical"] != row["utterances"]:
+            failures.append(f"{name}: {row['utterances'] - row['identical']} transcripts differ from the reference")
+    fp32 = {r["set"]: r["cer"] for r in table if r["backend"] == "mlx" and r["variant"] == "float32"}
+    for row in table:
+        if row["backend"] == "mlx" and row["variant"] == "8bit":
+            if row["set"] not in fp32:
+                failures.append(f"{row['set']}: an 8-bit report but no float32 MLX report to compare with")
+            elif 100 * (row["cer"] - fp32[row["set"]]) > Q8_CER_POINTS_MAX:
+                failures.append(f"{row['set']} mlx 8bit: CER {100 * row['cer']:.2f}% is more than "
+                                f"{Q8_CER_POINTS_MAX} points over float32's {100 * fp32[row['set']]:.2f}%")
+    return failures
+
+
+def markdown(table: list[dict]) -> str:
+    pct = lambda v: "" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    lines = ["| set | backend | precision | CER | WER | exact | MLX vs reference (CER, identical) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(table, key=lambda r: (r["set"], r["backend"] != "reference",
+                                          ["float32", "bfloat16", "float16", "8bit", "4bit"].index(r["variant"])
+                                          if r["variant"] in ("float32", "bfloat16", "float16", "8bit", "4bit") else 9)):
+        vs = "" if r["identical"] is None else f"{pct(r['vs_reference'])}, {r['identical']}/{r['utterances']}"
+        lines.append(f"| {r['set']} | {r['backend']} | {r['variant']} | {pct(r['cer'])} | "
+                     f"{pct(r['wer']) if r['english'] else ''} | {r['exact']}/{r['utterances']} | {vs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("reports", nargs="+", help="cer reports (JSON)")
+    ap.add_argument("--markdown", help="also write the table here")
+    args = ap.parse_args(argv)
+    try:
+        table = rows([json.loads(Path(p).read_text(encoding="utf-8")) for p in args.reports])
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot read the reports ({e}); give JSON files written by `funasr-qwen4b cer`", file=sys.stderr)
+        return 2
+    text = markdown(table)
+    print(text, end="")
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+    failures = check(table)
+    for f in failures:
+        print(f"FAIL: {f}")
+    print("bars: " + ("all met" if not failures else f"{len(failures)} missed"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The committed demonstration model (models/demo): original formats, small,
+transcribes held-out speech through both paths with the same text; and the
+accuracy bars' checker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from parity import accuracy
+from parity.cer import Counts, char_counts, load_manifest, word_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "models" / "demo"
+HELDOUT = {"zh": ROOT / "datasets/zh_heldout/test.jsonl", "en": ROOT / "datasets/en_heldout/test.jsonl"}
+
+
+def test_demo_is_small_and_in_original_formats():
+    files = [p for p in DEMO.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 25 * 1024 * 1024
+    from funasr_qwen4b.sources import SenseVoiceSource
+
+    src = SenseVoiceSource.from_dir(DEMO / "sensevoice")
+    assert src.cmvn_file is not None and src.bpemodel is not None
+    from reference.torch_load import load_pt
+
+    assert "model_state_dict" in load_pt(DEMO / "adaptor.pt")  # weights_only: no pickle code needed
+    cfg = json.loads((DEMO / "qwen3/config.json").read_text())
+    assert cfg["model_type"] == "qwen3" and cfg["tie_word_embeddings"]
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory):
+    from funasr_qwen4b.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "bundle"
+    assert main(["convert", "bundle", "--sensevoice", str(DEMO / "sensevoice"), "--adaptor", str(DEMO / "adaptor.pt"),
+                 "--llm", str(DEMO / "qwen3"), "-o", str(out), "--dtype", "float32"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_demo_transcribes_heldout_speech_identically_in_both_paths(demo_bundle, lang):
+    """Eight held-out utterances a language (voices, speeds and pitches never trained on):
+    the MLX transcript equals the reference's, and both are close to what was spoken."""
+    from funasr_qwen4b.audio import load_audio
+    from funasr_qwen4b.transcriber import Transcriber
+
+    entries = load_manifest(HELDOUT[lang])[:8]
+    ref = Transcriber.load(demo_bundle, "reference")
+    mlx = Transcriber.load(demo_bundle, "mlx")
+    counts = Counts()
+    for e in entries:
+        samples = load_audio(e.audio)
+        r, m = ref.transcribe(samples, sample_rate=16000)["text"], mlx.transcribe(samples, sample_rate=16000)["text"]
+        assert m == r, e.id
+        counts += (word_counts if lang == "en" else char_counts)(e.text, r)
+    assert counts.rate <= (accuracy.REFERENCE_WER_MAX if lang == "en" else accuracy.REFERENCE_CER_MAX)
+
+
+def _report(set_name, precisions, summary, mvr=None, lang="zh"):
+    return {"meta": {"manifest": f"datasets/{set_name}/test.jsonl", "precisions": precisions},
+            "summary": summary, "mlx_vs_reference": mvr, "utterances": [{"lang": lang}]}
+
+
+FP32 = {"sensevoice": "float32", "adaptor": "float32", "llm": "float32"}
+Q8 = {**FP32, "llm": "8bit"}
+
+
+def _s(cer, wer=None, n=50):
+    return {"cer": cer, "wer": wer, "utterances": n, "exact": n}
+
+
+def test_accuracy_bars_pass_and_fail():
+    good = [_report("zh", FP32, {"reference": _s(0.05), "mlx": _s(0.05)}, {"cer": 0.0, "identical": 50}),
+            _report("zh", Q8, {"mlx": _s(0.054)}),
+            _report("en", FP32, {"reference": _s(0.04, 0.14), "mlx": _s(0.04, 0.14)}, {"cer": 0.0, "identical": 50},
+                    lang="en")]
+    assert accuracy.check(accuracy.rows(good)) == []
+    bad = [_report("zh", FP32, {"reference": _s(0.11), "mlx": _s(0.11)}, {"cer": 0.01, "identical": 49}),
+           _report("zh", Q8, {"mlx": _s(0.116)}),
+           _report("en", FP32, {"reference": _s(0.04, 0.16)}, lang="en")]
+    failures = accuracy.check(accuracy.rows(bad))
+    assert len(failures) == 4, failures
+    assert any("CER 11.00% > 10%" in f for f in failures) and any("WER 16.00% > 15%" in f for f in failures)
+    assert any("1 transcripts differ" in f for f in failures) and any("0.5 points" in f for f in failures)
+
+
+def test_accuracy_cli_on_bad_input(tmp_path, capsys):
+    p = tmp_path / "x.json"
+    p.write_text("{}")
+    assert accuracy.main([str(p)]) == 2
+    assert "error:" in capsys.readouterr().err
