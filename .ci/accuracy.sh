@@ -5,7 +5,8 @@
 #    `cer --backend both` on the committed synthetic sets: MLX must equal the reference
 #    transcript for transcript (random weights decode to the token cap: long, strict sequences).
 # 2. The trained demonstration model (models/demo): float32 parity, then CER of the reference and
-#    of MLX at float32, with a bfloat16 LLM, an 8-bit and a 4-bit LLM on the held-out sets;
+#    of MLX at float32, with a bfloat16 LLM, an 8-bit and a 4-bit LLM, and adaptor + LLM at 8 bits,
+#    on the held-out sets;
 #    `python -m parity.accuracy` prints one table and checks the bars.
 # Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
@@ -19,14 +20,17 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p reports
 rm -f reports/*.partial.jsonl  # fresh bundles every run: nothing to resume
 status=0
+quiet() {  # run a command; show its stderr only when it fails
+    "$@" > /dev/null 2> "$work/stderr" || { cat "$work/stderr"; return 1; }
+}
 
 echo "===== 1. random weights"
-"$BIN/funasr-qwen4b" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav \
-    --report reports/parity.json > /dev/null || status=1
+quiet "$BIN/funasr-qwen4b" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav \
+    --report reports/parity.json || status=1
 cat reports/parity.md
 for set in zh_synth en_synth; do
-    "$BIN/funasr-qwen4b" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
-        --report "reports/cer_random_$set.json" > /dev/null || status=1
+    quiet "$BIN/funasr-qwen4b" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_random_$set.json" || status=1
 done
 "$PY" - reports/cer_random_*.json <<'PYEOF' || status=1
 import json, sys
@@ -39,20 +43,21 @@ PYEOF
 
 echo "===== 2. the demonstration model (models/demo)"
 demo=(--sensevoice models/demo/sensevoice --adaptor models/demo/adaptor.pt --llm models/demo/qwen3)
-"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_fp32" --dtype float32 > /dev/null
-"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_bf16" > /dev/null  # the default: bf16 LLM
-"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q8" --dtype float32 -q 8 > /dev/null
-"$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q4" --dtype float32 -q 4 > /dev/null
-"$BIN/funasr-qwen4b" parity -m "$work/demo_fp32" --audio datasets/zh_heldout/zh_heldout_000.flac \
-    --report reports/parity_demo.json > /dev/null || status=1
+quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_fp32" --dtype float32
+quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_bf16"  # the default: bf16 LLM
+quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q8" --dtype float32 -q 8
+quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q4" --dtype float32 -q 4
+quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_aq8" --dtype float32 -q 8 --adaptor-q-bits 8
+quiet "$BIN/funasr-qwen4b" parity -m "$work/demo_fp32" --audio datasets/zh_heldout/zh_heldout_000.flac \
+    --report reports/parity_demo.json || status=1
 echo "----- reports/parity_demo.md"
 cat reports/parity_demo.md
 for set in zh_heldout en_heldout; do
-    "$BIN/funasr-qwen4b" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
-        --report "reports/cer_demo_${set}_fp32.json" > /dev/null || status=1
-    for v in bf16 q8 q4; do
-        "$BIN/funasr-qwen4b" cer -m "$work/demo_$v" --manifest "datasets/$set/test.jsonl" \
-            --report "reports/cer_demo_${set}_$v.json" --no-progress > /dev/null || status=1
+    quiet "$BIN/funasr-qwen4b" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_demo_${set}_fp32.json" || status=1
+    for v in bf16 q8 q4 aq8; do
+        quiet "$BIN/funasr-qwen4b" cer -m "$work/demo_$v" --manifest "datasets/$set/test.jsonl" \
+            --report "reports/cer_demo_${set}_$v.json" --no-progress || status=1
     done
 done
 echo "----- reports/accuracy_demo.md"

@@ -2,6 +2,9 @@
 
 The one layout change: each layer's `self_attn.in_proj_weight` [3d, d] (rows
 q, k, v stacked) and `in_proj_bias` are split into q_proj / k_proj / v_proj.
+With `q_bits`, every linear weight is quantized (MLX's affine scheme, as
+`nn.QuantizedLinear` stores it: packed `weight`, `scales`, `biases`); biases and
+LayerNorms stay in `dtype`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from funasr_qwen4b.keys import infer_adaptor_config
 from reference.torch_load import load_pt, state_dict_of
 
 from .sensevoice import DTYPES
+
+Q_GROUP_SIZE = 64
 
 
 def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -34,10 +39,12 @@ def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
 
 def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32", nhead: int = 8,
                     norm_first: bool = False, activation: str = "gelu", eps: float = 1e-5,
-                    keep_query_frames: bool = True, force: bool = False,
+                    keep_query_frames: bool = True, q_bits: int | None = None, force: bool = False,
                     log: Callable[[str], None] = print) -> Path:
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    if q_bits not in (None, 4, 8):
+        raise ValueError(f"adaptor quantization must be 4 or 8 bits, got {q_bits}")
     pt = Path(pt)
     log(f"reading {pt} (weights_only=True)")
     sd = state_dict_of(load_pt(pt), pt)
@@ -48,9 +55,37 @@ def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32
         f"FFN {cfg.dim_feedforward}, {'pre' if cfg.norm_first else 'post'}-norm, {cfg.activation}) "
         f"→{cfg.llm_dim}; {n_params / 1e6:.2f} M parameters")
     weights = mlx_layout(sd, DTYPES[dtype])
-    entry = {"dtype": dtype, "keep_query_frames": keep_query_frames, "sources": {pt.name: source_entry(pt)}}
+    quantization = None
+    if q_bits:
+        small = sorted({v.shape[1] for v in weights.values() if v.ndim == 2 and v.shape[1] % Q_GROUP_SIZE})
+        if small:
+            raise ValueError(f"adaptor input widths {small} are not multiples of the quantization group size "
+                             f"{Q_GROUP_SIZE}; convert this adaptor without --adaptor-q-bits")
+        quantization = {"bits": q_bits, "group_size": Q_GROUP_SIZE}
+    entry = {"dtype": dtype, "q_bits": q_bits, "keep_query_frames": keep_query_frames,
+             "sources": {pt.name: source_entry(pt)}}
     with write_component(bundle, "adaptor", entry, force=force) as stage:
-        log(f"writing {len(weights)} tensors ({dtype}) to {Path(bundle) / 'adaptor'}")
-        save_file(weights, str(stage / "model.safetensors"), metadata={"format": "mlx"})
-        write_component_config(stage, "adaptor", cfg.to_dict(), dtype=dtype)
+        what = f"{q_bits}-bit linear layers, the rest {dtype}" if q_bits else dtype
+        log(f"writing {len(weights)} tensors ({what}) to {Path(bundle) / 'adaptor'}")
+        if quantization:
+            save_quantized(weights, stage / "model.safetensors", **quantization)
+        else:
+            save_file(weights, str(stage / "model.safetensors"), metadata={"format": "mlx"})
+        write_component_config(stage, "adaptor", cfg.to_dict(), dtype=dtype,
+                               **({"quantization": quantization} if quantization else {}))
     return Path(bundle)
+
+
+def save_quantized(weights: dict[str, torch.Tensor], path: Path, *, bits: int, group_size: int) -> None:
+    """Every 2-D tensor (the linear weights) through `mx.quantize`; the rest as they are."""
+    import mlx.core as mx
+
+    out = {}
+    for k, v in weights.items():
+        a = mx.array(v.float().numpy()).astype(getattr(mx, str(v.dtype).removeprefix("torch.")))
+        if v.ndim == 2:
+            base = k.removesuffix(".weight")
+            out[k], out[f"{base}.scales"], out[f"{base}.biases"] = mx.quantize(a, group_size=group_size, bits=bits)
+        else:
+            out[k] = a
+    mx.save_safetensors(str(path), out, metadata={"format": "mlx"})

@@ -61,13 +61,10 @@ def read_bundle(bundle: str | Path) -> dict:
 
 
 def precisions(meta: dict) -> dict[str, str]:
-    """What each component of a bundle computes in: its dtype, or "8bit"/"4bit" for a quantized LLM."""
+    """What each component of a bundle computes in: its dtype, or "8bit"/"4bit" where quantized."""
     components = meta["components"]
-    out = {c: components[c]["dtype"] for c in ("sensevoice", "adaptor") if c in components}
-    if "llm" in components:
-        q = components["llm"].get("q_bits")
-        out["llm"] = f"{q}bit" if q else components["llm"]["dtype"]
-    return out
+    return {c: f"{components[c]['q_bits']}bit" if components[c].get("q_bits") else components[c]["dtype"]
+            for c in ("sensevoice", "adaptor", "llm") if c in components}
 
 
 def require_component(bundle: str | Path, name: str) -> Path:
@@ -150,3 +147,8 @@ def read_component_config(path: str | Path, name: str) -> dict:
     if data.get("layout") != LAYOUTS[name]:
         raise ValueError(f"{path}: layout {data.get('layout')} is not {LAYOUTS[name]}; reconvert with this version")
     return data["config"]
+
+
+def component_quantization(path: str | Path) -> dict | None:
+    """`{"bits", "group_size"}` when the component's linear layers were quantized at conversion."""
+    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("quantization")

@@ -68,7 +68,7 @@ def cmd_convert_sensevoice(args) -> int:
 
 def _adaptor_options(args) -> dict:
     return {"nhead": args.heads, "norm_first": args.norm_first, "activation": args.activation,
-            "eps": args.eps, "keep_query_frames": not args.drop_query_frames}
+            "eps": args.eps, "keep_query_frames": not args.drop_query_frames, "q_bits": args.adaptor_q_bits}
 
 
 def cmd_convert_adaptor(args) -> int:
@@ -115,6 +115,9 @@ def _adaptor_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drop-query-frames", action="store_true",
                    help="feed the adaptor the encoder output without its 4 query frames (default: kept, "
                    "as FunASR's encoder output is [1, 4+T, 512])")
+    g.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
+                   help="quantize the adaptor's linear layers to 8 (or 4) bits, group size 64 "
+                   "(LayerNorms and biases stay in --dtype); `parity` then compares at the bfloat16 tier")
 
 
 def _dtype_arg(p: argparse.ArgumentParser) -> None:

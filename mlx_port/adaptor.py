@@ -10,7 +10,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import read_component_config
+from funasr_qwen4b.bundle import component_quantization, read_component_config
 from funasr_qwen4b.config import AdaptorConfig
 
 from .taps import TapRecorder, record
@@ -79,13 +79,16 @@ class AudioAdaptorQwen4B(nn.Module):
         """A converted `BUNDLE/adaptor` directory."""
         path = Path(path)
         model = cls(AdaptorConfig.from_dict(read_component_config(path, "adaptor")))
+        q = component_quantization(path)
+        if q:  # the linear layers were quantized at conversion
+            nn.quantize(model, group_size=q["group_size"], bits=q["bits"])
         model.load_weights(str(path / "model.safetensors"), strict=True)
         model.eval()
         return model
 
     @property
     def dtype(self) -> mx.Dtype:
-        return self.input_proj.weight.dtype
+        return self.norm.weight.dtype  # a quantized linear's weight is packed uint32
 
     def __call__(self, x: mx.array, mask: mx.array | None = None, rec: TapRecorder | None = None) -> mx.array:
         """x [B, T, encoder_dim]; mask [B, T], True on valid frames → [B, T, llm_dim]."""

@@ -4,8 +4,8 @@ model's bars checked on it.
 Run:  python -m parity.accuracy reports/cer_*.json [--markdown FILE]
 
 Each report scores one test set with one bundle; the bundle's precisions
-(recorded in the report) name the variant: float32, a bfloat16 LLM, an 8-bit
-or a 4-bit LLM. Exit status 1 when a bar is missed:
+(recorded in the report) name the variant: "float32", or what differs from it
+("llm bfloat16", "llm 8bit", "adaptor 8bit + llm 8bit", ...). Exit status 1 when a bar is missed:
 - reference: CER ≤ 10 % on a Mandarin set, WER ≤ 15 % on an English set;
 - MLX at float32: the transcript identical to the reference's on every utterance;
 - MLX with an 8-bit LLM: CER within 0.5 points of MLX at float32 on the same set.
@@ -24,19 +24,25 @@ Q8_CER_POINTS_MAX = 0.5  # CER points of the 8-bit LLM over float32 MLX
 
 
 def variant(precisions: dict[str, str]) -> str:
-    """float32 when every component is; else the LLM's precision (what differs)."""
-    return "float32" if set(precisions.values()) == {"float32"} else precisions.get("llm", "mixed")
+    """float32 when every component is; else what differs, e.g. "llm 8bit", "adaptor 8bit + llm 4bit"."""
+    differ = [f"{c} {p}" for c, p in precisions.items() if p != "float32"]
+    return " + ".join(differ) or "float32"
 
 
 def rows(reports: list[dict]) -> list[dict]:
-    out = []
+    out, seen = [], set()
     for r in reports:
         meta, summary = r["meta"], r["summary"]
         english = any((u.get("lang") or "").startswith("en") for u in r["utterances"])
         vs_ref = r.get("mlx_vs_reference") or {}  # only when both backends ran
         for backend, s in summary.items():
-            out.append({"set": Path(meta["manifest"]).parent.name, "english": english, "backend": backend,
-                        "variant": variant(meta["precisions"]), "cer": s["cer"], "wer": s.get("wer"),
+            row_variant = "float32" if backend == "reference" else variant(meta["precisions"])  # originals, fp32
+            key = (Path(meta["manifest"]).parent.name, backend, row_variant)
+            if key in seen:  # the reference, scored again beside another bundle
+                continue
+            seen.add(key)
+            out.append({"set": key[0], "english": english, "backend": backend,
+                        "variant": row_variant, "cer": s["cer"], "wer": s.get("wer"),
                         "utterances": s["utterances"], "exact": s["exact"],
                         "identical": vs_ref.get("identical") if backend == "mlx" else None,
                         "vs_reference": vs_ref.get("cer") if backend == "mlx" else None})
@@ -57,7 +63,7 @@ def check(table: list[dict]) -> list[str]:
             failures.append(f"{name}: {row['utterances'] - row['identical']} transcripts differ from the reference")
     fp32 = {r["set"]: r["cer"] for r in table if r["backend"] == "mlx" and r["variant"] == "float32"}
     for row in table:
-        if row["backend"] == "mlx" and row["variant"] == "8bit":
+        if row["backend"] == "mlx" and row["variant"] == "llm 8bit":
             if row["set"] not in fp32:
                 failures.append(f"{row['set']}: an 8-bit report but no float32 MLX report to compare with")
             elif 100 * (row["cer"] - fp32[row["set"]]) > Q8_CER_POINTS_MAX:
@@ -70,9 +76,10 @@ def markdown(table: list[dict]) -> str:
     pct = lambda v: "" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     lines = ["| set | backend | precision | CER | WER | exact | MLX vs reference (CER, identical) |",
              "|---|---|---|---|---|---|---|"]
+    order = ["float32", "llm bfloat16", "llm float16", "llm 8bit", "llm 4bit"]
     for r in sorted(table, key=lambda r: (r["set"], r["backend"] != "reference",
-                                          ["float32", "bfloat16", "float16", "8bit", "4bit"].index(r["variant"])
-                                          if r["variant"] in ("float32", "bfloat16", "float16", "8bit", "4bit") else 9)):
+                                          order.index(r["variant"]) if r["variant"] in order else len(order),
+                                          r["variant"])):
         vs = "" if r["identical"] is None else f"{pct(r['vs_reference'])}, {r['identical']}/{r['utterances']}"
         lines.append(f"| {r['set']} | {r['backend']} | {r['variant']} | {pct(r['cer'])} | "
                      f"{pct(r['wer']) if r['english'] else ''} | {r['exact']}/{r['utterances']} | {vs} |")

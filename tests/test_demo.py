@@ -93,3 +93,42 @@ def test_accuracy_cli_on_bad_input(tmp_path, capsys):
     p.write_text("{}")
     assert accuracy.main([str(p)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_adaptor_8bit_against_the_reference(tmp_path):
+    """--adaptor-q-bits 8 on the trained adaptor: packed weights, a smaller file, and an output
+    within the bfloat16 tier of FunASR-side PyTorch (the reference module, float32)."""
+    import mlx.core as mx
+    import numpy as np
+    import torch
+
+    from convert.adaptor import convert_adaptor
+    from funasr_qwen4b.bundle import precisions, read_bundle
+    from mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
+    from parity.metrics import TOLERANCES
+    from reference.adaptor import AudioAdaptorQwen4B
+
+    fp32, q8 = tmp_path / "fp32", tmp_path / "q8"
+    convert_adaptor(DEMO / "adaptor.pt", fp32, log=lambda m: None)
+    convert_adaptor(DEMO / "adaptor.pt", q8, q_bits=8, log=lambda m: None)
+    assert precisions(read_bundle(q8)) == {"adaptor": "8bit"}
+    size = lambda b: (b / "adaptor" / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(q8) < 0.4 * size(fp32)
+    mlx_q8 = MlxAdaptor.from_dir(q8 / "adaptor")
+    assert mlx_q8.input_proj.weight.dtype == mx.uint32 and mlx_q8.dtype == mx.float32
+
+    x = np.random.default_rng(0).standard_normal((1, 60, 256)).astype(np.float32)
+    ref = AudioAdaptorQwen4B.from_pt(DEMO / "adaptor.pt")(torch.from_numpy(x)).detach().numpy()
+    out = np.array(mlx_q8(mx.array(x)))
+    rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert 1e-4 < rel < TOLERANCES["bfloat16"], rel  # quantized (not float32-exact), within the tier
+
+
+def test_adaptor_quantization_refuses_narrow_layers(tmp_path):
+    from convert.adaptor import convert_adaptor
+    from reference.checkpoints import make_adaptor_pt
+
+    pt = make_adaptor_pt(tmp_path / "tiny.pt")  # d_model 32: not a multiple of the group size 64
+    with pytest.raises(ValueError, match="multiples of the quantization group size 64"):
+        convert_adaptor(pt, tmp_path / "b", q_bits=8, log=lambda m: None)
+    assert not (tmp_path / "b").exists()

@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                          "toolkit): for a GPU machine that has torch but not FunASR's many dependencies")
     args = ap.parse_args(argv)
     if args.funasr_modules_only:
-        funasr_modules_only()
+        from reference.funasr_modules import import_modules_only
+
+        import_modules_only()
     import torch
 
     out = Path(args.out)
@@ -341,20 +343,6 @@ def main(argv: list[str] | None = None) -> int:
     log_path.write_text(json.dumps({**log, "heldout": result}, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"{out}: held-out {summary_line(result)}")
     return 0
-
-
-def funasr_modules_only() -> None:
-    """Make `funasr` a bare namespace over its installed directory: its model
-    modules import, its package __init__ (AutoModel and all it pulls) does not run."""
-    import importlib.util
-    import types
-
-    spec = importlib.util.find_spec("funasr")
-    if spec is None:
-        sys.exit("error: FunASR is not installed (pip install funasr --no-deps is enough here)")
-    pkg = types.ModuleType("funasr")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["funasr"] = pkg
 
 
 if __name__ == "__main__":
