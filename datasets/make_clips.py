@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
+
+from training import speech  # espeak-ng → 16 kHz float32, int16: one implementation
 
 OUT_DIR = Path(__file__).resolve().parent / "clips"
 SAMPLE_RATE = 16000
@@ -43,29 +43,14 @@ CLIPS = [
 ]
 
 
-def synthesize(text: str, voice: str) -> tuple[np.ndarray, int]:
-    """espeak-ng to a temp WAV (22050 Hz), read back as float32."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "tts.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(SPEED_WPM), "-p", str(PITCH), "-w", str(wav), text],
-            check=True,
-        )
-        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    return data.mean(axis=1), rate
-
-
 def make_clip(text: str, voice: str, target_s: float | None) -> np.ndarray:
-    data, rate = synthesize(text, voice)
-    if rate != SAMPLE_RATE:
-        data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
+    data = speech.synthesize(text, speech.Speaker(voice, SPEED_WPM, PITCH))
     if target_s is not None:
         n = int(round(target_s * SAMPLE_RATE))
         if len(data) > n + SAMPLE_RATE // 2:
             sys.exit(f"speech is {len(data) / SAMPLE_RATE:.2f} s, too long for {target_s} s; shorten the text")
         data = np.pad(data, (0, max(0, n - len(data))))
-    # Resampling can overshoot full scale by a hair; clip before int16.
-    return np.clip(np.round(data * 32767.0), -32768, 32767).astype(np.int16)
+    return speech.to_int16(data)  # resampling can overshoot full scale by a hair: clipped
 
 
 def main() -> None:

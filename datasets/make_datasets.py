@@ -25,20 +25,20 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
+
+from training import speech  # espeak-ng → 16 kHz float32, noise, int16: one implementation
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE_RATE = 16000
 SEED = 20240515
 # espeak-ng 1.51's plain `cmn` voice reads its pinyin dictionary through English rules;
 # cmn-latn-pinyin is the Mandarin voice that actually speaks Mandarin (see make_clips.py).
-ZH = "cmn-latn-pinyin"
+ZH = speech.ZH_VOICE
 
 
 @dataclass(frozen=True)
@@ -82,33 +82,19 @@ EN_SET = [
 
 
 def synthesize(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """espeak-ng → float32 at 16 kHz."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "tts.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
-                       check=True)
-        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    data = data.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
-    return data.astype(np.float32)
+    """espeak-ng → float32 at 16 kHz (the demonstration model's data uses the same function)."""
+    return speech.synthesize(text, speech.Speaker(voice, speed, pitch))
 
 
 def degrade(x: np.ndarray, u: Utt, rng: np.random.Generator) -> np.ndarray:
     if u.condition == "noise":
-        p_sig = float(np.mean(x.astype(np.float64) ** 2))
-        noise = rng.standard_normal(x.size) * np.sqrt(p_sig / 10 ** (u.snr_db / 10))
-        return (x + noise).astype(np.float32)
+        return speech.add_noise(x, u.snr_db, rng)
     if u.condition == "silence":
         pad = np.zeros(int(u.pad_s * SAMPLE_RATE), np.float32)
         return np.concatenate([pad, x, pad])
     if u.condition == "clipping":
         return np.clip(x * u.gain, -1.0, 1.0).astype(np.float32)
     return x
-
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
 
 
 def zh_long() -> tuple[Utt, np.ndarray]:
@@ -127,10 +113,10 @@ def zh_long() -> tuple[Utt, np.ndarray]:
 def build(name: str) -> list[tuple[Utt, np.ndarray]]:
     rng = np.random.default_rng(SEED + (0 if name == "zh_synth" else 1))
     utts = ZH_SET if name == "zh_synth" else EN_SET
-    out = [(u, to_int16(degrade(synthesize(u.text, u.voice, u.speed, u.pitch), u, rng))) for u in utts]
+    out = [(u, speech.to_int16(degrade(synthesize(u.text, u.voice, u.speed, u.pitch), u, rng))) for u in utts]
     if name == "zh_synth":
         u, x = zh_long()
-        out.append((u, to_int16(x)))
+        out.append((u, speech.to_int16(x)))
     return out
 
 
