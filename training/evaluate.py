@@ -30,13 +30,15 @@ def evaluate(model_dir: str | Path, manifests: dict[str, Path] | None = None, la
     result = {}
     for lang, manifest in (manifests or {k: v / "test.jsonl" for k, v in HELDOUT_DIRS.items()}).items():
         llm_c, llm_w, ctc_c, ctc_w, errors = Counts(), Counts(), Counts(), Counts(), []
-        for e in load_manifest(manifest):
+        entries = load_manifest(manifest)
+        for e in entries:
             out = pipe.run(load_audio(e.audio))
-            llm_c, ctc_c = llm_c + char_counts(e.text, out.text), ctc_c + char_counts(e.text, out.ctc.text)
+            c = char_counts(e.text, out.text)
+            llm_c, ctc_c = llm_c + c, ctc_c + char_counts(e.text, out.ctc.text)
             llm_w, ctc_w = llm_w + word_counts(e.text, out.text), ctc_w + word_counts(e.text, out.ctc.text)
-            if char_counts(e.text, out.text).errors:
+            if c.errors:
                 errors.append({"id": e.id, "ref": e.text, "llm": out.text, "ctc": out.ctc.text})
-        result[lang] = {"utterances": len(load_manifest(manifest)), "llm_cer": llm_c.rate, "llm_wer": llm_w.rate,
+        result[lang] = {"utterances": len(entries), "llm_cer": llm_c.rate, "llm_wer": llm_w.rate,
                         "ctc_cer": ctc_c.rate, "ctc_wer": ctc_w.rate, "errors": errors}
     return result
 
