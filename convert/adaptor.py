@@ -9,8 +9,8 @@ LayerNorms stay in `dtype`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -20,6 +20,8 @@ from funasr_qwen4b.keys import infer_adaptor_config
 from reference.torch_load import load_pt, state_dict_of
 
 from .sensevoice import DTYPES
+
+log = logging.getLogger(__name__)
 
 Q_GROUP_SIZE = 64
 
@@ -39,19 +41,18 @@ def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
 
 def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32", nhead: int = 8,
                     norm_first: bool = False, activation: str = "gelu", eps: float = 1e-5,
-                    keep_query_frames: bool = True, q_bits: int | None = None, force: bool = False,
-                    log: Callable[[str], None] = print) -> Path:
+                    keep_query_frames: bool = True, q_bits: int | None = None, force: bool = False) -> Path:
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
     if q_bits not in (None, 4, 8):
         raise ValueError(f"adaptor quantization must be 4 or 8 bits, got {q_bits}")
     pt = Path(pt)
-    log(f"reading {pt} (weights_only=True)")
+    log.info(f"reading {pt} (weights_only=True)")
     sd = state_dict_of(load_pt(pt), pt)
     cfg = infer_adaptor_config({k: tuple(v.shape) for k, v in sd.items()}, str(pt), nhead=nhead,
                                norm_first=norm_first, activation=activation, eps=eps)
     n_params = sum(v.numel() for v in sd.values())
-    log(f"adaptor: {cfg.encoder_dim}→{cfg.d_model} × {cfg.num_layers} layers ({cfg.nhead} heads, "
+    log.info(f"adaptor: {cfg.encoder_dim}→{cfg.d_model} × {cfg.num_layers} layers ({cfg.nhead} heads, "
         f"FFN {cfg.dim_feedforward}, {'pre' if cfg.norm_first else 'post'}-norm, {cfg.activation}) "
         f"→{cfg.llm_dim}; {n_params / 1e6:.2f} M parameters")
     weights = mlx_layout(sd, DTYPES[dtype])
@@ -66,7 +67,7 @@ def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32
              "sources": {pt.name: source_entry(pt)}}
     with write_component(bundle, "adaptor", entry, force=force) as stage:
         what = f"{q_bits}-bit linear layers, the rest {dtype}" if q_bits else dtype
-        log(f"writing {len(weights)} tensors ({what}) to {Path(bundle) / 'adaptor'}")
+        log.info(f"writing {len(weights)} tensors ({what}) to {Path(bundle) / 'adaptor'}")
         if quantization:
             save_quantized(weights, stage / "model.safetensors", **quantization)
         else:

@@ -7,7 +7,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from funasr_qwen4b.bundle import BUNDLE_JSON
 from funasr_qwen4b.config import QueryConfig
@@ -20,7 +19,7 @@ from .sensevoice import convert_sensevoice
 def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Path | None = None,
                    llm: str | Path | None = None, dtype: str | None = None, query: QueryConfig = QueryConfig(),
                    adaptor_options: dict | None = None, llm_options: dict | None = None,
-                   force: bool = False, log: Callable[[str], None] = print) -> Path:
+                   force: bool = False) -> Path:
     """`dtype` None: float32 for SenseVoice and the adaptor, bfloat16 for the LLM."""
     out = Path(out)
     if out.exists():
@@ -32,11 +31,11 @@ def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Pa
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         stage = work / "bundle"
-        convert_sensevoice(sensevoice, stage, dtype=dtype or "float32", query=query, log=log)
+        convert_sensevoice(sensevoice, stage, dtype=dtype or "float32", query=query)
         if adaptor is not None:
-            convert_adaptor(adaptor, stage, dtype=dtype or "float32", log=log, **(adaptor_options or {}))
+            convert_adaptor(adaptor, stage, dtype=dtype or "float32", **(adaptor_options or {}))
         if llm is not None:
-            convert_llm(llm, stage, dtype=dtype or "bfloat16", log=log, **(llm_options or {}))
+            convert_llm(llm, stage, dtype=dtype or "bfloat16", **(llm_options or {}))
         if out.exists():
             os.rename(out, work / "old")
         os.rename(stage, out)

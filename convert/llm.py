@@ -7,13 +7,15 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from funasr_qwen4b.bundle import source_entry, write_component
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import DEFAULT_TEMPLATE, PRESETS
+
+log = logging.getLogger(__name__)
 
 LLM_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -35,8 +37,7 @@ def check_hf_dir(path: Path) -> dict:
 
 
 def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = None, dtype: str = "bfloat16",
-                embeddings_8bit: bool = False, q_group_size: int = 64, force: bool = False,
-                log: Callable[[str], None] = print) -> Path:
+                embeddings_8bit: bool = False, q_group_size: int = 64, force: bool = False) -> Path:
     """bf16 (default), float32/float16, or quantized to 8/4 bits (group size 64);
     `embeddings_8bit` keeps the tied embedding / LM head at 8 bits in a 4-bit model."""
     from mlx_lm.convert import convert
@@ -51,7 +52,7 @@ def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = 
         return {"bits": 8, "group_size": q_group_size} if path.endswith(("embed_tokens", "lm_head")) else True
 
     predicate = embeddings_at_8bit if embeddings_8bit and q_bits == 4 else None
-    log(f"Qwen3: hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}; "
+    log.info(f"Qwen3: hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}; "
         f"{'%d-bit' % q_bits if q_bits else dtype}{' (embeddings 8-bit)' if predicate else ''}")
     sources = {p.name: source_entry(p) for p in sorted(hf_dir.glob("*.safetensors"))}
     entry = {"dtype": dtype, "q_bits": q_bits, "embeddings_8bit": bool(predicate), "sources": sources,

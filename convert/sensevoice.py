@@ -7,9 +7,9 @@ FunASR's key names and layouts.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -18,6 +18,8 @@ from funasr_qwen4b.bundle import source_entry, write_component, write_component_
 from funasr_qwen4b.config import QueryConfig
 from funasr_qwen4b.sources import SenseVoiceSource, parse_am_mvn
 from reference.torch_load import load_sensevoice_state
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -32,20 +34,19 @@ def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
 
 
 def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = "float32",
-                       query: QueryConfig = QueryConfig(), force: bool = False,
-                       log: Callable[[str], None] = print) -> Path:
+                       query: QueryConfig = QueryConfig(), force: bool = False) -> Path:
     """Convert an original SenseVoiceSmall directory into `bundle`/sensevoice."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
     src = SenseVoiceSource.from_dir(src_dir)
-    log(f"reading {src.model_pt} (weights_only=True)")
+    log.info(f"reading {src.model_pt} (weights_only=True)")
     cfg, sd = load_sensevoice_state(src)
     e = cfg.encoder
-    log(f"SenseVoiceSmall: {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}, "
+    log.info(f"SenseVoiceSmall: {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}, "
         f"heads={e.attention_heads}, ffn={e.linear_units}, kernel={e.kernel_size}, vocab={cfg.vocab_size}")
     weights = mlx_layout(sd, DTYPES[dtype])
     if src.cmvn_file is None:
-        log("warning: no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
+        log.warning("no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
     else:
         shift, scale = parse_am_mvn(src.cmvn_file)
         if shift.size != e.input_size:
@@ -57,7 +58,7 @@ def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = 
     entry = {"dtype": dtype, "query": {"enabled": query.enabled, "language": query.language,
                                        "textnorm": query.textnorm}, "sources": sources}
     with write_component(bundle, "sensevoice", entry, force=force) as stage:
-        log(f"writing {len(weights)} tensors ({dtype}) to {Path(bundle) / 'sensevoice'}")
+        log.info(f"writing {len(weights)} tensors ({dtype}) to {Path(bundle) / 'sensevoice'}")
         save_file(weights, str(stage / "model.safetensors"), metadata={"format": "mlx"})
         write_component_config(stage, "sensevoice", cfg.to_dict(), dtype=dtype)
         if src.bpemodel is not None:

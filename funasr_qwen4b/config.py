@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 # SenseVoiceSmall.lid_dict / textnorm_dict: rows of its `embed` table.
@@ -20,21 +21,51 @@ EMBED_ROWS = 7 + len(LANGUAGE_IDS) + len(TEXTNORM_IDS)  # nn.Embedding(16, input
 
 
 def from_dict(cls, data: dict[str, Any], what: str | None = None):
-    """Build dataclass `cls` from `data`, refusing unknown keys."""
+    """Build dataclass `cls` from `data`, refusing unknown keys and values whose
+    type differs from the field's default (an int is taken where a float is)."""
+    what = what or cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"unknown keys in {what or cls.__name__}: {unknown}; known: {sorted(names)}")
+        raise ValueError(f"unknown keys in {what}: {unknown}; known: {sorted(names)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
         factory = f.default_factory
-        if isinstance(value, dict) and factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
-            value = from_dict(factory, value, f"{what or cls.__name__}.{f.name}")
+        if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
+            value = from_dict(factory, value, f"{what}.{f.name}")
+        elif f.default is not dataclasses.MISSING and f.default is not None:
+            value = _typed(value, type(f.default), f"{what}.{f.name}")
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _typed(value, kind: type, where: str):
+    # bool is an int in Python: refuse it where a number is meant, and numbers where a bool is.
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ValueError(f"{where} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+class Backend(str, Enum):
+    """Which path computes: the MLX port or the PyTorch reference (the oracle)."""
+
+    MLX = "mlx"
+    REFERENCE = "reference"
+
+    @classmethod
+    def parse(cls, value: "str | Backend") -> "Backend":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown backend {value!r}; use one of {[b.value for b in cls]}") from None
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,9 @@ class EncoderConfig:
     eps: float = 1e-5  # nn.LayerNorm default; FunASR does not change it
 
     def __post_init__(self):
+        for name in ("input_size", "output_size", "attention_heads", "linear_units", "kernel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"encoder {name} must be >= 1, got {getattr(self, name)}")
         if self.output_size % self.attention_heads:
             raise ValueError(f"output_size {self.output_size} is not divisible by attention_heads {self.attention_heads}")
         if self.num_blocks < 1:
@@ -136,6 +170,13 @@ class QueryConfig:
             raise ValueError(f"unknown language {self.language!r}; use one of {sorted(LANGUAGE_IDS)}")
         if self.textnorm not in TEXTNORM_IDS:
             raise ValueError(f"unknown textnorm {self.textnorm!r}; use one of {sorted(TEXTNORM_IDS)}")
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "query") -> "QueryConfig":
+        return from_dict(cls, data, what)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     @property
     def ids(self) -> list[int]:
@@ -185,6 +226,11 @@ class AdaptorConfig:
             raise ValueError(f"adaptor activation {self.activation!r} is not supported; use one of {ACTIVATIONS}")
         if self.nhead < 1 or self.d_model % self.nhead:
             raise ValueError(f"adaptor d_model {self.d_model} is not divisible by nhead {self.nhead}; pass the heads it was trained with")
+
+    @property
+    def structure(self) -> dict:
+        """What the weights' shapes cannot tell: given at conversion, recorded in the bundle."""
+        return {"nhead": self.nhead, "norm_first": self.norm_first, "activation": self.activation, "eps": self.eps}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -3,11 +3,14 @@ guard, optional penalties, and UTF-8-safe streaming."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from .config import from_dict
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,28 @@ class DecodeConfig:
     repetition_penalty: float | None = None  # Hugging Face semantics, over generated ids
     no_repeat_ngram: int | None = None
     ignore_eos: bool = False  # benchmarks: always decode to the cap
+
+    def __post_init__(self):
+        if not (math.isfinite(self.tokens_per_second) and self.tokens_per_second > 0):
+            raise ValueError(f"generation.tokens_per_second must be a positive number, got {self.tokens_per_second}")
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"generation needs 1 <= min_tokens <= max_tokens, got {self.min_tokens}, {self.max_tokens}")
+        if self.loop_max_ngram < 1 or self.loop_repeats < 2:
+            raise ValueError(f"generation needs loop_max_ngram >= 1 and loop_repeats >= 2, "
+                             f"got {self.loop_max_ngram}, {self.loop_repeats}")
+        p = self.repetition_penalty
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0):
+            raise ValueError(f"repetition_penalty must be a positive number, got {p!r}")
+        n = self.no_repeat_ngram
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"no_repeat_ngram must be a positive integer, got {n!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "generation") -> "DecodeConfig":
+        return from_dict(cls, data, what)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     def token_cap(self, seconds: float) -> int:
         return int(min(self.max_tokens, max(self.min_tokens, math.ceil(self.tokens_per_second * seconds))))

@@ -28,20 +28,24 @@ TRANSLATE_TEMPLATE = ("<|im_start|>user\nTranslate the following Chinese text in
                       "<think>\n\n</think>\n\n")
 
 
-def template_text(name: str | None = None, file: str | Path | None = None, bundle_meta: dict | None = None) -> str:
-    """A template by file, or by preset name (the bundle's presets first; no
-    name: the bundle's default)."""
-    prompt = (bundle_meta or {}).get("prompt", {})
-    presets = {**PRESETS, **prompt.get("presets", {})}
-    name = name or prompt.get("default", DEFAULT_TEMPLATE)
+def template_text(name: str | None = None, file: str | Path | None = None, presets: dict[str, str] | None = None,
+                  default: str = DEFAULT_TEMPLATE) -> str:
+    """A template by file, or by preset name (`presets` first, then ours; no name: `default`)."""
+    presets = {**PRESETS, **(presets or {})}
+    name = name or default
     if file is not None:
-        text = Path(file).read_text(encoding="utf-8")
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read template file {file}: {e}") from None
     elif name in presets:
         text = presets[name]
     else:
         raise ValueError(f"unknown template {name!r}; use one of {sorted(presets)} or --template-file")
-    if text.count(AUDIO_SLOT) != 1:
-        raise ValueError(f"a template needs exactly one {AUDIO_SLOT} slot; found {text.count(AUDIO_SLOT)}")
+    if not isinstance(text, str) or text.count(AUDIO_SLOT) != 1:
+        where = file or f"template {name!r}"
+        found = text.count(AUDIO_SLOT) if isinstance(text, str) else 0
+        raise ValueError(f"{where}: a template needs exactly one {AUDIO_SLOT} slot; found {found}")
     return text
 
 

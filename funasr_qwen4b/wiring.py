@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -35,6 +35,10 @@ class LlmSetup:
     @classmethod
     def build(cls, tokenizer, template: str, decode: DecodeConfig) -> "LlmSetup":
         return cls(tokenizer, template, Prompt.build(template, tokenizer), decode)
+
+    def with_decode(self, decode: DecodeConfig | None) -> "LlmSetup":
+        """The same tokenizer and prompt under other decoding rules (one call's)."""
+        return self if decode is None or decode == self.decode else replace(self, decode=decode)
 
     @property
     def stop(self) -> list[int]:

@@ -10,7 +10,6 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import component_quantization, read_component_config
 from funasr_qwen4b.config import AdaptorConfig
 
 from .taps import TapRecorder, record
@@ -75,13 +74,12 @@ class AudioAdaptorQwen4B(nn.Module):
         self.norm = nn.LayerNorm(cfg.llm_dim, eps=cfg.eps)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "AudioAdaptorQwen4B":
-        """A converted `BUNDLE/adaptor` directory."""
+    def load(cls, path: str | Path, cfg: AdaptorConfig, quantization: dict | None = None) -> "AudioAdaptorQwen4B":
+        """A converted `BUNDLE/adaptor` directory (its config and quantization from the Bundle)."""
         path = Path(path)
-        model = cls(AdaptorConfig.from_dict(read_component_config(path, "adaptor")))
-        q = component_quantization(path)
-        if q:  # the linear layers were quantized at conversion
-            nn.quantize(model, group_size=q["group_size"], bits=q["bits"])
+        model = cls(cfg)
+        if quantization:  # the linear layers were quantized at conversion
+            nn.quantize(model, group_size=quantization["group_size"], bits=quantization["bits"])
         model.load_weights(str(path / "model.safetensors"), strict=True)
         model.eval()
         return model

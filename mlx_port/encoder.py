@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import read_component_config
 from funasr_qwen4b.config import EMBED_ROWS, EncoderConfig, QueryConfig, SenseVoiceConfig
 
 from .frontend import Frontend
@@ -138,10 +138,9 @@ class SenseVoiceSmall(nn.Module):
         self.ctc = CTC(cfg.encoder.output_size, cfg.vocab_size)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "SenseVoiceSmall":
-        """A converted `BUNDLE/sensevoice` directory."""
+    def load(cls, path: str | Path, cfg: SenseVoiceConfig) -> "SenseVoiceSmall":
+        """A converted `BUNDLE/sensevoice` directory (its config from the Bundle)."""
         path = Path(path)
-        cfg = SenseVoiceConfig.from_dict(read_component_config(path, "sensevoice"))
         model = cls(cfg)
         model.load_weights(str(path / "model.safetensors"), strict=True)
         model.eval()
@@ -165,7 +164,8 @@ class SenseVoiceSmall(nn.Module):
         record(rec, taps.ENCODER_INPUT, speech)
         return self.encoder(speech, length_mask(lengths, speech.shape[1]), rec), lengths
 
-    def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> mx.array:
+    def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> np.ndarray:
+        """Per-frame argmax of the CTC logits, [B, T] (log-softmax keeps the argmax)."""
         logits = self.ctc.ctc_lo(enc)
         record(rec, taps.CTC_LOGITS, logits)
-        return mx.argmax(logits, axis=-1)
+        return np.array(mx.argmax(logits, axis=-1))

@@ -75,16 +75,17 @@ class CMVN(nn.Module):
 
 
 class Frontend(nn.Module):
-    def __init__(self, cfg: FrontendConfig):
+    def __init__(self, cfg: FrontendConfig, dither: float | None = None):
         super().__init__()
         self.cfg = cfg
+        self.dither = cfg.dither if dither is None else dither
         if cfg.cmvn:
             self.cmvn = CMVN(cfg.feature_dim)
         self._window = mx.array(window(cfg.window, cfg.frame_length_samples))
         self._mel = mx.array(mel_banks(cfg.n_mels, cfg.fft_size, cfg.fs))
         self.freeze()
 
-    def fbank(self, samples: mx.array, dither: float = 0.0) -> mx.array:
+    def fbank(self, samples: mx.array) -> mx.array:
         """[N] samples in [-1, 1] → [T, n_mels] log-mel, T = 1 + (N - 400) // 160."""
         cfg = self.cfg
         size, shift = cfg.frame_length_samples, cfg.frame_shift_samples
@@ -94,8 +95,8 @@ class Frontend(nn.Module):
             x = x * 32768.0
         t = 1 + (x.size - size) // shift
         frames = x[mx.array(np.arange(t)[:, None] * shift + np.arange(size)[None, :])]
-        if dither:
-            frames = frames + dither * mx.random.normal(frames.shape)
+        if self.dither:
+            frames = frames + self.dither * mx.random.normal(frames.shape)
         frames = frames - mx.mean(frames, axis=1, keepdims=True)
         # Pre-emphasis; the first sample is emphasised against itself.
         frames = mx.concatenate([frames[:, :1] * (1 - PREEMPH), frames[:, 1:] - PREEMPH * frames[:, :-1]], axis=1)
@@ -111,8 +112,9 @@ class Frontend(nn.Module):
         idx = lfr_indices(fbank.shape[0], cfg.lfr_m, cfg.lfr_n)
         return fbank[mx.array(idx)].reshape(idx.shape[0], -1)
 
-    def __call__(self, samples: mx.array, rec: TapRecorder | None = None, dither: float = 0.0) -> mx.array:
-        fbank = self.fbank(samples, dither)
+    def __call__(self, samples: mx.array, rec: TapRecorder | None = None) -> mx.array:
+        """16 kHz mono float samples in [-1, 1] → features [T', n_mels * lfr_m]."""
+        fbank = self.fbank(samples)
         record(rec, taps.FBANK, fbank)
         lfr = self.lfr(fbank)
         record(rec, taps.LFR, lfr)

@@ -8,9 +8,9 @@ from typing import Iterator
 
 import mlx.core as mx
 import numpy as np
-from mlx_lm import load as mlx_lm_load
 from mlx_lm.generate import generate_step
 from mlx_lm.models.base import create_attention_mask
+from mlx_lm.utils import load_model
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.decoding import DecodeConfig, process_logits
@@ -24,9 +24,10 @@ class Qwen3:
         self.model = model
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "Qwen3":
-        """A `BUNDLE/llm` directory (what `mlx_lm.load` reads)."""
-        return cls(mlx_lm_load(str(path))[0])
+    def load(cls, path: str | Path) -> "Qwen3":
+        """A `BUNDLE/llm` directory (what `mlx_lm.load` reads). The model alone: our tokenizer
+        is loaded once beside it, and mlx-lm's own would cost RSS on every load."""
+        return cls(load_model(Path(path))[0])
 
     @property
     def num_layers(self) -> int:
@@ -37,15 +38,15 @@ class Qwen3:
         return self.model.model.norm.weight.dtype
 
     def embed(self, ids: list[int]) -> mx.array:
+        """[len(ids), hidden]"""
         return self.model.model.embed_tokens(mx.array(ids, dtype=mx.int32))
 
     def inputs_embeds(self, prompt: Prompt, audio: mx.array | None, rec: TapRecorder | None = None) -> mx.array:
-        """[L, hidden]: prefix text, audio rows [T, hidden], suffix text."""
-        dtype = self.model.model.norm.weight.dtype
+        """[1, L, hidden]: prefix text, audio rows [T, hidden], suffix text."""
         parts = [self.embed(prompt.prefix_ids) if prompt.prefix_ids else None,
-                 audio.astype(dtype) if audio is not None else None,
+                 audio.astype(self.dtype) if audio is not None else None,
                  self.embed(prompt.suffix_ids) if prompt.suffix_ids else None]
-        embeds = mx.concatenate([p for p in parts if p is not None])
+        embeds = mx.concatenate([p for p in parts if p is not None])[None]
         record(rec, taps.LLM_INPUTS_EMBEDS, embeds)
         return embeds
 
@@ -58,7 +59,7 @@ class Qwen3:
 
     def prefill_taps(self, inputs_embeds: mx.array, rec: TapRecorder) -> None:
         """The prefill once more, layer by layer through mlx-lm's own layers, to record taps."""
-        h = inputs_embeds[None]
+        h = inputs_embeds
         mask = create_attention_mask(h, None)
         for i, layer in enumerate(self.model.model.layers):
             h = layer(h, mask, None)
@@ -69,7 +70,8 @@ class Qwen3:
 
     def tokens(self, inputs_embeds: mx.array, cfg: DecodeConfig, max_tokens: int,
                rec: TapRecorder | None = None) -> Iterator[int]:
-        """Greedy ids from mlx-lm's generate_step, one at a time."""
+        """Greedy ids from `inputs_embeds` [1, L, hidden] by mlx-lm's generate_step, one at a
+        time (at most `max_tokens`)."""
         if rec is not None:
             self.prefill_taps(inputs_embeds, rec)
         processors = None
@@ -78,5 +80,5 @@ class Qwen3:
             processors = [lambda toks, logits: mx.array(
                 process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
         for tok, _ in generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
-                                    input_embeddings=inputs_embeds, logits_processors=processors):
+                                    input_embeddings=inputs_embeds[0], logits_processors=processors):
             yield int(tok)

@@ -1,5 +1,6 @@
 """The MLX pipeline: audio → frontend → SenseVoiceSmall (→ CTC text) →
-adaptor → Qwen3 (→ text), the twin of reference/pipeline.py."""
+adaptor → Qwen3 (→ text). The twin of reference/pipeline.py: the same
+fields, loader, `run` and `Output`; it reads the converted bundle."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import mlx.core as mx
 import numpy as np
 
 from funasr_qwen4b import ctc
-from funasr_qwen4b.bundle import read_bundle, require_component
+from funasr_qwen4b.audio import SAMPLE_RATE
+from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
-from funasr_qwen4b.prompt import load_tokenizer, template_text
+from funasr_qwen4b.prompt import load_tokenizer
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
 from .encoder import SenseVoiceSmall
+from .frontend import Frontend
 from .llm import Qwen3
 from .taps import TapRecorder
 
@@ -34,52 +37,59 @@ class Pipeline:
     setup: LlmSetup | None = None
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, query: QueryConfig | None = None, *, ctc_only: bool = False,
-                    template: str | None = None, decode: DecodeConfig | None = None) -> "Pipeline":
-        """`template`: template text (default: the bundle's default preset)."""
-        sv_dir = require_component(bundle, "sensevoice")
-        meta = read_bundle(bundle)
-        components = meta["components"]
-        if query is None:
-            query = QueryConfig(**components["sensevoice"].get("query", {}))
+    def from_bundle(cls, bundle: str | Path | Bundle, query: QueryConfig | None = None, *, ctc_only: bool = False,
+                    template: str | None = None, decode: DecodeConfig | None = None,
+                    sources: dict | None = None) -> "Pipeline":
+        """Every component the bundle has (SenseVoice alone with `ctc_only`).
+        `template`: template text (default: the bundle's). `sources` is the
+        reference twin's (where the originals are); the converted bundle needs none."""
+        b = as_bundle(bundle)
+        sv_dir = b.dir("sensevoice")
         tok = sv_dir / "tokenizer.model"
-        pipe = cls(SenseVoiceSmall.from_dir(sv_dir), ctc.CtcTokenizer(tok) if tok.is_file() else None, query)
+        pipe = cls(SenseVoiceSmall.load(sv_dir, b.sensevoice_config), ctc.CtcTokenizer(tok) if tok.is_file() else None,
+                   query or b.query)
         if ctc_only:
             return pipe
-        if "adaptor" in components:
-            pipe.adaptor = AudioAdaptorQwen4B.from_dir(Path(bundle) / "adaptor")
-            pipe.keep_query_frames = components["adaptor"]["keep_query_frames"]
-        if "llm" in components:
-            llm_dir = Path(bundle) / "llm"
-            pipe.llm = Qwen3.from_dir(llm_dir)
-            decode = decode or DecodeConfig(**meta.get("generation", {}))
-            pipe.setup = LlmSetup.build(load_tokenizer(llm_dir), template or template_text(bundle_meta=meta), decode)
+        if b.has("adaptor"):
+            pipe.adaptor = AudioAdaptorQwen4B.load(b.dir("adaptor"), b.adaptor_config, b.adaptor_quantization)
+            pipe.keep_query_frames = b.keep_query_frames
+        if b.has("llm"):
+            pipe.llm = Qwen3.load(b.dir("llm"))
+            pipe.setup = LlmSetup.build(load_tokenizer(b.dir("llm")), template or b.template(), decode or b.decode)
         return pipe
 
+    @property
+    def frontend(self) -> Frontend:
+        return self.sensevoice.frontend
+
     def run(self, samples: np.ndarray, rec: TapRecorder | None = None,
-            on_text: Callable[[str], None] | None = None, dither: float = 0.0) -> Output:
-        """One utterance (16 kHz mono float) through every stage there is."""
-        sv, t = self.sensevoice, {}
+            on_text: Callable[[str], None] | None = None, *, query: QueryConfig | None = None,
+            decode: DecodeConfig | None = None) -> Output:
+        """One utterance (16 kHz mono float) through every stage there is; `query`
+        and `decode` override the pipeline's for this call."""
+        sv, query, t = self.sensevoice, query or self.query, {}
         with timed(t, "frontend", lambda: mx.eval(feats)):
-            feats = sv.frontend(mx.array(samples), rec, dither)[None]
+            feats = self.frontend(mx.array(samples), rec)[None]
         with timed(t, "encoder"):
-            enc, lengths = sv.encode(feats, mx.array([feats.shape[1]]), self.query, rec)
-            frame_ids = np.array(sv.ctc_argmax(enc, rec))[0, : int(lengths[0])]
-        out = Output(ctc.decode(frame_ids, sv.cfg.blank_id, len(self.query.ids), self.tokenizer), timings=t)
+            enc, lengths = sv.encode(feats, mx.array([feats.shape[1]]), query, rec)
+            frame_ids = sv.ctc_argmax(enc, rec)[0, : int(lengths[0])]
+        out = Output(ctc.decode(frame_ids, sv.cfg.blank_id, len(query.ids), self.tokenizer), timings=t)
         if self.adaptor is None:
             return out
         with timed(t, "adaptor", lambda: mx.eval(audio)):
-            audio = self.adaptor(enc[:, adaptor_start(self.query, self.keep_query_frames):], rec=rec)[0]
+            audio = self.adaptor(enc[:, adaptor_start(query, self.keep_query_frames):], rec=rec)[0]
         out.audio_embeds = np.array(audio.astype(mx.float32))
         if self.llm is None:
             return out
-        s, seconds = self.setup, samples.size / 16000
-        embeds = self.llm.inputs_embeds(s.prompt, audio, rec)
-        # mlx-lm's loop needs a count: one past the cap, so a stop token can still come
-        s.transcribe(self.llm.tokens(embeds, s.decode, s.decode.token_cap(seconds) + 1, rec), seconds, out, on_text, rec)
+        setup = self.setup.with_decode(decode)
+        seconds = samples.size / SAMPLE_RATE
+        embeds = self.llm.inputs_embeds(setup.prompt, audio, rec)
+        # one past the cap, so a stop token can still come
+        setup.transcribe(self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec),
+                         seconds, out, on_text, rec)
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""
-        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids), self.setup.decode, max_tokens + 1),
+        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids)[None], self.setup.decode, max_tokens + 1),
                                    max_tokens)

@@ -35,17 +35,17 @@ def rows(reports: list[dict]) -> list[dict]:
         meta, summary = r["meta"], r["summary"]
         english = any((u.get("lang") or "").startswith("en") for u in r["utterances"])
         vs_ref = r.get("mlx_vs_reference") or {}  # only when both backends ran
-        for backend, s in summary.items():
-            row_variant = "float32" if backend == "reference" else variant(meta["precisions"])  # originals, fp32
-            key = (Path(meta["manifest"]).parent.name, backend, row_variant)
+        for path_name, s in summary.items():  # "mlx" or "reference"
+            row_variant = "float32" if path_name == "reference" else variant(meta["precisions"])  # originals, fp32
+            key = (Path(meta["manifest"]).parent.name, path_name, row_variant)
             if key in seen:  # the reference, scored again beside another bundle
                 continue
             seen.add(key)
-            out.append({"set": key[0], "english": english, "backend": backend,
+            out.append({"set": key[0], "english": english, "backend": path_name,
                         "variant": row_variant, "cer": s["cer"], "wer": s.get("wer"),
                         "utterances": s["utterances"], "exact": s["exact"],
-                        "identical": vs_ref.get("identical") if backend == "mlx" else None,
-                        "vs_reference": vs_ref.get("cer") if backend == "mlx" else None})
+                        "identical": vs_ref.get("identical") if path_name == "mlx" else None,
+                        "vs_reference": vs_ref.get("cer") if path_name == "mlx" else None})
     return out
 
 

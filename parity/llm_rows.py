@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -27,8 +28,7 @@ from funasr_qwen4b.wiring import LlmSetup
 VARIANTS = {"fp32": {"dtype": "float32"}, "8bit": {"q_bits": 8}, "4bit": {"q_bits": 4, "embeddings_8bit": True}}
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def dump(bundle: str, manifests: list[str], out: str) -> None:
@@ -49,7 +49,7 @@ def dump(bundle: str, manifests: list[str], out: str) -> None:
             for key, samples in pieces.items():
                 if samples.size <= 30 * 16000:
                     rows[key] = pipe.run(samples).audio_embeds
-                    log(f"{key}: {rows[key].shape}")
+                    log.info(f"{key}: {rows[key].shape}")
     np.savez(out, **rows)
 
 
@@ -60,7 +60,7 @@ def make_llm(work: str, layers: int) -> None:
     work = Path(work)
     hf = make_qwen3_dir(work / "hf", num_hidden_layers=layers, max_shard_size="2GB", **QWEN3_REAL_WIDTH)
     for name, opts in VARIANTS.items():
-        convert_llm(hf, work / name, log=log, **opts)
+        convert_llm(hf, work / name, **opts)
 
 
 def compare(rows_path: str, work: str, out: str | None, tokens: int, template: str) -> dict:
@@ -76,20 +76,20 @@ def compare(rows_path: str, work: str, out: str | None, tokens: int, template: s
     rows = dict(np.load(rows_path))
     cfg = DecodeConfig(loop_guard=False, min_tokens=tokens, max_tokens=tokens)
     setup = LlmSetup.build(load_tokenizer(work / "hf"), PRESETS[template], cfg)
-    ref = RefQwen3.from_dir(work / "hf")
+    ref = RefQwen3.load(work / "hf")
     ref_ids, per = {}, {}
     t0 = time.perf_counter()
     for key, audio in rows.items():
         rec = RefRec()
         emb = ref.inputs_embeds(setup.prompt, torch.from_numpy(audio), rec)
-        ref_ids[key] = decode_loop(ref.tokens(emb, cfg, rec), cap=tokens, stop=setup.stop, cfg=cfg).ids
+        ref_ids[key] = decode_loop(ref.tokens(emb, cfg, tokens + 1, rec), cap=tokens, stop=setup.stop, cfg=cfg).ids
         per[key] = {"ref_logits": rec.outputs[taps.LLM_LOGITS]}
-    log(f"reference: {len(rows)} utterances in {time.perf_counter() - t0:.1f} s")
+    log.info(f"reference: {len(rows)} utterances in {time.perf_counter() - t0:.1f} s")
     report = {"utterances": len(rows), "tokens_each": tokens, "template": template, "variants": {}}
     fp32_ids = None
     for name in VARIANTS:
         mx.reset_peak_memory()
-        llm = MlxQwen3.from_dir(work / name / "llm")
+        llm = MlxQwen3.load(work / name / "llm")
         mx.eval(llm.model.parameters())
         weights = mx.get_active_memory()
         ids, rel, top1 = {}, [], []
@@ -113,7 +113,7 @@ def compare(rows_path: str, work: str, out: str | None, tokens: int, template: s
             "seconds": time.perf_counter() - t0,
         }
         report["variants"][name] = v
-        log(f"{name}: ids = reference on {v['ids_identical_to_reference']:.0%}, = fp32 on "
+        log.info(f"{name}: ids = reference on {v['ids_identical_to_reference']:.0%}, = fp32 on "
             f"{v['ids_identical_to_mlx_fp32']:.0%}; logits rel L2 max {v['logits_rel_l2_max']:.2e}; "
             f"LLM memory {v['weights_gib']:.2f} GiB (peak {v['peak_gib']:.2f})")
         del llm
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--tokens", type=int, default=30)
     c.add_argument("--template", choices=sorted(PRESETS), default="raw")
     a = p.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if a.cmd == "dump":
         dump(a.model, a.manifest, a.output)
     elif a.cmd == "make-llm":

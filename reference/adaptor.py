@@ -31,26 +31,28 @@ class AudioAdaptorQwen4B(nn.Module):
         self.output_proj = nn.Linear(cfg.d_model, cfg.llm_dim)
         self.norm = nn.LayerNorm(cfg.llm_dim, eps=cfg.eps)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, T, encoder_dim]; padding_mask [B, T], True on padded frames (PyTorch's convention)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, encoder_dim]; mask [B, T], True on valid frames (as in the MLX twin) → [B, T, llm_dim]."""
         x = self.input_proj(x)
-        x = self.transformer(x, src_key_padding_mask=padding_mask)
+        # PyTorch's own convention is the opposite: True on padded frames.
+        x = self.transformer(x, src_key_padding_mask=None if mask is None else ~mask)
         return self.norm(self.output_proj(x))
 
     @classmethod
-    def from_pt(cls, path: str | Path, **structure) -> "AudioAdaptorQwen4B":
-        """Load a trained .pt (plain or wrapped state_dict); `structure` = nhead,
-        norm_first, activation, eps (not readable from shapes)."""
+    def load(cls, path: str | Path, cfg: AdaptorConfig | None = None) -> "AudioAdaptorQwen4B":
+        """A trained .pt (plain or wrapped state_dict): dimensions from its shapes, the
+        structure they cannot tell (heads, norm order, activation, eps) from `cfg`."""
         sd = state_dict_of(load_pt(path), path)
+        structure = (cfg or AdaptorConfig()).structure
         cfg = infer_adaptor_config({k: tuple(v.shape) for k, v in sd.items()}, str(path), **structure)
         model = cls(cfg)
         model.load_state_dict(sd, strict=True)
         return model.eval()
 
     @torch.no_grad()
-    def run(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
+    def run(self, x: torch.Tensor, mask: torch.Tensor | None = None,
             rec: TapRecorder | None = None) -> torch.Tensor:
         if rec is None:
-            return self(x, padding_mask)
+            return self(x, mask)
         with rec.hooks(self, taps.adaptor_taps(self.cfg), prefix=taps.ADAPTOR):
-            return self(x, padding_mask)
+            return self(x, mask)

@@ -6,6 +6,8 @@ builds it and loaded strictly from the original model.pt.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from funasr.models.sense_voice.model import SenseVoiceSmall as FunasrSenseVoiceSmall
@@ -14,26 +16,31 @@ from funasr_qwen4b import taps
 from funasr_qwen4b.config import QueryConfig, SenseVoiceConfig
 from funasr_qwen4b.sources import SenseVoiceSource
 
+from .frontend import Frontend
 from .taps import TapRecorder
 from .torch_load import load_sensevoice_state
 
 
 class SenseVoiceSmall:
-    """FunASR's SenseVoiceSmall, run the way its `inference` runs it."""
+    """FunASR's SenseVoiceSmall, run the way its `inference` runs it, with the
+    WavFrontend AutoModel builds beside it (the MLX twin holds its frontend too)."""
 
-    def __init__(self, model: FunasrSenseVoiceSmall, cfg: SenseVoiceConfig):
+    def __init__(self, model: FunasrSenseVoiceSmall, cfg: SenseVoiceConfig, frontend: Frontend,
+                 source: SenseVoiceSource):
         self.model = model.eval()
-        self.cfg = cfg
+        self.cfg, self.frontend, self.source = cfg, frontend, source
 
     @classmethod
-    def from_source(cls, src: SenseVoiceSource) -> "SenseVoiceSmall":
+    def load(cls, path: str | Path) -> "SenseVoiceSmall":
+        """An original SenseVoiceSmall directory (model.pt, config.yaml, am.mvn), dither 0."""
+        src = SenseVoiceSource.from_dir(path)
         cfg, sd = load_sensevoice_state(src)
         # AutoModel passes model_conf and every top-level key of config.yaml.
         conf = {**(src.config.get("model_conf") or {}), **src.config,
                 "input_size": cfg.encoder.input_size, "vocab_size": cfg.vocab_size}
         model = FunasrSenseVoiceSmall(**conf)
         model.load_state_dict(sd, strict=True)
-        return cls(model, cfg)
+        return cls(model, cfg, Frontend(cfg.frontend, src.cmvn_file, dither=0.0), src)
 
     def query_rows(self, query: QueryConfig, batch: int) -> torch.Tensor:
         ids = torch.LongTensor([query.ids])

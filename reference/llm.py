@@ -22,7 +22,7 @@ class Qwen3:
         self.model = model.eval()
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "Qwen3":
+    def load(cls, path: str | Path) -> "Qwen3":
         """A Hugging Face Qwen3 directory, in float32."""
         return cls(Qwen3ForCausalLM.from_pretrained(str(path), dtype=torch.float32))
 
@@ -32,6 +32,7 @@ class Qwen3:
 
     @torch.no_grad()
     def embed(self, ids: list[int]) -> torch.Tensor:
+        """[len(ids), hidden]"""
         return self.model.get_input_embeddings()(torch.tensor(ids, dtype=torch.long))
 
     @torch.no_grad()
@@ -47,9 +48,10 @@ class Qwen3:
         return embeds
 
     @torch.no_grad()
-    def tokens(self, inputs_embeds: torch.Tensor, cfg: DecodeConfig,
+    def tokens(self, inputs_embeds: torch.Tensor, cfg: DecodeConfig, max_tokens: int,
                rec: TapRecorder | None = None) -> Iterator[int]:
-        """Greedy ids, one at a time, with the KV cache."""
+        """Greedy ids from `inputs_embeds` [1, L, hidden], one at a time (at most
+        `max_tokens`), with transformers' KV cache."""
         names = [t for t in taps.llm_taps(self.num_layers) if t not in (taps.LLM_INPUTS_EMBEDS, taps.LLM_LOGITS)]
         if rec is None:
             out = self.model(inputs_embeds=inputs_embeds, use_cache=True)
@@ -59,7 +61,7 @@ class Qwen3:
             # isolated input of the logits: the final norm's output, last position
             rec.put(taps.LLM_LOGITS, out.logits[0, -1], torch.from_numpy(rec.outputs[taps.LLM_NORM][-1]))
         generated: list[int] = []
-        while True:
+        while len(generated) < max_tokens:
             logits = out.logits[0, -1]
             if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
                 nxt = int(torch.argmax(logits))
@@ -67,5 +69,7 @@ class Qwen3:
                 nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
             yield nxt
             generated.append(nxt)
+            if len(generated) == max_tokens:
+                return
             out = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
 

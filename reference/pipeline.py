@@ -1,8 +1,11 @@
 """The reference pipeline: audio → frontend → SenseVoiceSmall (→ CTC text)
-→ adaptor → Qwen3 (→ text). The twin of mlx_port/pipeline.py."""
+→ adaptor → Qwen3 (→ text). The twin of mlx_port/pipeline.py: the same
+fields, loader, `run` and `Output`; it reads the original files a bundle
+records (checked by sha256), in float32, with dither 0."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,10 +14,11 @@ import numpy as np
 import torch
 
 from funasr_qwen4b import ctc
+from funasr_qwen4b.audio import SAMPLE_RATE
+from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import PRESETS, load_tokenizer
-from funasr_qwen4b.sources import SenseVoiceSource
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
@@ -23,10 +27,11 @@ from .frontend import Frontend
 from .llm import Qwen3
 from .taps import TapRecorder, to_numpy
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Pipeline:
-    frontend: Frontend
     sensevoice: SenseVoiceSmall
     tokenizer: ctc.CtcTokenizer | None
     query: QueryConfig
@@ -36,45 +41,76 @@ class Pipeline:
     setup: LlmSetup | None = None
 
     @classmethod
-    def from_sources(cls, sensevoice: str | Path, query: QueryConfig = QueryConfig(), *, dither: float = 0.0,
-                     adaptor: str | Path | None = None, adaptor_cfg: AdaptorConfig | None = None,
-                     keep_query_frames: bool = True, llm: str | Path | None = None,
-                     template: str = PRESETS["raw"], decode: DecodeConfig = DecodeConfig()) -> "Pipeline":
-        """The original files; `adaptor_cfg` gives what shapes cannot (heads, norm order, activation, eps)."""
-        src = SenseVoiceSource.from_dir(sensevoice)
-        sv = SenseVoiceSmall.from_source(src)
-        tok = ctc.CtcTokenizer(src.bpemodel) if src.bpemodel else None
-        ad = None
-        if adaptor is not None:
-            c = adaptor_cfg or AdaptorConfig()
-            ad = AudioAdaptorQwen4B.from_pt(adaptor, nhead=c.nhead, norm_first=c.norm_first,
-                                            activation=c.activation, eps=c.eps)
+    def from_bundle(cls, bundle: str | Path | Bundle, query: QueryConfig | None = None, *, ctc_only: bool = False,
+                    template: str | None = None, decode: DecodeConfig | None = None,
+                    sources: dict[str, str | Path | None] | None = None) -> "Pipeline":
+        """The reference twin of a bundle: the same stages, query, adaptor structure,
+        template and decoding rules, loaded from the original files it records.
+        `sources` overrides where they are: {"sensevoice": DIR, "adaptor": FILE, "llm": DIR}."""
+        b = as_bundle(bundle)
+        sources = sources or {}
+        sv_dir = b.source("sensevoice", sources.get("sensevoice"))
+        log.info("reference: FunASR SenseVoiceSmall from %s (float32, dither 0)", sv_dir)
+        pipe = cls.from_originals(sv_dir, query or b.query)
+        if ctc_only:
+            return pipe
+        if b.has("adaptor"):
+            pt, cfg = b.source("adaptor", sources.get("adaptor")), b.adaptor_config
+            log.info("reference: adaptor from %s (%s)", pt, cfg)
+            pipe.adaptor, pipe.keep_query_frames = AudioAdaptorQwen4B.load(pt, cfg), b.keep_query_frames
+        if b.has("llm"):
+            hf_dir = b.source("llm", sources.get("llm"))
+            log.info("reference: Qwen3ForCausalLM from %s (float32)", hf_dir)
+            pipe.llm = Qwen3.load(hf_dir)
+            pipe.setup = LlmSetup.build(load_tokenizer(hf_dir), template or b.template(), decode or b.decode)
+        return pipe
+
+    @classmethod
+    def from_originals(cls, sensevoice: str | Path, query: QueryConfig = QueryConfig(), *,
+                       adaptor: str | Path | None = None, adaptor_cfg: AdaptorConfig | None = None,
+                       keep_query_frames: bool = True, llm: str | Path | None = None,
+                       template: str = PRESETS["raw"], decode: DecodeConfig = DecodeConfig()) -> "Pipeline":
+        """The original files without a bundle; `adaptor_cfg` gives what shapes cannot
+        (heads, norm order, activation, eps)."""
+        sv = SenseVoiceSmall.load(sensevoice)
+        tok = ctc.CtcTokenizer(sv.source.bpemodel) if sv.source.bpemodel else None
+        ad = AudioAdaptorQwen4B.load(adaptor, adaptor_cfg or AdaptorConfig()) if adaptor is not None else None
         lm = setup = None
         if llm is not None:
-            lm, setup = Qwen3.from_dir(llm), LlmSetup.build(load_tokenizer(llm), template, decode)
-        return cls(Frontend(sv.cfg.frontend, src.cmvn_file, dither), sv, tok, query, ad, keep_query_frames, lm, setup)
+            lm, setup = Qwen3.load(llm), LlmSetup.build(load_tokenizer(llm), template, decode)
+        return cls(sv, tok, query, ad, keep_query_frames, lm, setup)
+
+    @property
+    def frontend(self) -> Frontend:
+        return self.sensevoice.frontend
 
     def run(self, samples: np.ndarray, rec: TapRecorder | None = None,
-            on_text: Callable[[str], None] | None = None) -> Output:
-        """One utterance (16 kHz mono float) through every stage there is."""
-        t: dict[str, float] = {}
+            on_text: Callable[[str], None] | None = None, *, query: QueryConfig | None = None,
+            decode: DecodeConfig | None = None) -> Output:
+        """One utterance (16 kHz mono float) through every stage there is; `query`
+        and `decode` override the pipeline's for this call."""
+        query, t = query or self.query, {}
         with timed(t, "frontend"):
             feats = self.frontend(samples, rec)[None]
         with timed(t, "encoder"):
-            enc, lengths = self.sensevoice.encode(feats, torch.tensor([feats.shape[1]]), self.query, rec)
+            enc, lengths = self.sensevoice.encode(feats, torch.tensor([feats.shape[1]]), query, rec)
             frame_ids = self.sensevoice.ctc_argmax(enc, rec)[0, : int(lengths[0])]
-        out = Output(ctc.decode(frame_ids, self.sensevoice.cfg.blank_id, len(self.query.ids), self.tokenizer), timings=t)
+        out = Output(ctc.decode(frame_ids, self.sensevoice.cfg.blank_id, len(query.ids), self.tokenizer), timings=t)
         if self.adaptor is None:
             return out
         with timed(t, "adaptor"):
-            audio = self.adaptor.run(enc[:, adaptor_start(self.query, self.keep_query_frames):], rec=rec)[0]
+            audio = self.adaptor.run(enc[:, adaptor_start(query, self.keep_query_frames):], rec=rec)[0]
         out.audio_embeds = to_numpy(audio)
         if self.llm is None:
             return out
-        embeds = self.llm.inputs_embeds(self.setup.prompt, audio, rec)
-        self.setup.transcribe(self.llm.tokens(embeds, self.setup.decode, rec), samples.size / 16000, out, on_text, rec)
+        setup = self.setup.with_decode(decode)
+        seconds = samples.size / SAMPLE_RATE
+        embeds = self.llm.inputs_embeds(setup.prompt, audio, rec)
+        setup.transcribe(self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec),
+                         seconds, out, on_text, rec)
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""
-        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids)[None], self.setup.decode), max_tokens)
+        return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids)[None], self.setup.decode, max_tokens + 1),
+                                   max_tokens)

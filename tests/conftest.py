@@ -33,7 +33,7 @@ def sv_dir(tmp_path_factory):
 def bundle(sv_dir, tmp_path_factory):
     from convert.sensevoice import convert_sensevoice
 
-    return convert_sensevoice(sv_dir, tmp_path_factory.mktemp("b") / "bundle", log=lambda m: None)
+    return convert_sensevoice(sv_dir, tmp_path_factory.mktemp("b") / "bundle")
 
 
 @pytest.fixture(scope="session")
@@ -53,4 +53,4 @@ def full_bundle(sv_dir, qwen_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("full")
     pt = make_adaptor_pt(root / "adaptor_phase2_final.pt", "model_state_dict")
     return convert_bundle(root / "bundle", sensevoice=sv_dir, adaptor=pt, llm=qwen_dir, dtype="float32",
-                          adaptor_options={"nhead": ADAPTOR_TINY["nhead"]}, log=lambda m: None)
+                          adaptor_options={"nhead": ADAPTOR_TINY["nhead"]})

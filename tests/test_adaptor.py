@@ -11,15 +11,11 @@ from safetensors.numpy import load_file
 from convert.adaptor import convert_adaptor
 from convert.bundle import convert_bundle
 from funasr_qwen4b import taps
-from funasr_qwen4b.bundle import read_bundle
+from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import AdaptorConfig
 from parity.harness import run_parity
 from reference.adaptor import AudioAdaptorQwen4B
 from reference.checkpoints import ADAPTOR_TINY, WRAPPINGS, make_adaptor_pt
-
-
-def quiet(msg):
-    pass
 
 
 def rel_l2(a, b):
@@ -32,8 +28,7 @@ TINY_STRUCT = {"nhead": ADAPTOR_TINY["nhead"]}
 def make_bundle(tmp_path, sv_dir, name="b", dtype="float32", **opts):
     struct = {k: opts.pop(k) for k in ("norm_first", "activation") if k in opts}
     pt = make_adaptor_pt(tmp_path / f"{name}.pt", **struct)
-    return convert_bundle(tmp_path / name, sensevoice=sv_dir, adaptor=pt, dtype=dtype, log=quiet,
-                          adaptor_options={**TINY_STRUCT, **struct, **opts}), pt
+    return convert_bundle(tmp_path / name, sensevoice=sv_dir, adaptor=pt, dtype=dtype, adaptor_options={**TINY_STRUCT, **struct, **opts}), pt
 
 
 @pytest.mark.parametrize("wrapping", WRAPPINGS)
@@ -41,11 +36,11 @@ def test_every_wrapping_loads_and_converts(tmp_path, wrapping):
     pt = make_adaptor_pt(tmp_path / "a.pt", wrapping)
     plain = make_adaptor_pt(tmp_path / "plain.pt").parent / "plain.pt"
     sd = torch.load(plain, weights_only=True)
-    ref = AudioAdaptorQwen4B.from_pt(pt, **TINY_STRUCT)
+    ref = AudioAdaptorQwen4B.load(pt, AdaptorConfig(**TINY_STRUCT))
     assert ref.cfg == AdaptorConfig(**ADAPTOR_TINY)
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(v, sd[k], rtol=0, atol=0)
-    convert_adaptor(pt, tmp_path / "bundle", log=quiet, **TINY_STRUCT)
+    convert_adaptor(pt, tmp_path / "bundle", **TINY_STRUCT)
     w = load_file(str(tmp_path / "bundle" / "adaptor" / "model.safetensors"))
     d = ADAPTOR_TINY["d_model"]
     in_proj = sd["transformer.layers.1.self_attn.in_proj_weight"].numpy()
@@ -54,7 +49,7 @@ def test_every_wrapping_loads_and_converts(tmp_path, wrapping):
         np.testing.assert_array_equal(w[f"transformer.layers.1.self_attn.{name}.bias"],
                                       sd["transformer.layers.1.self_attn.in_proj_bias"].numpy()[i * d:(i + 1) * d])
     assert not any("in_proj" in k for k in w)
-    meta = read_bundle(tmp_path / "bundle")["components"]["adaptor"]
+    meta = Bundle.read(tmp_path / "bundle").components["adaptor"].entry
     assert meta["keep_query_frames"] is True and "a.pt" in meta["sources"]
 
 
@@ -62,7 +57,7 @@ def test_every_wrapping_loads_and_converts(tmp_path, wrapping):
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 def test_parity_chained_and_isolated(tmp_path, sv_dir, clip, norm_first, activation):
     bundle, _ = make_bundle(tmp_path, sv_dir, norm_first=norm_first, activation=activation)
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert rep.taps[-5:] == [taps.ADAPTOR_INPUT_PROJ, taps.adaptor_layer(0), taps.adaptor_layer(1),
                              taps.ADAPTOR_OUTPUT_PROJ, taps.ADAPTOR_NORM]
     for mode in ("chained", "isolated"):
@@ -75,7 +70,7 @@ def test_parity_chained_and_isolated(tmp_path, sv_dir, clip, norm_first, activat
 
 def test_query_frames_dropped_when_asked(tmp_path, sv_dir, clip):
     bundle, _ = make_bundle(tmp_path, sv_dir, keep_query_frames=False)
-    rep = run_parity(bundle, clip, modes=("chained",), log=quiet)
+    rep = run_parity(bundle, clip, modes=("chained",))
     assert rep.passed
     assert rep.mlx_taps[taps.ADAPTOR_NORM].shape[0] == rep.mlx_taps[taps.TP_NORM].shape[0] - 4
 
@@ -96,7 +91,7 @@ def test_wrong_port_is_named_at_first_adaptor_layer(tmp_path, sv_dir, clip, monk
 
     monkeypatch.setattr(adaptor.TransformerEncoderLayer, "__init__", wrong)
     bundle, _ = make_bundle(tmp_path, sv_dir)
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert rep.first_failure("chained") == taps.adaptor_layer(0)
     assert rep.first_failure("isolated") == taps.adaptor_layer(0)
     assert not rep.passed
@@ -107,9 +102,10 @@ def test_batch_with_padding_equals_unbatched(tmp_path, norm_first):
     from mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
 
     pt = make_adaptor_pt(tmp_path / "a.pt", norm_first=norm_first)
-    convert_adaptor(pt, tmp_path / "b", log=quiet, norm_first=norm_first, **TINY_STRUCT)
-    ref = AudioAdaptorQwen4B.from_pt(pt, norm_first=norm_first, **TINY_STRUCT)
-    mlx = MlxAdaptor.from_dir(tmp_path / "b" / "adaptor")
+    convert_adaptor(pt, tmp_path / "b", norm_first=norm_first, **TINY_STRUCT)
+    ref = AudioAdaptorQwen4B.load(pt, AdaptorConfig(norm_first=norm_first, **TINY_STRUCT))
+    b = Bundle.read(tmp_path / "b")
+    mlx = MlxAdaptor.load(b.dir("adaptor"), b.adaptor_config, b.adaptor_quantization)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((30, 64), np.float32), rng.standard_normal((17, 64), np.float32)
     batch = np.zeros((2, 30, 64), np.float32)
@@ -117,7 +113,7 @@ def test_batch_with_padding_equals_unbatched(tmp_path, norm_first):
     batch[1, 17:] = 1e3  # garbage in the padding must not leak
     valid = np.arange(30)[None, :] < np.array([[30], [17]])
     out_mlx = np.array(mlx(mx.array(batch), mx.array(valid)))
-    out_ref = ref.run(torch.from_numpy(batch), torch.from_numpy(~valid)).numpy()
+    out_ref = ref.run(torch.from_numpy(batch), torch.from_numpy(valid)).numpy()
     single_mlx = [np.array(mlx(mx.array(x[None])))[0] for x in (a, b)]
     single_ref = [ref.run(torch.from_numpy(x[None]))[0].numpy() for x in (a, b)]
     assert rel_l2(out_mlx[0], single_mlx[0]) <= 1e-6 and rel_l2(out_mlx[1, :17], single_mlx[1]) <= 1e-6
@@ -127,7 +123,7 @@ def test_batch_with_padding_equals_unbatched(tmp_path, norm_first):
 
 def test_bfloat16_adaptor_output_reported(tmp_path, sv_dir, clip):
     bundle, _ = make_bundle(tmp_path, sv_dir, dtype="bfloat16")
-    rep = run_parity(bundle, clip, modes=("chained",), log=quiet)
+    rep = run_parity(bundle, clip, modes=("chained",))
     out = {m.name: m for m in rep.results["chained"]}[taps.ADAPTOR_NORM]
     assert rep.meta["component_dtypes"] == {"sensevoice": "bfloat16", "adaptor": "bfloat16"}
     assert 1e-5 < out.rel_l2 <= out.tolerance == 5e-2
@@ -138,7 +134,7 @@ def test_bfloat16_adaptor_output_reported(tmp_path, sv_dir, clip):
 def _refused(pt, tmp_path, match, **structure):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=match):
-        convert_adaptor(pt, out, log=quiet, **{**TINY_STRUCT, **structure})
+        convert_adaptor(pt, out, **{**TINY_STRUCT, **structure})
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
@@ -186,14 +182,14 @@ def test_bundle_is_whole_or_absent(tmp_path, sv_dir):
     pt = make_adaptor_pt(tmp_path / "a.pt")
     pt.write_bytes(pt.read_bytes()[:100])
     with pytest.raises(ValueError):
-        convert_bundle(tmp_path / "bundle", sensevoice=sv_dir, adaptor=pt, log=quiet)
+        convert_bundle(tmp_path / "bundle", sensevoice=sv_dir, adaptor=pt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
 
 
 def test_cli_convert_adaptor_and_parity(tmp_path, sv_dir, bundle, capsys):
     import shutil
 
-    from funasr_qwen4b.cli import main
+    from funasr_qwen4b.app.cli import main
 
     out = tmp_path / "b"
     shutil.copytree(bundle, out)

@@ -1,4 +1,5 @@
-"""CER harness: normalisation, edit counts, manifests, resume, the `cer` command, make_manifest."""
+"""CER: normalisation and edit counts (funasr_qwen4b.text), manifests (funasr_qwen4b.manifest),
+the resumable runner and report (parity/cer.py), the `cer` command, make_manifest."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
 
+from funasr_qwen4b import text
+from funasr_qwen4b.bundle import Bundle
+from funasr_qwen4b.config import Backend
+from funasr_qwen4b.manifest import Entry, ManifestError, load_manifest
+from funasr_qwen4b.text import NORMALISATION, Counts, char_counts, word_counts
 from parity import cer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +45,12 @@ def _load_script(name: str):
     ("<|en|>", ""),
 ])
 def test_cer_text(raw, chars):
-    assert cer.cer_text(raw) == chars
+    assert text.cer_text(raw) == chars
 
 
 def test_normalize_keeps_words_for_wer():
-    assert cer.normalize("<|en|>Don't STOP — it's 5 o'clock, well-known.") == "dont stop its 5 oclock well known"
-    assert cer.normalize("Ｈｅｌｌｏ\u3000ｗｏｒｌｄ") == "hello world"  # ideographic space → space
+    assert text.normalize("<|en|>Don't STOP — it's 5 o'clock, well-known.") == "dont stop its 5 oclock well known"
+    assert text.normalize("Ｈｅｌｌｏ\u3000ｗｏｒｌｄ") == "hello world"  # ideographic space → space
 
 
 # --- edit counts --------------------------------------------------------------------
@@ -54,43 +61,59 @@ def test_normalize_keeps_words_for_wer():
     ("开放时间", "开放时", 0, 1, 0, 4),  # one deletion
     ("开放时间", "开放时间啊啊", 0, 0, 2, 4),  # two insertions: 2/4
     ("今天天气晴朗", "今天天七晴", 1, 1, 0, 6),  # 2/6
-    ("abc", "", 0, 3, 0, 3),
+    ("开放时间", "开放时间吗", 0, 0, 1, 4),
+    ("abc", "", 0, 3, 0, 3),  # empty hypothesis: counted by hand, not by jiwer
 ])
 def test_char_counts_hand_computed(ref, hyp, sub, dele, ins, n):
-    c = cer.char_counts(ref, hyp)
-    assert (c.errors, c.ref) == (sub + dele + ins, n)
+    c = char_counts(ref, hyp)
+    assert (c.sub, c.dele, c.ins, c.ref) == (sub, dele, ins, n)
     assert c.rate == pytest.approx((sub + dele + ins) / n)
-    b = cer._levenshtein(list(cer.cer_text(ref)), list(cer.cer_text(hyp)))
-    assert (b.sub, b.dele, b.ins, b.ref) == (sub, dele, ins, n)
 
 
 def test_punctuation_and_case_do_not_count():
-    assert cer.char_counts("开放时间：早上九点。", "开放时间早上九点").rate == 0.0
-    assert cer.word_counts("The weather, today!", "the WEATHER today").rate == 0.0
+    assert char_counts("开放时间：早上九点。", "开放时间早上九点").rate == 0.0
+    assert word_counts("The weather, today!", "the WEATHER today").rate == 0.0
 
 
 def test_wer_hand_computed():
-    c = cer.word_counts("the weather today is sunny", "the whether today sunny")
+    c = word_counts("the weather today is sunny", "the whether today sunny")
     assert (c.sub, c.dele, c.ins, c.ref) == (1, 1, 0, 5)  # whether/weather, -is
     assert c.rate == pytest.approx(2 / 5)
-    c = cer.word_counts("the weather today is sunny", "The weather today, is sunny and warm.")
-    assert (c.errors, c.ref, c.rate) == (2, 5, pytest.approx(2 / 5))  # +and +warm
+    c = word_counts("the weather today is sunny", "The weather today, is sunny and warm.")
+    assert (c.sub, c.dele, c.ins, c.ref, c.rate) == (0, 0, 2, 5, pytest.approx(2 / 5))  # +and +warm
 
 
-def test_empty_reference_and_builtin_matches_jiwer():
-    assert cer.char_counts("", "").rate == 0.0
-    assert cer.char_counts("。", "ab").rate == 1.0
-    jiwer = pytest.importorskip("jiwer")
+@pytest.mark.parametrize("counts, expected", [
+    (lambda: char_counts("", ""), Counts(0, 0, 0, 0)),  # nothing against nothing
+    (lambda: char_counts("。", "ab"), Counts(0, 0, 2, 0)),  # empty after normalisation: all insertions
+    (lambda: char_counts("ab", "<|zh|>"), Counts(0, 2, 0, 2)),  # tags only: all deletions
+    (lambda: word_counts("", "hello world"), Counts(0, 0, 2, 0)),
+    (lambda: word_counts("hello world", "!"), Counts(0, 2, 0, 2)),
+])
+def test_empty_sides_are_counted_by_hand(counts, expected):
+    c = counts()
+    assert c == expected
+    assert c.rate == (0.0 if expected.errors == 0 else 1.0 if expected.ref == 0 else expected.errors / expected.ref)
+
+
+def test_counts_are_jiwers():
     rng = np.random.default_rng(0)
     alphabet = list("开放时间早上九点ab")
     for _ in range(50):
         r = "".join(rng.choice(alphabet, rng.integers(1, 12)))
         h = "".join(rng.choice(alphabet, rng.integers(1, 12)))
-        assert cer._levenshtein(list(r), list(h)).errors == round(jiwer.cer(r, h) * len(r))
+        c = char_counts(r, h)
+        assert c.ref == len(r) and c.rate == pytest.approx(jiwer.cer(r, h))
+    words = "the weather today is sunny and warm".split()
+    for _ in range(20):
+        r = " ".join(rng.choice(words, rng.integers(1, 8)))
+        h = " ".join(rng.choice(words, rng.integers(1, 8)))
+        w = word_counts(r, h)
+        assert w.ref == len(r.split()) and w.rate == pytest.approx(jiwer.wer(r, h))
 
 
 def test_corpus_cer_is_edits_over_reference_chars():
-    entries = [cer.Entry(1, "a", Path("a.wav"), "开放时间"), cer.Entry(2, "b", Path("b.wav"), "早上九点至下午五点")]
+    entries = [Entry(1, "a", Path("a.wav"), "开放时间"), Entry(2, "b", Path("b.wav"), "早上九点至下午五点")]
     res = {"mlx": {"a": _row("a", "开发时间"), "b": _row("b", "早上九点至下午五点")},
            "reference": {"a": _row("a", "开发时间"), "b": _row("b", "早上九点下午五点")}}
     rep = cer.build_report(entries, res, {}, worst=1)
@@ -102,7 +125,23 @@ def test_corpus_cer_is_edits_over_reference_chars():
     assert rep["mlx_vs_reference"]["differing_ids"] == ["b"]
     assert rep["worst"] == ["a"]
     md = cer.to_markdown({**rep, "meta": {**rep["meta"], "manifest": "m.jsonl"}})
-    assert "MLX vs reference transcript: CER 8.33%" in md and cer.NORMALISATION in md
+    assert "MLX vs reference transcript: CER 8.33%" in md and NORMALISATION in md
+    assert rep["meta"]["scoring"].startswith("jiwer ")
+
+
+def test_plot_is_titled_by_set_and_transcriber(tmp_path, monkeypatch):
+    """Every set's manifest is test.jsonl: the title names the set's directory too."""
+    import matplotlib.figure
+
+    titles = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda fig, t, **kw: titles.append(t))
+    entries = [Entry(1, "a", Path("a.wav"), "开放时间")]
+    for name in ("zh_synth", "en_synth"):
+        rep = cer.build_report(entries, {"mlx": {"a": _row("a", "开放时间")}},
+                               {"manifest": f"datasets/{name}/test.jsonl", "transcriber": "llm"})
+        cer.plot(rep, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    assert titles == ["zh_synth/test.jsonl: transcriber llm", "en_synth/test.jsonl: transcriber llm"]
 
 
 def _row(uid, hyp):
@@ -138,8 +177,8 @@ GOOD = '{"id": "u1", "audio": "u1.wav", "text": "你好", "lang": "zh"}'
 def test_manifest_errors_name_the_line(tmp_path, bad, message):
     _wav(tmp_path / "u1.wav")
     m = _manifest(tmp_path, [GOOD, "", bad])  # blank line 2 is skipped, not an error
-    with pytest.raises(cer.ManifestError, match="line") as e:
-        cer.load_manifest(m)
+    with pytest.raises(ManifestError, match="line") as e:
+        load_manifest(m)
     assert str(m) in str(e.value) and message in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -147,26 +186,26 @@ def test_manifest_errors_name_the_line(tmp_path, bad, message):
 def test_manifest_counts_further_problems_and_resolves_paths(tmp_path):
     _wav(tmp_path / "u1.wav")
     m = _manifest(tmp_path, [GOOD, '{"id": "a"}', '{"id": "b"}', "{"])
-    with pytest.raises(cer.ManifestError, match=r"line 2: missing key 'audio', 'text' .*\(and 2 more bad lines\)"):
-        cer.load_manifest(m)
+    with pytest.raises(ManifestError, match=r"line 2: missing key 'audio', 'text' .*\(and 2 more bad lines\)"):
+        load_manifest(m)
     abs_line = json.dumps({"id": "u2", "audio": str(tmp_path / "u1.wav"), "text": "再见"})
-    entries = cer.load_manifest(_manifest(tmp_path, [GOOD, abs_line]))
+    entries = load_manifest(_manifest(tmp_path, [GOOD, abs_line]))
     assert [(e.id, e.audio, e.lang) for e in entries] == [("u1", tmp_path / "u1.wav", "zh"),
                                                           ("u2", tmp_path / "u1.wav", None)]
-    with pytest.raises(cer.ManifestError, match="not found"):
-        cer.load_manifest(tmp_path / "nope.jsonl")
+    with pytest.raises(ManifestError, match="not found"):
+        load_manifest(tmp_path / "nope.jsonl")
 
 
 def test_committed_manifests_are_valid():
     total_bytes = 0
     for name in ("zh_synth", "en_synth"):
-        entries = cer.load_manifest(DATASETS / name / "test.jsonl")
+        entries = load_manifest(DATASETS / name / "test.jsonl")
         assert len(entries) >= 6
         for e in entries:
             info = sf.info(str(e.audio))
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             total_bytes += e.audio.stat().st_size
-    zh = cer.load_manifest(DATASETS / "zh_synth" / "test.jsonl")
+    zh = load_manifest(DATASETS / "zh_synth" / "test.jsonl")
     assert any(e.text == "开放时间：早上九点至下午五点" for e in zh)
     assert max(sf.info(str(e.audio)).duration for e in zh) >= 60
     assert total_bytes < 4_000_000
@@ -193,7 +232,7 @@ def _fake(tag: str, die_after: int | None = None):
 def _entries(tmp_path, n=5):
     for i in range(n):
         _wav(tmp_path / f"u{i}.wav", 0.2 + 0.1 * i, 200 + 50 * i)
-    return cer.load_manifest(_manifest(tmp_path, [
+    return load_manifest(_manifest(tmp_path, [
         json.dumps({"id": f"u{i}", "audio": f"u{i}.wav", "text": f"第{i}句"}) for i in range(n)]))
 
 
@@ -233,42 +272,49 @@ def test_partial_of_another_run_is_refused(tmp_path):
         cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "b"}, progress=False)
 
 
-def test_progress_bar_goes_to_the_given_stream(tmp_path):
-    import io
-
-    s = io.StringIO()
-    p = cer.Progress(3, stream=s)
-    for _ in range(3):
-        p.update("x")
-    assert s.getvalue().count("\n") == 3 and "3/3" in s.getvalue()
+def test_progress_goes_to_stderr_and_can_be_off(tmp_path, capsys):
+    entries = _entries(tmp_path, 3)
+    cer.run_utterances(entries, {"mlx": _fake("m")}, progress=True)
+    out = capsys.readouterr()
+    assert "3/3" in out.err and out.out == ""
+    cer.run_utterances(entries, {"mlx": _fake("m")}, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # --- the `cer` command on the tiny bundle ------------------------------------------------
 
-def test_transcriber_seam_strips_tags(bundle, sv_dir, clip):
-    assert cer.transcriber_kind(bundle) == "ctc"
-    for backend in cer.BACKENDS:
-        text = cer.transcribe_fn(backend, bundle)(clip)
-        assert isinstance(text, str) and "<|" not in text
-    with pytest.raises(ValueError, match="unknown backend"):
-        cer.transcribe_fn("onnx", bundle)
+def test_ctc_transcribers_load_lazily_and_strip_tags(bundle, sv_dir, clip, caplog):
+    from funasr_qwen4b.app.cli import cer as cer_cmd
+
+    b = Bundle.read(bundle)
+    assert cer_cmd.transcriber_kind(b) == "ctc"
+    caplog.set_level("INFO")
+    for backend in Backend:
+        fn = cer_cmd.lazy_transcriber(b, backend)
+        assert "loading" not in caplog.text  # nothing is loaded before the first utterance
+        hyp = fn(clip)
+        assert isinstance(hyp, str) and "<|" not in hyp
+        assert f"loading the {backend.value} backend" in caplog.text
+        caplog.clear()
 
 
 def test_llm_bundle_is_scored_on_llm_text_in_both_backends(full_bundle, tmp_path):
     """With adaptor and LLM in the bundle, CER scores the LLM's transcript."""
-    rep = cer.CerRun(full_bundle, DATASETS / "clips" / "clips.jsonl", ("mlx", "reference"), limit=2,
-                     progress=False).run()
+    from funasr_qwen4b.app.cli import cer as cer_cmd
+
+    rep = cer_cmd.score(Bundle.read(full_bundle), DATASETS / "clips" / "clips.jsonl", tuple(Backend), limit=2,
+                        progress=False)
     assert rep["meta"]["transcriber"] == "llm"
     assert rep["mlx_vs_reference"]["cer"] == 0.0 and rep["mlx_vs_reference"]["identical"] == 2
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "funasr_qwen4b.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    code = "import sys; from funasr_qwen4b.app.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
 def _main(capsys, *args):
-    from funasr_qwen4b.cli import main
+    from funasr_qwen4b.app.cli import main
 
     rc = main([str(a) for a in args])
     out = capsys.readouterr()
@@ -283,7 +329,7 @@ def test_cer_both_backends_agree_and_resume(bundle, sv_dir, tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     rep = json.loads(report.read_text())
     assert rep["meta"]["transcriber"] == "ctc" and rep["meta"]["utterances"] == 2
-    assert rep["meta"]["normalisation"] == cer.NORMALISATION
+    assert rep["meta"]["normalisation"] == NORMALISATION
     assert rep["mlx_vs_reference"]["cer"] == 0.0
     assert rep["mlx_vs_reference"]["identical"] == 2
     assert rep["summary"]["mlx"]["cer"] == rep["summary"]["reference"]["cer"]
@@ -314,7 +360,7 @@ def test_cer_bad_manifest_is_one_line_exit_2(bundle, tmp_path):
 
 
 def test_cer_parser_imports_neither_torch_nor_mlx():
-    code = ("import sys; from funasr_qwen4b.cli import build_parser; "
+    code = ("import sys; from funasr_qwen4b.app.cli import build_parser; "
             "build_parser().parse_args(['cer', '-m', 'b', '--manifest', 'm.jsonl', '--backend', 'both']); "
             "print(sorted(m for m in ('torch', 'mlx', 'mlx.core', 'funasr') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -338,7 +384,7 @@ def test_make_manifest_aishell(tmp_path):
         _wav(d / f"{uid}.wav")
     out = tmp_path / "out" / "aishell_test.jsonl"
     assert mm.main(["--aishell", str(tmp_path / "aishell"), "-o", str(out)]) == 0
-    entries = cer.load_manifest(out)  # what make_manifest writes, cer reads
+    entries = load_manifest(out)  # what make_manifest writes, cer reads
     assert [(e.id, e.text, e.lang) for e in entries] == [
         ("BAC009S0764W0121", "甚至出现交易几乎停滞的情况", "zh"), ("BAC009S0764W0122", "一二线城市虽然也处于调整中", "zh")]
     assert not json.loads(out.read_text().splitlines()[0])["audio"].startswith("/")  # relative to the manifest
@@ -357,7 +403,7 @@ def test_make_manifest_kaldi_pair(tmp_path, capsys):
     (d / "text").write_text("utt_a the weather today\nutt_b\tsunny with a breeze\nutt_d nothing\n", encoding="utf-8")
     out = tmp_path / "k.jsonl"
     assert mm.main(["--kaldi", str(d), "--wav-root", str(tmp_path), "--lang", "en", "-o", str(out)]) == 0
-    entries = cer.load_manifest(out)
+    entries = load_manifest(out)
     assert [(e.id, e.text, e.lang) for e in entries] == [("utt_a", "the weather today", "en"),
                                                          ("utt_b", "sunny with a breeze", "en")]
     assert "1 without text" in capsys.readouterr().err
@@ -372,10 +418,3 @@ def test_make_manifest_kaldi_pair(tmp_path, capsys):
     assert "line 1: audio file not found" in capsys.readouterr().err
     assert mm.main(["--wav-scp", str(d / "wav.scp"), "-o", str(out)]) == 2
 
-
-def test_without_jiwer_the_builtin_scores_the_same(monkeypatch):
-    pairs = [("开放时间：早上九点至下午五点", "开发时间早上点至下午五点啊"), ("The weather today.", "the whether to day")]
-    with_jiwer = [(cer.char_counts(r, h).errors, cer.word_counts(r, h).errors) for r, h in pairs]
-    monkeypatch.setattr(cer, "_jiwer", lambda: None)
-    assert [(cer.char_counts(r, h).errors, cer.word_counts(r, h).errors) for r, h in pairs] == with_jiwer
-    assert cer.edit_impl().startswith("built-in")

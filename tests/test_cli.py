@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from funasr_qwen4b.cli import main
+from funasr_qwen4b.app.cli import main
 from tests.conftest import CLIPS
 
 
 def run(*args):
     """The installed entry point, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "funasr_qwen4b.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 
 def test_help_is_instant_and_torch_free():
-    code = ("import sys; from funasr_qwen4b.cli import build_parser; build_parser(); "
+    code = ("import sys; from funasr_qwen4b.app.cli import build_parser; build_parser(); "
             "assert 'torch' not in sys.modules and 'mlx' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     out = " ".join(run("parity", "--help").stdout.split())
@@ -32,7 +32,7 @@ def test_transcribe_ctc_both_backends_agree(bundle, capsys):
     mlx = json.loads(capsys.readouterr().out)
     assert main(["transcribe", "--ctc", str(clip), "-m", str(bundle), "--json", "--backend", "reference"]) == 0
     ref = json.loads(capsys.readouterr().out)
-    assert mlx["ids"] == ref["ids"] and mlx["text"] == ref["text"] and len(mlx["tags"]) == 4
+    assert mlx["ctc_ids"] == ref["ctc_ids"] and mlx["text"] == ref["text"] and len(mlx["tags"]) == 4
     assert main(["transcribe", "--ctc", str(clip), "-m", str(bundle), "--no-query", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tag_ids"] == []
 

@@ -11,15 +11,11 @@ import torch
 from safetensors.numpy import load_file
 
 from convert.sensevoice import convert_sensevoice
-from funasr_qwen4b.bundle import read_bundle, sha256_file
+from funasr_qwen4b.bundle import Bundle, sha256_file
 from funasr_qwen4b.config import EMBED_ROWS, SenseVoiceConfig, sensevoice_config_from_yaml
 from funasr_qwen4b.keys import sensevoice_shapes
 from funasr_qwen4b.sources import SenseVoiceSource, parse_am_mvn
 from reference.checkpoints import REAL, config_yaml
-
-
-def quiet(msg):
-    pass
 
 
 def tree_digest(path):
@@ -64,7 +60,7 @@ def test_conversion_contents(sv_dir, bundle):
     conf = json.loads((bundle / "sensevoice" / "config.json").read_text())
     assert conf["layout"]["fsmn_block.weight"].startswith("mlx conv1d")
     assert SenseVoiceConfig.from_dict(conf["config"]).encoder.output_size == 64
-    meta = read_bundle(bundle)["components"]["sensevoice"]
+    meta = Bundle.read(bundle).components["sensevoice"].entry
     assert meta["sources"]["model.pt"]["sha256"] == sha256_file(src.model_pt)
     assert set(meta["sources"]) == {"model.pt", "config.yaml", "am.mvn", src.bpemodel.name}
     assert meta["query"] == {"enabled": True, "language": "zh", "textnorm": "woitn"}
@@ -81,7 +77,7 @@ def test_cmvn_found_although_config_says_null(sv_dir):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_dtypes_and_source_untouched(sv_dir, tmp_path, dtype):
     before = tree_digest(sv_dir)
-    out = convert_sensevoice(sv_dir, tmp_path / "b", dtype=dtype, log=quiet)
+    out = convert_sensevoice(sv_dir, tmp_path / "b", dtype=dtype)
     assert tree_digest(sv_dir) == before
     from safetensors import safe_open
 
@@ -93,7 +89,7 @@ def test_dtypes_and_source_untouched(sv_dir, tmp_path, dtype):
 def _refused(src, tmp_path, match, error=ValueError):
     out = tmp_path / "out"
     with pytest.raises(error, match=match):
-        convert_sensevoice(src, out, log=quiet)
+        convert_sensevoice(src, out)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp dir left
 
@@ -150,10 +146,10 @@ def test_existing_component_needs_force(sv_dir, bundle, tmp_path):
     shutil.copytree(bundle, out)
     before = tree_digest(out)
     with pytest.raises(ValueError, match="--force"):
-        convert_sensevoice(sv_dir, out, log=quiet)
+        convert_sensevoice(sv_dir, out)
     assert tree_digest(out) == before
-    convert_sensevoice(sv_dir, out, dtype="float16", force=True, log=quiet)
-    assert read_bundle(out)["components"]["sensevoice"]["dtype"] == "float16"
+    convert_sensevoice(sv_dir, out, dtype="float16", force=True)
+    assert Bundle.read(out).components["sensevoice"].dtype == "float16"
     assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "sensevoice"]
 
 
@@ -161,6 +157,6 @@ def test_wrapped_state_dict_with_module_prefix(sv_dir, tmp_path):
     src = copy_src(sv_dir, tmp_path)
     sd = torch.load(src / "model.pt", weights_only=True)
     torch.save({"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}, src / "model.pt")
-    out = convert_sensevoice(src, tmp_path / "b", log=quiet)
+    out = convert_sensevoice(src, tmp_path / "b")
     ref = load_file(str(out / "sensevoice" / "model.safetensors"))
     np.testing.assert_array_equal(ref["embed.weight"], sd["embed.weight"].numpy())

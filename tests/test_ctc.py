@@ -32,7 +32,7 @@ def test_ids_match_funasr_inference(sv_dir, bundle, clip):
     from reference.pipeline import Pipeline as RefPipeline
     from funasr_qwen4b.sources import SenseVoiceSource
 
-    ref = RefPipeline.from_sources(sv_dir)
+    ref = RefPipeline.from_originals(sv_dir)
     src = SenseVoiceSource.from_dir(sv_dir)
     frontend = WavFrontend(cmvn_file=str(src.cmvn_file), lfr_m=7, lfr_n=6, dither=0.0)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from funasr_qwen4b.manifest import load_manifest
+from funasr_qwen4b.text import Counts, char_counts, word_counts
 from parity import accuracy
-from parity.cer import Counts, char_counts, load_manifest, word_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo"
@@ -33,7 +34,7 @@ def test_demo_is_small_and_in_original_formats():
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    from funasr_qwen4b.cli import main
+    from funasr_qwen4b.app.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "bundle"
     assert main(["convert", "bundle", "--sensevoice", str(DEMO / "sensevoice"), "--adaptor", str(DEMO / "adaptor.pt"),
@@ -45,8 +46,8 @@ def demo_bundle(tmp_path_factory):
 def test_demo_transcribes_heldout_speech_identically_in_both_paths(demo_bundle, lang):
     """Eight held-out utterances a language (voices, speeds and pitches never trained on):
     the MLX transcript equals the reference's, and both are close to what was spoken."""
+    from funasr_qwen4b import Transcriber
     from funasr_qwen4b.audio import load_audio
-    from funasr_qwen4b.transcriber import Transcriber
 
     entries = load_manifest(HELDOUT[lang])[:8]
     ref = Transcriber.load(demo_bundle, "reference")
@@ -103,22 +104,23 @@ def test_adaptor_8bit_against_the_reference(tmp_path):
     import torch
 
     from convert.adaptor import convert_adaptor
-    from funasr_qwen4b.bundle import precisions, read_bundle
+    from funasr_qwen4b.bundle import Bundle
     from mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
     from parity.metrics import TOLERANCES
     from reference.adaptor import AudioAdaptorQwen4B
 
     fp32, q8 = tmp_path / "fp32", tmp_path / "q8"
-    convert_adaptor(DEMO / "adaptor.pt", fp32, log=lambda m: None)
-    convert_adaptor(DEMO / "adaptor.pt", q8, q_bits=8, log=lambda m: None)
-    assert precisions(read_bundle(q8)) == {"adaptor": "8bit"}
+    convert_adaptor(DEMO / "adaptor.pt", fp32)
+    convert_adaptor(DEMO / "adaptor.pt", q8, q_bits=8)
+    b = Bundle.read(q8)
+    assert b.precisions == {"adaptor": "8bit"}
     size = lambda b: (b / "adaptor" / "model.safetensors").stat().st_size  # noqa: E731
     assert size(q8) < 0.4 * size(fp32)
-    mlx_q8 = MlxAdaptor.from_dir(q8 / "adaptor")
+    mlx_q8 = MlxAdaptor.load(b.dir("adaptor"), b.adaptor_config, b.adaptor_quantization)
     assert mlx_q8.input_proj.weight.dtype == mx.uint32 and mlx_q8.dtype == mx.float32
 
     x = np.random.default_rng(0).standard_normal((1, 60, 256)).astype(np.float32)
-    ref = AudioAdaptorQwen4B.from_pt(DEMO / "adaptor.pt")(torch.from_numpy(x)).detach().numpy()
+    ref = AudioAdaptorQwen4B.load(DEMO / "adaptor.pt", b.adaptor_config)(torch.from_numpy(x)).detach().numpy()
     out = np.array(mlx_q8(mx.array(x)))
     rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert 1e-4 < rel < TOLERANCES["bfloat16"], rel  # quantized (not float32-exact), within the tier
@@ -130,5 +132,5 @@ def test_adaptor_quantization_refuses_narrow_layers(tmp_path):
 
     pt = make_adaptor_pt(tmp_path / "tiny.pt")  # d_model 32: not a multiple of the group size 64
     with pytest.raises(ValueError, match="multiples of the quantization group size 64"):
-        convert_adaptor(pt, tmp_path / "b", q_bits=8, log=lambda m: None)
+        convert_adaptor(pt, tmp_path / "b", q_bits=8)
     assert not (tmp_path / "b").exists()

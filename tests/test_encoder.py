@@ -13,16 +13,12 @@ from parity.harness import run_parity
 from parity.metrics import TOLERANCES
 
 
-def quiet(msg):
-    pass
-
-
 def rel_l2(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
 def test_chained_and_isolated_parity_fp32(bundle, clip):
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert rep.meta["MLX_ENABLE_TF32"] == "0"
     for mode in ("chained", "isolated"):
         worst = max(rep.results[mode], key=lambda m: m.rel_l2)
@@ -38,7 +34,7 @@ def test_chained_and_isolated_parity_fp32(bundle, clip):
 
 @pytest.mark.parametrize("query", [QueryConfig(language="en", textnorm="withitn"), QueryConfig(enabled=False)])
 def test_query_options_parity(bundle, clip, query):
-    rep = run_parity(bundle, clip, query=query, modes=("chained",), log=quiet)
+    rep = run_parity(bundle, clip, query=query, modes=("chained",))
     assert rep.passed, rep.first_failure("chained")
     n_rows = rep.mlx_taps[taps.ENCODER_INPUT].shape[0] - rep.mlx_taps[taps.CMVN].shape[0]
     assert n_rows == len(query.ids)
@@ -52,7 +48,7 @@ def test_batch_with_padding_matches_single_and_funasr(bundle, sv_dir, clip):
     from reference.pipeline import Pipeline as RefPipeline
 
     mlx_pipe = MlxPipeline.from_bundle(bundle)
-    ref_pipe = RefPipeline.from_sources(sv_dir)
+    ref_pipe = RefPipeline.from_originals(sv_dir)
     sv, q = mlx_pipe.sensevoice, mlx_pipe.query
     a, b = clip, clip[: clip.size // 2].copy() * 0.5
     fa, fb = (np.array(sv.frontend(mx.array(x))) for x in (a, b))
@@ -78,14 +74,15 @@ def test_batch_with_padding_matches_single_and_funasr(bundle, sv_dir, clip):
 def test_reduced_dtype_within_its_tier(sv_dir, clip, tmp_path, dtype):
     from convert.sensevoice import convert_sensevoice
 
-    b = convert_sensevoice(sv_dir, tmp_path / "b", dtype=dtype, log=quiet)
-    rep = run_parity(b, clip, modes=("chained",), log=quiet)
+    b = convert_sensevoice(sv_dir, tmp_path / "b", dtype=dtype)
+    rep = run_parity(b, clip, modes=("chained",))
     out = {m.name: m for m in rep.results["chained"]}[taps.TP_NORM]
     assert rep.meta["dtype"] == dtype and out.tolerance == TOLERANCES[dtype]
     assert out.rel_l2 <= TOLERANCES[dtype], out
     assert out.rel_l2 > 1e-5  # it really ran in reduced precision
     assert rep.mlx_taps[taps.FBANK].dtype == np.float32
-    assert rep.passed == (rep.first_failure("chained") is None)  # ids agreement reported, not required
+    # Every tap within its tier passes; CTC ids agreement is reported, not required, at reduced precision.
+    assert rep.passed and 0.9 <= rep.ctc["frame_agreement"] <= 1.0
 
 
 # --- the harness finds the first layer where the paths part ------------------
@@ -95,7 +92,7 @@ def test_wrong_activation_is_caught_at_first_layer(bundle, clip, monkeypatch):
 
     monkeypatch.setattr(encoder.PositionwiseFeedForward, "__call__",
                         lambda self, x: self.w_2(nn.gelu(self.w_1(x))))
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert not rep.passed
     assert rep.first_failure("chained") == taps.ENCODERS0
     assert rep.first_failure("isolated") == taps.ENCODERS0
@@ -105,7 +102,7 @@ def test_missing_cmvn_is_caught_at_cmvn_tap(bundle, clip, monkeypatch):
     from mlx_port import frontend
 
     monkeypatch.setattr(frontend.CMVN, "__call__", lambda self, x: x)
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert rep.first_failure("chained") == taps.CMVN
     assert rep.first_failure("isolated") == taps.CMVN
 
@@ -127,6 +124,6 @@ def test_local_bug_deep_in_the_stack_is_located(bundle, clip, monkeypatch):
     broken.target = pipe.sensevoice.encoder.encoders[1]
     monkeypatch.setattr(encoder.EncoderLayerSANM, "__call__", broken)
     monkeypatch.setattr(Pipeline, "from_bundle", classmethod(lambda cls, b, q=None, **kw: pipe))
-    rep = run_parity(bundle, clip, log=quiet)
+    rep = run_parity(bundle, clip)
     assert rep.first_failure("isolated") == taps.encoder_layer(1)
     assert rep.first_failure("chained") == taps.encoder_layer(1)

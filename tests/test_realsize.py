@@ -11,8 +11,8 @@ def _parity(tmp_path, clip_10s, layers):
     from parity.harness import run_parity
 
     src = make_sensevoice_dir(tmp_path / "sv", {**REAL, **layers}, vocab_size=25055, bpe=False)
-    bundle = convert_sensevoice(src, tmp_path / "bundle", log=lambda m: None)
-    return run_parity(bundle, clip_10s, log=lambda m: None)
+    bundle = convert_sensevoice(src, tmp_path / "bundle")
+    return run_parity(bundle, clip_10s)
 
 
 def test_real_dims_12_layers_fp32(tmp_path, clip_10s):
@@ -42,8 +42,8 @@ def test_full_size_adaptor_chained_from_encoder(tmp_path, clip_10s):
 
     src = make_sensevoice_dir(tmp_path / "sv", {**REAL, "num_blocks": 8, "tp_blocks": 4}, vocab_size=25055, bpe=False)
     pt = make_adaptor_pt(tmp_path / "adaptor.pt", "model_state_dict", **ADAPTOR_REAL)
-    bundle = convert_bundle(tmp_path / "bundle", sensevoice=src, adaptor=pt, log=lambda m: None)
-    rep = run_parity(bundle, clip_10s, modes=("chained",), log=lambda m: None)
+    bundle = convert_bundle(tmp_path / "bundle", sensevoice=src, adaptor=pt)
+    rep = run_parity(bundle, clip_10s, modes=("chained",))
     adaptor = [m for m in rep.results["chained"] if m.name.startswith("adaptor.")]
     assert len(adaptor) == 7
     assert max(m.rel_l2 for m in adaptor) <= 1e-5, adaptor

@@ -140,7 +140,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
     import yaml
 
     assert yaml.safe_load((out / "sensevoice/config.yaml").read_text())["train_conf"]["recipe"]["train_per_lang"] == 100
-    from funasr_qwen4b.cli import main
+    from funasr_qwen4b.app.cli import main
 
     assert main(["convert", "bundle", "--sensevoice", str(out / "sensevoice"), "--adaptor", str(out / "adaptor.pt"),
                  "--llm", str(out / "qwen3"), "-o", str(tmp_path / "bundle")]) == 0

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from parity.cer import Counts, char_counts, load_manifest, word_counts
+from funasr_qwen4b.manifest import load_manifest
+from funasr_qwen4b.text import Counts, char_counts, word_counts
 
 from .data import HELDOUT_DIRS
 
@@ -25,8 +26,8 @@ def evaluate(model_dir: str | Path, manifests: dict[str, Path] | None = None, la
     from reference.pipeline import Pipeline
 
     d = Path(model_dir)
-    pipe = Pipeline.from_sources(d / "sensevoice", QueryConfig(language=language), adaptor=d / "adaptor.pt",
-                                 llm=d / "qwen3")
+    pipe = Pipeline.from_originals(d / "sensevoice", QueryConfig(language=language), adaptor=d / "adaptor.pt",
+                                   llm=d / "qwen3")
     result = {}
     for lang, manifest in (manifests or {k: v / "test.jsonl" for k, v in HELDOUT_DIRS.items()}).items():
         llm_c, llm_w, ctc_c, ctc_w, errors = Counts(), Counts(), Counts(), Counts(), []

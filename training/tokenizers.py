@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from funasr_qwen4b.prompt import PRESETS, TRANSLATE_TEMPLATE
-from parity.cer import normalize
+from funasr_qwen4b.text import normalize
 
 
 def ctc_text(text: str, lang: str) -> str:

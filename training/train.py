@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -32,6 +33,8 @@ import numpy as np
 
 from . import data
 from .tokenizers import build_ctc_bpe, build_llm_tokenizer, ctc_text
+
+log = logging.getLogger(__name__)
 
 ENCODER = dict(output_size=256, attention_heads=4, linear_units=512, num_blocks=4, tp_blocks=1, kernel_size=11)
 # nhead 8 is the real adaptor's (and `convert adaptor`'s default): no flag needed to convert this one.
@@ -143,7 +146,7 @@ def losses(m: DemoModel, b: Batch) -> dict:
     rich = F.cross_entropy(tag_logits.reshape(-1, tag_logits.shape[-1]), b.tags.reshape(-1))
 
     frames = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
-    audio = m.adaptor(enc, padding_mask=~frames)
+    audio = m.adaptor(enc, mask=frames)
     emb = m.llm.get_input_embeddings()
     hidden = audio.shape[-1]
     lens = [int(a) + len(t) - 1 for a, t in zip(enc_lens, b.llm_ids)]
@@ -183,7 +186,7 @@ def cosine_lr(step: int, total: int, s: Settings) -> float:
     return s.lr * 0.5 * (1 + math.cos(math.pi * (step - s.warmup_steps) / max(1, total - s.warmup_steps)))
 
 
-def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minutes: float | None = None) -> dict:
+def run(out: Path, s: Settings, device: str, workers: int, max_minutes: float | None = None) -> dict:
     import torch
     from funasr.frontends.wav_frontend import load_cmvn
 
@@ -196,7 +199,7 @@ def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minute
     _, train = data.items(s.recipe)
     sp, ctc_size, llm_tok = write_tokenizers(out, s, train)
     llm_vocab = -(-len(llm_tok) // 64) * 64
-    log(f"{len(train)} training utterances; CTC vocabulary {ctc_size}, LLM vocabulary {len(llm_tok)} "
+    log.info(f"{len(train)} training utterances; CTC vocabulary {ctc_size}, LLM vocabulary {len(llm_tok)} "
         f"(embedding rows {llm_vocab})")
 
     audio = data.synthesize_all(train, workers)
@@ -208,7 +211,7 @@ def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minute
     write_am_mvn(out / "sensevoice" / "am.mvn", shift, scale)
     # Train on what inference computes: the CMVN as FunASR reads it back from the am.mvn text.
     cmvn = torch.from_numpy(np.asarray(load_cmvn(str(out / "sensevoice" / "am.mvn")), dtype=np.float32))
-    log(f"features: {frames.shape[0]} frames from {len(feats)}×{s.recipe.copies} copies "
+    log.info(f"features: {frames.shape[0]} frames from {len(feats)}×{s.recipe.copies} copies "
         f"({time.time() - t0:.0f} s so far)")
     del frames
 
@@ -217,7 +220,7 @@ def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minute
     m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
     n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in
                 zip(("sensevoice", "adaptor", "qwen3"), m.modules())}
-    log(f"parameters: {n_params}")
+    log.info(f"parameters: {n_params}")
     cmvn_shift, cmvn_scale = cmvn[0].to(dev), cmvn[1].to(dev)
     tag_ids = {t: sp.piece_to_id(t) for t in (*TAGS[0].values(), *TAGS[1:])}
     woitn = QueryConfig(textnorm="woitn").ids[3]
@@ -278,9 +281,9 @@ def run(out: Path, s: Settings, device: str, workers: int, log=print, max_minute
         row = {"epoch": epoch + 1, **{k: round(v / count, 4) for k, v in sums.items()},
                "seconds": round(time.time() - t_ep, 1)}
         history.append(row)
-        log(json.dumps(row))
+        log.info(json.dumps(row))
         if max_minutes and epoch + 1 < s.epochs and time.time() - t0 + row["seconds"] > 60 * max_minutes:
-            log(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes}")
+            log.info(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes}")
             break
 
     m.train(False)
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="import FunASR's model modules without its package __init__ (which imports the whole "
                          "toolkit): for a GPU machine that has torch but not FunASR's many dependencies")
     args = ap.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if args.funasr_modules_only:
         from reference.funasr_modules import import_modules_only
 
@@ -329,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        run(tmp, s, device, args.workers, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-            max_minutes=args.max_minutes)
+        run(tmp, s, device, args.workers, max_minutes=args.max_minutes)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,19 +1,23 @@
-"""`funasr-qwen4b serve`: the command line of the OpenAI-compatible server.
+"""`funasr-qwen4b serve`: the OpenAI-compatible server's command line.
 
-Kept apart from `server` so that `funasr-qwen4b --help` needs neither FastAPI
-nor uvicorn (the `serve` extra); they are imported when the command runs.
+FastAPI and uvicorn (the `serve` extra) are imported when the command runs,
+so building the parser (`funasr-qwen4b --help`) needs neither.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+
+from ...bundle import Bundle
+from .args import add_model_arg, add_template_args, template_from
+
+log = logging.getLogger(__name__)
 
 MODEL_IDS = ("funasr-qwen4b", "sensevoice-small")  # server.MODELS, without importing FastAPI
 
 
-def add_serve_parser(sub) -> argparse.ArgumentParser:
-    from .cli import _template_args
-
+def add_parser(sub) -> None:
     sp = sub.add_parser(
         "serve", help="OpenAI-compatible transcription server (MLX)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,7 +34,7 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
         "`temperature` are accepted and ignored (greedy decoding, the bundle's prompt template).",
         epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
         "says otherwise; there is no authentication, so expose it only behind something that has.")
-    sp.add_argument("-m", "--model", required=True, help="bundle directory")
+    add_model_arg(sp)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     sp.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sp.add_argument("--default-model", choices=MODEL_IDS,
@@ -45,18 +49,14 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     sp.add_argument("--max-seconds", type=float, default=30.0,
                     help="split longer audio at its quietest points into pieces this long, one segment each "
                     "(default %(default)g; 0 = never)")
-    _template_args(sp)
+    add_template_args(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn log level (default %(default)s)")
     sp.set_defaults(func=cmd_serve)
-    return sp
 
 
 def cmd_serve(args) -> int:
-    from .bundle import read_bundle
-    from .cli import _template, log
-
-    meta = read_bundle(args.model)  # not a bundle: a one-line error before anything starts
+    bundle = Bundle.read(args.model)  # not a bundle: a one-line error before anything starts
     for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-audio-seconds", args.max_audio_seconds),
                         ("--idle-unload", args.idle_unload), ("--max-seconds", args.max_seconds)):
         if value < 0:
@@ -64,17 +64,17 @@ def cmd_serve(args) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
     try:
-        from .server import ServerConfig, serve
+        from ..server import ServerConfig, serve
     except ImportError as e:
         raise ValueError(f"serve needs FastAPI, uvicorn and python-multipart ({e}); "
                          "pip install 'funasr-qwen4b-mlx[serve]'") from None
-    missing = [c for c in ("adaptor", "llm") if c not in meta["components"]]
-    if missing:
-        log(f"note: the bundle has no {', '.join(missing)}: funasr-qwen4b will answer 503; "
-            "sensevoice-small serves")
+    if not bundle.has("adaptor", "llm"):
+        missing = [c for c in ("adaptor", "llm") if not bundle.has(c)]
+        log.warning("the bundle has no %s: funasr-qwen4b will answer 503; sensevoice-small serves",
+                    ", ".join(missing))
     cfg = ServerConfig(str(args.model), default_model=args.default_model, idle_unload=args.idle_unload,
                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
-                       max_seconds=args.max_seconds, template=_template(args))
-    log(f"serving {args.model} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)")
+                       max_seconds=args.max_seconds, template=template_from(args, bundle))
+    log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", args.model, args.host, args.port)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
     return 0

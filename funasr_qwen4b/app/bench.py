@@ -10,24 +10,29 @@ when on a GPU).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-from funasr_qwen4b.audio import load_audio
-from funasr_qwen4b.config import AdaptorConfig, EncoderConfig, FrontendConfig, QueryConfig, SenseVoiceConfig
-from funasr_qwen4b.decoding import DecodeConfig
-from funasr_qwen4b.prompt import PRESETS
+from ..audio import load_audio
+from ..bundle import as_bundle
+from ..config import AdaptorConfig, Backend, EncoderConfig, FrontendConfig, QueryConfig, SenseVoiceConfig
+from ..decoding import DecodeConfig
+from ..prompt import PRESETS
+from .backends import load_pipeline
+
+log = logging.getLogger(__name__)
 
 STAGES = ("frontend", "encoder", "adaptor", "llm_prefill", "llm_decode")
 CLIPS = (5.0, 10.0, 30.0)
-SPEECH = Path(__file__).resolve().parent.parent / "datasets" / "clips" / "zh_10s.wav"
+SPEECH = Path(__file__).resolve().parents[2] / "datasets" / "clips" / "zh_10s.wav"
 # Qwen3-4B's config.json, the numbers that shape compute and memory.
 QWEN3_4B = dict(model_type="qwen3", hidden_size=2560, num_hidden_layers=36, intermediate_size=9728,
                 num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
@@ -50,19 +55,26 @@ def bench_decode(tokens: int) -> DecodeConfig:
 
 # --- MLX ---------------------------------------------------------------------
 
-def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, log: Callable[[str], None]):
+def repeat(reps: int, warmup: int) -> Iterator[bool]:
+    """The one timing loop: `warmup` untimed runs, then `reps` timed ones (yields whether to record)."""
+    for i in range(warmup + reps):
+        yield i >= warmup
+
+
+def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int):
     """The MLX pipeline at real size with random weights (nothing read from disk
     but the tokenizer): SenseVoiceSmall 70 layers, the 4-layer adaptor, Qwen3-4B."""
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.models.qwen3 import Model, ModelArgs
 
-    from funasr_qwen4b.wiring import LlmSetup
     from mlx_port.adaptor import AudioAdaptorQwen4B
     from mlx_port.encoder import SenseVoiceSmall
     from mlx_port.llm import Qwen3
     from mlx_port.pipeline import Pipeline
     from reference.checkpoints import qwen_tokenizer
+
+    from ..wiring import LlmSetup
 
     mem = {}
     mx.random.seed(0)
@@ -84,7 +96,7 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, log: Callable[[st
         nn.quantize(model, group_size=64, bits=q_bits)
     mx.eval(model.parameters())
     mem["llm"] = mx.get_active_memory() - base
-    log("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
+    log.info("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
     setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
     return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
 
@@ -97,15 +109,15 @@ def mlx_decode_vs_bare(pipe, samples: np.ndarray, tokens: int, reps: int) -> dic
     from mlx_lm.generate import generate_step
 
     ours, bare = [], []
-    for i in range(reps + 1):
+    for timed in repeat(reps, 1):  # the first pair warms up
         out = pipe.run(samples)
         embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(out.audio_embeds))
         gen = generate_step(mx.array([], dtype=mx.int32), pipe.llm.model, max_tokens=tokens + 1,
-                            input_embeddings=embeds)
+                            input_embeddings=embeds[0])
         next(gen)
         t = time.perf_counter()
         n = sum(1 for _ in gen)
-        if i:  # the first pair warms up
+        if timed:
             bare.append(n / (time.perf_counter() - t))
             ours.append((len(out.decoded.ids) - 1) / out.decoded.decode_s)
     return {"pipeline_tok_s": statistics.median(ours), "bare_mlx_lm_tok_s": statistics.median(bare),
@@ -118,13 +130,13 @@ def run_stages(pipe, samples: np.ndarray, reps: int, warmup: int, peak: Callable
                reset_peak: Callable[[], None] | None) -> dict:
     per_stage = {s: [] for s in STAGES}
     totals, peaks, n_tok = [], [], 0
-    for i in range(warmup + reps):
+    for timed in repeat(reps, warmup):
         if reset_peak:
             reset_peak()
         t = time.perf_counter()
         out = pipe.run(samples)
         total = time.perf_counter() - t
-        if i < warmup:
+        if not timed:
             continue
         for s in STAGES:
             per_stage[s].append(out.timings.get(s, float("nan")))
@@ -178,29 +190,29 @@ def projection(llm_bytes: int) -> dict:
             for name, bw in APPLE_BANDWIDTH.items()}
 
 
-def run_bench(*, bundle: str | None, synthetic: str | None, backends: tuple[str, ...], clips=CLIPS,
+def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ...], clips=CLIPS,
               reps: int = 5, warmup: int = 2, tokens: int = 64, q_bits: int | None = None,
-              dtype: str = "float16", log: Callable[[str], None] = print) -> dict:
+              dtype: str = "float16") -> dict:
+    """`bundle`: a Bundle (or path); `synthetic`: "full" for real-size random weights instead."""
+    bundle = as_bundle(bundle) if bundle is not None else None
     report = {"machine": machine(), "settings": {"reps": reps, "warmup": warmup, "tokens": tokens,
                                                   "clips_s": list(clips), "q_bits": q_bits,
                                                   "encoder_adaptor_dtype": dtype if synthetic else "bundle",
-                                                  "source": bundle or f"synthetic {synthetic}"},
+                                                  "source": str(bundle.root) if bundle else f"synthetic {synthetic}"},
               "results": {}}
     samples = {s: clip(s) for s in clips}
-    if "mlx" in backends:
+    if Backend.MLX in backends:
         import mlx.core as mx
 
         if synthetic:
-            pipe, mem = mlx_synthetic(q_bits, dtype, tokens, log)
+            pipe, mem = mlx_synthetic(q_bits, dtype, tokens)
         else:
-            from mlx_port.pipeline import Pipeline
-
             mx.reset_peak_memory()
-            pipe = Pipeline.from_bundle(bundle, decode=bench_decode(tokens))
+            pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
             mem = {"all_weights": mx.get_active_memory()}
         r = {"weights_bytes": mem, "clips": {}}
         for s, x in samples.items():
-            log(f"MLX: {s:.0f} s clip ...")
+            log.info(f"MLX: {s:.0f} s clip ...")
             r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, mx.get_peak_memory, mx.reset_peak_memory)
         if pipe.llm is not None:
             x = samples[min(samples, key=lambda k: abs(k - 10))]
@@ -210,31 +222,26 @@ def run_bench(*, bundle: str | None, synthetic: str | None, backends: tuple[str,
                                      "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
         report["results"]["mlx"] = r
         del pipe
-    if "reference" in backends:
-        report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log)
+    if Backend.REFERENCE in backends:
+        report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens)
         report["mlx_over_pytorch_speed"] = stage_ratios(report)
     return report
 
 
-def reference_bench(bundle, synthetic, samples, reps, warmup, tokens, log) -> dict:
+def reference_bench(bundle, synthetic, samples, reps, warmup, tokens) -> dict:
     """The PyTorch reference, float32 on the CPU as its path is written (RSS peak)."""
-    from parity.harness import reference_pipeline
-
     if synthetic:
-        return torch_synthetic(samples, reps, warmup, tokens, log)
-    from funasr_qwen4b.bundle import read_bundle
-
-    q = QueryConfig(**read_bundle(bundle)["components"]["sensevoice"].get("query", {}))
-    pipe = reference_pipeline(bundle, q, decode=bench_decode(tokens), log=log)
+        return torch_synthetic(samples, reps, warmup, tokens)
+    pipe = load_pipeline(bundle, Backend.REFERENCE, decode=bench_decode(tokens))
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731
     r = {"clips": {}, "device": "cpu", "dtype": "float32"}
     for s, x in samples.items():
-        log(f"reference: {s:.0f} s clip ...")
+        log.info(f"reference: {s:.0f} s clip ...")
         r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, rss, None)
     return r
 
 
-def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
+def torch_synthetic(samples, reps, warmup, tokens) -> dict:
     """PyTorch at real size, random weights, on its best device and dtype (CUDA,
     bfloat16, SDPA; decoding by transformers' generate with its static cache,
     which it compiles): the adaptor and the LLM. The encoder stage needs FunASR
@@ -262,7 +269,7 @@ def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
                                          linear_units=e.linear_units, num_blocks=e.num_blocks,
                                          tp_blocks=e.tp_blocks).to(dev).eval()
     except ImportError as err:
-        log(f"reference encoder not timed: FunASR is not importable here ({err})")
+        log.warning(f"reference encoder not timed: FunASR is not importable here ({err})")
 
     def run_encoder(x, lens):
         # FunASR's encoder builds float32 masks that promote bf16 activations: it runs in
@@ -286,7 +293,7 @@ def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
             x = torch.randn(1, frames, 560, device=dev, dtype=dt)
             lens = torch.tensor([frames], device=dev)
             stages = {k: [] for k in ("encoder", "adaptor", "llm_prefill", "llm_decode")}
-            for i in range(warmup + reps):
+            for keep in repeat(reps, warmup):
                 enc_t = timed(lambda: run_encoder(x, lens))[0] if encoder is not None else float("nan")
                 ad_t, audio = timed(lambda: ad(torch.randn(1, frames, 512, device=dev, dtype=dt)))
                 def gen(n):
@@ -294,7 +301,7 @@ def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
                                        cache_implementation="static")
                 pre_t = timed(lambda: gen(1))[0]  # prefill and the first token, as in the MLX timing
                 gen_t = timed(lambda: gen(tokens))[0]
-                if i >= warmup:
+                if keep:
                     for k, v in zip(stages, (enc_t, ad_t, pre_t, gen_t - pre_t)):
                         stages[k].append(v)
             st = {k: _stats(v) for k, v in stages.items()}
@@ -304,7 +311,7 @@ def torch_synthetic(samples, reps, warmup, tokens, log) -> dict:
                 "prefill_tok_s": frames / st["llm_prefill"]["median"],
                 "decode_tok_s": (tokens - 1) / st["llm_decode"]["median"], "generated_tokens": tokens}
             r["clips"][f"{s:.0f}s"]["rtf"] = r["clips"][f"{s:.0f}s"]["total_s"]["median"] / s
-            log(f"reference {dev}: {s:.0f} s clip done")
+            log.info(f"reference {dev}: {s:.0f} s clip done")
     if dev == "cuda":
         r["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return r

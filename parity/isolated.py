@@ -12,13 +12,13 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from funasr_qwen4b import taps
-
 from mlx_lm.models.base import create_attention_mask
 
-from .adaptor import TransformerEncoderLayer
-from .encoder import EncoderLayerSANM
-from .pipeline import Pipeline
+from funasr_qwen4b import taps
+
+from mlx_port.adaptor import TransformerEncoderLayer
+from mlx_port.encoder import EncoderLayerSANM
+from mlx_port.pipeline import Pipeline
 
 
 def resolve(model: nn.Module, dotted: str) -> nn.Module:
@@ -39,7 +39,7 @@ def _call(module: nn.Module, x: mx.array) -> mx.array:
 def run_isolated(pipe: Pipeline, samples: np.ndarray, ref_inputs: dict[str, np.ndarray],
                  names: list[str]) -> dict[str, np.ndarray]:
     sv, query = pipe.sensevoice, pipe.query
-    fe = sv.frontend
+    fe = pipe.frontend
     special: dict[str, Callable[[mx.array], mx.array]] = {
         taps.LFR: fe.lfr,
         taps.CMVN: fe.cmvn if fe.cfg.cmvn else (lambda x: x),

@@ -1,0 +1,28 @@
+"""The one place a backend is chosen: a bundle and a `Backend` → a pipeline.
+Both pipelines share `from_bundle`'s signature, so everything past this
+point drives either without asking which it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..bundle import Bundle, as_bundle
+from ..config import Backend, QueryConfig
+from ..decoding import DecodeConfig
+
+
+def load_pipeline(bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *,
+                  query: QueryConfig | None = None, ctc_only: bool = False, template: str | None = None,
+                  decode: DecodeConfig | None = None, sources: dict | None = None):
+    """`sources`: where the reference's original files are, when not where conversion recorded them."""
+    backend = Backend.parse(backend)
+    b = as_bundle(bundle)
+    try:
+        if backend == Backend.MLX:
+            from mlx_port.pipeline import Pipeline
+        else:
+            from reference.pipeline import Pipeline
+    except ModuleNotFoundError as e:
+        raise ValueError(f"the {backend.value} backend needs the {backend.value} extra ({e.name} is not installed): "
+                         f"pip install 'funasr-qwen4b-mlx[{backend.value}]'") from None
+    return Pipeline.from_bundle(b, query, ctc_only=ctc_only, template=template, decode=decode, sources=sources)

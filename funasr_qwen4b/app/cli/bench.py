@@ -1,0 +1,60 @@
+"""`bench`: speed and memory per stage (timing is not parity)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ...bundle import Bundle, write_json_atomic
+from .args import add_backend_arg, backends_from
+
+log = logging.getLogger(__name__)
+
+
+def cmd_bench(args) -> int:
+    from .. import bench
+
+    if bool(args.model) == bool(args.synthetic):
+        raise ValueError("give either -m BUNDLE or --synthetic full")
+    backends = backends_from(args)
+    try:
+        clips = tuple(float(c) for c in args.clips.split(","))
+    except ValueError:
+        raise ValueError(f"--clips must be seconds separated by commas, e.g. 5,10,30; got {args.clips!r}") from None
+    if any(not 1 <= c <= 600 for c in clips) or args.reps < 1 or args.warmup < 0 or args.tokens < 2:
+        raise ValueError("--clips must be 1..600 s, --reps >= 1, --warmup >= 0 and --tokens >= 2")
+    rep = bench.run_bench(bundle=Bundle.read(args.model) if args.model else None, synthetic=args.synthetic,
+                          backends=backends, clips=clips, reps=args.reps, warmup=args.warmup, tokens=args.tokens,
+                          q_bits=args.q_bits, dtype=args.dtype)
+    print(bench.to_markdown(rep))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.json, rep)
+        log.info("wrote %s", args.json)
+    return 0
+
+
+def add_parser(sub) -> None:
+    be = sub.add_parser("bench", help="speed and memory per stage, MLX and/or the reference",
+                        description="Time frontend, encoder (+CTC head), adaptor, LLM prefill and LLM decode on "
+                        "5/10/30 s clips of real speech: medians and spread over repetitions after warm-up, real-time "
+                        "factor, prefill and decode tokens/s (decoding always runs --tokens tokens, EOS ignored), "
+                        "measured memory (MLX active/peak; RSS for PyTorch), and for MLX the decode speed of bare "
+                        "mlx-lm generate_step on the same weights. --synthetic full: real-size random weights "
+                        "(SenseVoiceSmall, the adaptor, Qwen3-4B), no download.",
+                        epilog="examples:\n  funasr-qwen4b bench -m bundle/ --json bench.json\n"
+                        "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    be.add_argument("-m", "--model", type=Path, metavar="BUNDLE", help="bundle directory")
+    be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
+    add_backend_arg(be, both=True)
+    be.add_argument("--json", help="write the results as JSON")
+    be.add_argument("--reps", type=int, default=5, help="timed repetitions per clip (default 5)")
+    be.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    be.add_argument("--tokens", type=int, default=64, help="tokens decoded per run (default 64)")
+    be.add_argument("--clips", default="5,10,30", help="clip lengths in seconds (default 5,10,30)")
+    be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
+    be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
+                    help="--synthetic: encoder and adaptor dtype (default float16)")
+    be.set_defaults(func=cmd_bench)

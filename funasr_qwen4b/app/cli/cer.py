@@ -1,0 +1,132 @@
+"""`cer`: transcribe a manifest with one or both backends and score it
+(the runner and the report are parity/cer.py's). Building the parser imports
+neither torch nor MLX."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ...audio import SAMPLE_RATE
+from ...bundle import BUNDLE_JSON, Bundle, sha256_file
+from ...config import Backend, QueryConfig
+from ...manifest import load_manifest
+from ...text import strip_tags
+from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args,
+                   backends_from, query_from, sources_from, template_from)
+
+log = logging.getLogger(__name__)
+
+
+def transcriber_kind(bundle: Bundle) -> str:
+    """What produces the transcripts: the LLM when the bundle has it, else SenseVoice's CTC head."""
+    return "llm" if bundle.has("adaptor", "llm") else "ctc"
+
+
+def lazy_transcriber(bundle: Bundle, backend: Backend, **load) -> Callable[[np.ndarray], str]:
+    """16 kHz samples → text, the backend loaded on the first call (a resumed run with
+    nothing left loads none). CTC text comes without SenseVoice's tags."""
+    from ..transcriber import Transcriber
+
+    ctc_only = transcriber_kind(bundle) == "ctc"
+    t: Transcriber | None = None
+
+    def transcribe(samples: np.ndarray) -> str:
+        nonlocal t
+        if t is None:
+            log.info("cer: loading the %s backend", backend.value)
+            t = Transcriber.load(bundle, backend, ctc_only=ctc_only, **load)
+        text = t.transcribe(samples, sample_rate=SAMPLE_RATE)["text"]
+        return strip_tags(text) if ctc_only else text
+
+    return transcribe
+
+
+def _versions(backends: tuple[Backend, ...]) -> dict:
+    v = {}
+    if Backend.MLX in backends:
+        import mlx.core as mx
+
+        v["mlx"] = mx.__version__
+    if Backend.REFERENCE in backends:
+        import funasr
+        import torch
+
+        v.update(torch=torch.__version__, funasr=funasr.__version__)
+    return v
+
+
+def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = (Backend.MLX,), *,
+          report: str | Path | None = None, limit: int | None = None, worst: int = 10,
+          query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
+          progress: bool = True) -> dict:
+    """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
+    `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load."""
+    from parity import cer
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if worst < 0:
+        raise ValueError(f"--worst must be 0 or more, got {worst}")
+    bundle.require("sensevoice", why="every transcript starts with its encoder")
+    entries = load_manifest(manifest)
+    total = len(entries)
+    entries = entries[:limit] if limit else entries
+    query = query or bundle.query
+    kind = transcriber_kind(bundle)
+    header = {"manifest": str(Path(manifest).resolve()), "bundle": str(bundle.root.resolve()),
+              "bundle_json_sha256": sha256_file(bundle.root / BUNDLE_JSON), "query": query.to_dict(),
+              "transcriber": kind, "template": template}
+    transcribers = {b.value: lazy_transcriber(bundle, b, template=template, query=query, sources=sources)
+                    for b in backends}
+    results = cer.run_utterances(entries, transcribers, partial=cer.partial_path(report) if report else None,
+                                 header=header, progress=progress)
+    meta = {"manifest": str(manifest), "bundle": str(bundle.root), "utterances": len(entries),
+            "manifest_utterances": total, "limit": limit, "transcriber": kind, "template": template,
+            "dtype": bundle.components["sensevoice"].dtype, "precisions": bundle.precisions,
+            "query": query.to_dict(), "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
+            "versions": _versions(backends)}
+    return cer.build_report(entries, results, meta, worst=worst)
+
+
+def cmd_cer(args) -> int:
+    from parity import cer
+
+    bundle = Bundle.read(args.model)
+    rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
+                worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
+                sources=sources_from(args), progress=not args.no_progress)
+    print(cer.to_markdown(rep))
+    if args.report:
+        for p in cer.write(rep, args.report):
+            log.info("wrote %s", p)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "cer", help="character error rate over a manifest, per backend, and MLX vs reference",
+        description="Transcribe every utterance of a JSONL manifest ({\"id\", \"audio\", \"text\", \"lang\"}; "
+        "audio paths relative to the manifest) and score it: corpus CER per backend (WER too for lang=en), "
+        "CER of the MLX transcript against the reference transcript, the worst utterances side by side. "
+        "Transcripts come from the LLM when the bundle has the adaptor and the LLM, else from SenseVoice's "
+        "CTC head (tags stripped). Text is normalised first: SenseVoice tags stripped, NFKC (full-width → "
+        "half-width), lowercase, punctuation removed, whitespace removed for CER / collapsed for WER. With "
+        "--report, results are appended to FILE.partial.jsonl as they come, and a rerun skips the utterances "
+        "already done (resume after an interruption).")
+    add_model_arg(p)
+    p.add_argument("--manifest", required=True, help="JSONL manifest (see datasets/make_manifest.py)")
+    add_backend_arg(p, both=True)
+    p.add_argument("--report", help="write FILE.json + FILE.md + FILE.png (and keep FILE.partial.jsonl for "
+                   "resuming); without it the Markdown report is only printed and nothing is resumable")
+    p.add_argument("--limit", type=int, help="only the first N utterances of the manifest")
+    p.add_argument("--worst", type=int, default=10, help="rows in the worst-utterances table (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_source_args(p)
+    add_template_args(p)
+    add_query_args(p)
+    p.set_defaults(strict_fp32=True, func=cmd_cer)

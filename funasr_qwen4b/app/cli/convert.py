@@ -1,0 +1,141 @@
+"""`convert`: original weights → a bundle, one component or all at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ...config import QueryConfig
+from .args import add_query_args, query_from
+
+log = logging.getLogger(__name__)
+
+
+def cmd_sensevoice(args) -> int:
+    from convert.sensevoice import convert_sensevoice
+
+    convert_sensevoice(args.src, args.output, dtype=args.dtype, query=query_from(args, None) or QueryConfig(),
+                       force=args.force)
+    log.info("done: %s/sensevoice", args.output)
+    return 0
+
+
+def _adaptor_options(args) -> dict:
+    return {"nhead": args.heads, "norm_first": args.norm_first, "activation": args.activation,
+            "eps": args.eps, "keep_query_frames": not args.drop_query_frames, "q_bits": args.adaptor_q_bits}
+
+
+def cmd_adaptor(args) -> int:
+    from convert.adaptor import convert_adaptor
+
+    convert_adaptor(args.pt, args.output, dtype=args.dtype, force=args.force, **_adaptor_options(args))
+    log.info("done: %s/adaptor", args.output)
+    return 0
+
+
+def cmd_llm(args) -> int:
+    from convert.llm import convert_llm
+
+    convert_llm(args.hf_dir, args.output, q_bits=args.q_bits, dtype=args.dtype or "bfloat16",
+                embeddings_8bit=args.embeddings_8bit, force=args.force)
+    log.info("done: %s/llm", args.output)
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from convert.bundle import convert_bundle
+
+    convert_bundle(args.output, sensevoice=args.sensevoice, adaptor=args.adaptor, llm=args.llm, dtype=args.dtype,
+                   query=query_from(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
+                   llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit}, force=args.force)
+    log.info("done: %s", args.output)
+    return 0
+
+
+def _llm_quant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="quantize the LLM to 4 or 8 bits (group size 64)")
+    p.add_argument("--embeddings-8bit", action="store_true",
+                   help="with -q 4: keep the tied embedding / LM head at 8 bits")
+
+
+def _adaptor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adaptor structure (not readable from the weights' shapes; defaults are what "
+                             "the real adaptor was trained with: PyTorch's TransformerEncoderLayer defaults)")
+    g.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
+    g.add_argument("--norm-first", action="store_true", help="pre-norm layers (default: post-norm, norm_first=False)")
+    g.add_argument("--activation", choices=["gelu", "relu"], default="gelu", help="FFN activation (default exact GELU)")
+    g.add_argument("--eps", type=float, default=1e-5, help="LayerNorm eps (default 1e-5)")
+    g.add_argument("--drop-query-frames", action="store_true",
+                   help="feed the adaptor the encoder output without its 4 query frames (default: kept, "
+                   "as FunASR's encoder output is [1, 4+T, 512])")
+    g.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
+                   help="quantize the adaptor's linear layers to 8 (or 4) bits, group size 64 "
+                   "(LayerNorms and biases stay in --dtype); `parity` then compares at the bfloat16 tier")
+
+
+def _dtype_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="weight dtype in the bundle (default float32)")
+
+
+def _output_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-o", "--output", required=True, help="bundle directory (created if missing)")
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
+def add_parser(sub) -> None:
+    conv = sub.add_parser("convert", help="convert original weights into a bundle",
+                          description="Convert the original weights into a bundle (safetensors + config.json). "
+                          "Sources are only read; output appears whole or not at all.")
+    csub = conv.add_subparsers(dest="component", required=True, metavar="COMPONENT")
+
+    sv = csub.add_parser("sensevoice", help="FunASR SenseVoiceSmall directory → BUNDLE/sensevoice",
+                         description="Convert a FunASR SenseVoiceSmall directory (model.pt + config.yaml + am.mvn, "
+                         "optional .bpe.model) into BUNDLE/sensevoice. The source is only read. Keys and shapes are "
+                         "checked against config.yaml; the FSMN conv layout is fixed here; sha256 of each source "
+                         "is recorded. Output is written to a temporary directory and renamed into place.",
+                         epilog="example: funasr-qwen4b convert sensevoice SenseVoiceSmall/ -o bundle/")
+    sv.add_argument("src", help="SenseVoiceSmall directory")
+    _output_args(sv, "sensevoice component")
+    _dtype_arg(sv)
+    add_query_args(sv)
+    sv.set_defaults(func=cmd_sensevoice)
+
+    ad = csub.add_parser("adaptor", help="trained adaptor .pt → BUNDLE/adaptor",
+                         description="Convert the trained audio adaptor (.pt: a plain state_dict, or one under "
+                         "state_dict / model_state_dict / model / adaptor, `module.` prefixes allowed; loaded with "
+                         "torch.load(weights_only=True)). Dimensions are read from the shapes and checked against "
+                         "each other; heads, norm order, activation and eps are given here.",
+                         epilog="example: funasr-qwen4b convert adaptor adaptor_phase2_final.pt -o bundle/")
+    ad.add_argument("pt", help="adaptor checkpoint, e.g. adaptor_phase2_final.pt")
+    _output_args(ad, "adaptor component")
+    _dtype_arg(ad)
+    _adaptor_args(ad)
+    ad.set_defaults(func=cmd_adaptor)
+
+    bu = csub.add_parser("bundle", help="convert every component into a new bundle",
+                         description="Convert SenseVoiceSmall, the adaptor and the LLM into one bundle, written "
+                         "whole to a temporary directory and renamed into place (--force replaces an existing bundle).",
+                         epilog="example: funasr-qwen4b convert bundle --sensevoice SenseVoiceSmall/ "
+                         "--adaptor adaptor.pt --llm Qwen3-4B/ -o bundle/ -q 8")
+    bu.add_argument("--sensevoice", required=True, help="FunASR SenseVoiceSmall directory")
+    bu.add_argument("--adaptor", help="trained adaptor .pt")
+    bu.add_argument("--llm", help="Hugging Face Qwen3 directory")
+    _output_args(bu, "bundle")
+    bu.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                    help="dtype of every component (default: float32 for SenseVoice and the adaptor, "
+                    "bfloat16 for the LLM)")
+    _llm_quant_args(bu)
+    add_query_args(bu)
+    _adaptor_args(bu)
+    bu.set_defaults(func=cmd_bundle)
+
+    lm = csub.add_parser("llm", help="Hugging Face Qwen3 directory → BUNDLE/llm (mlx-lm conversion)",
+                         description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "
+                         "`mlx_lm.load(BUNDLE/llm)` works. bfloat16 by default; -q 8 / -q 4 quantize.",
+                         epilog="example: funasr-qwen4b convert llm Qwen3-4B/ -o bundle/ -q 4 --embeddings-8bit")
+    lm.add_argument("hf_dir", help="Hugging Face Qwen3 directory (config.json, *.safetensors, tokenizer)")
+    _output_args(lm, "llm component")
+    lm.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="unquantized dtype (default bfloat16)")
+    _llm_quant_args(lm)
+    lm.set_defaults(func=cmd_llm)

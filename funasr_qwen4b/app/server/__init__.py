@@ -1,0 +1,37 @@
+"""An OpenAI-compatible transcription server on the MLX port.
+
+    funasr-qwen4b serve -m bundle/ --port 8000
+    curl -F file=@clip.wav -F model=funasr-qwen4b http://127.0.0.1:8000/v1/audio/transcriptions
+
+Endpoints (OpenAI's request and response shapes, its error shape
+`{"error": {"message", "type", "param", "code"}}` for every 4xx/5xx):
+
+    POST   /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format, stream
+    POST   /v1/audio/translations     multipart: file, model, prompt, response_format (English text)
+    GET    /v1/models                 both models, with `loaded`
+    GET    /v1/models/{id}
+    POST   /v1/models/{id}/load       load now (otherwise the first request loads it)
+    POST   /v1/models/{id}/unload     free it now (DELETE /v1/models/{id} does the same)
+    GET    /health                    per-model state, queue, counters, memory
+
+Two models, each a `Transcriber`: `funasr-qwen4b` (SenseVoice → adaptor →
+Qwen3) and `sensevoice-small` (SenseVoice's own CTC head). Each model has one
+worker thread: loading, decoding and unloading all happen there, in order, so
+the requests for one model queue behind each other while the event loop stays
+free. A model is loaded on first use and unloaded after `idle_unload` seconds
+without a request, or on request.
+
+    errors.py    ApiError and OpenAI's error shape
+    slots.py     ServerConfig, the models' slots and lifetimes, memory figures
+    requests.py  the form parsed and checked, the upload decoded, the upload limit
+    formats.py   json/text/verbose_json/srt/vtt, server-sent events
+    routes.py    create_app (the endpoints), serve
+
+Importing this package imports neither torch nor MLX; MLX is imported when a
+model loads.
+"""
+
+from .routes import create_app, serve
+from .slots import CTC_MODEL, LLM_MODEL, MODELS, ServerConfig
+
+__all__ = ["CTC_MODEL", "LLM_MODEL", "MODELS", "ServerConfig", "create_app", "serve"]

@@ -1,0 +1,145 @@
+"""What a request asks for: the multipart form read and checked into a
+`TranscriptionRequest`, the upload decoded to 16 kHz samples, and the
+middleware that refuses bodies over the upload limit with 413."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+from fastapi import Request
+from starlette.formparsers import MultiPartException
+
+from ...audio import SAMPLE_RATE, AudioError, load_audio
+from ...config import LANGUAGE_IDS
+from .errors import ApiError, one_line
+from .formats import RESPONSE_FORMATS
+from .slots import LLM_MODEL, ModelManager, ModelSlot
+
+
+@dataclass
+class TranscriptionRequest:
+    slot: ModelSlot
+    format: str  # one of RESPONSE_FORMATS
+    language: str | None  # None: the bundle's query row
+    stream: bool
+    samples: np.ndarray  # 16 kHz mono float32
+
+
+def _bool(value, name: str) -> bool:
+    if value is None:
+        return False
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off", ""):
+        return False
+    raise ApiError(400, f"{name} must be true or false, got {value!r}", param=name, code="invalid_value")
+
+
+def _language(value) -> str | None:
+    """OpenAI's ISO-639-1 (`en`, `zh-CN`, `ja_JP`) → SenseVoice's language id."""
+    if value is None or str(value).strip() == "":
+        return None
+    lang = str(value).strip().lower().replace("_", "-").split("-")[0]
+    if lang not in LANGUAGE_IDS:
+        raise ApiError(400, f"unsupported language {value!r}; SenseVoice knows {', '.join(sorted(LANGUAGE_IDS))}",
+                       param="language", code="unsupported_language")
+    return lang
+
+
+def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.ndarray:
+    """Uploaded bytes → 16 kHz mono float32, exactly as load_audio reads a file.
+    Audio longer than `max_audio_seconds` (0: no limit) is refused before it is decoded."""
+    if not data:
+        raise ApiError(400, f"uploaded file {filename!r} is empty", param="file", code="invalid_audio")
+    try:
+        info = sf.info(io.BytesIO(data))
+        frames, rate = info.frames, info.samplerate
+    except Exception as e:
+        raise ApiError(400, f"cannot read audio {filename!r}: {one_line(e)}; WAV or FLAC expected (anything "
+                       f"libsndfile reads)", param="file", code="invalid_audio") from None
+    limit = max_audio_seconds
+    if limit and rate > 0 and 0 < frames < 2**62 and frames / rate > limit:
+        raise ApiError(400, f"audio is {frames / rate:.1f} s long; this server accepts at most {limit:g} s "
+                       f"(--max-audio-seconds)", param="file", code="audio_too_long")
+    try:
+        raw, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except Exception as e:
+        raise ApiError(400, f"cannot decode audio {filename!r}: {one_line(e)}", param="file",
+                       code="invalid_audio") from None
+    try:
+        samples = load_audio(raw, rate)
+    except AudioError as e:
+        raise ApiError(400, f"{filename!r}: {e}", param="file", code="invalid_audio") from None
+    if limit and samples.size / SAMPLE_RATE > limit:
+        raise ApiError(400, f"audio is {samples.size / SAMPLE_RATE:.1f} s long; this server accepts at most "
+                       f"{limit:g} s (--max-audio-seconds)", param="file", code="audio_too_long")
+    return samples
+
+
+async def parse(request: Request, task: str, manager: ModelManager) -> TranscriptionRequest:
+    """The form of a transcription (`task` "transcribe") or translation ("translate") request.
+    `prompt` and `temperature` are accepted and ignored."""
+    try:
+        form = await request.form(max_files=1, max_fields=64)
+    except MultiPartException as e:
+        raise ApiError(400, f"bad multipart body: {e.message}", code="invalid_request") from None
+    except ApiError:  # the upload limit, raised while the body is read
+        raise
+    except Exception as e:
+        raise ApiError(400, f"cannot parse the request body: {one_line(e)}", code="invalid_request") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(400, "missing `file`: send the audio as a multipart file field named file",
+                       param="file", code="missing_file")
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    slot = manager.slot(fields.get("model") or None)
+    fmt = fields.get("response_format") or "json"
+    if fmt not in RESPONSE_FORMATS:
+        raise ApiError(400, f"unsupported response_format {fmt!r}; use one of {', '.join(RESPONSE_FORMATS)}",
+                       param="response_format", code="invalid_value")
+    language = _language(fields.get("language")) if task == "transcribe" else None
+    stream = _bool(fields.get("stream"), "stream") if task == "transcribe" else False
+    if task == "translate" and slot.id != LLM_MODEL:
+        raise ApiError(400, f"model {slot.id} cannot translate; use {LLM_MODEL}", param="model",
+                       code="unsupported_task")
+    data = await upload.read()
+    name = upload.filename or "file"
+    await upload.close()
+    samples = await asyncio.to_thread(decode_upload, data, name, manager.cfg.max_audio_seconds)
+    return TranscriptionRequest(slot, fmt, language, stream, samples)
+
+
+class UploadLimit:
+    """ASGI middleware: refuses request bodies over `max_bytes` (0: no limit) with 413,
+    at once from Content-Length, or as soon as a chunked body goes past it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _error(self) -> ApiError:
+        return ApiError(413, f"request body exceeds the upload limit of {self.max_bytes / 2**20:g} MB "
+                        f"(--max-upload-mb)", param="file", code="file_too_large")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.max_bytes:
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._error().response()(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._error()
+            return msg
+
+        await self.app(scope, limited, send)

@@ -1,0 +1,173 @@
+"""The Python API: load once, transcribe many, either backend.
+
+    from funasr_qwen4b import Transcriber
+    t = Transcriber.load("bundle/")                 # MLX; backend="reference" for PyTorch
+    t.transcribe("a.wav")["text"]
+    t.transcribe(samples, sample_rate=44100, language="en", on_text=print)   # streamed deltas
+    for r in t.transcribe_files(paths): ...
+    Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
+
+Long input is split at low-energy points (see `max_seconds`); each piece is a
+segment with its times, and the texts are joined.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ..audio import SAMPLE_RATE, load_audio, split_points
+from ..bundle import Bundle, as_bundle
+from ..config import Backend, QueryConfig
+from ..decoding import DecodeConfig
+from ..prompt import TRANSLATE_TEMPLATE, encode
+from .backends import load_pipeline
+
+log = logging.getLogger(__name__)
+
+# ~8 tokens/s of English speech against ~5 for Chinese (REFERENCE.md §5).
+EN_TOKENS_PER_SECOND = 8.0
+
+
+def _joinable(a: str, b: str) -> bool:
+    return a.isascii() and a.isalnum() and b.isascii() and b.isalnum()
+
+
+def join_texts(texts: list[str]) -> str:
+    out = ""
+    for t in texts:
+        t = t.strip()
+        if out and t and _joinable(out[-1], t[0]):
+            out += " "
+        out += t
+    return out
+
+
+class JoinedStream:
+    """Streams chunk texts exactly as join_texts joins them: each chunk
+    stripped (whitespace is held back until text follows it), a space
+    between two ASCII words across a chunk boundary."""
+
+    def __init__(self, on_text: Callable[[str], None]):
+        self.on_text, self.out, self.pending, self.chunk_started = on_text, "", "", False
+
+    def new_chunk(self) -> None:
+        self.pending, self.chunk_started = "", False
+
+    def __call__(self, delta: str) -> None:
+        text = self.pending + delta
+        if not self.chunk_started:
+            text = text.lstrip()
+            if not text:
+                return
+            if self.out and _joinable(self.out[-1], text[0]):
+                text = " " + text
+            self.chunk_started = True
+        body = text.rstrip()
+        self.pending = text[len(body):]
+        if body:
+            self.out += body
+            self.on_text(body)
+
+
+@dataclass
+class Transcriber:
+    pipeline: object  # mlx_port.pipeline.Pipeline or reference.pipeline.Pipeline: the same interface
+    backend: Backend = Backend.MLX
+    max_seconds: float = 30.0
+    ctc_only: bool = False
+
+    @classmethod
+    def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, ctc_only: bool = False,
+             template: str | None = None, query: QueryConfig | None = None, decode: DecodeConfig | None = None,
+             max_seconds: float = 30.0, sources: dict | None = None) -> "Transcriber":
+        """`template`: template text (default: the bundle's); `sources`: where the
+        reference backend finds the original files ({"sensevoice", "adaptor", "llm"})."""
+        b = as_bundle(bundle)
+        if not ctc_only:
+            b.require("sensevoice", "adaptor", "llm",
+                      why="LLM transcription needs all three; use --ctc for SenseVoice's own head")
+        if not (max_seconds >= 0 and max_seconds != float("inf")):
+            raise ValueError(f"max_seconds must be a finite number >= 0 (0 = never split), got {max_seconds}")
+        backend = Backend.parse(backend)
+        pipe = load_pipeline(b, backend, query=query, ctc_only=ctc_only, template=template, decode=decode,
+                             sources=sources)
+        return cls(pipe, backend, max_seconds, ctc_only)
+
+    def _settings(self, language: str | None) -> tuple[QueryConfig, DecodeConfig | None]:
+        """This call's query rows and decoding rules; the pipeline's own stay as they are."""
+        query = self.pipeline.query if language is None else replace(self.pipeline.query, language=language)
+        decode = None if self.ctc_only else self.pipeline.setup.decode
+        if decode is not None and query.language == "en" and decode.tokens_per_second < EN_TOKENS_PER_SECOND:
+            decode = replace(decode, tokens_per_second=EN_TOKENS_PER_SECOND)
+        return query, decode
+
+    def transcribe(self, audio, sample_rate: int | None = None, *, language: str | None = None,
+                   on_text: Callable[[str], None] | None = None, translate: bool = False) -> dict:
+        """A path, or samples with their sample rate → text, segments, tags, timings.
+        `language` sets the encoder's language query row for this call (zh, en, ...)."""
+        t0 = time.perf_counter()
+        samples = load_audio(audio, sample_rate)
+        timings = {"load_audio": time.perf_counter() - t0}
+        query, decode = self._settings(language)
+        bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
+        stream = JoinedStream(on_text) if on_text is not None else None
+        outs, segments = [], []
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            if stream is not None:
+                stream.new_chunk()
+            out = self.pipeline.run(samples[a:b], on_text=None if self.ctc_only else stream, query=query,
+                                    decode=decode)
+            if self.ctc_only:
+                out.text = out.ctc.text.strip()
+                if stream is not None:
+                    stream(out.text)
+            outs.append(out)
+            segments.append({"id": i, "start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
+                             "text": out.text.strip(),
+                             "tokens": out.decoded.ids if out.decoded else out.ctc.text_ids})
+            for k, v in out.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+        n_tokens = sum(len(s["tokens"]) for s in segments)
+        result = {
+            "text": join_texts([o.text for o in outs]),
+            "segments": segments,
+            "language": query.language,
+            "tags": outs[0].ctc.tags,
+            "tag_ids": outs[0].ctc.tag_ids,
+            "ctc_text": join_texts([o.ctc.text for o in outs]),
+            "ctc_ids": [i for o in outs for i in o.ctc.ids],
+            "seconds": round(samples.size / SAMPLE_RATE, 3),
+            "chunks": len(outs),
+            "tokens": n_tokens,
+            "stop": [o.decoded.stop for o in outs] if not self.ctc_only else [],
+            "backend": self.backend.value,
+        }
+        if translate:
+            t1 = time.perf_counter()
+            result["translation"] = self.translate(result["text"])
+            timings["translate"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        decode_s = timings.get("llm_decode", 0.0)
+        result["tokens_per_s"] = round(max(n_tokens - len(outs), 0) / decode_s, 2) if decode_s else 0.0
+        result["timings"] = {k: round(v, 4) for k, v in timings.items()}
+        return result
+
+    def translate(self, text: str) -> str:
+        """A second, text-only pass: the transcript into English, thinking disabled."""
+        if self.ctc_only:
+            raise ValueError("translation needs the LLM; load the Transcriber without ctc_only")
+        setup = self.pipeline.setup
+        ids = encode(setup.tokenizer, TRANSLATE_TEMPLATE.replace("{text}", text))
+        return self.pipeline.generate_text(ids, max_tokens=min(setup.decode.max_tokens, 2 * len(ids) + 32))
+
+    def transcribe_files(self, paths: Iterable[str | Path], **kwargs) -> Iterator[dict]:
+        """Each file's result, with its path under "audio"; progress is logged."""
+        paths = list(paths)
+        for i, p in enumerate(paths, 1):
+            r = self.transcribe(p, **kwargs)
+            log.info("[%d/%d] %s: %.1f s audio in %.2f s", i, len(paths), p, r["seconds"], r["timings"]["total"])
+            yield {"audio": str(p), **r}
