@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,10 @@ class DecodeConfig:
     repetition_penalty: float | None = None  # Hugging Face semantics, over generated ids
     no_repeat_ngram: int | None = None
     ignore_eos: bool = False  # benchmarks: always decode to the cap
+    # Speculative decoding (MLX): the CTC transcript drafts, the LLM verifies up to
+    # draft_tokens of it per forward pass; the ids are those of plain greedy decoding.
+    speculate: str = "ctc"  # "ctc" or "off"
+    draft_tokens: int = 16
 
     def __post_init__(self):
         if not (math.isfinite(self.tokens_per_second) and self.tokens_per_second > 0):
@@ -36,6 +40,10 @@ class DecodeConfig:
         if self.loop_max_ngram < 1 or self.loop_repeats < 2:
             raise ValueError(f"generation needs loop_max_ngram >= 1 and loop_repeats >= 2, "
                              f"got {self.loop_max_ngram}, {self.loop_repeats}")
+        if self.speculate not in SPECULATE:
+            raise ValueError(f"generation.speculate must be one of {SPECULATE}, got {self.speculate!r}")
+        if not 1 <= self.draft_tokens <= 128:
+            raise ValueError(f"generation.draft_tokens must be 1..128, got {self.draft_tokens}")
         p = self.repetition_penalty
         if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0):
             raise ValueError(f"repetition_penalty must be a positive number, got {p!r}")
@@ -50,8 +58,31 @@ class DecodeConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def penalised(self) -> bool:
+        return self.repetition_penalty is not None or bool(self.no_repeat_ngram)
+
+    @property
+    def speculative(self) -> bool:
+        """Speculation verifies greedy argmaxes; penalties change the logits per position, so
+        with them decoding stays one token per pass."""
+        return self.speculate == "ctc" and not self.penalised
+
     def token_cap(self, seconds: float) -> int:
         return int(min(self.max_tokens, max(self.min_tokens, math.ceil(self.tokens_per_second * seconds))))
+
+
+SPECULATE = ("ctc", "off")
+
+
+@dataclass
+class DecodeStats:
+    """What a token source did: LLM forward passes after the prefill, draft tokens offered
+    and accepted (speculation only)."""
+
+    forwards: int = 0
+    drafted: int = 0
+    accepted: int = 0
 
 
 def loop_start(ids: list[int], cfg: DecodeConfig) -> int | None:
@@ -117,24 +148,38 @@ class Decoded:
     stop: str  # "eos", "cap", "loop" or "end" (the token source ran out)
     prefill_s: float = 0.0  # until the first token
     decode_s: float = 0.0  # the tokens after it
+    stats: DecodeStats = field(default_factory=DecodeStats)
 
     @property
     def tokens_per_s(self) -> float:
         return (len(self.ids) - 1) / self.decode_s if len(self.ids) > 1 and self.decode_s > 0 else 0.0
 
 
-def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None) -> Decoded:
+def repeating_tail(ids: list[int], cfg: DecodeConfig) -> int:
+    """How many trailing ids a loop cut could still remove: for each period n, the run of
+    trailing ids equal to the id n before them (a cut keeps one copy and removes what
+    follows it, and every id it removes lies in such a run when it is emitted)."""
+    longest = 0
+    for n in range(1, cfg.loop_max_ngram + 1):
+        run = 0
+        while run < len(ids) - n and ids[-1 - run] == ids[-1 - run - n]:
+            run += 1
+        longest = max(longest, run)
+    return longest
+
+
+def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None,
+                stats: DecodeStats | None = None) -> Decoded:
     """Run a path's greedy token source under the shared rules.
 
     `tokens` yields the next id given everything so far (each path's own
-    model and cache). With `on_text`, text deltas are streamed; tokens a
-    loop cut could still remove are held back, so the streamed text always
-    equals the final text.
+    model and cache; `stats` is what it reports of its work). With `on_text`,
+    text deltas are streamed; only a tail that is actually repeating is held
+    back (a loop cut could still remove it), so the streamed text always
+    equals the final text and arrives as it is decoded.
     """
     ids: list[int] = []
     stream = TextStream(tokenizer) if on_text is not None else None
-    hold = (cfg.loop_repeats - 1) * cfg.loop_max_ngram if cfg.loop_guard else 0
-    hold = max(hold, 2 * cfg.loop_repeats - 1) if cfg.loop_guard else 0
     reason = "end"
     t0 = time.perf_counter()
     t_first = None
@@ -149,8 +194,10 @@ def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text
             del ids[cut:]
             reason = "loop"
             break
-        if stream is not None and len(ids) > hold:
-            _push(stream, ids[len(stream.ids): len(ids) - hold], on_text)
+        if stream is not None:
+            hold = repeating_tail(ids, cfg) if cfg.loop_guard else 0
+            if len(ids) - hold > len(stream.ids):
+                _push(stream, ids[len(stream.ids): len(ids) - hold], on_text)
         if len(ids) >= cap:
             reason = "cap"
             break
@@ -160,7 +207,7 @@ def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text
             on_text(tail)
     end = time.perf_counter()
     t_first = t_first or end
-    return Decoded(ids, reason, t_first - t0, end - t_first)
+    return Decoded(ids, reason, t_first - t0, end - t_first, stats or DecodeStats())
 
 
 def _push(stream: TextStream, new_ids: list[int], on_text) -> None:

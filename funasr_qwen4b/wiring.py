@@ -12,8 +12,9 @@ import numpy as np
 from .config import QueryConfig
 from .ctc import CtcResult
 from . import taps
-from .decoding import DecodeConfig, Decoded, decode_loop
-from .prompt import Prompt, stop_ids
+from .decoding import DecodeConfig, Decoded, DecodeStats, decode_loop
+from .prompt import Prompt, encode, stop_ids
+from .text import cer_text, strip_tags
 
 
 def adaptor_start(query: QueryConfig, keep_query_frames: bool) -> int:
@@ -47,10 +48,16 @@ class LlmSetup:
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def transcribe(self, tokens: Iterator[int], seconds: float, out: "Output", on_text=None, rec=None) -> None:
+    def draft(self, ctc: CtcResult) -> "Draft | None":
+        """The CTC transcript as LLM tokens: what speculation verifies; None when this
+        setup decodes one token per pass."""
+        return Draft.build(strip_tags(ctc.text), self.tokenizer) if self.decode.speculative else None
+
+    def transcribe(self, tokens: Iterator[int], seconds: float, out: "Output", on_text=None, rec=None,
+                   stats: DecodeStats | None = None) -> None:
         """Decode a path's token source for `seconds` of audio into `out`."""
         out.decoded = decode_loop(tokens, cap=self.decode.token_cap(seconds), stop=self.stop, cfg=self.decode,
-                                  on_text=on_text, tokenizer=self.tokenizer)
+                                  on_text=on_text, tokenizer=self.tokenizer, stats=stats)
         out.timings["llm_prefill"], out.timings["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
         out.text = self.text(out.decoded.ids)
         if rec is not None:
@@ -62,12 +69,52 @@ class LlmSetup:
 
 
 @dataclass
+class Draft:
+    """A draft in LLM tokens, and where it goes on after what the LLM has emitted.
+
+    The LLM writes what the CTC head heard, with punctuation and casing added and its
+    own token boundaries ("：早上" for "早上", "My" for "m" "y"), so the two are aligned
+    on their text as CER compares it (normalised, punctuation and spaces removed), not
+    token by token."""
+
+    ids: list[int]
+    prefixes: list[str]  # prefixes[j]: the normalised text of ids[:j]
+    tokenizer: object = field(repr=False)
+
+    @classmethod
+    def build(cls, text: str, tokenizer) -> "Draft":
+        return cls.of_ids(encode(tokenizer, text), tokenizer)
+
+    @classmethod
+    def of_ids(cls, ids: list[int], tokenizer) -> "Draft":
+        return cls(ids, [cer_text(tokenizer.decode(ids[:j])) for j in range(len(ids) + 1)], tokenizer)
+
+    def after(self, out: list[int], at: int, tail: int = 8) -> int:
+        """The draft position that continues the text of `out`: the prefix whose text ends
+        with the longest tail of `out`'s text (up to `tail` characters), the nearest to `at`
+        (the expected position) among equals; `at` when no prefix shares even the last
+        character (the LLM wrote something the draft does not have)."""
+        text = cer_text(self.tokenizer.decode(out))
+        best, best_key = at, (0, 0)
+        for j, prefix in enumerate(self.prefixes):
+            m = 0
+            while m < min(tail, len(text), len(prefix)) and prefix[-1 - m] == text[-1 - m]:
+                m += 1
+            key = (m, -abs(j - at))
+            if m and key > best_key:
+                best, best_key = j, key
+        return best
+
+
+@dataclass
 class Output:
     ctc: CtcResult
     audio_embeds: np.ndarray | None = None  # adaptor output [T, llm_dim], float32
     decoded: Decoded | None = None
     text: str | None = None  # the LLM's transcript
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # peak memory so far at the end of each stage, bytes, where the backend can tell (MLX)
+    memory: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager

@@ -20,11 +20,14 @@ from .taps import TapRecorder, record
 
 
 class LayerNorm(nn.LayerNorm):
-    """FunASR's LayerNorm computes in fp32 whatever the weights' dtype."""
+    """FunASR's LayerNorm computes in fp32 whatever the weights' dtype. Its weights are
+    held in fp32 once loaded (`SenseVoiceSmall.load`), so a pass casts only activations,
+    and none at all in a float32 model."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        f32 = mx.float32
-        return mx.fast.layer_norm(x.astype(f32), self.weight.astype(f32), self.bias.astype(f32), self.eps).astype(x.dtype)
+        if x.dtype == mx.float32:
+            return mx.fast.layer_norm(x, self.weight, self.bias, self.eps)
+        return mx.fast.layer_norm(x.astype(mx.float32), self.weight, self.bias, self.eps).astype(x.dtype)
 
 
 def position_encoding(t: int, d: int, dtype: mx.Dtype) -> mx.array:
@@ -45,18 +48,22 @@ class MultiHeadedAttentionSANM(nn.Module):
         self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
         self.padding = padding
 
-    def forward_fsmn(self, v: mx.array, mask: mx.array) -> mx.array:
+    def forward_fsmn(self, v: mx.array, mask: mx.array | None) -> mx.array:
         """FSMN memory on v (not on the attention output), masked before and after."""
-        v = v * mask
-        x = self.fsmn_block(mx.pad(v, [(0, 0), self.padding, (0, 0)]))
-        return (x + v) * mask
+        if mask is not None:
+            v = v * mask
+        x = self.fsmn_block(mx.pad(v, [(0, 0), self.padding, (0, 0)])) + v
+        return x if mask is None else x * mask
 
-    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
+        """`mask` [B, T], True on valid frames; None when no frame is padding (one
+        utterance): the masking is then the identity, and its kernels are skipped."""
         b, t, _ = x.shape
         q, k, v = mx.split(self.linear_q_k_v(x), 3, axis=-1)
-        fsmn_memory = self.forward_fsmn(v, mask[:, :, None].astype(v.dtype))
+        fsmn_memory = self.forward_fsmn(v, None if mask is None else mask[:, :, None].astype(v.dtype))
         q, k, v = (a.reshape(b, t, self.h, self.d_k).transpose(0, 2, 1, 3) for a in (q, k, v))
-        att = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.d_k ** -0.5, mask=mask[:, None, None, :])
+        att = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.d_k ** -0.5,
+                                                   mask=None if mask is None else mask[:, None, None, :])
         return self.linear_out(att.transpose(0, 2, 1, 3).reshape(b, t, -1)) + fsmn_memory
 
 
@@ -82,7 +89,7 @@ class EncoderLayerSANM(nn.Module):
         self.norm1 = LayerNorm(in_size, eps=cfg.eps)
         self.norm2 = LayerNorm(size, eps=cfg.eps)
 
-    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
         attn = self.self_attn(self.norm1(x), mask)
         # encoders0 maps 560 → 512: no residual can be added there.
         x = x + attn if self.in_size == self.size else attn
@@ -99,8 +106,8 @@ class SenseVoiceEncoderSmall(nn.Module):
         self.tp_encoders = [EncoderLayerSANM(cfg.output_size, cfg) for _ in range(cfg.tp_blocks)]
         self.tp_norm = LayerNorm(cfg.output_size, eps=cfg.eps)
 
-    def __call__(self, xs: mx.array, mask: mx.array, rec: TapRecorder | None = None) -> mx.array:
-        """xs [B, T, input_size], mask [B, T] (True on valid frames) → [B, T, output_size]."""
+    def __call__(self, xs: mx.array, mask: mx.array | None, rec: TapRecorder | None = None) -> mx.array:
+        """xs [B, T, input_size], mask [B, T] (True on valid frames, None: all) → [B, T, output_size]."""
         xs = xs * self.output_size ** 0.5  # on the 560-d input, query rows included
         xs = xs + position_encoding(xs.shape[1], xs.shape[2], xs.dtype)
         xs = self.encoders0[0](xs, mask)
@@ -143,12 +150,19 @@ class SenseVoiceSmall(nn.Module):
         path = Path(path)
         model = cls(cfg)
         model.load_weights(str(path / "model.safetensors"), strict=True)
+        model.norms_to_float32()
         model.eval()
         return model
 
+    def norms_to_float32(self) -> None:
+        """LayerNorms compute in fp32 (see LayerNorm): their weights are cast once, here."""
+        for _, module in self.named_modules():
+            if isinstance(module, LayerNorm):
+                module.weight, module.bias = module.weight.astype(mx.float32), module.bias.astype(mx.float32)
+
     @property
     def dtype(self) -> mx.Dtype:
-        return self.embed.weight.dtype
+        return self.embed.weight.dtype  # the model's; LayerNorm weights are float32 whatever it is
 
     def query_rows(self, query: QueryConfig, batch: int) -> mx.array:
         rows = self.embed(mx.array([query.ids]))
@@ -162,7 +176,8 @@ class SenseVoiceSmall(nn.Module):
             speech = mx.concatenate([self.query_rows(query, feats.shape[0]), speech], axis=1)
             lengths = lengths + len(query.ids)
         record(rec, taps.ENCODER_INPUT, speech)
-        return self.encoder(speech, length_mask(lengths, speech.shape[1]), rec), lengths
+        padded = bool(mx.any(lengths < speech.shape[1]))
+        return self.encoder(speech, length_mask(lengths, speech.shape[1]) if padded else None, rec), lengths
 
     def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> np.ndarray:
         """Per-frame argmax of the CTC logits, [B, T] (log-softmax keeps the argmax)."""

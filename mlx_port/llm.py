@@ -10,11 +10,13 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.generate import generate_step
 from mlx_lm.models.base import create_attention_mask
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import load_model
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.decoding import DecodeConfig, process_logits
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
 from funasr_qwen4b.prompt import Prompt
+from funasr_qwen4b.wiring import Draft
 
 from .taps import TapRecorder, record
 
@@ -69,16 +71,60 @@ class Qwen3:
         record(rec, taps.LLM_LOGITS, self.logits(h[0, -1]))
 
     def tokens(self, inputs_embeds: mx.array, cfg: DecodeConfig, max_tokens: int,
-               rec: TapRecorder | None = None) -> Iterator[int]:
-        """Greedy ids from `inputs_embeds` [1, L, hidden] by mlx-lm's generate_step, one at a
-        time (at most `max_tokens`)."""
+               rec: TapRecorder | None = None, *, draft: Draft | None = None,
+               stats: DecodeStats | None = None) -> Iterator[int]:
+        """Greedy ids from `inputs_embeds` [1, L, hidden], at most `max_tokens`: with a
+        `draft`, several per forward pass (`speculate`); else one at a time by mlx-lm's
+        generate_step. `stats` counts the forward passes after the prefill."""
         if rec is not None:
             self.prefill_taps(inputs_embeds, rec)
+        stats = stats if stats is not None else DecodeStats()
+        if draft is not None:
+            yield from self.speculate(inputs_embeds, draft, cfg.draft_tokens, max_tokens, stats)
+            return
         processors = None
-        if cfg.repetition_penalty is not None or cfg.no_repeat_ngram:
+        if cfg.penalised:
             # the shared numpy rule, so both paths penalise identically
             processors = [lambda toks, logits: mx.array(
                 process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
-        for tok, _ in generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
-                                    input_embeddings=inputs_embeds[0], logits_processors=processors):
+        for n, (tok, _) in enumerate(generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
+                                                   input_embeddings=inputs_embeds[0], logits_processors=processors)):
+            stats.forwards = n  # the first token comes from the prefill
             yield int(tok)
+
+    def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
+                  stats: DecodeStats) -> Iterator[int]:
+        """Greedy decoding that verifies the draft: each pass feeds the last token and up to
+        `window` next draft tokens, keeps the longest prefix the LLM's own argmax agrees with plus the
+        LLM's token after it, and trims the rejected positions from the KV cache. Every id
+        is the argmax given exactly the ids before it: the ids of plain greedy decoding."""
+        model = self.model
+        cache = make_prompt_cache(model)
+        h = inputs_embeds
+        if h.shape[1] > 1:  # as mlx-lm prefills: all but the last position, then the last alone
+            model.model(None, cache, input_embeddings=h[:, :-1])
+            mx.eval([c.state for c in cache])
+        y = int(mx.argmax(model(None, cache, input_embeddings=h[:, -1:])[0, -1]))
+        yield y
+        out = [y]
+        at = draft.after(out, 0)  # where in the draft the text after `out` is expected
+        size = min(window, 8)  # tokens verified per pass: grows while the draft holds, shrinks when not
+        while len(out) < max_tokens:
+            ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+            preds = mx.argmax(model(mx.array([[y, *ahead]]), cache)[0], axis=-1).tolist()
+            stats.forwards += 1
+            ok = 0
+            while ok < len(ahead) and preds[ok] == ahead[ok]:
+                ok += 1
+            trim_prompt_cache(cache, len(ahead) - ok)  # rejected positions leave the cache
+            stats.drafted += len(ahead)
+            stats.accepted += ok
+            for tok in [*ahead[:ok], preds[ok]]:
+                out.append(tok)
+                yield tok
+            y = preds[ok]
+            at = draft.after(out, at + ok + 1)  # expected: after the accepted tokens and the LLM's own
+            # a pass costs more the more it verifies (much more in quantized matmuls): offer
+            # about twice what the draft last held, never more than `window`; one token
+            # after a miss, which costs about what a plain pass does
+            size = min(window, 2 * ok + 2) if ok else 1

@@ -15,7 +15,7 @@ from funasr_qwen4b import ctc
 from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import QueryConfig
-from funasr_qwen4b.decoding import DecodeConfig
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
 from funasr_qwen4b.prompt import load_tokenizer
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
@@ -73,20 +73,25 @@ class Pipeline:
         with timed(t, "encoder"):
             enc, lengths = sv.encode(feats, mx.array([feats.shape[1]]), query, rec)
             frame_ids = sv.ctc_argmax(enc, rec)[0, : int(lengths[0])]
-        out = Output(ctc.decode(frame_ids, sv.cfg.blank_id, len(query.ids), self.tokenizer), timings=t)
+        out = Output(ctc.decode(frame_ids, sv.cfg.blank_id, len(query.ids), self.tokenizer), timings=t,
+                     memory={"frontend+encoder": mx.get_peak_memory()})
         if self.adaptor is None:
             return out
         with timed(t, "adaptor", lambda: mx.eval(audio)):
             audio = self.adaptor(enc[:, adaptor_start(query, self.keep_query_frames):], rec=rec)[0]
         out.audio_embeds = np.array(audio.astype(mx.float32))
+        out.memory["adaptor"] = mx.get_peak_memory()
         if self.llm is None:
             return out
         setup = self.setup.with_decode(decode)
         seconds = samples.size / SAMPLE_RATE
         embeds = self.llm.inputs_embeds(setup.prompt, audio, rec)
+        stats = DecodeStats()
         # one past the cap, so a stop token can still come
-        setup.transcribe(self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec),
-                         seconds, out, on_text, rec)
+        tokens = self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec,
+                                 draft=setup.draft(out.ctc), stats=stats)
+        setup.transcribe(tokens, seconds, out, on_text, rec, stats)
+        out.memory["llm"] = mx.get_peak_memory()
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:

@@ -11,7 +11,7 @@ import torch
 from transformers import Qwen3ForCausalLM
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.decoding import DecodeConfig, process_logits
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
 from funasr_qwen4b.prompt import Prompt
 
 from .taps import TapRecorder
@@ -49,7 +49,7 @@ class Qwen3:
 
     @torch.no_grad()
     def tokens(self, inputs_embeds: torch.Tensor, cfg: DecodeConfig, max_tokens: int,
-               rec: TapRecorder | None = None) -> Iterator[int]:
+               rec: TapRecorder | None = None, *, stats: DecodeStats | None = None) -> Iterator[int]:
         """Greedy ids from `inputs_embeds` [1, L, hidden], one at a time (at most
         `max_tokens`), with transformers' KV cache."""
         names = [t for t in taps.llm_taps(self.num_layers) if t not in (taps.LLM_INPUTS_EMBEDS, taps.LLM_LOGITS)]
@@ -71,5 +71,7 @@ class Qwen3:
             generated.append(nxt)
             if len(generated) == max_tokens:
                 return
+            if stats is not None:
+                stats.forwards += 1
             out = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
 

@@ -17,7 +17,7 @@ from funasr_qwen4b import ctc
 from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
-from funasr_qwen4b.decoding import DecodeConfig
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
 from funasr_qwen4b.prompt import PRESETS, load_tokenizer
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
@@ -106,8 +106,9 @@ class Pipeline:
         setup = self.setup.with_decode(decode)
         seconds = samples.size / SAMPLE_RATE
         embeds = self.llm.inputs_embeds(setup.prompt, audio, rec)
-        setup.transcribe(self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec),
-                         seconds, out, on_text, rec)
+        stats = DecodeStats()  # plain greedy always: the reference is the oracle
+        tokens = self.llm.tokens(embeds, setup.decode, setup.decode.token_cap(seconds) + 1, rec, stats=stats)
+        setup.transcribe(tokens, seconds, out, on_text, rec, stats)
         return out
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:

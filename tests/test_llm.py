@@ -204,7 +204,7 @@ def test_translation_pass_same_in_both_backends(full_bundle, clip):
     assert "translate" in a["timings"]
 
 
-def test_long_audio_split_at_quiet_points(full_bundle):
+def test_long_audio_split_at_quiet_points(full_bundle, clip_10s):
     from funasr_qwen4b.audio import split_points
     from funasr_qwen4b.app.transcriber import Transcriber, join_texts
 
@@ -215,8 +215,13 @@ def test_long_audio_split_at_quiet_points(full_bundle):
     cuts = split_points(x, 30.0)
     assert len(cuts) == 2
     assert 20 * 16000 <= cuts[0] <= 21 * 16000 and 46 * 16000 <= cuts[1] <= 47 * 16000
+    speech = lambda s: np.resize(clip_10s, int(s * 16000))  # noqa: E731  (noise is no speech: see nospeech.py)
+    x = np.concatenate([speech(20), quiet_(1), speech(25), quiet_(1), speech(20)])
     r = Transcriber.load(full_bundle, decode=NO_GUARD, max_seconds=30).transcribe(x, sample_rate=16000)
-    assert r["chunks"] == 3 and r["tokens"] == 72
+    bounds = [0, *split_points(x, 30.0), x.size]
+    assert r["chunks"] == len(bounds) - 1 >= 3 and r["tokens"] == 24 * r["chunks"]
+    assert [(s["start"], s["end"]) for s in r["segments"]] == \
+        [(round(a / 16000, 3), round(b / 16000, 3)) for a, b in zip(bounds, bounds[1:])]
     assert join_texts(["开放", "时间"]) == "开放时间" and join_texts(["open", "now"]) == "open now"
 
 

@@ -49,8 +49,15 @@ def clip(seconds: float) -> np.ndarray:
     return np.resize(x, n).astype(np.float32)
 
 
-def bench_decode(tokens: int) -> DecodeConfig:
-    return DecodeConfig(loop_guard=False, ignore_eos=True, min_tokens=tokens, max_tokens=tokens)
+# Share of the LLM's tokens (after the first) that the CTC draft supplied on the demonstration
+# model's held-out sets, MLX float32 (tests/test_speculate.py): what a simulated draft reproduces.
+MEASURED_DRAFT_RATE = 0.63
+
+
+def bench_decode(tokens: int, speculate: str = "off") -> DecodeConfig:
+    """Always `tokens` tokens (EOS ignored); the stage table times plain greedy decoding."""
+    return DecodeConfig(loop_guard=False, ignore_eos=True, min_tokens=tokens, max_tokens=tokens,
+                        speculate=speculate)
 
 
 # --- MLX ---------------------------------------------------------------------
@@ -61,7 +68,7 @@ def repeat(reps: int, warmup: int) -> Iterator[bool]:
         yield i >= warmup
 
 
-def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int):
+def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, adaptor_q_bits: int | None = None):
     """The MLX pipeline at real size with random weights (nothing read from disk
     but the tokenizer): SenseVoiceSmall 70 layers, the 4-layer adaptor, Qwen3-4B."""
     import mlx.core as mx
@@ -81,12 +88,15 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int):
     base = mx.get_active_memory()
     sv = SenseVoiceSmall(SenseVoiceConfig(vocab_size=25055, frontend=FrontendConfig(), encoder=EncoderConfig()))
     sv.set_dtype(getattr(mx, dtype))
+    sv.norms_to_float32()
     sv.frontend.cmvn.shift, sv.frontend.cmvn.scale = mx.full((560,), -11.0), mx.full((560,), 0.15)
     mx.eval(sv.parameters())
     mem["sensevoice"] = mx.get_active_memory() - base
     base = mx.get_active_memory()
     ad = AudioAdaptorQwen4B(AdaptorConfig())
     ad.set_dtype(getattr(mx, dtype))
+    if adaptor_q_bits:  # as `convert --adaptor-q-bits` stores it: linear layers only
+        nn.quantize(ad, group_size=64, bits=adaptor_q_bits)
     mx.eval(ad.parameters())
     mem["adaptor"] = mx.get_active_memory() - base
     base = mx.get_active_memory()
@@ -99,6 +109,51 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int):
     log.info("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
     setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
     return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
+
+
+def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, reps: int, draft_rate: float | None) -> dict:
+    """Decode with speculation against plain greedy decoding, on the same weights and input
+    embeddings, alternating run by run; both time the tokens after the first. The draft is
+    the clip's CTC transcript, or with `draft_rate` a simulated one: the LLM's own greedy ids,
+    each kept with that probability (iid, seeded) and otherwise replaced by another id."""
+    import mlx.core as mx
+
+    from ..decoding import DecodeStats
+    from ..wiring import Draft
+
+    plain_cfg, spec_cfg = bench_decode(tokens, "off"), bench_decode(tokens, "ctc")
+    out = pipe.run(samples, decode=plain_cfg)
+    embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(out.audio_embeds))
+    plain_ids = out.decoded.ids
+    if draft_rate is None:
+        draft = pipe.setup.with_decode(spec_cfg).draft(out.ctc)
+    else:
+        rng = np.random.default_rng(0)
+        keep = rng.random(len(plain_ids)) < draft_rate
+        ids = [i if k else (i + 1) % pipe.llm.model.args.vocab_size for i, k in zip(plain_ids, keep)]
+        draft = Draft.of_ids(ids, pipe.setup.tokenizer)
+
+    def timed_decode(cfg, **kw) -> tuple[float, list[int]]:
+        gen = pipe.llm.tokens(embeds, cfg, tokens, **kw)
+        first = next(gen)
+        t = time.perf_counter()
+        rest = list(gen)
+        return len(rest) / (time.perf_counter() - t), [first, *rest]
+
+    plain_tok_s, spec_tok_s, identical, stats = [], [], True, DecodeStats()
+    for keep_it in repeat(reps, 1):
+        p, ids_p = timed_decode(plain_cfg)
+        stats = DecodeStats()
+        q, ids_q = timed_decode(spec_cfg, draft=draft, stats=stats)
+        identical &= ids_p == ids_q == plain_ids
+        if keep_it:
+            plain_tok_s.append(p)
+            spec_tok_s.append(q)
+    plain_med, spec_med = statistics.median(plain_tok_s), statistics.median(spec_tok_s)
+    return {"draft": "simulated" if draft_rate is not None else "ctc", "draft_rate": draft_rate,
+            "plain_tok_s": plain_med, "speculative_tok_s": spec_med, "decode_speedup": spec_med / plain_med,
+            "ids_identical": identical, "forwards": stats.forwards, "drafted": stats.drafted,
+            "accepted": stats.accepted, "tokens_per_pass": (tokens - 1) / max(stats.forwards, 1), "pairs": reps}
 
 
 def mlx_decode_vs_bare(pipe, samples: np.ndarray, tokens: int, reps: int) -> dict:
@@ -159,6 +214,8 @@ def run_stages(pipe, samples: np.ndarray, reps: int, warmup: int, peak: Callable
         res["decode_tok_s"] = (n_tok - 1) / stats["llm_decode"]["median"]
     if peaks:
         res["peak_gib"] = max(peaks) / 2**30
+    if out.memory:  # where the peak was reached: peak so far after each stage (last run)
+        res["peak_after_stage_gib"] = {k: v / 2**30 for k, v in out.memory.items()}
     return res
 
 
@@ -192,11 +249,14 @@ def projection(llm_bytes: int) -> dict:
 
 def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ...], clips=CLIPS,
               reps: int = 5, warmup: int = 2, tokens: int = 64, q_bits: int | None = None,
-              dtype: str = "float16") -> dict:
-    """`bundle`: a Bundle (or path); `synthetic`: "full" for real-size random weights instead."""
+              dtype: str = "float16", adaptor_q_bits: int | None = None, draft_rate: float | None = None) -> dict:
+    """`bundle`: a Bundle (or path); `synthetic`: "full" for real-size random weights instead.
+    `draft_rate`: speculation with a simulated draft (default for synthetic weights, whose CTC
+    transcript is noise: MEASURED_DRAFT_RATE); None with a bundle: the clip's CTC transcript."""
     bundle = as_bundle(bundle) if bundle is not None else None
     report = {"machine": machine(), "settings": {"reps": reps, "warmup": warmup, "tokens": tokens,
                                                   "clips_s": list(clips), "q_bits": q_bits,
+                                                  "adaptor_q_bits": adaptor_q_bits,
                                                   "encoder_adaptor_dtype": dtype if synthetic else "bundle",
                                                   "source": str(bundle.root) if bundle else f"synthetic {synthetic}"},
               "results": {}}
@@ -205,7 +265,8 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         import mlx.core as mx
 
         if synthetic:
-            pipe, mem = mlx_synthetic(q_bits, dtype, tokens)
+            pipe, mem = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
+            draft_rate = MEASURED_DRAFT_RATE if draft_rate is None else draft_rate
         else:
             mx.reset_peak_memory()
             pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
@@ -217,6 +278,13 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         if pipe.llm is not None:
             x = samples[min(samples, key=lambda k: abs(k - 10))]
             r["decode_vs_bare_mlx_lm"] = mlx_decode_vs_bare(pipe, x, tokens, reps)
+            spec = speculation_vs_plain(pipe, x, tokens, reps, draft_rate)
+            c = r["clips"][f"{min(samples, key=lambda k: abs(k - 10)):.0f}s"]
+            decode = c["stages_s"]["llm_decode"]["median"]
+            if decode:  # the stage table's run with its decode stage sped up as measured
+                spec["rtf_with_speculation"] = (c["total_s"]["median"] - decode + decode / spec["decode_speedup"]) \
+                    / c["audio_s"]
+            r["speculation"] = spec
             llm_bytes = mem.get("llm") or mem.get("all_weights")
             r["apple_projection"] = {"note": "projection, not a measurement: weight bytes per token vs bandwidth",
                                      "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
@@ -350,6 +418,17 @@ def to_markdown(report: dict) -> str:
             d = r["decode_vs_bare_mlx_lm"]
             lines.append(f"\n{backend} decode, alternating runs: pipeline {d['pipeline_tok_s']:.1f} tok/s, bare mlx-lm "
                          f"generate_step {d['bare_mlx_lm_tok_s']:.1f} tok/s; pipeline / bare = {d['ratio']:.3f}")
+        if "speculation" in r:
+            sp = r["speculation"]
+            what = f"simulated draft at rate {sp['draft_rate']:g}" if sp["draft"] == "simulated" else "CTC draft"
+            lines.append(f"{backend} speculation ({what}): {sp['speculative_tok_s']:.1f} vs plain {sp['plain_tok_s']:.1f} "
+                         f"tok/s = {sp['decode_speedup']:.2f}x decode, {sp['tokens_per_pass']:.2f} tokens per pass, "
+                         f"ids identical: {sp['ids_identical']}"
+                         + (f"; RTF with speculation {sp['rtf_with_speculation']:.4f}" if "rtf_with_speculation" in sp else ""))
+        for name, c in r["clips"].items():
+            if "peak_after_stage_gib" in c:
+                lines.append(f"{backend} {name} peak after each stage: " + ", ".join(
+                    f"{k} {v:.2f} GiB" for k, v in c["peak_after_stage_gib"].items()))
         if "weights_bytes" in r:
             lines.append(f"{backend} weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in r['weights_bytes'].items()))
         if "apple_projection" in r:

@@ -23,6 +23,7 @@ from ..audio import SAMPLE_RATE, load_audio, split_points
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
+from ..nospeech import no_speech
 from ..prompt import TRANSLATE_TEMPLATE, encode
 from .backends import load_pipeline
 
@@ -83,9 +84,11 @@ class Transcriber:
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, ctc_only: bool = False,
              template: str | None = None, query: QueryConfig | None = None, decode: DecodeConfig | None = None,
-             max_seconds: float = 30.0, sources: dict | None = None) -> "Transcriber":
+             max_seconds: float = 30.0, sources: dict | None = None, speculate: str | None = None) -> "Transcriber":
         """`template`: template text (default: the bundle's); `sources`: where the
-        reference backend finds the original files ({"sensevoice", "adaptor", "llm"})."""
+        reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
+        `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
+        fewer passes; MLX only) or "off" (default: the bundle's generation setting)."""
         b = as_bundle(bundle)
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
@@ -93,6 +96,8 @@ class Transcriber:
         if not (max_seconds >= 0 and max_seconds != float("inf")):
             raise ValueError(f"max_seconds must be a finite number >= 0 (0 = never split), got {max_seconds}")
         backend = Backend.parse(backend)
+        if speculate is not None:
+            decode = replace(decode or b.decode, speculate=speculate)
         pipe = load_pipeline(b, backend, query=query, ctc_only=ctc_only, template=template, decode=decode,
                              sources=sources)
         return cls(pipe, backend, max_seconds, ctc_only)
@@ -115,10 +120,16 @@ class Transcriber:
         query, decode = self._settings(language)
         bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
         stream = JoinedStream(on_text) if on_text is not None else None
-        outs, segments = [], []
+        outs, segments, silent = [], [], []
         for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
             if stream is not None:
                 stream.new_chunk()
+            reason = no_speech(samples[a:b])
+            if reason is not None:  # the same rule for both backends: nothing is transcribed
+                silent.append(reason)
+                segments.append({"id": i, "start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
+                                 "text": "", "tokens": [], "no_speech": reason})
+                continue
             out = self.pipeline.run(samples[a:b], on_text=None if self.ctc_only else stream, query=query,
                                     decode=decode)
             if self.ctc_only:
@@ -132,23 +143,30 @@ class Transcriber:
             for k, v in out.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
         n_tokens = sum(len(s["tokens"]) for s in segments)
+        stats = [o.decoded.stats for o in outs if o.decoded]
         result = {
             "text": join_texts([o.text for o in outs]),
             "segments": segments,
             "language": query.language,
-            "tags": outs[0].ctc.tags,
-            "tag_ids": outs[0].ctc.tag_ids,
+            "tags": outs[0].ctc.tags if outs else [],
+            "tag_ids": outs[0].ctc.tag_ids if outs else [],
             "ctc_text": join_texts([o.ctc.text for o in outs]),
             "ctc_ids": [i for o in outs for i in o.ctc.ids],
             "seconds": round(samples.size / SAMPLE_RATE, 3),
-            "chunks": len(outs),
+            "chunks": len(segments),
             "tokens": n_tokens,
             "stop": [o.decoded.stop for o in outs] if not self.ctc_only else [],
+            # LLM forward passes after each prefill; draft tokens verified and accepted
+            "forwards": sum(st.forwards for st in stats),
+            "drafted": sum(st.drafted for st in stats),
+            "accepted": sum(st.accepted for st in stats),
             "backend": self.backend.value,
         }
+        if silent and not outs:
+            result["no_speech"] = silent[0] if len(silent) == 1 else "; ".join(sorted(set(silent)))
         if translate:
             t1 = time.perf_counter()
-            result["translation"] = self.translate(result["text"])
+            result["translation"] = self.translate(result["text"]) if result["text"] else ""
             timings["translate"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         decode_s = timings.get("llm_decode", 0.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ...bundle import Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
+from ...decoding import SPECULATE
 from ...prompt import PRESETS
 
 PROG = "funasr-qwen4b"
@@ -79,3 +80,10 @@ def sources_from(args) -> dict[str, str | None]:
 
 def add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, type=Path, metavar="BUNDLE", help="bundle directory")
+
+
+def add_speculate_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speculate", choices=list(SPECULATE),
+                   help="ctc: SenseVoice's CTC transcript drafts and the LLM verifies several tokens per pass "
+                   "(the same ids as plain greedy decoding, fewer passes; MLX only); off: one token per pass "
+                   "(default: the bundle's generation setting, ctc)")

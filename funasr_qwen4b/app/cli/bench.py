@@ -24,9 +24,12 @@ def cmd_bench(args) -> int:
         raise ValueError(f"--clips must be seconds separated by commas, e.g. 5,10,30; got {args.clips!r}") from None
     if any(not 1 <= c <= 600 for c in clips) or args.reps < 1 or args.warmup < 0 or args.tokens < 2:
         raise ValueError("--clips must be 1..600 s, --reps >= 1, --warmup >= 0 and --tokens >= 2")
+    if args.draft_rate is not None and not 0 <= args.draft_rate <= 1:
+        raise ValueError(f"--draft-rate must be between 0 and 1, got {args.draft_rate}")
     rep = bench.run_bench(bundle=Bundle.read(args.model) if args.model else None, synthetic=args.synthetic,
                           backends=backends, clips=clips, reps=args.reps, warmup=args.warmup, tokens=args.tokens,
-                          q_bits=args.q_bits, dtype=args.dtype)
+                          q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits,
+                          draft_rate=args.draft_rate)
     print(bench.to_markdown(rep))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -57,4 +60,10 @@ def add_parser(sub) -> None:
     be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
     be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
                     help="--synthetic: encoder and adaptor dtype (default float16)")
+    be.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
+                    help="--synthetic: quantize the adaptor's linear layers (as convert --adaptor-q-bits)")
+    be.add_argument("--draft-rate", type=float,
+                    help="speculation with a simulated draft: each draft token is the LLM's own with this "
+                    "probability (default with --synthetic: the rate measured on the demonstration model's "
+                    "held-out sets; with -m: the clip's CTC transcript)")
     be.set_defaults(func=cmd_bench)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 
 from ...bundle import Bundle
-from .args import add_model_arg, add_template_args, template_from
+from .args import add_model_arg, add_speculate_arg, add_template_args, template_from
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def add_parser(sub) -> None:
                     help="split longer audio at its quietest points into pieces this long, one segment each "
                     "(default %(default)g; 0 = never)")
     add_template_args(sp)
+    add_speculate_arg(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn log level (default %(default)s)")
     sp.set_defaults(func=cmd_serve)
@@ -74,7 +76,8 @@ def cmd_serve(args) -> int:
                     ", ".join(missing))
     cfg = ServerConfig(str(args.model), default_model=args.default_model, idle_unload=args.idle_unload,
                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
-                       max_seconds=args.max_seconds, template=template_from(args, bundle))
+                       max_seconds=args.max_seconds, template=template_from(args, bundle),
+                       decode=replace(bundle.decode, speculate=args.speculate) if args.speculate else None)
     log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", args.model, args.host, args.port)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from ...audio import load_audio
 from ...bundle import Bundle
-from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, query_from,
-                   sources_from, template_from)
+from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
+                   add_template_args, query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,9 @@ def cmd_transcribe(args) -> int:
     bundle = Bundle.read(args.model)
     decode = None
     if not args.ctc:
-        decode = replace(bundle.decode, loop_guard=not args.no_loop_guard,
-                         repetition_penalty=args.repetition_penalty, no_repeat_ngram=args.no_repeat_ngram)
+        decode = replace(bundle.decode, loop_guard=not args.no_loop_guard, speculate=args.speculate or
+                         bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
+                         no_repeat_ngram=args.no_repeat_ngram)
     t = Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
                          query=query_from(args, None), decode=decode, max_seconds=args.max_seconds,
                          sources=sources_from(args))
@@ -66,7 +67,8 @@ def add_parser(sub) -> None:
     tr.add_argument("--ctc", action="store_true", help="SenseVoice CTC head only (needs only the sensevoice component)")
     add_backend_arg(tr)
     tr.add_argument("--json", action="store_true",
-                    help="one JSON object per file: text, segments, translation, tags, timings per stage, tokens/s")
+                    help="one JSON object per file: text, segments, translation, tags, timings per stage, tokens/s, "
+                    "LLM forward passes in decode and accepted draft tokens")
     tr.add_argument("--stream", action="store_true", help="print text as it is decoded")
     tr.add_argument("--translate", action="store_true",
                     help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
@@ -77,6 +79,7 @@ def add_parser(sub) -> None:
     g.add_argument("--no-loop-guard", action="store_true", help="do not cut n-gram repetition loops")
     g.add_argument("--repetition-penalty", type=float, help="Hugging Face repetition penalty over generated ids")
     g.add_argument("--no-repeat-ngram", type=int, help="forbid repeating any n-gram of this size")
+    add_speculate_arg(g)
     add_query_args(tr)
     add_source_args(tr)
     tr.set_defaults(func=cmd_transcribe)

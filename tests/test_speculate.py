@@ -1,0 +1,138 @@
+"""Speculative decoding with the CTC transcript as the draft: lossless (the ids of
+plain greedy decoding, which the reference computes), fewer LLM passes when the draft
+is right, re-aligned after the LLM inserts punctuation or changes token boundaries;
+and streaming that holds back only a tail that is actually repeating."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, decode_loop, repeating_tail
+from funasr_qwen4b.prompt import load_tokenizer
+from funasr_qwen4b.wiring import Draft
+
+DEMO = Path(__file__).resolve().parent.parent / "models" / "demo"
+PLAIN = DecodeConfig(loop_guard=False, min_tokens=60, max_tokens=60, speculate="off")
+SPEC = DecodeConfig(loop_guard=False, min_tokens=60, max_tokens=60, speculate="ctc")
+
+
+class CharTokenizer:
+    """One id per character: decode is exact, so hand cases read as text."""
+
+    def __init__(self, alphabet: str):
+        self.alphabet = alphabet
+
+    def encode(self, text, add_special_tokens=False):
+        return [self.alphabet.index(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.alphabet[i] for i in ids)
+
+
+def test_draft_realigns_on_text_not_tokens(qwen_dir):
+    tok = load_tokenizer(qwen_dir)
+    draft = Draft.build("开放时间早上九点至下午五点", tok)
+    ids = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    # The LLM inserted punctuation fused to the next word ("：早上"): the draft goes on after 早上.
+    out = ids("开放时间：早上")
+    assert draft.prefixes[draft.after(out, 1)] == "开放时间早上"
+    # Casing and token boundaries of an English draft differ ("m" "y" vs "My").
+    en = Draft.build("my phone number is two", tok)
+    assert en.prefixes[en.after(ids("My phone"), 0)] == "myphone"
+    # Nothing in common: the draft stays where it was.
+    assert draft.after(ids("Hello"), 3) == 3
+
+
+def test_streaming_holds_back_only_a_repeating_tail():
+    cfg = DecodeConfig()
+    assert repeating_tail([1, 2, 3, 4, 5], cfg) == 0
+    assert repeating_tail([9, 1, 2, 1, 2, 1], cfg) == 3  # period 2: what follows the first "1 2"
+    assert repeating_tail([5, 7, 7, 7], cfg) == 2
+    tok = CharTokenizer("abcdefgh")
+    consumed, deltas, first = [], [], []
+
+    def source():
+        for i in range(7):
+            consumed.append(i)
+            yield i
+
+    def on_text(delta):
+        first.append(first[0] if first else len(consumed))
+        deltas.append(delta)
+
+    d = decode_loop(source(), cap=50, stop=[7], cfg=cfg, tokenizer=tok, on_text=on_text)
+    # the first text arrives with the first token, not (loop_repeats - 1) * loop_max_ngram = 30 later
+    assert first[0] == 1 and "".join(deltas) == tok.decode(d.ids) == "abcdefg"
+
+
+def test_streamed_text_equals_final_text_under_loop_cuts():
+    """Random token streams over a small alphabet loop often; whatever is cut was never streamed."""
+    cfg = DecodeConfig()
+    tok = CharTokenizer("abcdef")
+    rng = np.random.default_rng(0)
+    cuts = 0
+    for _ in range(300):
+        pattern = rng.integers(0, 5, size=int(rng.integers(1, 6))).tolist()
+        ids = rng.integers(0, 5, size=int(rng.integers(0, 12))).tolist() + pattern * 12
+        deltas = []
+        d = decode_loop(iter(ids), cap=400, stop=[5], cfg=cfg, tokenizer=tok, on_text=deltas.append)
+        cuts += d.stop == "loop"
+        assert "".join(deltas) == tok.decode(d.ids)
+    assert cuts > 250
+
+
+@pytest.mark.parametrize("seconds", [2.0, 4.0])
+def test_speculation_gives_plain_greedy_ids(full_bundle, clip, seconds):
+    """Random weights decode to the cap: long, strict sequences; the CTC draft is mostly wrong."""
+    from mlx_port.pipeline import Pipeline
+
+    pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
+    x = clip[: int(seconds * 16000)]
+    plain = pipe.run(x, decode=PLAIN).decoded
+    spec = pipe.run(x, decode=SPEC).decoded
+    assert len(plain.ids) == 60 and spec.ids == plain.ids
+    assert plain.stats.drafted == 0 and spec.stats.drafted > 0
+    assert spec.stats.forwards <= plain.stats.forwards
+
+
+def test_a_right_draft_takes_few_passes(full_bundle, clip):
+    """With a draft that is the LLM's own output, a pass accepts a whole window."""
+    import mlx.core as mx
+
+    from mlx_port.pipeline import Pipeline
+
+    pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
+    audio = mx.array(pipe.run(clip, decode=PLAIN).audio_embeds)
+    embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, audio)
+    plain = list(pipe.llm.tokens(embeds, PLAIN, 60))
+    draft = Draft.of_ids(plain, pipe.setup.tokenizer)
+    stats = DecodeStats()
+    spec = list(pipe.llm.tokens(embeds, DecodeConfig(draft_tokens=16), 60, draft=draft, stats=stats))
+    assert spec == plain
+    # after the prefill's token, windows of 8, 16, 16 (growing while the draft holds) and the
+    # 15 left before the cap: 8 + 16 + 16 + 15 accepted, each pass adding a token of its own
+    assert stats.forwards == 4 and stats.accepted == 55
+
+
+def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
+    """The demonstration model (MLX float32): the same ids with and without speculation on
+    every held-out utterance, in fewer passes (the README's tokens per step)."""
+    from convert.bundle import convert_bundle
+    from funasr_qwen4b.audio import load_audio
+    from funasr_qwen4b.manifest import load_manifest
+    from mlx_port.pipeline import Pipeline
+
+    bundle = convert_bundle(tmp_path_factory.mktemp("demo") / "b", sensevoice=DEMO / "sensevoice",
+                            adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
+    pipe = Pipeline.from_bundle(bundle)
+    plain_cfg = DecodeConfig(speculate="off")
+    tokens = forwards = 0
+    root = Path(__file__).resolve().parent.parent / "datasets"
+    for name in ("zh_heldout", "en_heldout"):
+        for e in load_manifest(root / name / "test.jsonl"):
+            x = load_audio(e.audio)
+            spec, plain = pipe.run(x).decoded, pipe.run(x, decode=plain_cfg).decoded
+            assert spec.ids == plain.ids, e.id
+            tokens, forwards = tokens + len(spec.ids) - 1, forwards + spec.stats.forwards
+    assert tokens / forwards > 2.0, (tokens, forwards)
