@@ -16,14 +16,38 @@ import torch
 from safetensors.torch import save_file
 
 from funasr_qwen4b.bundle import source_entry, write_component, write_component_config
+from funasr_qwen4b.config import AdaptorConfig
 from funasr_qwen4b.keys import infer_adaptor_config
-from reference.torch_load import load_pt, state_dict_of
+from reference.torch_load import check_finite, embedded_config, load_pt, state_dict_of
 
-from .sensevoice import DTYPES
+from .sensevoice import DTYPES, check_dtype_range
 
 log = logging.getLogger(__name__)
 
 Q_GROUP_SIZE = 64
+# How training scripts name the adaptor's hyperparameters in a checkpoint's embedded config.
+_CONFIG_NAMES = {
+    "encoder_dim": ("encoder_dim", "input_dim"), "d_model": ("d_model",), "llm_dim": ("llm_dim", "output_dim"),
+    "num_layers": ("num_layers", "n_layers", "num_encoder_layers"), "nhead": ("nhead", "num_heads", "n_heads"),
+    "dim_feedforward": ("dim_feedforward", "ffn_dim"), "norm_first": ("norm_first",),
+    "activation": ("activation",), "eps": ("eps", "layer_norm_eps"),
+}
+_FLAGS = {"nhead": "--heads", "norm_first": "--norm-first", "activation": "--activation", "eps": "--eps"}
+
+
+def check_embedded_config(cfg: AdaptorConfig, embedded: dict, pt: Path) -> None:
+    """Refuse a checkpoint whose own config disagrees with what its weights hold or what was given."""
+    problems = []
+    for name, aliases in _CONFIG_NAMES.items():
+        for alias in aliases:
+            said, have = embedded.get(alias), getattr(cfg, name)
+            if said is None or said == have or (isinstance(have, float) and isinstance(said, (int, float))
+                                                and not isinstance(said, bool) and float(said) == have):
+                continue
+            flag = f" (pass {_FLAGS[name]} to match)" if name in _FLAGS else " (the weights hold this)"
+            problems.append(f"{alias}={said!r} where the conversion has {have!r}{flag}")
+    if problems:
+        raise ValueError(f"{pt}: its embedded config disagrees: {'; '.join(problems)}")
 
 
 def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -48,14 +72,18 @@ def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32
         raise ValueError(f"adaptor quantization must be 4 or 8 bits, got {q_bits}")
     pt = Path(pt)
     log.info(f"reading {pt} (weights_only=True)")
-    sd = state_dict_of(load_pt(pt), pt)
+    obj = load_pt(pt)
+    sd = state_dict_of(obj, pt)
     cfg = infer_adaptor_config({k: tuple(v.shape) for k, v in sd.items()}, str(pt), nhead=nhead,
                                norm_first=norm_first, activation=activation, eps=eps)
+    check_embedded_config(cfg, embedded_config(obj), pt)
+    check_finite(sd, pt)
     n_params = sum(v.numel() for v in sd.values())
     log.info(f"adaptor: {cfg.encoder_dim}→{cfg.d_model} × {cfg.num_layers} layers ({cfg.nhead} heads, "
         f"FFN {cfg.dim_feedforward}, {'pre' if cfg.norm_first else 'post'}-norm, {cfg.activation}) "
         f"→{cfg.llm_dim}; {n_params / 1e6:.2f} M parameters")
     weights = mlx_layout(sd, DTYPES[dtype])
+    check_dtype_range(weights, dtype, pt)
     quantization = None
     if q_bits:
         small = sorted({v.shape[1] for v in weights.values() if v.ndim == 2 and v.shape[1] % Q_GROUP_SIZE})

@@ -3,16 +3,14 @@ or not at all."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from funasr_qwen4b.bundle import BUNDLE_JSON
+from funasr_qwen4b.bundle import BUNDLE_JSON, check_fit, staging, swap_in
 from funasr_qwen4b.config import QueryConfig
 
 from .adaptor import convert_adaptor
-from .llm import convert_llm
+from .card import write_card
+from .llm import check_hf_dir, convert_llm
 from .sensevoice import convert_sensevoice
 
 
@@ -28,17 +26,16 @@ def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Pa
         if not (out / BUNDLE_JSON).is_file():
             raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staging(out.parent, out.name) as work:
         stage = work / "bundle"
         convert_sensevoice(sensevoice, stage, dtype=dtype or "float32", query=query)
         if adaptor is not None:
             convert_adaptor(adaptor, stage, dtype=dtype or "float32", **(adaptor_options or {}))
         if llm is not None:
+            check_hf_dir(Path(llm))
+            if adaptor is not None:  # before the long LLM conversion: its width must fit the adaptor's
+                check_fit({"adaptor": stage / "adaptor", "llm": Path(llm)}, f"--adaptor {adaptor} with --llm {llm}")
             convert_llm(llm, stage, dtype=dtype or "bfloat16", **(llm_options or {}))
-        if out.exists():
-            os.rename(out, work / "old")
-        os.rename(stage, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        write_card(stage, out.name)
+        swap_in(stage, out, work / "old")
     return out

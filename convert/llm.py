@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from funasr_qwen4b.bundle import source_entry, write_component
+from funasr_qwen4b.bundle import llm_hidden_size, read_json, safetensors_header, source_entry, write_component
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import DEFAULT_TEMPLATE, PRESETS
 
@@ -21,19 +20,58 @@ LLM_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def check_hf_dir(path: Path) -> dict:
+    """The Hugging Face Qwen3 directory's config, after checking what conversion needs: the
+    config's types, every safetensors file whole, the tokenizer there and within the vocabulary."""
     if not path.is_dir():
         raise FileNotFoundError(f"LLM directory not found: {path} (a Hugging Face Qwen3 directory)")
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"config.json missing in {path}; expected a Hugging Face Qwen3 directory")
-    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    config = read_json(cfg_path, "expected a Hugging Face Qwen3 config.json")
     if config.get("model_type") != "qwen3":
         raise ValueError(f"{cfg_path}: model_type is {config.get('model_type')!r}; only qwen3 is supported")
-    if not list(path.glob("*.safetensors")):
+    llm_hidden_size(config, cfg_path)
+    for key in ("num_hidden_layers", "vocab_size"):
+        v = config.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{cfg_path}: {key} must be a positive integer, got {v!r}")
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
         raise FileNotFoundError(f"no *.safetensors in {path}; save the model with save_pretrained (safetensors)")
-    if not (path / "tokenizer.json").is_file() and not (path / "vocab.json").is_file():
+    for shard in shards:
+        safetensors_header(shard)
+    if (path / "tokenizer.json").is_file():
+        check_vocabulary(path / "tokenizer.json", config["vocab_size"])
+    elif not (path / "vocab.json").is_file():
         raise FileNotFoundError(f"no tokenizer files in {path}; the LLM directory must carry its tokenizer")
     return config
+
+
+def check_vocabulary(tokenizer_json: Path, vocab_size: int) -> None:
+    """Every token id of the tokenizer must have a row in the embedding table."""
+    tok = read_json(tokenizer_json, "re-download the tokenizer")
+    vocab = (tok.get("model") or {}).get("vocab") if isinstance(tok.get("model"), dict) else None
+    ids = list(vocab.values()) if isinstance(vocab, dict) else []
+    ids += [t.get("id") for t in tok.get("added_tokens") or [] if isinstance(t, dict)]
+    ids = [i for i in ids if isinstance(i, int)]
+    if not ids:
+        raise ValueError(f"{tokenizer_json} has no vocabulary; re-download the tokenizer")
+    if max(ids) >= vocab_size:
+        raise ValueError(f"{tokenizer_json} has token ids up to {max(ids)} but the model's embedding table has "
+                         f"{vocab_size} rows (config.json vocab_size): the tokenizer belongs to another model")
+
+
+def check_finite_mlx(stage: Path, dtype: str) -> None:
+    """Refuse converted LLM weights holding NaN or infinity (in the source, or beyond `dtype`'s range)."""
+    import mlx.core as mx
+
+    for f in sorted(stage.glob("*.safetensors")):
+        bad = [k for k, a in mx.load(str(f)).items()
+               if mx.issubdtype(a.dtype, mx.floating) and not bool(mx.all(mx.isfinite(a)))]
+        if bad:
+            raise ValueError(f"the converted LLM holds NaN or infinite weights in [{', '.join(sorted(bad)[:5])}] "
+                             f"(NaN in the source, or values beyond {dtype}'s range); use finite weights, or "
+                             f"another --dtype")
 
 
 def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = None, dtype: str = "bfloat16",
@@ -68,4 +106,5 @@ def convert_llm(hf_dir: str | Path, bundle: str | Path, *, q_bits: int | None = 
         for p in out.iterdir():
             shutil.move(str(p), stage / p.name)
         out.rmdir()
+        check_finite_mlx(stage, f"{q_bits}-bit" if q_bits else dtype)
     return Path(bundle)

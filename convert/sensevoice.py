@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def check_dtype_range(weights: dict[str, torch.Tensor], dtype: str, path: str | Path) -> None:
+    """Refuse weights that overflow to infinity in `dtype` (float16 stops at 65504)."""
+    bad = sorted(k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ValueError(f"{path}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} overflow {dtype} "
+                         f"(values beyond its range); convert with --dtype bfloat16 or float32")
+
+
 def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in sd.items():
@@ -45,6 +53,11 @@ def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = 
     log.info(f"SenseVoiceSmall: {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}, "
         f"heads={e.attention_heads}, ffn={e.linear_units}, kernel={e.kernel_size}, vocab={cfg.vocab_size}")
     weights = mlx_layout(sd, DTYPES[dtype])
+    check_dtype_range(weights, dtype, src.model_pt)
+    if src.bpemodel is None:
+        log.warning(f"no sentencepiece .bpe.model in {src.root}: SenseVoice's CTC transcript (--ctc, the "
+                    f"sensevoice-small server model, CER of a CTC-only bundle) will be token ids, not text; put "
+                    f"chn_jpn_yue_eng_ko_spectok.bpe.model beside model.pt and reconvert")
     if src.cmvn_file is None:
         log.warning("no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
     else:

@@ -6,12 +6,17 @@ resampling live here once. Torch- and MLX-free: numpy, soundfile, soxr only.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # SenseVoice's WavFrontend expects 16 kHz input
 _MAX_CHANNELS = 8  # more "channels" than this almost surely means a transposed array
@@ -39,7 +44,36 @@ def _int_to_float(x: np.ndarray) -> np.ndarray:
     )
 
 
+def wav_shortfall(head: bytes, size: int) -> tuple[int, int] | None:
+    """(bytes of samples a WAV header promises, bytes the file holds after it) when the
+    header promises more than the file holds (a truncated file), else None.
+    `head`: the file's first bytes (64 KiB is plenty); `size`: its length in bytes."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if chunk == b"data":
+            held = size - (pos + 8)
+            # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back
+            return (length, held) if 0 < length < 0xFFFFFFFF and length > held else None
+        pos += 8 + length + (length & 1)  # chunks are padded to an even length
+    return None
+
+
+def warn_if_truncated(head: bytes, size: int, name: str) -> None:
+    """A WAV whose header promises more samples than it holds is read as far as it goes,
+    with this warning: a cut recording still holds valid audio, but the user must know."""
+    short = wav_shortfall(head, size)
+    if short is not None:
+        promised, held = short
+        log.warning("audio %s is truncated: its header promises %d bytes of samples but the file holds %d "
+                    "(%.0f%%); transcribing what is there", name, promised, held, 100 * held / promised)
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory, not an audio file; give the audio files inside it")
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}")
     try:
@@ -48,7 +82,15 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(
             f"cannot read audio {path}: {_one_line(exc)}; WAV or FLAC expected"
         ) from None
+    st = path.stat()
+    _check_file_once(path, st.st_size, st.st_mtime_ns)
     return data, int(rate)
+
+
+@functools.lru_cache(maxsize=256)  # one warning a file: callers may read it twice
+def _check_file_once(path: Path, size: int, mtime_ns: int) -> None:
+    with open(path, "rb") as f:
+        warn_if_truncated(f.read(1 << 16), size, str(path))
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:

@@ -1,28 +1,44 @@
 """The converted bundle: `Bundle`, bundle.json read and validated once; the
-checks that tie it to its original files; and its atomic writes."""
+checks that tie it to its original files and to the files conversion wrote;
+and its atomic writes (with the user's umask, no staging left behind)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from pathlib import Path
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from .config import AdaptorConfig, QueryConfig, SenseVoiceConfig
 from .decoding import DecodeConfig
-from .prompt import DEFAULT_TEMPLATE, template_text
+from .prompt import DEFAULT_TEMPLATE, PRESETS, template_text
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+# 2: each component records the files conversion wrote (bytes, sha256, sum64).
+FORMAT_VERSION = 2
 BUNDLE_JSON = "bundle.json"
 COMPONENTS = ("sensevoice", "adaptor", "llm")
+_META_KEYS = {"format_version", "components", "prompt", "generation"}
+_ENTRY_KEYS = {"dtype", "q_bits", "sources", "files", "query", "keep_query_frames", "embeddings_8bit", "source_dir"}
+# Which component feeds which: a component's widths are checked against its input's.
+_UPSTREAM = {"adaptor": "sensevoice", "llm": "adaptor"}
+_RECONVERT = {"sensevoice": "funasr-qwen4b convert sensevoice SRC_DIR", "adaptor": "funasr-qwen4b convert adaptor FILE.pt",
+              "llm": "funasr-qwen4b convert llm HF_DIR"}
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -30,19 +46,144 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def sum64(path: str | Path) -> str:
+    """Every byte of the file, as the sum of its little-endian 64-bit words (mod 2**64; the
+    tail zero-padded), in hex. Read at memory speed (~1 s for a 10 GB bundle in the page
+    cache), it changes with any damage but changes that cancel exactly: the check at load.
+    sha256 (`verify`) is the check that nothing can fool."""
+    size = os.stat(path).st_size
+    total = 0
+    if size >= 8:
+        total = int(np.memmap(path, dtype="<u8", mode="r", shape=(size // 8,)).sum(dtype=np.uint64))  # wraps
+    with open(path, "rb") as f:
+        f.seek(size - size % 8)
+        total += int.from_bytes(f.read(), "little")
+    return f"{total % 2**64:016x}"
+
+
 def source_entry(path: str | Path) -> dict:
     path = Path(path).resolve()
     return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
+def file_records(root: Path) -> dict[str, dict]:
+    """Every file under `root` (hidden ones aside): what conversion wrote, as bundle.json records it."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out[rel.as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p), "sum64": sum64(p)}
+    return out
+
+
+# --- writing: atomic, with the user's umask, nothing left behind -------------------
+
+def _umask() -> int:
+    # Read, not set-and-restore, where the OS lets us: os.umask would race other threads.
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(root: Path) -> None:
+    """Give `root` and everything under it the modes a plain `open`/`mkdir` would
+    (some writers, mkstemp among them, create files 0600 whatever the umask)."""
+    mask = _umask()
+    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+    for p in paths:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def _temp_name(name: str, kind: str) -> str:
+    return f".{name}.{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def clean_stale(parent: Path, name: str) -> None:
+    """Remove what a killed run (SIGKILL, power loss) left beside `name`: hidden staging
+    directories and temporary files of a process of this host that no longer runs."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(staging|tmp)-{_HOST}-(\d+)-[0-9a-f]{{8}}")
+    with contextlib.suppress(OSError):
+        for p in parent.iterdir():
+            m = pattern.match(p.name)
+            if m is None or _alive(int(m.group(2))):
+                continue
+            log.info("removing %s, left by an interrupted run (process %s)", p, m.group(2))
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def swap_in(new: Path, dest: Path, trash: Path) -> None:
+    """Rename `new` to `dest`; a `dest` already there is moved to `trash` first, and put back
+    if the rename fails, so what is being replaced stays where it was."""
+    try:
+        if dest.exists():
+            os.rename(dest, trash)
+        os.rename(new, dest)
+    except BaseException:
+        if trash.exists() and not dest.exists():
+            os.rename(trash, dest)
+        raise
+
+
+@contextlib.contextmanager
+def staging(parent: str | Path, name: str) -> Iterator[Path]:
+    """A new hidden directory in `parent` to build `name` in, removed on the way out
+    whatever happens (SIGTERM included, where the command line turns it into an exception);
+    ones left by killed runs are removed first."""
+    parent = Path(parent)
+    clean_stale(parent, name)
+    while True:
+        path = parent / _temp_name(name, "staging")
+        try:
+            path.mkdir()  # mode 0777 less the umask, unlike mkdtemp's 0700
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def write_atomic(path: str | Path, write_fn, suffix: str | None = None) -> None:
     """`write_fn(tmp_path)` writes beside `path`, then the file is renamed into
-    place: a reader never sees a half-written file, and a failure leaves none."""
+    place: a reader never sees a half-written file, and a failure leaves none.
+    The file gets the user's umask. (Only SIGKILL can leave the temporary file; the next
+    conversion into the same place removes it, see `staging`.)"""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    while True:
+        tmp = path.parent / (_temp_name(path.name, "tmp") + (suffix or path.suffix or ".tmp"))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        write_fn(tmp)
+        write_fn(str(tmp))
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -59,8 +200,8 @@ def write_json_atomic(path: str | Path, obj) -> None:
 def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool = False,
                     meta: dict | None = None) -> Iterator[Path]:
     """Yield a temporary directory to fill; on success it becomes BUNDLE/name and
-    bundle.json lists it with `entry` (and takes the top-level keys in `meta`).
-    On any error nothing is left behind.
+    bundle.json lists it with `entry` (plus the files written, with their sizes and
+    checksums) and takes the top-level keys in `meta`. On any error nothing is left behind.
 
     A new bundle is built beside its final path and renamed into place, so a
     half-written bundle never exists under the user's name.
@@ -68,37 +209,32 @@ def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool =
     assert name in COMPONENTS, name
     bundle = Path(bundle)
     if bundle.exists() and not bundle.is_dir():
-        raise ValueError(f"output {bundle} exists and is not a directory")
+        raise ValueError(f"output {bundle} exists and is not a directory; choose another -o")
     new_bundle = not bundle.exists()
+    existing = None
     if not new_bundle:
         existing = Bundle.read(bundle) if (bundle / BUNDLE_JSON).exists() else None
-        if existing is None and any(bundle.iterdir()):
+        if existing is None and any(p for p in bundle.iterdir() if not p.name.startswith(".")):
             raise ValueError(f"output {bundle} is a non-empty directory that is not a bundle; choose another -o")
         if (bundle / name).exists() and not force:
             raise ValueError(f"{bundle / name} already exists; pass --force to replace it")
     bundle.parent.mkdir(parents=True, exist_ok=True)
-    stage_root = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.", dir=bundle.parent if new_bundle else bundle))
-    stage = stage_root / name
-    stage.mkdir()
-    try:
+    with staging(bundle.parent if new_bundle else bundle, bundle.name) as stage_root:
+        stage = stage_root / name
+        stage.mkdir()
         yield stage
+        if existing is not None:  # what is already in the bundle must fit what comes
+            check_fit({**{n: existing.root / n for n in existing.components if n != name}, name: stage},
+                      f"{name} for {bundle}")
+        apply_umask(stage)
+        entry = {**entry, "files": file_records(stage)}
         if new_bundle:
             _write_meta(stage_root, None, name, entry, meta)
+            apply_umask(stage_root)
             os.rename(stage_root, bundle)
             return
-        old = bundle / name
-        trash = stage_root / f"{name}.old"
-        if old.exists():
-            os.rename(old, trash)
-        try:
-            os.rename(stage, old)
-        except BaseException:
-            if trash.exists():
-                os.rename(trash, old)
-            raise
-        _write_meta(bundle, Bundle.read(bundle).meta if (bundle / BUNDLE_JSON).exists() else None, name, entry, meta)
-    finally:
-        shutil.rmtree(stage_root, ignore_errors=True)
+        swap_in(stage, bundle / name, stage_root / f"{name}.old")
+        _write_meta(bundle, existing.meta if existing is not None else None, name, entry, meta)
 
 
 def _write_meta(root: Path, meta: dict | None, name: str, entry: dict, extra: dict | None) -> None:
@@ -106,6 +242,47 @@ def _write_meta(root: Path, meta: dict | None, name: str, entry: dict, extra: di
     meta["components"][name] = entry
     meta.update(extra or {})
     write_json_atomic(root / BUNDLE_JSON, meta)
+
+
+# --- components that fit together ------------------------------------------------
+
+def _config_of(path: Path, name: str):
+    """A component directory's config: SenseVoiceConfig, AdaptorConfig, or the LLM's config.json dict."""
+    data = read_json(path / "config.json", f"reconvert the {name} component")
+    if name == "llm":
+        return data
+    if not isinstance(data.get("config"), dict):
+        raise ValueError(f"{path / 'config.json'} has no `config` object; reconvert the {name} component")
+    cls = SenseVoiceConfig if name == "sensevoice" else AdaptorConfig
+    return cls.from_dict(data["config"], f"{path / 'config.json'} config")
+
+
+def llm_hidden_size(config: dict, where: str | Path) -> int:
+    hidden = config.get("hidden_size")
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+        raise ValueError(f"{where}: hidden_size must be a positive integer, got {hidden!r}")
+    return hidden
+
+
+def check_fit(dirs: dict[str, Path], what: str) -> None:
+    """Raise unless the adaptor's widths fit SenseVoice's encoder output and the LLM's hidden size.
+    `dirs`: component name → its directory (converted layout; the LLM's config.json as Hugging Face writes it)."""
+    configs = {n: _config_of(p, n) for n, p in dirs.items()}
+    ad = configs.get("adaptor")
+    if ad is None:
+        return
+    problems = []
+    sv = configs.get("sensevoice")
+    if sv is not None and ad.encoder_dim != sv.encoder.output_size:
+        problems.append(f"the adaptor takes {ad.encoder_dim}-wide frames but SenseVoice's encoder gives "
+                        f"{sv.encoder.output_size}")
+    if "llm" in configs:
+        hidden = llm_hidden_size(configs["llm"], dirs["llm"] / "config.json")
+        if ad.llm_dim != hidden:
+            problems.append(f"the adaptor gives {ad.llm_dim}-wide rows but the LLM's hidden size is {hidden}")
+    if problems:
+        raise ValueError(f"{what}: the components do not fit together: {'; '.join(problems)}; "
+                         f"convert an adaptor trained for this encoder and LLM")
 
 
 # Each component's config.json records the weight layout it was written in;
@@ -120,18 +297,84 @@ def write_component_config(stage: Path, name: str, config: dict, **extra) -> Non
     write_json_atomic(stage / "config.json", {"layout": LAYOUTS[name], "config": config, **extra})
 
 
-
-
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
+    """The JSON object in `path`; `what` says what to do when it is missing or broken."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; {what}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); reconvert") from None
+        raise ValueError(f"{path} is not valid JSON ({e}); {what}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}; reconvert")
+        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}; {what}")
     return data
+
+
+SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2,
+                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def safetensors_header(path: str | Path) -> dict[str, dict]:
+    """The tensor table of a safetensors file, checked against the file's size: a
+    truncated or damaged file is refused here, with its name, before any loader reads it."""
+    path = Path(path)
+    size = path.stat().st_size
+    bad = f"{path} is not a complete safetensors file"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= size - 8:
+            raise ValueError(f"{bad} (its header length field is broken: truncated or overwritten); re-download it")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{bad} (its header is not JSON: overwritten or truncated); re-download it") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{bad} (its header is not a table of tensors); re-download it")
+    header.pop("__metadata__", None)
+    end = 0
+    for name, t in header.items():
+        try:
+            begin, stop = t["data_offsets"]
+            count = 1
+            for d in t["shape"]:
+                count *= d
+            ok = 0 <= begin <= stop and stop - begin == count * SAFETENSORS_DTYPES[t["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{bad} (tensor {name!r} is described wrongly); re-download it")
+        end = max(end, stop)
+    if 8 + n + end != size:
+        raise ValueError(f"{bad}: its tensors need {8 + n + end:,} bytes, the file has {size:,} (truncated or "
+                         f"appended to); re-download it")
+    return header
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_files(files, where: str) -> dict[str, dict]:
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"{where}.files must list the files conversion wrote; reconvert")
+    for rel, rec in files.items():
+        ok = isinstance(rec, dict) and _is_int(rec.get("bytes")) and rec["bytes"] >= 0 \
+            and isinstance(rec.get("sha256"), str) and len(rec["sha256"]) == 64 \
+            and isinstance(rec.get("sum64"), str) and len(rec["sum64"]) == 16
+        if not ok or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValueError(f"{where}.files[{rel!r}] is malformed; reconvert")
+    return files
+
+
+def _check_sources(sources, where: str) -> dict[str, dict]:
+    if not isinstance(sources, dict) or not sources:
+        raise ValueError(f"{where}.sources must name the original files; reconvert")
+    for name, rec in sources.items():
+        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and isinstance(rec.get("sha256"), str)
+                and _is_int(rec.get("bytes"))):
+            raise ValueError(f"{where}.sources[{name!r}] needs path, sha256 and bytes; reconvert")
+    return sources
 
 
 @dataclass(frozen=True)
@@ -149,10 +392,19 @@ class Component:
         """What it computes in: its dtype, or "8bit"/"4bit" where quantized."""
         return f"{self.q_bits}bit" if self.q_bits else self.dtype
 
+    @property
+    def files(self) -> dict[str, dict]:
+        """What conversion wrote into BUNDLE/name: relative path -> {bytes, sha256, sum64}."""
+        return self.entry["files"]
+
 
 @dataclass(frozen=True)
 class Bundle:
-    """A converted bundle, read and validated once and handed down."""
+    """A converted bundle, read and validated once and handed down.
+
+    Each component's files are checked the first time the component is used (`dir`):
+    present, of the size conversion wrote, every byte by its sum64, and fitting the
+    components beside it. `verify` compares every byte by sha256."""
 
     root: Path
     meta: dict = field(repr=False)
@@ -169,10 +421,20 @@ class Bundle:
         path = root / BUNDLE_JSON
         if not root.is_dir() or not path.is_file():
             raise FileNotFoundError(f"{root} is not a bundle (no {BUNDLE_JSON}); create one with `funasr-qwen4b convert`")
-        meta = _read_json(path, "reconvert")
+        meta = read_json(path, "reconvert the bundle")
         version = meta.get("format_version")
-        if version != FORMAT_VERSION or isinstance(version, bool):
-            raise ValueError(f"{path}: format_version is {version!r}; this version reads {FORMAT_VERSION}: reconvert")
+        if not _is_int(version):
+            raise ValueError(f"{path}: format_version must be the number {FORMAT_VERSION}, not {version!r} "
+                             f"({type(version).__name__}); write {FORMAT_VERSION} without quotes, or reconvert")
+        if version < FORMAT_VERSION:
+            raise ValueError(f"{path}: format_version {version} was written by an older funasr-qwen4b (before "
+                             f"checksums of the converted files were recorded); reconvert into a new directory")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path}: format_version {version} is newer than this funasr-qwen4b reads "
+                             f"({FORMAT_VERSION}); upgrade: pip install -U funasr-qwen4b-mlx")
+        unknown = sorted(set(meta) - _META_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(_META_KEYS)}")
         raw = meta.get("components")
         if not isinstance(raw, dict) or not raw:
             raise ValueError(f"{path}: no components; reconvert")
@@ -180,24 +442,43 @@ class Bundle:
         for name, entry in raw.items():
             if name not in COMPONENTS or not isinstance(entry, dict):
                 raise ValueError(f"{path}: unknown or malformed component {name!r}; known: {list(COMPONENTS)}")
-            dtype, q_bits, sources = entry.get("dtype"), entry.get("q_bits"), entry.get("sources")
-            if dtype not in ("float32", "float16", "bfloat16") or q_bits not in (None, 4, 8) \
-                    or not isinstance(sources, dict):
-                raise ValueError(f"{path}: component {name!r} has a bad dtype, q_bits or sources; reconvert")
-            components[name] = Component(name, dtype, q_bits, sources, entry)
-        if not (root / "sensevoice").is_dir() and "sensevoice" in components:
-            raise FileNotFoundError(f"{root / 'sensevoice'} is missing although {path} lists it; reconvert")
+            where = f"{path} components.{name}"
+            extra = sorted(set(entry) - _ENTRY_KEYS)
+            if extra:
+                raise ValueError(f"{where}: unknown keys {extra}; known: {sorted(_ENTRY_KEYS)}")
+            dtype, q_bits = entry.get("dtype"), entry.get("q_bits")
+            if dtype not in ("float32", "float16", "bfloat16") or (q_bits is not None and q_bits not in (4, 8)) \
+                    or isinstance(q_bits, bool):
+                raise ValueError(f"{where}: dtype {dtype!r} / q_bits {q_bits!r}: dtype must be float32, float16 "
+                                 f"or bfloat16 and q_bits null, 4 or 8; reconvert")
+            _check_files(entry.get("files"), where)
+            if not (root / name).is_dir():
+                raise FileNotFoundError(f"{root / name} is missing although {path} lists it; restore it, or "
+                                        f"reconvert it: `{_RECONVERT[name]} -o {root} --force`")
+            components[name] = Component(name, dtype, q_bits, _check_sources(entry.get("sources"), where), entry)
         sv = raw.get("sensevoice", {})
         prompt = meta.get("prompt", {})
-        if not isinstance(prompt, dict) or not isinstance(prompt.get("presets", {}), dict):
-            raise ValueError(f"{path}: `prompt` must be an object with `default` and `presets`")
+        if not isinstance(prompt, dict) or not isinstance(prompt.get("presets", {}), dict) \
+                or not set(prompt) <= {"default", "presets"}:
+            raise ValueError(f"{path}: `prompt` must be an object with `default` (a preset name) and `presets` "
+                             f"(name -> template text)")
+        presets = dict(prompt.get("presets", {}))
+        default = prompt.get("default", DEFAULT_TEMPLATE)
+        for name in presets:  # every preset usable, not only the one used today
+            try:
+                template_text(name, None, presets)
+            except ValueError as e:
+                raise ValueError(f"{path} prompt.presets: {e}") from None
+        if not isinstance(default, str) or default not in {**PRESETS, **presets}:
+            raise ValueError(f"{path}: prompt.default {default!r} names no preset; use one of "
+                             f"{sorted({**PRESETS, **presets})}")
         keep = raw.get("adaptor", {}).get("keep_query_frames", True)
         if not isinstance(keep, bool):
-            raise ValueError(f"{path}: adaptor.keep_query_frames must be true or false")
+            raise ValueError(f"{path}: components.adaptor.keep_query_frames must be true or false, got {keep!r}")
         return cls(root, meta, components,
                    QueryConfig.from_dict(sv.get("query", {}), f"{path} components.sensevoice.query"),
                    DecodeConfig.from_dict(meta.get("generation", {}), f"{path} generation"),
-                   dict(prompt.get("presets", {})), prompt.get("default", DEFAULT_TEMPLATE), keep)
+                   presets, default, keep)
 
     def has(self, *names: str) -> bool:
         return all(n in self.components for n in names)
@@ -209,8 +490,59 @@ class Bundle:
                              f"`funasr-qwen4b convert {missing[0]} ... -o {self.root}`")
 
     def dir(self, name: str) -> Path:
+        """BUNDLE/name, checked once: its files as conversion wrote them (size and sum64),
+        no stray weights, and widths that fit the components beside it."""
         self.require(name)
+        checked = self.__dict__.setdefault("_checked", set())  # frozen: fill the cache directly
+        if name not in checked:
+            problems = self.check_files(name)
+            if problems:
+                raise ValueError(f"{self.root / name} is damaged: {problems[0]}"
+                                 f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; restore it or "
+                                 f"reconvert: `{_RECONVERT[name]} -o {self.root} --force`")
+            up = _UPSTREAM.get(name)
+            if up in self.components:  # its input comes from `up`: their widths must agree
+                check_fit({up: self.dir(up), name: self.root / name}, f"bundle {self.root}")
+            checked.add(name)
         return self.root / name
+
+    def check_files(self, name: str) -> list[str]:
+        """What is wrong with BUNDLE/name's files, cheaply: missing, another size, other
+        bytes (by `sum64`), weights conversion did not write."""
+        return [p for rel in self.components[name].files if (p := self._file_problem(name, rel, full=False))] \
+            + self._stray(name)
+
+    def verify(self, workers: int = 0) -> dict[str, list[str]]:
+        """Every component's problems, reading every byte (sha256); files hashed in parallel."""
+        jobs = [(n, rel) for n in self.components for rel in self.components[n].files]
+        out = {n: [] for n in self.components}
+        with ThreadPoolExecutor(workers or min(len(jobs), os.cpu_count() or 1)) as pool:  # hashlib frees the GIL
+            for (name, _), problem in zip(jobs, pool.map(lambda j: self._file_problem(*j, full=True), jobs)):
+                if problem:
+                    out[name].append(problem)
+        return {n: found + self._stray(n) for n, found in out.items()}
+
+    def _file_problem(self, name: str, rel: str, full: bool) -> str | None:
+        p, rec = self.root / name / rel, self.components[name].files[rel]
+        if not p.is_file():
+            return f"{name}/{rel} is missing"
+        size = p.stat().st_size
+        if size != rec["bytes"]:
+            return f"{name}/{rel} is {size:,} bytes, conversion wrote {rec['bytes']:,} (truncated or replaced)"
+        if (sha256_file(p) != rec["sha256"]) if full else (sum64(p) != rec["sum64"]):
+            return f"{name}/{rel} is not the file conversion wrote ({'sha256' if full else 'checksum'} differs)"
+        return None
+
+    def _stray(self, name: str) -> list[str]:
+        root, files = self.root / name, self.components[name].files
+        return [f"{name}/{rel} was not written by conversion (a loader would read it); remove it"
+                for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*.safetensors"))
+                if rel not in files]
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of every file conversion wrote."""
+        return sum(r["bytes"] for c in self.components.values() for r in c.files.values())
 
     @property
     def precisions(self) -> dict[str, str]:
@@ -230,22 +562,24 @@ class Bundle:
         written in (loaders refuse any other, so no layout is ever guessed or flipped twice)."""
         cache = self.__dict__.setdefault("_component_configs", {})  # frozen: fill the cache directly
         if name not in cache:
-            data = _read_json(self.dir(name) / "config.json", f"convert the {name} component again")
+            path = self.dir(name) / "config.json"
+            data = read_json(path, f"reconvert the {name} component")
             if data.get("layout") != LAYOUTS[name]:
-                raise ValueError(f"{self.root / name / 'config.json'}: layout {data.get('layout')} is not "
-                                 f"{LAYOUTS[name]}; reconvert with this version")
+                raise ValueError(f"{path}: layout {data.get('layout')} is not {LAYOUTS[name]}; reconvert with this version")
             if not isinstance(data.get("config"), dict):
-                raise ValueError(f"{self.root / name / 'config.json'} has no `config` object; reconvert")
+                raise ValueError(f"{path} has no `config` object; reconvert")
             cache[name] = data
         return cache[name]
 
     @property
     def sensevoice_config(self) -> SenseVoiceConfig:
-        return SenseVoiceConfig.from_dict(self.component_config("sensevoice")["config"])
+        return SenseVoiceConfig.from_dict(self.component_config("sensevoice")["config"],
+                                          f"{self.root / 'sensevoice' / 'config.json'} config")
 
     @property
     def adaptor_config(self) -> AdaptorConfig:
-        return AdaptorConfig.from_dict(self.component_config("adaptor")["config"])
+        return AdaptorConfig.from_dict(self.component_config("adaptor")["config"],
+                                       f"{self.root / 'adaptor' / 'config.json'} config")
 
     @property
     def adaptor_quantization(self) -> dict | None:
@@ -275,7 +609,7 @@ class Bundle:
     def _verify(self, path: Path, recorded: dict, what: str, flag: str) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"the reference needs the original {what} file; {path} not found (pass {flag})")
-        if sha256_file(path) != recorded["sha256"]:
+        if path.stat().st_size != recorded["bytes"] or sha256_file(path) != recorded["sha256"]:
             raise ValueError(f"{path} is not the file {self.root} was converted from (sha256 differs); "
                              f"pass the right {flag} or reconvert")
         return path

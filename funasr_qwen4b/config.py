@@ -8,6 +8,7 @@ including their spellings (`sanm_shfit`, `upsacle_samples`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -41,7 +42,10 @@ def from_dict(cls, data: dict[str, Any], what: str | None = None):
         elif f.default is not dataclasses.MISSING and f.default is not None:
             value = _typed(value, type(f.default), f"{what}.{f.name}")
         kwargs[f.name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a range check: name where the value came from
+        raise ValueError(f"{what}: {e}") from None
 
 
 def _typed(value, kind: type, where: str):
@@ -52,6 +56,18 @@ def _typed(value, kind: type, where: str):
     if not ok:
         raise ValueError(f"{where} must be {kind.__name__}, got {value!r}")
     return value
+
+
+def _at_least(cfg, low: int, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+def _positive_finite(cfg, name: str) -> None:
+    v = getattr(cfg, name)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {v}")
 
 
 class Backend(str, Enum):
@@ -87,12 +103,17 @@ class FrontendConfig:
     cmvn: bool = True
 
     def __post_init__(self):
+        if self.fs != 16000:  # audio is always resampled to 16 kHz (audio.SAMPLE_RATE) before the frontend
+            raise ValueError(f"fs must be 16000 (SenseVoice's rate; audio is resampled to it), got {self.fs}")
         if self.window not in WINDOWS:
-            raise ValueError(f"frontend window {self.window!r} is not supported; use one of {WINDOWS}")
+            raise ValueError(f"window {self.window!r} is not supported; use one of {WINDOWS}")
         if not self.snip_edges:
-            raise ValueError("frontend snip_edges=False is not supported (SenseVoice uses True)")
-        if self.lfr_m < 1 or self.lfr_n < 1:
-            raise ValueError(f"lfr_m and lfr_n must be >= 1, got {self.lfr_m}, {self.lfr_n}")
+            raise ValueError("snip_edges=False is not supported (SenseVoice uses True)")
+        _at_least(self, 1, "n_mels", "frame_length", "frame_shift", "lfr_m", "lfr_n")
+        if self.frame_shift > self.frame_length:
+            raise ValueError(f"frame_shift {self.frame_shift} ms is longer than frame_length {self.frame_length} ms")
+        if not (math.isfinite(self.dither) and self.dither >= 0):
+            raise ValueError(f"dither must be a finite number >= 0, got {self.dither}")
 
     def check_samples(self, n: int) -> None:
         """WavFrontend shrinks the frame below 25 ms for shorter input (another
@@ -137,13 +158,14 @@ class EncoderConfig:
     eps: float = 1e-5  # nn.LayerNorm default; FunASR does not change it
 
     def __post_init__(self):
-        for name in ("input_size", "output_size", "attention_heads", "linear_units", "kernel_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"encoder {name} must be >= 1, got {getattr(self, name)}")
+        _at_least(self, 1, "input_size", "output_size", "attention_heads", "linear_units", "kernel_size", "num_blocks")
+        _at_least(self, 0, "tp_blocks")
         if self.output_size % self.attention_heads:
             raise ValueError(f"output_size {self.output_size} is not divisible by attention_heads {self.attention_heads}")
-        if self.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        if not 0 <= (self.kernel_size - 1) // 2 + self.sanm_shift <= self.kernel_size - 1:
+            raise ValueError(f"sanm_shift {self.sanm_shift} moves the FSMN window outside its kernel of "
+                             f"{self.kernel_size}")
+        _positive_finite(self, "eps")
         if not self.normalize_before:
             raise ValueError("normalize_before=False is not supported (SenseVoiceSmall is pre-norm)")
 
@@ -192,12 +214,21 @@ class SenseVoiceConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
+    def __post_init__(self):
+        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
+        if not 0 <= self.blank_id < self.vocab_size:
+            raise ValueError(f"blank_id {self.blank_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+        if self.encoder.input_size != self.frontend.feature_dim:
+            raise ValueError(f"encoder input_size {self.encoder.input_size} is not the frontend's n_mels × lfr_m "
+                             f"= {self.frontend.feature_dim}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SenseVoiceConfig":
-        return from_dict(cls, data, "sensevoice config")
+    def from_dict(cls, data: dict, what: str = "sensevoice config") -> "SenseVoiceConfig":
+        return from_dict(cls, data, what)
 
 
 ACTIVATIONS = ("gelu", "relu")
@@ -224,8 +255,10 @@ class AdaptorConfig:
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"adaptor activation {self.activation!r} is not supported; use one of {ACTIVATIONS}")
-        if self.nhead < 1 or self.d_model % self.nhead:
+        _at_least(self, 1, "encoder_dim", "d_model", "num_layers", "dim_feedforward", "llm_dim", "nhead")
+        if self.d_model % self.nhead:
             raise ValueError(f"adaptor d_model {self.d_model} is not divisible by nhead {self.nhead}; pass the heads it was trained with")
+        _positive_finite(self, "eps")
 
     @property
     def structure(self) -> dict:
@@ -236,8 +269,8 @@ class AdaptorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AdaptorConfig":
-        return from_dict(cls, data, "adaptor config")
+    def from_dict(cls, data: dict, what: str = "adaptor config") -> "AdaptorConfig":
+        return from_dict(cls, data, what)
 
 
 # --- upstream config.yaml -------------------------------------------------
@@ -269,28 +302,40 @@ def _rename(d: dict) -> dict:
     return {_UPSTREAM_RENAMES.get(k, k): v for k, v in d.items()}
 
 
-def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool) -> SenseVoiceConfig:
-    """Map FunASR's SenseVoiceSmall `config.yaml` (as a dict) onto our config.
+def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool,
+                                where: str = "config.yaml") -> SenseVoiceConfig:
+    """Map FunASR's SenseVoiceSmall `config.yaml` (as a dict; `where` names the file) onto our config.
 
     `vocab_size` comes from the caller (FunASR takes it from the tokenizer or
     we read it from the checkpoint's `ctc.ctc_lo` shape).
     """
     if cfg.get("model") != "SenseVoiceSmall":
-        raise ValueError(f"config.yaml model is {cfg.get('model')!r}; only SenseVoiceSmall is supported")
+        raise ValueError(f"{where}: model is {cfg.get('model')!r}; only SenseVoiceSmall is supported")
     if cfg.get("encoder") != "SenseVoiceEncoderSmall":
-        raise ValueError(f"config.yaml encoder is {cfg.get('encoder')!r}; only SenseVoiceEncoderSmall is supported")
+        raise ValueError(f"{where}: encoder is {cfg.get('encoder')!r}; only SenseVoiceEncoderSmall is supported")
     if cfg.get("frontend", "WavFrontend") not in ("WavFrontend", "wav_frontend"):
-        raise ValueError(f"config.yaml frontend is {cfg.get('frontend')!r}; only WavFrontend is supported")
-    enc = {**_ENCODER_UPSTREAM_DEFAULTS, **_rename(dict(cfg.get("encoder_conf") or {}))}
+        raise ValueError(f"{where}: frontend is {cfg.get('frontend')!r}; only WavFrontend is supported")
+    sections = {}
+    for name in ("encoder_conf", "frontend_conf", "model_conf"):
+        value = cfg.get(name) or {}
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: {name} must be a mapping, got {type(value).__name__}")
+        sections[name] = value
+    enc = {**_ENCODER_UPSTREAM_DEFAULTS, **_rename(sections["encoder_conf"])}
     if enc.get("concat_after"):
-        raise ValueError("encoder_conf.concat_after=true is not supported")
+        raise ValueError(f"{where}: encoder_conf.concat_after=true is not supported")
     enc = {k: v for k, v in enc.items() if k not in _ENCODER_IGNORED}
-    fe = {**_FRONTEND_UPSTREAM_DEFAULTS, **_rename(dict(cfg.get("frontend_conf") or {}))}
+    fe = {**_FRONTEND_UPSTREAM_DEFAULTS, **_rename(sections["frontend_conf"])}
     fe = {k: v for k, v in fe.items() if k not in _FRONTEND_IGNORED}
     # WavFrontend's dither default is 1.0; we keep parity/transcription
     # deterministic and let the caller ask for dither explicitly.
     fe.pop("dither", None)
-    frontend = from_dict(FrontendConfig, {**fe, "cmvn": has_cmvn}, "config.yaml frontend_conf")
-    encoder = from_dict(EncoderConfig, {**enc, "input_size": frontend.feature_dim}, "config.yaml encoder_conf")
-    blank_id = int((cfg.get("model_conf") or {}).get("blank_id", cfg.get("blank_id", 0)))
-    return SenseVoiceConfig(vocab_size=int(vocab_size), blank_id=blank_id, frontend=frontend, encoder=encoder)
+    frontend = from_dict(FrontendConfig, {**fe, "cmvn": has_cmvn}, f"{where} frontend_conf")
+    encoder = from_dict(EncoderConfig, {**enc, "input_size": frontend.feature_dim}, f"{where} encoder_conf")
+    blank_id = sections["model_conf"].get("blank_id", cfg.get("blank_id", 0))
+    if not isinstance(blank_id, int) or isinstance(blank_id, bool):
+        raise ValueError(f"{where}: blank_id must be an integer, got {blank_id!r}")
+    try:
+        return SenseVoiceConfig(vocab_size=int(vocab_size), blank_id=blank_id, frontend=frontend, encoder=encoder)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None

@@ -70,6 +70,9 @@ def infer_adaptor_config(found: dict[str, tuple], what: str, **structure) -> Ada
     missing = [k for k in needed if k not in found]
     if missing:
         raise ValueError(f"{what} is not an audio adaptor checkpoint: missing keys {_some(missing)}")
+    flat = [f"{k} {tuple(found[k])}" for k in needed if len(found[k]) != 2]
+    if flat:
+        raise ValueError(f"{what} is not an audio adaptor checkpoint: {', '.join(flat)} should be 2-D")
     layers = {int(m.group(1)) for k in found if (m := re.match(r"transformer\.layers\.(\d+)\.", k))}
     d, enc = found["input_proj.weight"]
     cfg = AdaptorConfig(encoder_dim=enc, d_model=d, num_layers=max(layers) + 1,

@@ -70,40 +70,39 @@ class LlmSetup:
 
 @dataclass
 class Draft:
-    """A draft in LLM tokens, and where it goes on after what the LLM has emitted.
+    """A draft in LLM tokens, and where it goes on after each token of the LLM's own.
 
-    The LLM writes what the CTC head heard, with punctuation and casing added and its
-    own token boundaries ("：早上" for "早上", "My" for "m" "y"), so the two are aligned
-    on their text as CER compares it (normalised, punctuation and spaces removed), not
-    token by token."""
+    The LLM writes what the CTC head heard, with punctuation and casing added and its own
+    token boundaries ("：早上" for "早上", "My" for "m" "y"), so tokens are compared on their
+    text as CER compares it (normalised: case, punctuation and spaces removed)."""
 
     ids: list[int]
-    prefixes: list[str]  # prefixes[j]: the normalised text of ids[:j]
     tokenizer: object = field(repr=False)
 
     @classmethod
     def build(cls, text: str, tokenizer) -> "Draft":
-        return cls.of_ids(encode(tokenizer, text), tokenizer)
+        return cls(encode(tokenizer, text), tokenizer)
 
-    @classmethod
-    def of_ids(cls, ids: list[int], tokenizer) -> "Draft":
-        return cls(ids, [cer_text(tokenizer.decode(ids[:j])) for j in range(len(ids) + 1)], tokenizer)
+    def _text(self, ids: list[int]) -> str:
+        return cer_text(self.tokenizer.decode(ids))
 
-    def after(self, out: list[int], at: int, tail: int = 8) -> int:
-        """The draft position that continues the text of `out`: the prefix whose text ends
-        with the longest tail of `out`'s text (up to `tail` characters), the nearest to `at`
-        (the expected position) among equals; `at` when no prefix shares even the last
-        character (the LLM wrote something the draft does not have)."""
-        text = cer_text(self.tokenizer.decode(out))
-        best, best_key = at, (0, 0)
-        for j, prefix in enumerate(self.prefixes):
-            m = 0
-            while m < min(tail, len(text), len(prefix)) and prefix[-1 - m] == text[-1 - m]:
-                m += 1
-            key = (m, -abs(j - at))
-            if m and key > best_key:
-                best, best_key = j, key
-        return best
+    def after(self, own: int, at: int, reach: int = 3) -> int:
+        """Where the draft goes on once the LLM's own token `own` stood against draft
+        position `at`: after it when the two agree; still at `at` when `own` has no text of
+        its own (inserted punctuation, a space); after the draft tokens whose text `own`
+        spells (up to `reach` of them: "My" for "m" "y"); else after `at` (the LLM replaced
+        that token)."""
+        if at >= len(self.ids):
+            return len(self.ids)
+        if self.ids[at] == own:
+            return at + 1
+        text = self._text([own])
+        if not text:
+            return at
+        for j in range(at + 1, min(len(self.ids), at + reach) + 1):
+            if self._text(self.ids[at:j]) == text:
+                return j
+        return at + 1
 
 
 @dataclass

@@ -50,6 +50,23 @@ def to_markdown(report: ParityReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tap_component(tap: str) -> str:
+    """The bundle component that computes a tap (frontend, encoder and CTC head: sensevoice)."""
+    head = tap.split(".", 1)[0]
+    return head if head in ("adaptor", "llm") else "sensevoice"
+
+
+def tap_tiers(meta: dict, taps: list[str]) -> list[tuple[str, str, float]]:
+    """Each tap's (component precision, tolerance tier, that tier's rel L2 tolerance); quantized
+    components are held to the bfloat16 tier, as the harness holds them."""
+    tiers, out = meta["tolerance"]["tiers"], []
+    for tap in taps:
+        precision = meta["component_dtypes"].get(tap_component(tap), meta["dtype"])
+        tier = precision if precision in tiers else "bfloat16"
+        out.append((precision, tier, tiers[tier]))
+    return out
+
+
 def plot(report: ParityReport, path: Path) -> None:
     import matplotlib
 
@@ -61,8 +78,18 @@ def plot(report: ParityReport, path: Path) -> None:
     x = np.arange(n)
     for mode, rs in report.results.items():
         ax.semilogy(x, [max(r.rel_l2, 1e-12) for r in rs], marker="o", ms=3, label=mode)
-    tol = report.meta["tolerance"]["value"]
-    ax.axhline(tol, color="red", ls="--", lw=1, label=f"tolerance {tol:g}")
+    # each component's taps against its own dtype's tier: a dashed step per run of taps
+    tiers = tap_tiers(report.meta, report.taps)
+    colors, labelled, start = {"float32": "red", "float16": "purple", "bfloat16": "brown"}, set(), 0
+    for i in range(1, n + 1):
+        if i == n or tiers[i] != tiers[start]:
+            precision, tier, tol = tiers[start]
+            label = None if tier in labelled else f"{tier} tier: rel L2 ≤ {tol:g}"
+            labelled.add(tier)
+            ax.hlines(tol, start - 0.5, i - 0.5, colors=colors[tier], linestyles="--", lw=1, label=label)
+            ax.text((start + i - 1) / 2, tol * 1.25, f"{tap_component(report.taps[start])} {precision}",
+                    ha="center", va="bottom", fontsize=7, color=colors[tier])
+            start = i
     for mode in report.results:
         first = report.first_failure(mode)
         if first:
@@ -71,9 +98,11 @@ def plot(report: ParityReport, path: Path) -> None:
     ax.set_xticks(x[::step])
     ax.set_xticklabels([t.removeprefix("encoder.") for t in report.taps[::step]], rotation=70, fontsize=7)
     ax.set_ylabel("relative L2 error (MLX vs reference)")
-    ax.set_title(f"{report.meta['audio']}: MLX {report.meta['dtype']} vs reference float32")
+    dtypes = ", ".join(f"{c} {d}" for c, d in report.meta["component_dtypes"].items())
+    ax.set_title(f"{report.meta['audio']}: MLX ({dtypes}) vs reference float32; "
+                 f"pass/fail at rel L2 ≤ {report.meta['tolerance']['value']:g}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     write_atomic(path, lambda p: fig.savefig(p, dpi=110))
     plt.close(fig)

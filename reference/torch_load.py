@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -13,25 +14,35 @@ from funasr_qwen4b.ctc import CtcTokenizer
 from funasr_qwen4b.keys import check_shapes, sensevoice_shapes
 from funasr_qwen4b.sources import SenseVoiceSource
 
-# Where training scripts commonly nest the weights.
+# Where training scripts commonly nest the weights, and the hyperparameters beside them.
 STATE_DICT_WRAPPERS = ("state_dict", "model_state_dict", "model", "adaptor")
+CONFIG_WRAPPERS = ("config", "cfg", "args", "hparams", "hyper_parameters", "model_config", "adaptor_config")
 
 
 def load_pt(path: str | Path) -> object:
     """torch.load with weights_only=True: tensors and plain containers only."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the checkpoint file inside it (a .pt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..); files of torch < 1.6 are a plain pickle (protocol 2+: 0x80).
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise ValueError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}, neither a zip archive nor "
+                         f"a pickle); check that it is the file you meant and that it downloaded whole")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
             raise ValueError(
-                f"{path} needs a full unpickle (it stores Python objects, not just tensors), "
-                f"which can run arbitrary code; we only load with weights_only=True. Re-save it "
+                f"{path} stores a Python object ({found.group(1)}), not just tensors: loading it needs a full "
+                f"unpickle, which can run arbitrary code; we only load with weights_only=True. Re-save it "
                 f"as a plain state_dict: torch.save(model.state_dict(), path)") from None
-        raise ValueError(f"cannot read {path}: {reason}; is it a complete PyTorch checkpoint?") from None
+        raise ValueError(f"cannot read {path}: its pickle is damaged; the file is truncated or not a PyTorch "
+                         f"checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot read {path} ({reason}); the file is truncated or not a PyTorch checkpoint") from None
@@ -56,6 +67,22 @@ def _is_state_dict(d: dict) -> bool:
     return bool(d) and all(isinstance(k, str) for k in d) and any(isinstance(v, torch.Tensor) for v in d.values())
 
 
+def embedded_config(obj: object) -> dict:
+    """The hyperparameters a wrapped checkpoint carries beside its weights ({} when none)."""
+    if not isinstance(obj, dict) or _is_state_dict(obj):
+        return {}
+    return next((obj[k] for k in CONFIG_WRAPPERS if isinstance(obj.get(k), dict)), {})
+
+
+def check_finite(sd: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights with NaN or infinite values: a model holding them cannot give a meaningful transcript."""
+    bad = sorted(k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise ValueError(f"{path} holds NaN or infinite weights in [{shown}]; use a checkpoint saved before "
+                         f"training diverged")
+
+
 def load_sensevoice_state(src: SenseVoiceSource) -> tuple[SenseVoiceConfig, dict[str, torch.Tensor]]:
     """Config and checked state_dict of an original SenseVoiceSmall directory."""
     sd = state_dict_of(load_pt(src.model_pt), src.model_pt)
@@ -67,6 +94,8 @@ def load_sensevoice_state(src: SenseVoiceSource) -> tuple[SenseVoiceConfig, dict
     if pieces is not None and pieces != vocab_size:
         raise ValueError(f"{src.bpemodel.name} has {pieces} pieces but the CTC head has {vocab_size} "
                          f"outputs; they must come from the same model")
-    cfg = sensevoice_config_from_yaml(src.config, vocab_size=vocab_size, has_cmvn=src.cmvn_file is not None)
+    cfg = sensevoice_config_from_yaml(src.config, vocab_size=vocab_size, has_cmvn=src.cmvn_file is not None,
+                                      where=str(src.config_yaml))
     check_shapes({k: tuple(v.shape) for k, v in sd.items()}, sensevoice_shapes(cfg), str(src.model_pt))
+    check_finite(sd, src.model_pt)
     return cfg, sd

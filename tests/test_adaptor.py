@@ -201,3 +201,18 @@ def test_cli_convert_adaptor_and_parity(tmp_path, sv_dir, bundle, capsys):
 
     assert main(["parity", "-m", str(out), "--audio", str(CLIPS / "zh_open_hours.wav")]) == 0
     assert "| `adaptor.norm` |" in capsys.readouterr().out
+
+
+def test_embedded_config_that_agrees_converts(tmp_path):
+    """A checkpoint's own hyperparameters are compared, not required: agreeing ones (ints for
+    floats included) and keys that are not the adaptor's pass."""
+    sd = torch.load(make_adaptor_pt(tmp_path / "plain.pt"), weights_only=True)
+    pt = tmp_path / "a.pt"
+    torch.save({"model_state_dict": sd, "epoch": 3,
+                "config": {"num_layers": 2, "d_model": 32, "nhead": 4, "activation": "gelu", "eps": 1e-5,
+                           "norm_first": False, "lr": 1e-4, "batch_size": 16}}, pt)
+    out = convert_adaptor(pt, tmp_path / "out", **TINY_STRUCT)
+    assert Bundle.read(out).adaptor_config == AdaptorConfig(**ADAPTOR_TINY)
+    torch.save({"model_state_dict": sd, "hparams": {"nhead": 4, "eps": 1}}, pt)  # eps 1 is not 1e-5
+    with pytest.raises(ValueError, match=r"eps=1 where the conversion has 1e-05 \(pass --eps to match\)"):
+        convert_adaptor(pt, tmp_path / "out2", **TINY_STRUCT)

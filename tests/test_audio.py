@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio
+from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio, wav_shortfall
 
 CLIPS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "clips"
 
@@ -150,8 +150,48 @@ def test_missing_file(tmp_path):
     path = tmp_path / "nope.wav"
     with pytest.raises(AudioError, match="audio file not found"):
         load_audio(path)
-    with pytest.raises(AudioError):
-        load_audio(str(tmp_path))  # a directory is not a file either
+    with pytest.raises(AudioError, match=f"{tmp_path} is a directory, not an audio file"):
+        load_audio(str(tmp_path))
+
+
+def _riff(*chunks: tuple[bytes, int, bytes]) -> bytes:
+    """A RIFF/WAVE file from (id, size field, payload) chunks, payloads padded to even length."""
+    body = b"".join(cid + size.to_bytes(4, "little") + data + b"\0" * (len(data) & 1) for cid, size, data in chunks)
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
+
+
+FMT = (b"fmt ", 16, (1).to_bytes(2, "little") * 2 + (16000).to_bytes(4, "little") + (32000).to_bytes(4, "little")
+       + (2).to_bytes(2, "little") + (16).to_bytes(2, "little"))
+
+
+@pytest.mark.parametrize("chunks, expected", [
+    ([FMT, (b"data", 1000, b"\0" * 400)], (1000, 400)),  # cut after 400 of 1000 bytes
+    ([FMT, (b"LIST", 3, b"abc"), (b"data", 1000, b"\0" * 400)], (1000, 400)),  # odd chunk, padded, before data
+    ([FMT, (b"data", 400, b"\0" * 400)], None),  # whole
+    ([FMT, (b"data", 400, b"\0" * 500)], None),  # more than promised: trailing bytes, not missing ones
+    ([FMT, (b"data", 0xFFFFFFFF, b"\0" * 400)], None),  # a streaming writer's placeholder
+    ([FMT, (b"data", 0, b"\0" * 400)], None),  # the other placeholder
+])
+def test_wav_shortfall(chunks, expected):
+    data = _riff(*chunks)
+    assert wav_shortfall(data, len(data)) == expected
+    assert wav_shortfall(b"fLaC" + data[4:], len(data)) is None  # only WAV headers say how much follows
+
+
+def test_truncated_wav_is_read_with_one_warning(tmp_path, caplog):
+    x = sine(SAMPLE_RATE, 2.0)
+    full = tmp_path / "full.wav"
+    sf.write(str(full), x, SAMPLE_RATE, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 2 * 12000])  # 12000 of 32000 samples
+    with caplog.at_level("WARNING", logger="funasr_qwen4b.audio"):
+        first, again = load_audio(cut), load_audio(cut)
+        load_audio(full)
+    assert first.shape == again.shape == (12000,)
+    np.testing.assert_allclose(first, x[:12000], atol=1 / 32768)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"audio {cut} is truncated: its header promises 64000 bytes of samples but the file holds 24000 (38%); "
+        "transcribing what is there"]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

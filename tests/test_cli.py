@@ -116,3 +116,14 @@ def test_parity_against_a_changed_source_is_refused(sv_dir, bundle, tmp_path):
     torch.save(sd, other / "model.pt")
     r = run("parity", "-m", bundle, "--audio", CLIPS / "zh_open_hours.wav", "--sensevoice-src", other)
     assert r.returncode == 2 and "sha256 differs" in r.stderr
+
+
+def test_ctc_without_its_tokenizer_is_refused(tmp_path):
+    """Token ids are not a transcript: a bundle whose source had no .bpe.model cannot spell CTC text."""
+    from convert.sensevoice import convert_sensevoice
+    from reference.checkpoints import make_sensevoice_dir
+
+    src = make_sensevoice_dir(tmp_path / "sv", bpe=False)
+    bundle = convert_sensevoice(src, tmp_path / "b")
+    r = run("transcribe", "--ctc", CLIPS / "zh_open_hours.wav", "-m", bundle)
+    assert r.returncode == 2 and "no tokenizer" in r.stderr and r.stdout == "" and "Traceback" not in r.stderr

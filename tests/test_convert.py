@@ -160,3 +160,76 @@ def test_wrapped_state_dict_with_module_prefix(sv_dir, tmp_path):
     out = convert_sensevoice(src, tmp_path / "b")
     ref = load_file(str(out / "sensevoice" / "model.safetensors"))
     np.testing.assert_array_equal(ref["embed.weight"], sd["embed.weight"].numpy())
+
+
+# --- what conversion records, and the checks at load ------------------------------------
+
+def test_bundle_json_records_every_file_conversion_wrote(full_bundle):
+    meta = json.loads((full_bundle / "bundle.json").read_text())
+    assert meta["format_version"] == 2
+    for name in ("sensevoice", "adaptor", "llm"):
+        root = full_bundle / name
+        files = meta["components"][name]["files"]
+        assert set(files) == {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        for rel, rec in files.items():
+            data = (root / rel).read_bytes()
+            assert rec["bytes"] == len(data) and rec["sha256"] == hashlib.sha256(data).hexdigest()
+    assert Bundle.read(full_bundle).verify() == {"sensevoice": [], "adaptor": [], "llm": []}
+
+
+def test_sum64_is_the_sum_of_every_word(tmp_path):
+    import struct
+
+    from funasr_qwen4b.bundle import sum64
+
+    data = bytearray(np.random.default_rng(0).integers(0, 256, (1 << 20) + 5, dtype=np.uint8).tobytes())
+    f = tmp_path / "f"
+    f.write_bytes(bytes(data))
+    words = struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8])
+    by_hand = (sum(words) + int.from_bytes(data[len(data) // 8 * 8:], "little")) % 2**64
+    assert sum64(f) == f"{by_hand:016x}"
+    for at in (0, 123_457, len(data) - 1):  # any byte, the tail's included
+        changed = bytearray(data)
+        changed[at] ^= 0x10
+        f.write_bytes(bytes(changed))
+        assert sum64(f) != f"{by_hand:016x}"
+    (tmp_path / "tiny").write_bytes(b"abc")
+    assert sum64(tmp_path / "tiny") == f"{int.from_bytes(b'abc', 'little'):016x}"
+
+
+def test_safetensors_header_checks_the_file_size(full_bundle, tmp_path):
+    from safetensors import safe_open
+
+    from funasr_qwen4b.bundle import safetensors_header
+
+    f = full_bundle / "adaptor" / "model.safetensors"
+    with safe_open(str(f), "np") as st:
+        shapes = {k: list(st.get_slice(k).get_shape()) for k in st.keys()}
+    assert {k: v["shape"] for k, v in safetensors_header(f).items()} == shapes
+    data = f.read_bytes()
+    for name, bad, words in [("cut", data[:-1], "the file has"), ("longer", data + b"\0", "appended to"),
+                             ("length", (10**12).to_bytes(8, "little") + data[8:], "header length"),
+                             ("json", data[:8] + b"#" + data[9:], "not JSON")]:
+        (tmp_path / name).write_bytes(bad)
+        with pytest.raises(ValueError, match=words):
+            safetensors_header(tmp_path / name)
+
+
+@pytest.mark.parametrize("cls, data, message", [
+    ("AdaptorConfig", {"eps": -1.0}, "X: eps must be a finite number > 0, got -1.0"),
+    ("AdaptorConfig", {"nhead": 0}, "X: nhead must be >= 1, got 0"),
+    ("AdaptorConfig", {"llm_dim": 0}, "X: llm_dim must be >= 1, got 0"),
+    ("SenseVoiceConfig", {"vocab_size": 100, "encoder": {"input_size": 560, "tp_blocks": -1}},
+     "X.encoder: tp_blocks must be >= 0, got -1"),
+    ("SenseVoiceConfig", {"vocab_size": 100, "frontend": {"dither": -0.5}}, "X.frontend: dither must be"),
+    ("SenseVoiceConfig", {"vocab_size": 100, "frontend": {"frame_shift": 30}}, "frame_shift 30 ms is longer"),
+    ("SenseVoiceConfig", {"vocab_size": 100, "blank_id": 100}, "X: blank_id 100 is outside the vocabulary"),
+    ("SenseVoiceConfig", {"vocab_size": 1}, "X: vocab_size must be an integer >= 2"),
+    ("SenseVoiceConfig", {"vocab_size": 100, "encoder": {"input_size": 80}}, "input_size 80 is not the frontend's"),
+])
+def test_config_ranges_are_checked_and_named(cls, data, message):
+    import funasr_qwen4b.config as config
+
+    with pytest.raises(ValueError) as e:
+        getattr(config, cls).from_dict(data, "X")
+    assert message in str(e.value)

@@ -30,18 +30,19 @@ class CharTokenizer:
         return "".join(self.alphabet[i] for i in ids)
 
 
-def test_draft_realigns_on_text_not_tokens(qwen_dir):
+def test_draft_goes_on_by_text_not_by_token(qwen_dir):
     tok = load_tokenizer(qwen_dir)
-    draft = Draft.build("开放时间早上九点至下午五点", tok)
-    ids = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
-    # The LLM inserted punctuation fused to the next word ("：早上"): the draft goes on after 早上.
-    out = ids("开放时间：早上")
-    assert draft.prefixes[draft.after(out, 1)] == "开放时间早上"
-    # Casing and token boundaries of an English draft differ ("m" "y" vs "My").
-    en = Draft.build("my phone number is two", tok)
-    assert en.prefixes[en.after(ids("My phone"), 0)] == "myphone"
-    # Nothing in common: the draft stays where it was.
-    assert draft.after(ids("Hello"), 3) == 3
+    one = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    draft = Draft.build("开放时间早上九点", tok)
+    assert draft.after(draft.ids[0], 0) == 1  # agreement
+    (colon,) = one("：")
+    assert draft.after(colon, 2) == 2  # inserted punctuation: the draft token is still next
+    (hello,) = one("Hello")
+    assert draft.after(hello, 1) == 2  # a replaced token is passed over
+    assert draft.after(hello, len(draft.ids)) == len(draft.ids)  # the draft has run out
+    (m, y), (cap_my,), phone = one("m") + one("y"), one("My"), one(" phone")
+    spelled = Draft([m, y, *phone], tok)
+    assert spelled.after(cap_my, 0) == 2  # "My" spells the draft's "m" "y" (case and boundaries differ)
 
 
 def test_streaming_holds_back_only_a_repeating_tail():
@@ -106,7 +107,7 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
     audio = mx.array(pipe.run(clip, decode=PLAIN).audio_embeds)
     embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, audio)
     plain = list(pipe.llm.tokens(embeds, PLAIN, 60))
-    draft = Draft.of_ids(plain, pipe.setup.tokenizer)
+    draft = Draft(plain, pipe.setup.tokenizer)
     stats = DecodeStats()
     spec = list(pipe.llm.tokens(embeds, DecodeConfig(draft_tokens=16), 60, draft=draft, stats=stats))
     assert spec == plain

@@ -1,8 +1,15 @@
-"""The demonstration model's data: seeded sentences and speakers, espeak-ng
-audio, augmentation, and the committed held-out test sets.
+"""The demonstration model's data: seeded sentences, speakers and non-speech sounds,
+espeak-ng audio, augmentation, and the committed held-out test sets.
 
-Run:  python -m training.data               # write datasets/zh_heldout and datasets/en_heldout
+Run:  python -m training.data               # write the held-out sets (datasets/{zh,en}_heldout, datasets/{zh,en}_open)
       python -m training.data --check       # regenerate in memory, compare with the committed files
+
+Two kinds of held-out set:
+- zh_heldout/en_heldout: template sentences never trained on (the first model's sets, unchanged);
+- zh_open/en_open: compositions of numbers, dates, domain words and word runs whose every
+  adjacent pair of pieces occurs in no training sentence (test.jsonl), and non-speech clips
+  whose transcript is empty (nospeech.jsonl).
+Both are spoken with voice variants, speeds and pitches that training never uses.
 
 Needs espeak-ng on PATH (apt: espeak-ng); the committed sets were made with eSpeak NG 1.51.
 Training audio is never committed: `python -m training.train` regenerates it from the same recipe.
@@ -17,6 +24,7 @@ import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +32,10 @@ import numpy as np
 from . import corpus, speech
 
 ROOT = Path(__file__).resolve().parent.parent
-HELDOUT_DIRS = {"zh": ROOT / "datasets" / "zh_heldout", "en": ROOT / "datasets" / "en_heldout"}
-HELDOUT_NOISY = 10  # the last N held-out utterances of each language get white noise
+LANGS = ("zh", "en")
+HELDOUT_DIRS = {lang: ROOT / "datasets" / f"{lang}_heldout" for lang in LANGS}
+OPEN_DIRS = {lang: ROOT / "datasets" / f"{lang}_open" for lang in LANGS}
+HELDOUT_NOISY = 10  # the last N speech utterances of each held-out set get white noise
 HELDOUT_SNR_DB = 20.0
 
 
@@ -34,28 +44,37 @@ class Recipe:
     """Everything that decides the data; stored in the checkpoint's config."""
 
     seed: int = 20261124
-    train_per_lang: int = 3000
+    train_per_lang: int = 30000  # speech utterances
     heldout_per_lang: int = 50
-    copies: int = 3  # augmented copies per training utterance (copy 0 is clean)
+    open_per_lang: int = 60
+    open_nospeech: int = 7  # non-speech clips per open set: one of each kind
+    template_share: float = 0.25  # of training sentences; then word sequences, the rest compositions
+    broad_share: float = 0.45
+    nonspeech_share: float = 0.05  # non-speech clips per speech utterance
+    copies: int = 1  # augmented copies per training clip
     snr_db: tuple[float, float] = (5.0, 35.0)  # white noise, drawn per copy
-    noise_prob: float = 0.7
+    noise_prob: float = 0.5
     gain_db: tuple[float, float] = (-12.0, 4.0)
-    pad_s: float = 0.5  # up to this much silence before and after
+    pad_s: float = 1.0  # up to this much silence before and after
+
+    @property
+    def shares(self) -> tuple[float, float]:
+        return self.template_share, self.broad_share
 
 
 @dataclass(frozen=True)
 class Item:
     id: str
     lang: str
-    text: str
-    speaker: speech.Speaker
+    text: str  # "" for a non-speech clip
+    speaker: speech.Speaker | speech.Sound
 
 
 def committed_texts() -> set[str]:
-    """Sentences of the other committed test sets (datasets/*/*.jsonl): never trained on."""
+    """Sentences of the other committed test sets (datasets/*/test.jsonl): never trained on."""
     out = set()
     for manifest in sorted((ROOT / "datasets").glob("*/*.jsonl")):
-        if manifest.parent in HELDOUT_DIRS.values():
+        if manifest.parent in (*HELDOUT_DIRS.values(), *OPEN_DIRS.values()):
             continue
         for line in manifest.read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -63,33 +82,62 @@ def committed_texts() -> set[str]:
     return out
 
 
-def items(recipe: Recipe) -> tuple[list[Item], list[Item]]:
-    """(held-out, training) items of both languages."""
+@lru_cache(maxsize=4)
+def texts(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
+    """Per language: the template held-out sentences ("heldout"), the open ones ("open") and the
+    training sentences ("train"), which share no sentence with any held-out or committed set
+    and hold no adjacent pair of an open sentence's pieces."""
     exclude = committed_texts()
-    heldout, train = [], []
-    for lang in ("zh", "en"):
-        test_s, train_s = corpus.split(lang, recipe.heldout_per_lang, recipe.train_per_lang, recipe.seed, exclude)
+    out = {}
+    for lang in LANGS:
+        old = corpus.heldout(lang, recipe.heldout_per_lang, recipe.seed, exclude)
+        opened, pairs = corpus.open_heldout(lang, recipe.open_per_lang, recipe.seed, recipe.shares,
+                                            exclude=exclude | set(old))
+        train = corpus.training(lang, recipe.train_per_lang, recipe.seed, recipe.shares,
+                                exclude | set(old) | set(opened), corpus.Pairs(lang, pairs))
+        out[lang] = {"heldout": old, "open": opened, "train": train}
+    return out
+
+
+def items(recipe: Recipe) -> tuple[list[Item], list[Item]]:
+    """(template held-out, training) items of both languages; training ends with its non-speech clips."""
+    heldout, train, quiet = [], [], []
+    for lang, t in texts(recipe).items():
         r = random.Random(f"{recipe.seed}-{lang}-speakers")
         heldout += [Item(f"{lang}_heldout_{i:03d}", lang, s, speech.draw_speaker(lang, r, True))
-                    for i, s in enumerate(test_s)]
+                    for i, s in enumerate(t["heldout"])]
         train += [Item(f"{lang}_train_{i:05d}", lang, s, speech.draw_speaker(lang, r, False))
-                  for i, s in enumerate(train_s)]
-    return heldout, train
+                  for i, s in enumerate(t["train"])]
+        rs = random.Random(f"{recipe.seed}-{lang}-nonspeech")
+        quiet += [Item(f"{lang}_nonspeech_{i:05d}", lang, "", speech.draw_sound(rs))
+                  for i in range(round(recipe.nonspeech_share * recipe.train_per_lang))]
+    return heldout, train + quiet
 
 
-def _synth(item: Item) -> np.ndarray:
+def open_items(recipe: Recipe) -> list[Item]:
+    """The open sets' items: per language its speech utterances, then one non-speech clip of each kind."""
+    out = []
+    for lang, t in texts(recipe).items():
+        r = random.Random(f"{recipe.seed}-{lang}-open-speakers")
+        out += [Item(f"{lang}_open_{i:03d}", lang, s, speech.draw_speaker(lang, r, True, speech.VARIANTS_OPEN))
+                for i, s in enumerate(t["open"])]
+        rs = random.Random(f"{recipe.seed}-{lang}-open-nonspeech")
+        out += [Item(f"{lang}_open_nospeech_{i:02d}", lang, "",
+                     speech.draw_sound(rs, speech.NONSPEECH[i % len(speech.NONSPEECH)]))
+                for i in range(recipe.open_nospeech)]
+    return out
+
+
+def synthesize(item: Item) -> np.ndarray:
+    """The item's audio: espeak-ng speaking its text, or its non-speech sound."""
+    if isinstance(item.speaker, speech.Sound):
+        return speech.nonspeech(item.speaker)
     return speech.synthesize(item.text, item.speaker)
 
 
-def synthesize_all(batch: list[Item], workers: int | None = None, progress: bool = True) -> list[np.ndarray]:
-    workers = workers or os.cpu_count() or 1
-    out = []
-    with ProcessPoolExecutor(workers) as pool:
-        for i, x in enumerate(pool.map(_synth, batch, chunksize=16)):
-            out.append(x)
-            if progress and (i + 1) % 500 == 0:
-                print(f"espeak-ng: {i + 1}/{len(batch)}", file=sys.stderr, flush=True)
-    return out
+def synthesize_all(batch: list[Item], workers: int | None = None) -> list[np.ndarray]:
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(synthesize, batch, chunksize=16))
 
 
 def augment(x: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
@@ -102,16 +150,19 @@ def augment(x: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarr
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def heldout_audio(recipe: Recipe, batch: list[Item], audio: list[np.ndarray]) -> list[tuple[Item, str, np.ndarray]]:
-    """Held-out clips as committed: int16, the last HELDOUT_NOISY of each language with noise."""
+def heldout_audio(recipe: Recipe, batch: list[Item], audio: list[np.ndarray],
+                  salt: tuple[int, ...] = ()) -> list[tuple[Item, str, np.ndarray]]:
+    """Held-out clips as committed: int16, the last HELDOUT_NOISY speech clips of each language
+    with noise (drawn from the seed, the clip's place and `salt`), then the non-speech clips."""
     out = []
-    for lang in ("zh", "en"):
-        mine = [(it, x) for it, x in zip(batch, audio) if it.lang == lang]
+    for lang in LANGS:
+        mine = [(it, x) for it, x in zip(batch, audio) if it.lang == lang and it.text]
         for k, (it, x) in enumerate(mine):
             noisy = k >= len(mine) - HELDOUT_NOISY
             if noisy:
-                x = speech.add_noise(x, HELDOUT_SNR_DB, np.random.default_rng([recipe.seed, k, len(lang)]))
+                x = speech.add_noise(x, HELDOUT_SNR_DB, np.random.default_rng([recipe.seed, k, len(lang), *salt]))
             out.append((it, "noise" if noisy else "clean", speech.to_int16(x)))
+        out += [(it, "nonspeech", speech.to_int16(x)) for it, x in zip(batch, audio) if it.lang == lang and not it.text]
     return out
 
 
@@ -120,28 +171,35 @@ def manifest_line(it: Item, condition: str) -> dict:
             "condition": condition}
 
 
-def write_heldout(recipe: Recipe, check: bool) -> int:
+def write_sets(recipe: Recipe, check: bool) -> int:
+    """Write every held-out set (FLAC, test.jsonl, nospeech.jsonl), or count the files that differ."""
     import soundfile as sf
 
     heldout, _ = items(recipe)
-    differ, lines = 0, {lang: [] for lang in HELDOUT_DIRS}
-    for it, condition, pcm in heldout_audio(recipe, heldout, synthesize_all(heldout, progress=False)):
-        path = HELDOUT_DIRS[it.lang] / f"{it.id}.flac"
-        lines[it.lang].append(json.dumps(manifest_line(it, condition), ensure_ascii=False))
-        if check:
-            same = path.exists() and np.array_equal(sf.read(str(path), dtype="int16")[0], pcm)
-            differ += not same
-            if not same:
-                print(f"differs: {path}", file=sys.stderr)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(str(path), pcm, speech.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    for lang, d in HELDOUT_DIRS.items():
-        text = "\n".join(lines[lang]) + "\n"
-        if check:
-            differ += (d / "test.jsonl").read_text(encoding="utf-8") != text
-        else:
-            (d / "test.jsonl").write_text(text, encoding="utf-8")
+    differ = 0
+    for batch, dirs, salt in ((heldout, HELDOUT_DIRS, ()), (open_items(recipe), OPEN_DIRS, (1,))):
+        lines: dict[Path, list[str]] = {}
+        for it, condition, pcm in heldout_audio(recipe, batch, synthesize_all(batch), salt):
+            path = dirs[it.lang] / f"{it.id}.flac"
+            manifest = dirs[it.lang] / ("test.jsonl" if it.text else "nospeech.jsonl")
+            lines.setdefault(manifest, []).append(json.dumps(manifest_line(it, condition), ensure_ascii=False))
+            if check:
+                same = path.exists() and np.array_equal(sf.read(str(path), dtype="int16")[0], pcm)
+                differ += not same
+                if not same:
+                    print(f"differs: {path}", file=sys.stderr)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(path), pcm, speech.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        for manifest, rows in lines.items():
+            text = "\n".join(rows) + "\n"
+            if check:
+                same = manifest.is_file() and manifest.read_text(encoding="utf-8") == text
+                differ += not same
+                if not same:
+                    print(f"differs: {manifest}", file=sys.stderr)
+            else:
+                manifest.write_text(text, encoding="utf-8")
     return differ
 
 
@@ -149,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write (or --check) the demonstration model's held-out test sets.")
     ap.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
     args = ap.parse_args(argv)
-    differ = write_heldout(Recipe(), args.check)
+    differ = write_sets(Recipe(), args.check)
     if args.check:
         print("held-out sets: " + ("identical" if not differ else f"{differ} files differ"))
     return 1 if differ else 0

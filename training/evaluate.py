@@ -1,7 +1,9 @@
 """Score a trained model directory (sensevoice/, adaptor.pt, qwen3/) with the
-reference pipeline on the held-out sets: the LLM transcript and the CTC head.
+reference pipeline on the held-out sets: the LLM transcript and the CTC head on
+each set's speech (test.jsonl), and how many of its non-speech clips
+(nospeech.jsonl, open sets only) come out empty.
 
-Run:  python -m training.evaluate models/demo [--json FILE]
+Run:  python -m training.evaluate models/demo [--json FILE] [--log]
 
 This reads the original files directly (no bundle), so it also runs on a
 training machine without MLX; `funasr-qwen4b cer` is the user-facing scorer.
@@ -15,12 +17,23 @@ import sys
 from pathlib import Path
 
 from funasr_qwen4b.manifest import load_manifest
-from funasr_qwen4b.text import Counts, char_counts, word_counts
+from funasr_qwen4b.text import Counts, cer_text, char_counts, word_counts
 
-from .data import HELDOUT_DIRS
+from .data import HELDOUT_DIRS, OPEN_DIRS
+
+SETS = {d.name: d for d in (*HELDOUT_DIRS.values(), *OPEN_DIRS.values())}
 
 
-def evaluate(model_dir: str | Path, manifests: dict[str, Path] | None = None, language: str = "zh") -> dict:
+def nospeech_clips(manifest: Path) -> list[tuple[str, Path]]:
+    """(id, audio) of a nospeech.jsonl: empty transcripts, which test-set manifests refuse."""
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(r["id"], manifest.parent / r["audio"]) for r in rows]
+
+
+def evaluate(model_dir: str | Path, sets: dict[str, Path] | None = None, language: str = "zh",
+             limit: int | None = None) -> dict:
+    """Per set: CER/WER of the LLM and the CTC head, the misrecognised utterances, and for a set
+    with non-speech clips how many gave empty text. `limit`: the first N of each manifest only."""
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.config import QueryConfig
     from reference.pipeline import Pipeline
@@ -29,9 +42,9 @@ def evaluate(model_dir: str | Path, manifests: dict[str, Path] | None = None, la
     pipe = Pipeline.from_originals(d / "sensevoice", QueryConfig(language=language), adaptor=d / "adaptor.pt",
                                    llm=d / "qwen3")
     result = {}
-    for lang, manifest in (manifests or {k: v / "test.jsonl" for k, v in HELDOUT_DIRS.items()}).items():
+    for name, set_dir in (sets or SETS).items():
         llm_c, llm_w, ctc_c, ctc_w, errors = Counts(), Counts(), Counts(), Counts(), []
-        entries = load_manifest(manifest)
+        entries = load_manifest(set_dir / "test.jsonl")[:limit]
         for e in entries:
             out = pipe.run(load_audio(e.audio))
             c = char_counts(e.text, out.text)
@@ -39,14 +52,34 @@ def evaluate(model_dir: str | Path, manifests: dict[str, Path] | None = None, la
             llm_w, ctc_w = llm_w + word_counts(e.text, out.text), ctc_w + word_counts(e.text, out.ctc.text)
             if c.errors:
                 errors.append({"id": e.id, "ref": e.text, "llm": out.text, "ctc": out.ctc.text})
-        result[lang] = {"utterances": len(entries), "llm_cer": llm_c.rate, "llm_wer": llm_w.rate,
+        result[name] = {"utterances": len(entries), "llm_cer": llm_c.rate, "llm_wer": llm_w.rate,
                         "ctc_cer": ctc_c.rate, "ctc_wer": ctc_w.rate, "errors": errors}
+        if (set_dir / "nospeech.jsonl").is_file():
+            clips, said = nospeech_clips(set_dir / "nospeech.jsonl")[:limit], []
+            for uid, audio in clips:
+                out = pipe.run(load_audio(audio))
+                if cer_text(out.text) or cer_text(out.ctc.text):
+                    said.append({"id": uid, "llm": out.text, "ctc": out.ctc.text})
+            result[name]["nospeech"] = {"clips": len(clips), "empty": len(clips) - len(said), "said": said}
     return result
 
 
 def summary_line(result: dict) -> str:
-    return "; ".join(f"{lang}: LLM CER {100 * r['llm_cer']:.2f}% WER {100 * r['llm_wer']:.2f}%, "
-                     f"CTC CER {100 * r['ctc_cer']:.2f}%" for lang, r in result.items())
+    parts = []
+    for name, r in result.items():
+        line = (f"{name}: LLM CER {100 * r['llm_cer']:.2f}% WER {100 * r['llm_wer']:.2f}%, "
+                f"CTC CER {100 * r['ctc_cer']:.2f}%")
+        if "nospeech" in r:
+            line += f", non-speech empty {r['nospeech']['empty']}/{r['nospeech']['clips']}"
+        parts.append(line)
+    return "; ".join(parts)
+
+
+def record(model_dir: Path, result: dict) -> None:
+    """Add the scores to the model's training_log.json under "heldout"."""
+    path = model_dir / "training_log.json"
+    log = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**log, "heldout": result}, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model_dir")
     ap.add_argument("--language", default="zh", help="the encoder's language query (default zh)")
     ap.add_argument("--json", help="write the full result (with every misrecognised utterance) here")
+    ap.add_argument("--log", action="store_true", help="also record it in MODEL_DIR/training_log.json")
+    ap.add_argument("--funasr-modules-only", action="store_true",
+                    help="import FunASR's model modules without its package __init__ (as training.train does)")
     args = ap.parse_args(argv)
+    if args.funasr_modules_only:
+        from reference.funasr_modules import import_modules_only
+
+        import_modules_only()
     result = evaluate(args.model_dir, language=args.language)
     print(summary_line(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    if args.log:
+        record(Path(args.model_dir), result)
     return 0
 
 

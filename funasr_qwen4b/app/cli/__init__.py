@@ -1,21 +1,37 @@
-"""`funasr-qwen4b`: one entry point, one module per subcommand.
+"""`funasr-qwen4b`: one entry point, one module per subcommand, and one error boundary.
 
 Heavy imports (torch, FunASR, MLX) happen inside each command, so `--help`
 is instant and the MLX commands never import torch.
+
+Exit status: 0 done; 1 a check failed (parity over tolerance, verify found damage);
+2 the input is wrong (one line: the file, what is wrong, what to do); 70 an internal
+error, a bug (one line; --debug or FUNASR_QWEN4B_DEBUG=1 shows the traceback);
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Nothing half-written is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
+import sys
+import threading
+import traceback
 
 from ... import __version__
-from ...audio import AudioError
-from . import bench, cer, convert, parity, serve, transcribe
+from . import bench, cer, convert, parity, serve, transcribe, verify
 from .args import PROG, setup_logging
 
 log = logging.getLogger(PROG)
+
+DEBUG_ENV = "FUNASR_QWEN4B_DEBUG"
+EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 70, 130, 143
+# Which extra of funasr-qwen4b-mlx brings each optional top-level module.
+EXTRAS = {"torch": "reference", "funasr": "reference", "kaldi_native_fbank": "reference", "torchaudio": "reference",
+          "mlx": "mlx", "mlx_lm": "mlx", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
+          "python_multipart": "serve", "starlette": "serve"}
 
 EXAMPLES = """examples:
   funasr-qwen4b selfcheck                                    # no download: parity on random test checkpoints
@@ -23,7 +39,15 @@ EXAMPLES = """examples:
   funasr-qwen4b transcribe a.wav b.flac -m bundle/
   funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json
   funasr-qwen4b cer -m bundle/ --manifest test.jsonl --backend both --report cer.json
+  funasr-qwen4b verify -m bundle/                            # every byte against the checksums of conversion
+
+exit status: 0 done, 1 a check failed, 2 bad input (one line says what to do), 70 internal error (a bug:
+--debug or FUNASR_QWEN4B_DEBUG=1 shows its traceback), 130 Ctrl-C, 143 SIGTERM
 """
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` (staging directories) runs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,23 +57,81 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of any error (also: {DEBUG_ENV}=1); accepted after the command too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, transcribe, parity, cer, bench, serve):
+    for module in (convert, transcribe, parity, cer, bench, serve, verify):
         module.add_parser(sub)
+    _add_debug(sub)
     return p
+
+
+def _add_debug(sub: argparse._SubParsersAction) -> None:
+    """`--debug` after any (sub)command as well; SUPPRESS keeps the global flag's value when it is absent."""
+    for parser in sub.choices.values():
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug(action)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _missing_module(e: ModuleNotFoundError) -> str:
+    top = (e.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra:
+        return f"this needs {top}, which comes with the {extra} extra: pip install 'funasr-qwen4b-mlx[{extra}]'"
+    return (f"this needs the Python module {top or e.name!r}, which is not installed: reinstall with every extra, "
+            f"pip install 'funasr-qwen4b-mlx[all]'")
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if getattr(args, "strict_fp32", False):
         os.environ.setdefault("MLX_ENABLE_TF32", "0")  # the strict fp32 tier; read when MLX loads
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _run(args, debug)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run(args, debug: bool) -> int:
+    """`args.func(args)`, with every exception turned into one line and an exit status."""
+    def fail(code: int, text: str) -> int:
+        if debug:
+            log.error("%s", traceback.format_exc().rstrip())
+        log.error("%s: %s", PROG, text)
+        return code
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, AudioError, OSError) as e:
-        log.error("%s: error: %s", PROG, " ".join(str(e).split()))
-        return 2
+    except ModuleNotFoundError as e:
+        return fail(EXIT_USAGE, f"error: {_missing_module(e)}")
+    except BrokenPipeError:  # stdout closed early (`| head`): nothing more to say, nowhere to say it
+        with contextlib.suppress(OSError, ValueError):  # so that the flush at exit does not complain either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError) as e:  # bad input: files, values, audio, manifests (AudioError is a ValueError)
+        return fail(EXIT_USAGE, f"error: {_one_line(e)}")
     except KeyboardInterrupt:
-        log.error("%s: interrupted", PROG)
-        return 130
+        return fail(EXIT_INTERRUPTED, "interrupted")
+    except Terminated:
+        return fail(EXIT_TERMINATED, "terminated (SIGTERM)")
+    except Exception as e:
+        hint = "the traceback is above" if debug else f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
+        return fail(EXIT_INTERNAL, f"internal error (a bug, not your input): {type(e).__name__}: {_one_line(e)}; "
+                                   f"{hint}, and please report it")
 

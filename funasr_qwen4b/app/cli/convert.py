@@ -6,16 +6,17 @@ import argparse
 import logging
 
 from ...config import QueryConfig
-from .args import add_query_args, query_from
+from .args import add_hub_args, add_query_args, needs_extras, pt_file, query_from, resolve_from
 
 log = logging.getLogger(__name__)
 
 
 def cmd_sensevoice(args) -> int:
-    from convert.sensevoice import convert_sensevoice
+    with needs_extras("convert"):
+        from convert.sensevoice import convert_sensevoice
 
-    convert_sensevoice(args.src, args.output, dtype=args.dtype, query=query_from(args, None) or QueryConfig(),
-                       force=args.force)
+        convert_sensevoice(resolve_from(args, args.src, "SenseVoice"), args.output, dtype=args.dtype,
+                           query=query_from(args, None) or QueryConfig(), force=args.force)
     log.info("done: %s/sensevoice", args.output)
     return 0
 
@@ -26,28 +27,34 @@ def _adaptor_options(args) -> dict:
 
 
 def cmd_adaptor(args) -> int:
-    from convert.adaptor import convert_adaptor
+    with needs_extras("convert"):
+        from convert.adaptor import convert_adaptor
 
-    convert_adaptor(args.pt, args.output, dtype=args.dtype, force=args.force, **_adaptor_options(args))
+        convert_adaptor(pt_file(resolve_from(args, args.pt, "adaptor")), args.output, dtype=args.dtype,
+                        force=args.force, **_adaptor_options(args))
     log.info("done: %s/adaptor", args.output)
     return 0
 
 
 def cmd_llm(args) -> int:
-    from convert.llm import convert_llm
+    with needs_extras("convert llm"):
+        from convert.llm import convert_llm
 
-    convert_llm(args.hf_dir, args.output, q_bits=args.q_bits, dtype=args.dtype or "bfloat16",
-                embeddings_8bit=args.embeddings_8bit, force=args.force)
+        convert_llm(resolve_from(args, args.hf_dir, "LLM"), args.output, q_bits=args.q_bits,
+                    dtype=args.dtype or "bfloat16", embeddings_8bit=args.embeddings_8bit, force=args.force)
     log.info("done: %s/llm", args.output)
     return 0
 
 
 def cmd_bundle(args) -> int:
-    from convert.bundle import convert_bundle
+    with needs_extras("convert"):
+        from convert.bundle import convert_bundle
 
-    convert_bundle(args.output, sensevoice=args.sensevoice, adaptor=args.adaptor, llm=args.llm, dtype=args.dtype,
-                   query=query_from(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
-                   llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit}, force=args.force)
+        convert_bundle(args.output, sensevoice=resolve_from(args, args.sensevoice, "SenseVoice"),
+                       adaptor=pt_file(resolve_from(args, args.adaptor, "adaptor")),
+                       llm=resolve_from(args, args.llm, "LLM"), dtype=args.dtype,
+                       query=query_from(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
+                       llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit}, force=args.force)
     log.info("done: %s", args.output)
     return 0
 
@@ -95,8 +102,9 @@ def add_parser(sub) -> None:
                          "checked against config.yaml; the FSMN conv layout is fixed here; sha256 of each source "
                          "is recorded. Output is written to a temporary directory and renamed into place.",
                          epilog="example: funasr-qwen4b convert sensevoice SenseVoiceSmall/ -o bundle/")
-    sv.add_argument("src", help="SenseVoiceSmall directory")
+    sv.add_argument("src", help="SenseVoiceSmall directory or hub id (e.g. iic/SenseVoiceSmall)")
     _output_args(sv, "sensevoice component")
+    add_hub_args(sv)
     _dtype_arg(sv)
     add_query_args(sv)
     sv.set_defaults(func=cmd_sensevoice)
@@ -107,8 +115,9 @@ def add_parser(sub) -> None:
                          "torch.load(weights_only=True)). Dimensions are read from the shapes and checked against "
                          "each other; heads, norm order, activation and eps are given here.",
                          epilog="example: funasr-qwen4b convert adaptor adaptor_phase2_final.pt -o bundle/")
-    ad.add_argument("pt", help="adaptor checkpoint, e.g. adaptor_phase2_final.pt")
+    ad.add_argument("pt", help="adaptor checkpoint, e.g. adaptor_phase2_final.pt (or owner/name[/FILE.pt] on a hub)")
     _output_args(ad, "adaptor component")
+    add_hub_args(ad)
     _dtype_arg(ad)
     _adaptor_args(ad)
     ad.set_defaults(func=cmd_adaptor)
@@ -116,12 +125,17 @@ def add_parser(sub) -> None:
     bu = csub.add_parser("bundle", help="convert every component into a new bundle",
                          description="Convert SenseVoiceSmall, the adaptor and the LLM into one bundle, written "
                          "whole to a temporary directory and renamed into place (--force replaces an existing bundle).",
-                         epilog="example: funasr-qwen4b convert bundle --sensevoice SenseVoiceSmall/ "
-                         "--adaptor adaptor.pt --llm Qwen3-4B/ -o bundle/ -q 8")
-    bu.add_argument("--sensevoice", required=True, help="FunASR SenseVoiceSmall directory")
-    bu.add_argument("--adaptor", help="trained adaptor .pt")
-    bu.add_argument("--llm", help="Hugging Face Qwen3 directory")
+                         epilog="examples:\n  funasr-qwen4b convert bundle --sensevoice SenseVoiceSmall/ "
+                         "--adaptor adaptor.pt --llm Qwen3-4B/ -o bundle/ -q 8\n"
+                         "  funasr-qwen4b convert bundle --sensevoice iic/SenseVoiceSmall --adaptor adaptor.pt "
+                         "--llm Qwen/Qwen3-4B -o bundle/",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    bu.add_argument("--sensevoice", required=True,
+                    help="FunASR SenseVoiceSmall directory or hub id (iic/SenseVoiceSmall)")
+    bu.add_argument("--adaptor", help="trained adaptor .pt (or owner/name[/FILE.pt] on a hub)")
+    bu.add_argument("--llm", help="Hugging Face Qwen3 directory or hub id (Qwen/Qwen3-4B)")
     _output_args(bu, "bundle")
+    add_hub_args(bu)
     bu.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                     help="dtype of every component (default: float32 for SenseVoice and the adaptor, "
                     "bfloat16 for the LLM)")
@@ -134,8 +148,9 @@ def add_parser(sub) -> None:
                          description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "
                          "`mlx_lm.load(BUNDLE/llm)` works. bfloat16 by default; -q 8 / -q 4 quantize.",
                          epilog="example: funasr-qwen4b convert llm Qwen3-4B/ -o bundle/ -q 4 --embeddings-8bit")
-    lm.add_argument("hf_dir", help="Hugging Face Qwen3 directory (config.json, *.safetensors, tokenizer)")
+    lm.add_argument("hf_dir", help="Hugging Face Qwen3 directory (config.json, *.safetensors, tokenizer) or hub id")
     _output_args(lm, "llm component")
+    add_hub_args(lm)
     lm.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="unquantized dtype (default bfloat16)")
     _llm_quant_args(lm)
     lm.set_defaults(func=cmd_llm)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from ...audio import load_audio
 from ...bundle import Bundle
-from .args import add_model_arg, add_query_args, add_source_args, add_template_args, query_from, sources_from, \
-    template_from
+from .args import (add_hub_args, add_model_arg, add_query_args, add_source_args, add_template_args, needs_extras,
+                   packaged_clip, query_from, resolve_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIP = Path(__file__).resolve().parents[3] / "datasets" / "clips" / "zh_open_hours.wav"
+DEFAULT_CLIP = packaged_clip("zh_open_hours.wav")
 
 
 def run_parity(bundle_path, args) -> int:
@@ -42,17 +42,20 @@ def run_parity(bundle_path, args) -> int:
 
 
 def cmd_parity(args) -> int:
-    return run_parity(args.model, args)
+    with needs_extras("parity", torch="reference"):
+        return run_parity(resolve_from(args, args.model, "bundle"), args)
 
 
 def cmd_selfcheck(args) -> int:
-    try:
-        from convert.bundle import convert_bundle
-        from reference.checkpoints import (ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir,
-                                           make_sensevoice_dir)
-    except ModuleNotFoundError as e:
-        raise ValueError(f"selfcheck needs the reference extra ({e.name} is not installed): "
-                         "pip install 'funasr-qwen4b-mlx[reference]'") from None
+    with needs_extras("selfcheck", torch="reference"):
+        return selfcheck(args)
+
+
+def selfcheck(args) -> int:
+    from convert.bundle import convert_bundle
+    from reference.checkpoints import (ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir,
+                                       make_sensevoice_dir)
+
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="funasr-qwen4b-selfcheck-"))
     try:
         log.info("building small original-format checkpoints with the upstream classes (random, seeded) in %s:", work)
@@ -93,6 +96,7 @@ def add_parser(sub) -> None:
                         "in a float32 bundle (at reduced precision their agreement is reported).",
                         epilog="example: funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json --dump taps/")
     add_model_arg(pa)
+    add_hub_args(pa)
     _parity_args(pa)
     pa.set_defaults(func=cmd_parity, strict_fp32=True)
 

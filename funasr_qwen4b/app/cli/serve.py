@@ -10,8 +10,7 @@ import argparse
 import logging
 from dataclasses import replace
 
-from ...bundle import Bundle
-from .args import add_model_arg, add_speculate_arg, add_template_args, template_from
+from .args import add_hub_args, add_model_arg, add_speculate_arg, add_template_args, bundle_from, template_from
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,7 @@ def add_parser(sub) -> None:
         epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
         "says otherwise; there is no authentication, so expose it only behind something that has.")
     add_model_arg(sp)
+    add_hub_args(sp)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     sp.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sp.add_argument("--default-model", choices=MODEL_IDS,
@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    bundle = Bundle.read(args.model)  # not a bundle: a one-line error before anything starts
+    bundle = bundle_from(args)  # not a bundle: a one-line error before anything starts
     for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-audio-seconds", args.max_audio_seconds),
                         ("--idle-unload", args.idle_unload), ("--max-seconds", args.max_seconds)):
         if value < 0:
@@ -74,7 +74,7 @@ def cmd_serve(args) -> int:
         missing = [c for c in ("adaptor", "llm") if not bundle.has(c)]
         log.warning("the bundle has no %s: funasr-qwen4b will answer 503; sensevoice-small serves",
                     ", ".join(missing))
-    cfg = ServerConfig(str(args.model), default_model=args.default_model, idle_unload=args.idle_unload,
+    cfg = ServerConfig(str(bundle.root), default_model=args.default_model, idle_unload=args.idle_unload,
                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
                        max_seconds=args.max_seconds, template=template_from(args, bundle),
                        decode=replace(bundle.decode, speculate=args.speculate) if args.speculate else None)

@@ -14,6 +14,13 @@ Endpoints (OpenAI's request and response shapes, its error shape
     POST   /v1/models/{id}/unload     free it now (DELETE /v1/models/{id} does the same)
     GET    /health                    per-model state, queue, counters, memory
 
+Statuses: 400 for what the request sent (audio unreadable, empty, shorter than 100 ms or
+over the limit; bad fields), 404 unknown model, 413 over the upload limit, 503 when the
+model cannot serve (a component missing, a file damaged, a bad bundle setting: the
+other model keeps serving), 500 only for a bug. A client that goes before its answer
+(a timeout, a closed connection) is not decoded: its queued job is skipped and a
+running one stops at its next piece of text, streaming or not.
+
 Two models, each a `Transcriber`: `funasr-qwen4b` (SenseVoice → adaptor →
 Qwen3) and `sensevoice-small` (SenseVoice's own CTC head). Each model has one
 worker thread: loading, decoding and unloading all happen there, in order, so

@@ -7,30 +7,14 @@ import json
 
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ..outputs import to_srt, to_vtt
+
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
 # OpenAI's verbose_json segments carry decoding statistics this model does not
 # compute (greedy, one window per segment); they are given neutral values so
 # that typed clients parse the segments.
 _SEGMENT_STATS = {"temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
-
-
-def _timestamp(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def to_srt(segments: list[dict]) -> str:
-    return "".join(f"{i}\n{_timestamp(s['start'], ',')} --> {_timestamp(s['end'], ',')}\n{s['text'].strip()}\n\n"
-                   for i, s in enumerate(segments, 1))
-
-
-def to_vtt(segments: list[dict]) -> str:
-    return "WEBVTT\n\n" + "".join(f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n"
-                                  f"{s['text'].strip()}\n\n" for s in segments)
 
 
 def openai_segment(s: dict) -> dict:

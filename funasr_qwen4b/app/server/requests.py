@@ -13,8 +13,9 @@ import soundfile as sf
 from fastapi import Request
 from starlette.formparsers import MultiPartException
 
-from ...audio import SAMPLE_RATE, AudioError, load_audio
+from ...audio import SAMPLE_RATE, AudioError, load_audio, warn_if_truncated
 from ...config import LANGUAGE_IDS
+from ...nospeech import MIN_SECONDS
 from .errors import ApiError, one_line
 from .formats import RESPONSE_FORMATS
 from .slots import LLM_MODEL, ModelManager, ModelSlot
@@ -53,9 +54,11 @@ def _language(value) -> str | None:
 
 def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.ndarray:
     """Uploaded bytes → 16 kHz mono float32, exactly as load_audio reads a file.
-    Audio longer than `max_audio_seconds` (0: no limit) is refused before it is decoded."""
+    Audio longer than `max_audio_seconds` (0: no limit) is refused before it is decoded,
+    audio shorter than 100 ms (OpenAI's minimum too) after."""
     if not data:
         raise ApiError(400, f"uploaded file {filename!r} is empty", param="file", code="invalid_audio")
+    warn_if_truncated(data[:1 << 16], len(data), repr(filename))
     try:
         info = sf.info(io.BytesIO(data))
         frames, rate = info.frames, info.samplerate
@@ -78,6 +81,9 @@ def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.nd
     if limit and samples.size / SAMPLE_RATE > limit:
         raise ApiError(400, f"audio is {samples.size / SAMPLE_RATE:.1f} s long; this server accepts at most "
                        f"{limit:g} s (--max-audio-seconds)", param="file", code="audio_too_long")
+    if samples.size < MIN_SECONDS * SAMPLE_RATE:
+        raise ApiError(400, f"audio {filename!r} is {1000 * samples.size / SAMPLE_RATE:.0f} ms long; at least "
+                       f"{1000 * MIN_SECONDS:.0f} ms is needed", param="file", code="audio_too_short")
     return samples
 
 

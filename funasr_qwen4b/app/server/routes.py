@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...audio import SAMPLE_RATE
@@ -91,9 +91,7 @@ def create_app(cfg: ServerConfig | str, **kwargs) -> FastAPI:
         req = await parse(request, task, manager)
         if req.stream:
             return await stream_transcription(req)
-        result = await req.slot.run(lambda t: t.transcribe(req.samples, SAMPLE_RATE, language=req.language,
-                                                           translate=task == "translate"))
-        return render(result, req.format, task=task, model=req.slot.id)
+        return await until_disconnect(request, req, task)
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
@@ -104,6 +102,30 @@ def create_app(cfg: ServerConfig | str, **kwargs) -> FastAPI:
         return await handle(request, "translate")
 
     return app
+
+
+DISCONNECT_POLL = 0.1  # seconds between looks at whether a waiting client is still there
+
+
+async def until_disconnect(request: Request, req: TranscriptionRequest, task: str) -> Response:
+    """A non-streaming answer, unless the client goes first: then a queued job is skipped and
+    a running one stops at its next piece of text, so the next request does not wait behind it."""
+    cancel = threading.Event()
+
+    def on_text(delta: str) -> None:  # on the model's thread
+        if cancel.is_set():
+            raise Cancelled()
+
+    job = asyncio.ensure_future(req.slot.run(
+        lambda t: t.transcribe(req.samples, SAMPLE_RATE, language=req.language, translate=task == "translate",
+                               on_text=on_text), cancel))
+    while not job.done():
+        await asyncio.wait({job}, timeout=DISCONNECT_POLL)
+        if not job.done() and await request.is_disconnected():
+            cancel.set()
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: nobody awaits it now
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+    return render(job.result(), req.format, task=task, model=req.slot.id)
 
 
 async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ...audio import AudioError
 from ...bundle import Bundle
 from ...config import Backend
 from ...decoding import DecodeConfig
@@ -113,6 +114,9 @@ class ModelSlot:
                 model = Transcriber.load(bundle, Backend.MLX, template=self.cfg.template, decode=self.cfg.decode,
                                          max_seconds=self.cfg.max_seconds)
             else:
+                if not (bundle.dir("sensevoice") / "tokenizer.model").is_file():
+                    raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no "
+                                     f".bpe.model), so CTC transcripts would be token ids; reconvert with it")
                 model = Transcriber.load(bundle, Backend.MLX, ctc_only=True, max_seconds=self.cfg.max_seconds)
         except Exception as e:  # missing component, missing/broken files, bad config
             self.last_error = f"{type(e).__name__}: {one_line(e)}"
@@ -153,6 +157,11 @@ class ModelSlot:
             # (and its KV cache) is closed now, not later by whichever thread frees the error.
             traceback.clear_frames(e.__traceback__)
             self.stats["cancelled" if isinstance(e, Cancelled) else "failed"] += 1
+            if isinstance(e, AudioError):  # the request's audio, past what parsing checks
+                raise ApiError(400, one_line(e), param="file", code="invalid_audio") from None
+            if isinstance(e, (ValueError, OSError)):  # the request was checked: what fails now is the model's
+                self.last_error = f"{type(e).__name__}: {one_line(e)}"
+                raise ModelUnavailable(self.id, self.last_error) from None
             raise
         finally:
             self.stats["requests"] += 1
@@ -193,8 +202,10 @@ class ModelSlot:
                 **self.stats}
 
     def shutdown(self) -> None:
-        self.executor.submit(self._unload_in_worker)
+        # The running job finishes and queued ones are dropped; then, the worker gone, the model
+        # is freed here (an unload queued behind them would be dropped with them).
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self._unload_in_worker()
 
 
 # --- both ----------------------------------------------------------------------------
