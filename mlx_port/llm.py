@@ -102,9 +102,15 @@ class Qwen3:
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
                   stats: DecodeStats) -> Iterator[int]:
         """Greedy decoding that verifies the draft: each pass feeds the last token and up to
-        `window` next draft tokens, keeps the longest prefix the LLM's own argmax agrees with plus the
-        LLM's token after it, and trims the rejected positions from the KV cache. Every id
-        is the argmax given exactly the ids before it: the ids of plain greedy decoding."""
+        `window` next draft tokens, keeps the longest prefix the LLM's own argmax agrees with
+        plus the LLM's token after it, and trims the rejected positions from the KV cache.
+        Every id is the argmax given exactly the ids before it: the ids of plain greedy
+        decoding.
+
+        Like mlx-lm's loop, the next pass is queued before this one's ids are read, on the
+        bet that this pass accepts all it verifies: it is fed this pass's last argmax still
+        on the device, then the draft after it. A pass that rejects something voids that bet:
+        its positions leave the cache and the next pass is built anew."""
         model = self.model
         cache = make_prompt_cache(model)
         h = inputs_embeds
@@ -114,31 +120,56 @@ class Qwen3:
         y = greedy(model(None, cache, input_embeddings=h[:, -1:])[0])[-1]
         yield y
         out = [y]
+
+        def launch(first: mx.array, ahead: list[int]) -> mx.array:
+            preds = greedy_ids(model(mx.concatenate([first, mx.array(ahead, dtype=first.dtype)])[None], cache)[0])
+            mx.async_eval(preds)
+            return preds
+
         at = draft.after(y, 0)  # where in the draft the text after `out` is expected
         size = min(window, 8)  # tokens verified per pass: grows while the draft holds, shrinks when not
-        while len(out) < max_tokens:
-            ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
-            preds = greedy(model(mx.array([[y, *ahead]]), cache)[0])
-            stats.forwards += 1
+        ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+        preds = launch(mx.array([y], dtype=mx.uint32), ahead)
+        while True:
+            # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
+            bet_at = at + len(ahead) + 1
+            bet_size = min(window, 2 * len(ahead) + 2)
+            room = max_tokens - len(out) - len(ahead) - 1  # ids still to come after this pass
+            bet = draft.ids[bet_at: bet_at + min(bet_size, room - 1)] if room > 0 else None
+            nxt = launch(preds[len(ahead):], bet) if bet is not None else None
+            got = preds.tolist()
+            stats.forwards += 1  # passes whose ids are used (a pass queued on a failed bet is not)
             ok = 0
-            while ok < len(ahead) and preds[ok] == ahead[ok]:
+            while ok < len(ahead) and got[ok] == ahead[ok]:
                 ok += 1
-            trim_prompt_cache(cache, len(ahead) - ok)  # rejected positions leave the cache
             stats.drafted += len(ahead)
             stats.accepted += ok
-            for tok in [*ahead[:ok], preds[ok]]:
+            y = got[ok]
+            for tok in [*ahead[:ok], y]:
                 out.append(tok)
                 yield tok
-            y = preds[ok]
+            if len(out) >= max_tokens:
+                return
+            if ok == len(ahead):  # the bet holds: the next pass is already queued
+                at, ahead, preds = bet_at, bet, nxt
+                continue
+            # rejected positions of this pass, and the voided next pass, leave the cache
+            trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
             at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
             # a pass costs more the more it verifies (much more in quantized matmuls): offer
             # about twice what the draft last held, never more than `window`; one token
             # after a miss, which costs about what a plain pass does
             size = min(window, 2 * ok + 2) if ok else 1
+            ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+            preds = launch(mx.array([y], dtype=mx.uint32), ahead)
+
+
+def greedy_ids(logits: mx.array) -> mx.array:
+    """Each row's argmax exactly as mlx-lm's greedy sampler takes it: of the log-probabilities,
+    in the logits' dtype (in bfloat16 the subtraction can make two values tie, and the argmax
+    is then the lower id), so the ids are plain greedy decoding's. Left on the device."""
+    return mx.argmax(logits - mx.logsumexp(logits, axis=-1, keepdims=True), axis=-1).astype(mx.uint32)
 
 
 def greedy(logits: mx.array) -> list[int]:
-    """The argmax of each row exactly as mlx-lm's greedy sampler takes it: of the log-
-    probabilities, in the logits' dtype (in bfloat16 the subtraction can make two values
-    tie, and the argmax is then the lower id), so the ids are plain greedy decoding's."""
-    return mx.argmax(logits - mx.logsumexp(logits, axis=-1, keepdims=True), axis=-1).tolist()
+    return greedy_ids(logits).tolist()
