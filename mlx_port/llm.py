@@ -130,38 +130,41 @@ class Qwen3:
         size = min(window, 8)  # tokens verified per pass: grows while the draft holds, shrinks when not
         ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
         preds = launch(mx.array([y], dtype=mx.uint32), ahead)
-        while True:
-            # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
-            bet_at = at + len(ahead) + 1
-            bet_size = min(window, 2 * len(ahead) + 2)
-            room = max_tokens - len(out) - len(ahead) - 1  # ids still to come after this pass
-            bet = draft.ids[bet_at: bet_at + min(bet_size, room - 1)] if room > 0 else None
-            nxt = launch(preds[len(ahead):], bet) if bet is not None else None
-            got = preds.tolist()
-            stats.forwards += 1  # passes whose ids are used (a pass queued on a failed bet is not)
-            ok = 0
-            while ok < len(ahead) and got[ok] == ahead[ok]:
-                ok += 1
-            stats.drafted += len(ahead)
-            stats.accepted += ok
-            y = got[ok]
-            for tok in [*ahead[:ok], y]:
-                out.append(tok)
-                yield tok
-            if len(out) >= max_tokens:
-                return
-            if ok == len(ahead):  # the bet holds: the next pass is already queued
-                at, ahead, preds = bet_at, bet, nxt
-                continue
-            # rejected positions of this pass, and the voided next pass, leave the cache
-            trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
-            at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
-            # a pass costs more the more it verifies (much more in quantized matmuls): offer
-            # about twice what the draft last held, never more than `window`; one token
-            # after a miss, which costs about what a plain pass does
-            size = min(window, 2 * ok + 2) if ok else 1
-            ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
-            preds = launch(mx.array([y], dtype=mx.uint32), ahead)
+        try:
+            while True:
+                # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
+                bet_at = at + len(ahead) + 1
+                bet_size = min(window, 2 * len(ahead) + 2)
+                room = max_tokens - len(out) - len(ahead) - 1  # ids still to come after this pass
+                bet = draft.ids[bet_at: bet_at + min(bet_size, room - 1)] if room > 0 else None
+                nxt = launch(preds[len(ahead):], bet) if bet is not None else None
+                got = preds.tolist()
+                stats.forwards += 1  # passes whose ids are used (a pass queued on a failed bet is not)
+                ok = 0
+                while ok < len(ahead) and got[ok] == ahead[ok]:
+                    ok += 1
+                stats.drafted += len(ahead)
+                stats.accepted += ok
+                y = got[ok]
+                for tok in [*ahead[:ok], y]:
+                    out.append(tok)
+                    yield tok
+                if len(out) >= max_tokens:
+                    return
+                if ok == len(ahead):  # the bet holds: the next pass is already queued
+                    at, ahead, preds = bet_at, bet, nxt
+                    continue
+                # rejected positions of this pass, and the voided next pass, leave the cache
+                trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
+                at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
+                # a pass costs more the more it verifies (much more in quantized matmuls): offer
+                # about twice what the draft last held, never more than `window`; one token
+                # after a miss, which costs about what a plain pass does
+                size = min(window, 2 * ok + 2) if ok else 1
+                ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+                preds = launch(mx.array([y], dtype=mx.uint32), ahead)
+        finally:  # a caller that stops early (a cancelled request) leaves no pass in flight holding the cache
+            mx.synchronize()
 
 
 def greedy_ids(logits: mx.array) -> mx.array:
