@@ -1,15 +1,19 @@
-"""Audio loading shared by the reference and MLX paths.
+"""Audio loading shared by the reference and MLX paths, and where the speech is in it.
 
 Both paths must see bit-identical input, so loading, mono mixing and
-resampling live here once. Torch- and MLX-free: numpy, soundfile, soxr only.
+resampling live here once. Torch- and MLX-free: numpy, soundfile, soxr (ffmpeg, where
+installed, for formats libsndfile cannot read).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import io
 import os
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +168,81 @@ def split_points(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE)
 def split_long(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[np.ndarray]:
     bounds = [0, *split_points(samples, max_seconds, sr), samples.size]
     return [samples[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def _ffmpeg(source: Path | bytes, name: str, reason: str) -> np.ndarray:
+    """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
+                         "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
+                         "install ffmpeg)")
+    data = source if isinstance(source, bytes) else None
+    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
+           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
+    r = subprocess.run(cmd, input=data, capture_output=True)
+    if r.returncode != 0 or not r.stdout:
+        why = " ".join(r.stderr.decode(errors="replace").split())[:200] or "no audio stream"
+        raise AudioError(f"cannot read audio {name}: ffmpeg: {why}")
+    return np.frombuffer(r.stdout, dtype="<f4").copy()
+
+
+def read_audio(audio, sample_rate: int | None = None) -> np.ndarray:
+    """16 kHz mono float32 from a path, samples with their `sample_rate`, or encoded audio as
+    bytes or a binary file-like (an open file, an upload); through ffmpeg where libsndfile
+    cannot read the format."""
+    if isinstance(audio, (bytes, bytearray, memoryview)) or hasattr(audio, "read"):
+        name = str(getattr(audio, "name", "audio bytes"))
+        data = audio.read() if hasattr(audio, "read") else bytes(audio)
+        if not isinstance(data, bytes):
+            raise AudioError(f"{name} gave {type(data).__name__}, not bytes; open audio files in binary mode ('rb')")
+        if sample_rate is not None:
+            raise AudioError(f"{name} is encoded audio with its own rate; omit sample_rate (it is for sample arrays)")
+        try:
+            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            return load_audio(_ffmpeg(data, name, " ".join(str(e).split())), SAMPLE_RATE)
+        return load_audio(samples, rate)
+    if isinstance(audio, (str, os.PathLike)) and Path(audio).is_file():
+        try:
+            sf.info(str(audio))
+        except (sf.LibsndfileError, RuntimeError) as e:
+            if sample_rate is not None:
+                raise AudioError(f"audio {audio} is a file; omit sample_rate for files") from None
+            return load_audio(_ffmpeg(Path(audio), str(audio), " ".join(str(e).split())), SAMPLE_RATE)
+    return load_audio(audio, sample_rate)
+
+
+# --- where the speech is ------------------------------------------------------
+
+FRAME, HOP = 400, 160  # 25 ms frames every 10 ms at 16 kHz, as the frontend frames
+PAUSE_SECONDS = 0.3  # a quieter stretch at least this long separates two speech regions
+PAD_SECONDS = 0.05  # each region widened by this much, so cues do not clip word edges
+FLOOR_DBFS = -70.0  # a noise floor below this counts as this (digital silence)
+
+
+def frame_levels(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 25 ms frames (every 10 ms, float64) and each one's level in dBFS."""
+    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), FRAME)[::HOP]
+    return frames, 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
+
+
+def speech_regions(samples: np.ndarray, sr: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+    """(start, end) seconds of the loud stretches: frames above a level a quarter of the way
+    from the noise floor (10th percentile) to the loudest frame, pauses shorter than
+    PAUSE_SECONDS closed, each region padded by PAD_SECONDS."""
+    duration = samples.size / sr
+    if samples.size < FRAME:
+        return [(0.0, duration)] if samples.size else []
+    db = frame_levels(samples)[1]
+    floor = max(float(np.percentile(db, 10)), FLOOR_DBFS)
+    loud = db > floor + 0.25 * (float(db.max()) - floor)
+    edges = np.flatnonzero(np.diff(np.r_[0, loud.astype(np.int8), 0]))
+    regions: list[list[float]] = []
+    for a, b in zip(edges[::2], edges[1::2]):  # loud frames a..b-1
+        start, end = a * HOP / sr, ((b - 1) * HOP + FRAME) / sr
+        if regions and start - regions[-1][1] < PAUSE_SECONDS:
+            regions[-1][1] = end
+        else:
+            regions.append([start, end])
+    return [(max(0.0, s - PAD_SECONDS), min(duration, e + PAD_SECONDS)) for s, e in regions]

@@ -95,35 +95,9 @@ def decode(frame_ids: np.ndarray, blank_id: int, n_query: int = QUERY_ROWS,
 # region (loud audio between pauses) bounds it; words in one region share the
 # time between their spikes at the midpoints.
 
-PAUSE_SECONDS = 0.3  # a quieter stretch at least this long separates two speech regions
-PAD_SECONDS = 0.05  # each region widened by this much, so cues do not clip word edges
-FLOOR_DBFS = -70.0  # a noise floor below this counts as this (digital silence)
-_FRAME, _HOP, _SR = 400, 160, 16000  # 25 ms frames every 10 ms at 16 kHz
 _SENTENCE_END = "。！？!?…"
 _CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _WORD = re.compile(rf"[{_CJK}][^\w\s]*|[^\s{_CJK}]+")
-
-
-def speech_regions(samples: np.ndarray, sr: int = _SR) -> list[tuple[float, float]]:
-    """(start, end) seconds of the loud stretches: frames above a level a quarter of the way
-    from the noise floor (10th percentile) to the loudest frame, pauses shorter than
-    PAUSE_SECONDS closed, each region padded by PAD_SECONDS."""
-    duration = samples.size / sr
-    if samples.size < _FRAME:
-        return [(0.0, duration)] if samples.size else []
-    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), _FRAME)[::_HOP]
-    db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
-    floor = max(float(np.percentile(db, 10)), FLOOR_DBFS)
-    loud = db > floor + 0.25 * (float(db.max()) - floor)
-    edges = np.flatnonzero(np.diff(np.r_[0, loud.astype(np.int8), 0]))
-    regions: list[list[float]] = []
-    for a, b in zip(edges[::2], edges[1::2]):  # loud frames a..b-1
-        start, end = a * _HOP / sr, ((b - 1) * _HOP + _FRAME) / sr
-        if regions and start - regions[-1][1] < PAUSE_SECONDS:
-            regions[-1][1] = end
-        else:
-            regions.append([start, end])
-    return [(max(0.0, s - PAD_SECONDS), min(duration, e + PAD_SECONDS)) for s, e in regions]
 
 
 def _norm(text: str) -> tuple[str, list[int]]:

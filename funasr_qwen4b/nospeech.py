@@ -13,24 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import FRAME, frame_levels
+
 MIN_SECONDS = 0.1
 SILENCE_DBFS = -60.0
 NOISE_FLATNESS = 0.45
 LOUD_DB = -20.0  # frames within this of the loudest one are the ones judged
-_FRAME, _HOP = 400, 160  # 25 ms / 10 ms at 16 kHz, as the frontend frames
 
 
 def no_speech(samples: np.ndarray, sr: int = 16000) -> str | None:
     """Why `samples` (mono float in [-1, 1]) hold no speech, or None when they may."""
     if samples.size < MIN_SECONDS * sr:
         return f"no speech: {1000 * samples.size / sr:.0f} ms is shorter than {1000 * MIN_SECONDS:.0f} ms"
-    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), _FRAME)[::_HOP]
-    rms_db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
+    frames, rms_db = frame_levels(samples)
     peak = float(rms_db.max())
     if peak < SILENCE_DBFS:
         return f"no speech: silence (loudest frame {peak:.1f} dBFS < {SILENCE_DBFS:g} dBFS)"
     loud = frames[rms_db >= peak + LOUD_DB]
-    power = np.abs(np.fft.rfft(loud * np.hanning(_FRAME), axis=1)) ** 2 + 1e-20
+    power = np.abs(np.fft.rfft(loud * np.hanning(FRAME), axis=1)) ** 2 + 1e-20
     flatness = float(np.median(np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)))
     if flatness > NOISE_FLATNESS:
         return f"no speech: noise (spectral flatness {flatness:.2f} > {NOISE_FLATNESS:g})"

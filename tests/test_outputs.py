@@ -118,19 +118,19 @@ def test_stdin_and_formats_through_ffmpeg(demo_bundle, tmp_path):
 
 
 def test_missing_ffmpeg_is_one_line(monkeypatch, tmp_path):
-    from funasr_qwen4b.app import transcriber
+    from funasr_qwen4b import audio
 
-    monkeypatch.setattr(transcriber.shutil, "which", lambda name: None)
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
     (tmp_path / "a.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
     for source in (tmp_path / "a.m4a", (tmp_path / "a.m4a").read_bytes()):
         with pytest.raises(AudioError) as e:
-            transcriber.read_audio(source)
+            audio.read_audio(source)
         assert "need ffmpeg, which is not installed" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_api_takes_paths_arrays_bytes_and_file_likes(demo_bundle):
     from funasr_qwen4b import Transcriber
-    from funasr_qwen4b.app.transcriber import read_audio
+    from funasr_qwen4b.audio import read_audio
 
     x, rate = sf.read(EN, dtype="float32")
     samples = load_audio(EN)

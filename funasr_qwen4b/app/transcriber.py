@@ -18,21 +18,15 @@ segment at each pause and after each sentence, with its words.
 from __future__ import annotations
 
 import bisect
-import io
 import logging
-import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
-import soundfile as sf
 
 from .. import ctc
-from ..audio import SAMPLE_RATE, AudioError, load_audio, split_points
+from ..audio import SAMPLE_RATE, read_audio, speech_regions, split_points
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
@@ -86,49 +80,6 @@ class JoinedStream:
         if body:
             self.out += body
             self.on_text(body)
-
-
-def _ffmpeg(source: Path | bytes, name: str, reason: str) -> np.ndarray:
-    """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono."""
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise AudioError(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
-                         "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
-                         "install ffmpeg)")
-    data = source if isinstance(source, bytes) else None
-    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
-           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
-    r = subprocess.run(cmd, input=data, capture_output=True)
-    if r.returncode != 0 or not r.stdout:
-        why = " ".join(r.stderr.decode(errors="replace").split())[:200] or "no audio stream"
-        raise AudioError(f"cannot read audio {name}: ffmpeg: {why}")
-    return np.frombuffer(r.stdout, dtype="<f4").copy()
-
-
-def read_audio(audio, sample_rate: int | None = None) -> np.ndarray:
-    """16 kHz mono float32 from a path, samples with their `sample_rate`, or encoded audio as
-    bytes or a binary file-like (an open file, an upload); through ffmpeg where libsndfile
-    cannot read the format."""
-    if isinstance(audio, (bytes, bytearray, memoryview)) or hasattr(audio, "read"):
-        name = str(getattr(audio, "name", "audio bytes"))
-        data = audio.read() if hasattr(audio, "read") else bytes(audio)
-        if not isinstance(data, bytes):
-            raise AudioError(f"{name} gave {type(data).__name__}, not bytes; open audio files in binary mode ('rb')")
-        if sample_rate is not None:
-            raise AudioError(f"{name} is encoded audio with its own rate; omit sample_rate (it is for sample arrays)")
-        try:
-            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-            return load_audio(_ffmpeg(data, name, " ".join(str(e).split())), SAMPLE_RATE)
-        return load_audio(samples, rate)
-    if isinstance(audio, (str, os.PathLike)) and Path(audio).is_file():
-        try:
-            sf.info(str(audio))
-        except (sf.LibsndfileError, RuntimeError) as e:
-            if sample_rate is not None:
-                raise AudioError(f"audio {audio} is a file; omit sample_rate for files") from None
-            return load_audio(_ffmpeg(Path(audio), str(audio), " ".join(str(e).split())), SAMPLE_RATE)
-    return load_audio(audio, sample_rate)
 
 
 @dataclass
@@ -251,7 +202,7 @@ class Transcriber:
             decode = tok.decode if tok is not None else None
         else:
             text, ids, decode = out.text, out.decoded.ids, self.pipeline.setup.text
-        found = ctc.timed_segments(text, out.ctc, self.pipeline.tokenizer, ctc.speech_regions(samples),
+        found = ctc.timed_segments(text, out.ctc, self.pipeline.tokenizer, speech_regions(samples),
                                    samples.size / SAMPLE_RATE)
         if not found:  # speech without a transcript: the piece, untimed within
             return [{"start": round(offset, 3), "end": round(offset + samples.size / SAMPLE_RATE, 3), "text": "",

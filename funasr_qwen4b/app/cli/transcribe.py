@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ...audio import AudioError
+from ...audio import AudioError, read_audio
 from ..outputs import FORMATS, write_outputs
 from .args import (add_backend_arg, add_hub_args, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
                    add_template_args, bundle_from, query_from, sources_from, template_from)
@@ -57,7 +57,7 @@ def output_formats(args) -> tuple[str, ...]:
 
 
 def cmd_transcribe(args) -> int:
-    from ..transcriber import Transcriber, read_audio
+    from ..transcriber import Transcriber
 
     inputs = expand(args.audio)
     formats, out_dir = output_formats(args), Path(args.output_dir or ".")
