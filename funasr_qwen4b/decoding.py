@@ -78,11 +78,13 @@ SPECULATE = ("ctc", "off")
 @dataclass
 class DecodeStats:
     """What a token source did: LLM forward passes after the prefill, draft tokens offered
-    and accepted (speculation only)."""
+    and accepted, and passes queued on a bet that failed, computed and thrown away
+    (speculation only)."""
 
     forwards: int = 0
     drafted: int = 0
     accepted: int = 0
+    voided: int = 0
 
 
 def loop_start(ids: list[int], cfg: DecodeConfig) -> int | None:
@@ -145,7 +147,7 @@ class TextStream:
 @dataclass
 class Decoded:
     ids: list[int]
-    stop: str  # "eos", "cap", "loop" or "end" (the token source ran out)
+    stop: str  # "eos", "cap", "loop", "stopped" (Stopped) or "end" (the token source ran out)
     prefill_s: float = 0.0  # until the first token
     decode_s: float = 0.0  # the tokens after it
     stats: DecodeStats = field(default_factory=DecodeStats)
@@ -168,46 +170,74 @@ def repeating_tail(ids: list[int], cfg: DecodeConfig) -> int:
     return longest
 
 
-def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None,
-                stats: DecodeStats | None = None) -> Decoded:
-    """Run a path's greedy token source under the shared rules.
+class Stopped(Exception):
+    """Raised by an `on_text` callback to end its utterance's decoding (a client that has gone).
+    One utterance's decoding raises it on; in a batch, that row alone ends."""
 
-    `tokens` yields the next id given everything so far (each path's own
-    model and cache; `stats` is what it reports of its work). With `on_text`,
-    text deltas are streamed; only a tail that is actually repeating is held
-    back (a loop cut could still remove it), so the streamed text always
-    equals the final text and arrives as it is decoded.
-    """
-    ids: list[int] = []
-    stream = TextStream(tokenizer) if on_text is not None else None
-    reason = "end"
-    t0 = time.perf_counter()
-    t_first = None
-    for tok in tokens:
-        t_first = t_first or time.perf_counter()
-        tok = int(tok)
-        if tok in stop:
-            reason = "eos"
-            break
+
+class Decoder:
+    """The shared rules applied to one utterance's ids as they come, pushed one at a time:
+    what decode_loop runs over a token source, and what a batch runs for each of its rows.
+    With `on_text`, text deltas are streamed; only a tail that is actually repeating is
+    held back (a loop cut could still remove it), so the streamed text always equals the
+    final text and arrives as it is decoded."""
+
+    def __init__(self, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None):
+        self.cap, self.stop, self.cfg, self.on_text = cap, stop, cfg, on_text
+        self.ids: list[int] = []
+        self.stream = TextStream(tokenizer) if on_text is not None else None
+        self.reason: str | None = None  # set once decoding has ended
+        self.t0 = time.perf_counter()
+        self.t_first: float | None = None
+
+    def push(self, tok: int) -> bool:
+        """One more id; True once decoding has ended (stop id, loop, cap)."""
+        self.t_first = self.t_first or time.perf_counter()
+        tok, ids, cfg = int(tok), self.ids, self.cfg
+        if tok in self.stop:
+            self.reason = "eos"
+            return True
         ids.append(tok)
         if cfg.loop_guard and (cut := loop_start(ids, cfg)) is not None:
             del ids[cut:]
-            reason = "loop"
-            break
-        if stream is not None:
+            self.reason = "loop"
+            return True
+        if self.stream is not None:
             hold = repeating_tail(ids, cfg) if cfg.loop_guard else 0
-            if len(ids) - hold > len(stream.ids):
-                _push(stream, ids[len(stream.ids): len(ids) - hold], on_text)
-        if len(ids) >= cap:
-            reason = "cap"
-            break
-    if stream is not None:
-        _push(stream, ids[len(stream.ids):], on_text)
-        if tail := stream.finish():
-            on_text(tail)
-    end = time.perf_counter()
-    t_first = t_first or end
-    return Decoded(ids, reason, t_first - t0, end - t_first, stats or DecodeStats())
+            if len(ids) - hold > len(self.stream.ids):
+                try:
+                    _push(self.stream, ids[len(self.stream.ids): len(ids) - hold], self.on_text)
+                except Stopped:
+                    self.stream, self.reason = None, "stopped"  # nothing more is streamed to it
+                    raise
+        if len(ids) >= self.cap:
+            self.reason = "cap"
+            return True
+        return False
+
+    def run(self, tokens, stats: DecodeStats | None = None) -> Decoded:
+        """Push a path's token source until decoding ends. `tokens` yields the next id given
+        everything so far (each path's own model and cache; `stats` is what it reports of its work)."""
+        for tok in tokens:
+            if self.push(tok):
+                break
+        return self.finish(stats)
+
+    def finish(self, stats: DecodeStats | None = None) -> Decoded:
+        """What was decoded; "end" when the token source ran out first."""
+        if self.stream is not None:
+            _push(self.stream, self.ids[len(self.stream.ids):], self.on_text)
+            if tail := self.stream.finish():
+                self.on_text(tail)
+        end = time.perf_counter()
+        t_first = self.t_first or end
+        return Decoded(self.ids, self.reason or "end", t_first - self.t0, end - t_first, stats or DecodeStats())
+
+
+def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None,
+                stats: DecodeStats | None = None) -> Decoded:
+    """Run a path's greedy token source under the shared rules (Decoder)."""
+    return Decoder(cap=cap, stop=stop, cfg=cfg, on_text=on_text, tokenizer=tokenizer).run(tokens, stats)
 
 
 def _push(stream: TextStream, new_ids: list[int], on_text) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from .config import QueryConfig
 from .ctc import CtcResult
 from . import taps
-from .decoding import DecodeConfig, Decoded, DecodeStats, decode_loop
+from .decoding import DecodeConfig, Decoded, Decoder, DecodeStats, decode_loop
 from .prompt import Prompt, encode, stop_ids
 from .text import cer_text, strip_tags
 
@@ -49,16 +49,30 @@ class LlmSetup:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def draft(self, ctc: CtcResult) -> "Draft | None":
-        """The CTC transcript as LLM tokens: what speculation verifies; None when this
+        """The CTC transcript as LLM tokens, then the ending the LLM likely writes after it
+        (the tokenizer's eos among the stop ids): what speculation verifies; None when this
         setup decodes one token per pass."""
-        return Draft.build(strip_tags(ctc.text), self.tokenizer) if self.decode.speculative else None
+        if not self.decode.speculative:
+            return None
+        stop = self.stop  # none with ignore_eos: decoding runs to the cap
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        guess = eos if eos in stop else stop[0] if stop else None
+        return Draft.build(strip_tags(ctc.text), self.tokenizer, stop=guess)
+
+    def decoder(self, seconds: float, on_text=None) -> Decoder:
+        """The rules one utterance of `seconds` is decoded under (a batch holds one per row)."""
+        return Decoder(cap=self.decode.token_cap(seconds), stop=self.stop, cfg=self.decode, on_text=on_text,
+                       tokenizer=self.tokenizer)
 
     def transcribe(self, tokens: Iterator[int], seconds: float, out: "Output", on_text=None, rec=None,
                    stats: DecodeStats | None = None) -> None:
         """Decode a path's token source for `seconds` of audio into `out`."""
-        out.decoded = decode_loop(tokens, cap=self.decode.token_cap(seconds), stop=self.stop, cfg=self.decode,
-                                  on_text=on_text, tokenizer=self.tokenizer, stats=stats)
-        out.timings["llm_prefill"], out.timings["llm_decode"] = out.decoded.prefill_s, out.decoded.decode_s
+        self.fill(out, self.decoder(seconds, on_text).run(tokens, stats), rec)
+
+    def fill(self, out: "Output", decoded: Decoded, rec=None) -> None:
+        """An utterance's decoded ids into `out`: text, timings, the tokens tap."""
+        out.decoded = decoded
+        out.timings["llm_prefill"], out.timings["llm_decode"] = decoded.prefill_s, decoded.decode_s
         out.text = self.text(out.decoded.ids)
         if rec is not None:
             rec.outputs[taps.LLM_TOKENS] = np.array(out.decoded.ids, dtype=np.int64)
@@ -68,20 +82,39 @@ class LlmSetup:
         return self.text(decode_loop(tokens, cap=max_tokens, stop=self.stop, cfg=self.decode).ids)
 
 
+# A transcript ending in kana or a CJK ideograph ends with "。", any other with ".".
+_FULL_STOP = (("\u3040", "\u9fff", "。"), ("\uf900", "\ufaff", "。"))
+
+
 @dataclass
 class Draft:
     """A draft in LLM tokens, and where it goes on after each token of the LLM's own.
 
     The LLM writes what the CTC head heard, with punctuation and casing added and its own
     token boundaries ("：早上" for "早上", "My" for "m" "y"), so tokens are compared on their
-    text as CER compares it (normalised: case, punctuation and spaces removed)."""
+    text as CER compares it (normalised: case, punctuation and spaces removed). A draft may
+    end in guesses with no such text: the sentence's final punctuation and the stop id
+    (`stop`), which a pass that verifies them saves two passes of one token each."""
 
     ids: list[int]
     tokenizer: object = field(repr=False)
+    stop: int | None = None  # the draft's last id is this stop-id guess
 
     @classmethod
-    def build(cls, text: str, tokenizer) -> "Draft":
-        return cls(encode(tokenizer, text), tokenizer)
+    def build(cls, text: str, tokenizer, stop: int | None = None) -> "Draft":
+        """`text` in the LLM's tokens; with `stop`, followed by the punctuation the LLM ends a
+        sentence with in the text's script (unless the text ends in punctuation), then `stop`.
+        The two are tokenized with the text, so the LLM's merges ("度。") are kept."""
+        if stop is None or not text:
+            return cls(encode(tokenizer, text), tokenizer)
+        last = text[-1]
+        end = "" if not cer_text(last) else next((p for a, b, p in _FULL_STOP if a <= last <= b), ".")
+        return cls([*encode(tokenizer, text + end), stop], tokenizer, stop)
+
+    def ends_by(self, at: int) -> bool:
+        """Whether the draft's stop guess lies at or before position `at`: a pass whose own
+        token stands there likely ends decoding."""
+        return self.stop is not None and at >= len(self.ids) - 1
 
     def _text(self, ids: list[int]) -> str:
         return cer_text(self.tokenizer.decode(ids))
@@ -91,7 +124,9 @@ class Draft:
         position `at`: after it when the two agree; still at `at` when `own` has no text of
         its own (inserted punctuation, a space); after the draft tokens whose text `own`
         spells (up to `reach` of them: "My" for "m" "y"); else after `at` (the LLM replaced
-        that token)."""
+        that token). Draft tokens without text (punctuation, the stop guess) before the next
+        one with text are passed over first; with none after them, they are kept: the LLM
+        wrote text the draft lacks, and they may still come at its end."""
         if at >= len(self.ids):
             return len(self.ids)
         if self.ids[at] == own:
@@ -99,10 +134,15 @@ class Draft:
         text = self._text([own])
         if not text:
             return at
-        for j in range(at + 1, min(len(self.ids), at + reach) + 1):
-            if self._text(self.ids[at:j]) == text:
+        k = at
+        while k < len(self.ids) and not self._text([self.ids[k]]):
+            k += 1
+        if k == len(self.ids):
+            return at
+        for j in range(k + 1, min(len(self.ids), k + reach) + 1):
+            if self._text(self.ids[k:j]) == text:
                 return j
-        return at + 1
+        return k + 1
 
 
 @dataclass

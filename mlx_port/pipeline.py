@@ -20,7 +20,8 @@ from funasr_qwen4b.prompt import load_tokenizer
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
-from .encoder import SenseVoiceSmall
+from .batch import decode as batch_decode
+from .encoder import SenseVoiceSmall, length_mask
 from .frontend import Frontend
 from .llm import Qwen3
 from .taps import TapRecorder
@@ -93,6 +94,46 @@ class Pipeline:
         setup.transcribe(tokens, seconds, out, on_text, rec, stats)
         out.memory["llm"] = mx.get_peak_memory()
         return out
+
+    def run_batch(self, batch: list[np.ndarray], on_texts: list[Callable[[str], None] | None] | None = None, *,
+                  query: QueryConfig | None = None, decode: DecodeConfig | None = None) -> list[Output]:
+        """Several utterances at once, each `run`'s Output: the frontend per item, then the
+        encoder and the adaptor over the padded batch with their masks, and the LLM over the
+        prompts left-padded (mlx_port.batch), each row stopping, and streaming to its
+        `on_texts` entry, on its own. One token per pass (batch.py says why). A batch's stage
+        times are the batch's; llm_decode is each row's own."""
+        sv, query, t = self.sensevoice, query or self.query, {}
+        with timed(t, "frontend", lambda: mx.eval(feats)):
+            feats = [self.frontend(mx.array(x)) for x in batch]
+        n = [f.shape[0] for f in feats]
+        with timed(t, "encoder"):
+            padded = mx.stack([mx.pad(f, [(0, max(n) - k), (0, 0)]) for f, k in zip(feats, n)])
+            enc, lengths = sv.encode(padded, mx.array(n), query)
+            frame_ids = sv.ctc_argmax(enc)
+        lengths = lengths.tolist()
+        outs = [Output(ctc.decode(frame_ids[i, :k], sv.cfg.blank_id, len(query.ids), self.tokenizer))
+                for i, k in enumerate(lengths)]
+        memory = {"frontend+encoder": mx.get_peak_memory()}
+        if self.adaptor is not None:
+            start = adaptor_start(query, self.keep_query_frames)
+            rows = [k - start for k in lengths]
+            with timed(t, "adaptor", lambda: mx.eval(audio)):
+                mask = length_mask(mx.array(rows), enc.shape[1] - start) if min(rows) < max(rows) else None
+                audio = self.adaptor(enc[:, start:], mask)
+            for out, a, k in zip(outs, audio, rows):
+                out.audio_embeds = np.array(a[:k].astype(mx.float32))
+            memory["adaptor"] = mx.get_peak_memory()
+        for out in outs:
+            out.timings, out.memory = dict(t), dict(memory)
+        if self.adaptor is None or self.llm is None:
+            return outs
+        setup = self.setup.with_decode(decode)
+        embeds = [self.llm.inputs_embeds(setup.prompt, audio[i, :k])[0] for i, k in enumerate(rows)]
+        decoders = [setup.decoder(x.size / SAMPLE_RATE, f) for x, f in zip(batch, on_texts or [None] * len(batch))]
+        for out, decoder, stats in zip(outs, decoders, batch_decode(self.llm, embeds, decoders, setup.decode)):
+            setup.fill(out, decoder.finish(stats))
+            out.memory["llm"] = mx.get_peak_memory()
+        return outs
 
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""

@@ -111,6 +111,13 @@ class Pipeline:
         setup.transcribe(tokens, seconds, out, on_text, rec, stats)
         return out
 
+    def run_batch(self, batch: list[np.ndarray], on_texts: list[Callable[[str], None] | None] | None = None, *,
+                  query: QueryConfig | None = None, decode: DecodeConfig | None = None) -> list[Output]:
+        """`run` on each utterance in turn: the reference is the oracle a batch is checked against,
+        so it batches nothing."""
+        return [self.run(x, on_text=f, query=query, decode=decode)
+                for x, f in zip(batch, on_texts or [None] * len(batch))]
+
     def generate_text(self, prompt_ids: list[int], max_tokens: int) -> str:
         """A text-only pass (translation)."""
         return self.setup.complete(self.llm.tokens(self.llm.embed(prompt_ids)[None], self.setup.decode, max_tokens + 1),

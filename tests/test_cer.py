@@ -218,6 +218,7 @@ class Killed(Exception):
 
 
 def _fake(tag: str, die_after: int | None = None):
+    """A transcriber of one utterance at a time (as a batch transcriber) that may die mid-run."""
     calls = {"n": 0}
 
     def fn(samples):
@@ -226,7 +227,7 @@ def _fake(tag: str, die_after: int | None = None):
             raise Killed
         return f"{tag}{int(np.abs(samples).sum()) % 97}"
 
-    return fn
+    return cer.one_at_a_time(fn)
 
 
 def _entries(tmp_path, n=5):
@@ -256,8 +257,8 @@ def test_resume_after_interruption_gives_the_same_report(tmp_path, k):
     with open(part, "a") as f:
         f.write('{"id": "u9", "backe')  # killed mid-write: a truncated last line
     calls = []
-    resumed = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": lambda s: calls.append(1) or
-                                           _fake("r")(s)}, partial=part, header=header, progress=False)
+    resumed = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": lambda batch: calls.extend(batch) or
+                                           _fake("r")(batch)}, partial=part, header=header, progress=False)
     assert len(calls) == len(entries) - k  # done ids skipped
     r1, r2 = (cer.build_report(entries, r, {"m": 1}) for r in (once, resumed))
     assert _stable(r1) == _stable(r2)
@@ -292,7 +293,7 @@ def test_ctc_transcribers_load_lazily_and_strip_tags(bundle, sv_dir, clip, caplo
     for backend in Backend:
         fn = cer_cmd.lazy_transcriber(b, backend)
         assert "loading" not in caplog.text  # nothing is loaded before the first utterance
-        hyp = fn(clip)
+        [hyp] = fn([clip])
         assert isinstance(hyp, str) and "<|" not in hyp
         assert f"loading the {backend.value} backend" in caplog.text
         caplog.clear()

@@ -264,6 +264,8 @@ def test_sixteen_concurrent_requests(server, direct, ctc_direct, tmp_path):
         assert text == want[path][0 if model == LLM_MODEL else 1], (path.name, model)
     stats = httpx.get(server.url + "/health").json()["models"]
     assert stats[LLM_MODEL]["queued"] == 0 and stats[CTC_MODEL]["queued"] == 0
+    # requests that waited together ran as batches, and still answered as each alone
+    assert stats[LLM_MODEL]["batches"] >= 1 and stats[LLM_MODEL]["batched"] >= 2
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")

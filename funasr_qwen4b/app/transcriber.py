@@ -82,6 +82,33 @@ class JoinedStream:
             self.on_text(body)
 
 
+class OrderedStream:
+    """One input's streamed text when its pieces may decode out of order (in a batch, longest
+    first): a piece's deltas go out once every piece before it has ended, joined as
+    join_texts joins them (JoinedStream)."""
+
+    def __init__(self, on_text: Callable[[str], None], pieces: int):
+        self.joined, self.held = JoinedStream(on_text), [[] for _ in range(pieces)]
+        self.ended, self.at = [False] * pieces, 0  # the piece now streaming
+
+    def piece(self, k: int) -> Callable[[str], None]:
+        def feed(delta: str) -> None:
+            if k == self.at:
+                self.joined(delta)
+            else:
+                self.held[k].append(delta)
+        return feed
+
+    def done(self, k: int) -> None:
+        self.ended[k] = True
+        while self.at < len(self.ended) and self.ended[self.at]:
+            self.at += 1
+            if self.at < len(self.held):
+                self.joined.new_chunk()
+                for d in self.held[self.at]:
+                    self.joined(d)
+
+
 @dataclass
 class Transcriber:
     pipeline: object  # mlx_port.pipeline.Pipeline or reference.pipeline.Pipeline: the same interface
@@ -134,32 +161,94 @@ class Transcriber:
         """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
         read_audio) → text, segments with their times and words, tags, timings. `language`
         sets the encoder's language query row for this call (zh, en, ...)."""
+        return self._transcribe([audio], sample_rate, language, [on_text], translate, batch_size=1)[0]
+
+    def transcribe_batch(self, audios: list, sample_rate: int | None = None, *, language: str | None = None,
+                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
+                         batch_size: int = 16) -> list[dict]:
+        """Several inputs, each result as `transcribe` gives it, in input order. Their pieces
+        (long input split as `transcribe` splits it) go through the pipeline `batch_size` at a
+        time, longest first so that a batch pads little: a batch decodes one token per pass
+        per row, without speculation, and the reference backend runs it one utterance at a
+        time. `on_texts[i]` streams input i's text in order. A bad input raises before any
+        is transcribed; timings are the batches' (each piece carries its batch's)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if on_texts is not None and len(on_texts) != len(audios):
+            raise ValueError(f"on_texts has {len(on_texts)} entries for {len(audios)} inputs")
+        return self._transcribe(list(audios), sample_rate, language, on_texts or [None] * len(audios), translate,
+                                batch_size)
+
+    def _transcribe(self, audios: list, sample_rate: int | None, language: str | None, on_texts: list,
+                    translate: bool, batch_size: int) -> list[dict]:
         t0 = time.perf_counter()
-        samples = read_audio(audio, sample_rate)
-        timings = {"load_audio": time.perf_counter() - t0}
+        samples, loaded = [], []
+        for a in audios:
+            t = time.perf_counter()
+            samples.append(read_audio(a, sample_rate))
+            loaded.append(time.perf_counter() - t)
         query, decode = self._settings(language)
-        bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
-        stream = JoinedStream(on_text) if on_text is not None else None
-        outs, segments, silent = [], [], []
-        for a, b in zip(bounds, bounds[1:]):
-            if stream is not None:
-                stream.new_chunk()
-            reason = no_speech(samples[a:b])
-            if reason is not None:  # the same rule for both backends: nothing is transcribed
-                silent.append(reason)
+        bounds = [[0, *(split_points(x, self.max_seconds) if self.max_seconds else []), x.size] for x in samples]
+        streams = [OrderedStream(f, len(b) - 1) if f is not None else None for f, b in zip(on_texts, bounds)]
+        # every piece with speech, as (input, piece); the others are silent with their reason
+        pieces, silent = [], {}
+        for i, (x, b) in enumerate(zip(samples, bounds)):
+            for k in range(len(b) - 1):
+                reason = no_speech(x[b[k]:b[k + 1]])  # the same rule for both backends: nothing is transcribed
+                if reason is None:
+                    pieces.append((i, k))
+                else:
+                    silent[i, k] = reason
+                    if streams[i] is not None:
+                        streams[i].done(k)
+        outs, runs, run_of = {}, [], {}  # each pipeline call's stage times, and the call each piece was in
+        if batch_size > 1:
+            pieces.sort(key=lambda ik: bounds[ik[0]][ik[1]] - bounds[ik[0]][ik[1] + 1])
+        for n in range(0, len(pieces), batch_size):
+            group = pieces[n: n + batch_size]
+            audio = [samples[i][bounds[i][k]: bounds[i][k + 1]] for i, k in group]
+            feed = [None if self.ctc_only or streams[i] is None else streams[i].piece(k) for i, k in group]
+            if batch_size == 1:  # one utterance: the pipeline's own path (speculation where it applies)
+                got = [self.pipeline.run(audio[0], on_text=feed[0], query=query, decode=decode)]
+            else:
+                got = self.pipeline.run_batch(audio, feed, query=query, decode=decode)
+            # a batch's stages are shared by its rows: their longest (the rows end one by one)
+            runs.append({key: max(o.timings.get(key, 0.0) for o in got) for key in got[0].timings})
+            for (i, k), out in zip(group, got):
+                run_of[i, k] = len(runs) - 1
+                if self.ctc_only:
+                    out.text = out.ctc.text.strip()
+                    if streams[i] is not None:
+                        streams[i].piece(k)(out.text)
+                outs[i, k] = out
+                if streams[i] is not None:
+                    streams[i].done(k)
+        results = []
+        for i, x in enumerate(samples):
+            timings = {}
+            for n in sorted({run_of[ik] for ik in run_of if ik[0] == i}):
+                for key, v in runs[n].items():
+                    timings[key] = timings.get(key, 0.0) + v
+            r = self._result(x, bounds[i], [outs.get((i, k)) for k in range(len(bounds[i]) - 1)],
+                             [silent.get((i, k)) for k in range(len(bounds[i]) - 1)], query, translate, timings)
+            results.append(r)
+        total = round(time.perf_counter() - t0, 4)  # the call's: a batch's inputs end together
+        for r, t in zip(results, loaded):
+            r["timings"] = {"load_audio": round(t, 4), **r["timings"], "total": total}
+        return results
+
+    def _result(self, samples, bounds: list[int], outs: list, silent: list, query: QueryConfig,
+                translate: bool, timings: dict[str, float]) -> dict:
+        """One input's result from its pieces' outputs (None where a piece had no speech, with its
+        reason) and the stage times of the pipeline calls they were in."""
+        segments = []
+        for a, b, out, reason in zip(bounds, bounds[1:], outs, silent):
+            if out is None:
                 segments.append({"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
                                  "text": "", "tokens": [], "words": [], "no_speech": reason})
                 continue
-            out = self.pipeline.run(samples[a:b], on_text=None if self.ctc_only else stream, query=query,
-                                    decode=decode)
-            if self.ctc_only:
-                out.text = out.ctc.text.strip()
-                if stream is not None:
-                    stream(out.text)
-            outs.append(out)
             segments += self._segments(out, samples[a:b], a / SAMPLE_RATE)
-            for k, v in out.timings.items():
-                timings[k] = timings.get(k, 0.0) + v
+        outs = [o for o in outs if o is not None]
         for i, s in enumerate(segments):
             s["id"] = i
         n_tokens = sum(len(o.decoded.ids if o.decoded else o.ctc.text_ids) for o in outs)
@@ -182,13 +271,13 @@ class Transcriber:
             "accepted": sum(st.accepted for st in stats),
             "backend": self.backend.value,
         }
-        if silent and not outs:
-            result["no_speech"] = silent[0] if len(silent) == 1 else "; ".join(sorted(set(silent)))
+        reasons = [r for r in silent if r is not None]
+        if reasons and not outs:
+            result["no_speech"] = reasons[0] if len(reasons) == 1 else "; ".join(sorted(set(reasons)))
         if translate:
             t1 = time.perf_counter()
             result["translation"] = self.translate(result["text"]) if result["text"] else ""
             timings["translate"] = time.perf_counter() - t1
-        timings["total"] = time.perf_counter() - t0
         decode_s = timings.get("llm_decode", 0.0)
         result["tokens_per_s"] = round(max(n_tokens - len(outs), 0) / decode_s, 2) if decode_s else 0.0
         result["timings"] = {k: round(v, 4) for k, v in timings.items()}

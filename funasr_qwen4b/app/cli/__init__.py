@@ -21,7 +21,7 @@ import threading
 import traceback
 
 from ... import __version__
-from . import bench, cer, convert, parity, serve, transcribe, verify
+from . import bench, cer, cer_merge, convert, parity, serve, transcribe, verify
 from .args import PROG, setup_logging
 
 log = logging.getLogger(PROG)
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true",
                    help=f"show the traceback of any error (also: {DEBUG_ENV}=1); accepted after the command too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, transcribe, parity, cer, bench, serve, verify):
+    for module in (convert, transcribe, parity, cer, cer_merge, bench, serve, verify):
         module.add_parser(sub)
     _add_debug(sub)
     return p

@@ -26,6 +26,8 @@ def cmd_bench(args) -> int:
         raise ValueError("--clips must be 1..600 s, --reps >= 1, --warmup >= 0 and --tokens >= 2")
     if args.draft_rate is not None and not 0 <= args.draft_rate <= 1:
         raise ValueError(f"--draft-rate must be between 0 and 1, got {args.draft_rate}")
+    if args.batch_sizes:
+        return batching(args)
     rep = bench.run_bench(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
                           backends=backends, clips=clips, reps=args.reps, warmup=args.warmup, tokens=args.tokens,
                           q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits,
@@ -33,6 +35,26 @@ def cmd_bench(args) -> int:
     print(bench.to_markdown(rep))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.json, rep)
+        log.info("wrote %s", args.json)
+    return 0
+
+
+def batching(args) -> int:
+    from .. import bench_batch
+
+    try:
+        sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--batch-sizes must be positive integers separated by commas, e.g. 1,16; "
+                         f"got {args.batch_sizes!r}")
+    rep = bench_batch.run_batching(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
+                                   sizes=sizes, tokens=args.tokens, reps=args.reps, warmup=args.warmup,
+                                   q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits)
+    print(bench_batch.to_markdown(rep))
+    if args.json:
         write_json_atomic(args.json, rep)
         log.info("wrote %s", args.json)
     return 0
@@ -47,7 +69,8 @@ def add_parser(sub) -> None:
                         "mlx-lm generate_step on the same weights. --synthetic full: real-size random weights "
                         "(SenseVoiceSmall, the adaptor, Qwen3-4B), no download.",
                         epilog="examples:\n  funasr-qwen4b bench -m bundle/ --json bench.json\n"
-                        "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64",
+                        "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64\n"
+                        "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(be, required=False)
     add_hub_args(be)
@@ -69,4 +92,8 @@ def add_parser(sub) -> None:
                     help="speculation with a simulated draft: each draft token is the LLM's own with this "
                     "probability (default with --synthetic: the rate measured on the demonstration model's "
                     "held-out sets; with -m: the clip's CTC transcript)")
+    be.add_argument("--batch-sizes", metavar="B,B,...",
+                    help="instead of the stage table: throughput of whole batches of 7-10 s clips through the MLX "
+                    "pipeline at each size against batch 1, peak memory and memory per extra stream, and the cost "
+                    "of one LLM pass over B rows of 1 and of 8 positions")
     be.set_defaults(func=cmd_bench)

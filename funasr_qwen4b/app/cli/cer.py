@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ...text import strip_tags
 from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, bundle_from,
                    backends_from, query_from, sources_from, template_from)
 
+if TYPE_CHECKING:
+    from parity.cer import Shard
+
 log = logging.getLogger(__name__)
 
 
@@ -27,21 +30,30 @@ def transcriber_kind(bundle: Bundle) -> str:
     return "llm" if bundle.has("adaptor", "llm") else "ctc"
 
 
-def lazy_transcriber(bundle: Bundle, backend: Backend, **load) -> Callable[[np.ndarray], str]:
-    """16 kHz samples → text, the backend loaded on the first call (a resumed run with
-    nothing left loads none). CTC text comes without SenseVoice's tags."""
+def lazy_transcriber(bundle: Bundle, backend: Backend, *, batch_size: int = 1,
+                     **load) -> Callable[[list[np.ndarray]], list[str]]:
+    """A batch of 16 kHz samples → their texts, the backend loaded on the first call (a resumed run
+    with nothing left loads none). With `batch_size` > 1, MLX transcribes each batch at once
+    (`Transcriber.transcribe_batch`); the reference, the oracle, one utterance at a time.
+    CTC text comes without SenseVoice's tags."""
     from ..transcriber import Transcriber
 
     ctc_only = transcriber_kind(bundle) == "ctc"
+    batched = batch_size > 1 and backend is Backend.MLX
     t: Transcriber | None = None
 
-    def transcribe(samples: np.ndarray) -> str:
+    def transcribe(batch: list[np.ndarray]) -> list[str]:
         nonlocal t
         if t is None:
             log.info("cer: loading the %s backend", backend.value)
+            if batch_size > 1 and not batched:
+                log.info("cer: the reference backend transcribes one utterance at a time (it is the oracle)")
             t = Transcriber.load(bundle, backend, ctc_only=ctc_only, **load)
-        text = t.transcribe(samples, sample_rate=SAMPLE_RATE)["text"]
-        return strip_tags(text) if ctc_only else text
+        if batched:
+            results = t.transcribe_batch(batch, sample_rate=SAMPLE_RATE, batch_size=batch_size)
+        else:
+            results = [t.transcribe(samples, sample_rate=SAMPLE_RATE) for samples in batch]
+        return [strip_tags(r["text"]) if ctc_only else r["text"] for r in results]
 
     return transcribe
 
@@ -77,15 +89,22 @@ def _versions(backends: tuple[Backend, ...]) -> dict:
 def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = (Backend.MLX,), *,
           report: str | Path | None = None, limit: int | None = None, worst: int = 10,
           query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, batch_size: int = 1, shard: Shard | None = None) -> dict:
     """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
-    `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load."""
+    `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
+    With `shard` (and `report`, which it renames: cer.Shard.report), the report of that shard alone,
+    its partial file holding what `cer.merge_shards` needs to give the whole run's report."""
     from parity import cer
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     if worst < 0:
         raise ValueError(f"--worst must be 0 or more, got {worst}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if shard is not None and report is None:
+        raise ValueError(f"--shard {shard} needs --report FILE.json: the merge reads each shard's "
+                         f"FILE.shardI-of-N.partial.jsonl")
     bundle.require("sensevoice", why="every transcript starts with its encoder")
     if transcriber_kind(bundle) == "ctc" and not (bundle.root / "sensevoice" / "tokenizer.model").is_file():
         raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no .bpe.model): "
@@ -94,34 +113,44 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     entries = load_manifest(manifest)
     total = len(entries)
     entries = entries[:limit] if limit else entries
+    if shard is not None and shard.count > len(entries):
+        raise ValueError(f"--shard {shard}: {manifest} has {len(entries)} utterances"
+                         f"{' (after --limit)' if limit else ''}, fewer than {shard.count} shards; use at most "
+                         f"{len(entries)}")
     query = query or bundle.query
     kind = transcriber_kind(bundle)
     header = {"manifest": str(Path(manifest).resolve()), "bundle": str(bundle.root.resolve()),
               "bundle_json_sha256": sha256_file(bundle.root / BUNDLE_JSON), "query": query.to_dict(),
               "transcriber": kind, "template": template}
-    transcribers = {b.value: lazy_transcriber(bundle, b, template=template, query=query, sources=sources)
-                    for b in backends}
-    results = cer.run_utterances(entries, transcribers, partial=cer.partial_path(report) if report else None,
-                                 header=header, progress=progress, load=_loader(manifest, entries))
     meta = {"manifest": str(manifest), "bundle": str(bundle.root), "utterances": len(entries),
             "manifest_utterances": total, "limit": limit, "transcriber": kind, "template": template,
             "dtype": bundle.components["sensevoice"].dtype, "precisions": bundle.precisions,
             "query": query.to_dict(), "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
             "versions": _versions(backends)}
+    if shard is not None:
+        header = cer.shard_header(header, shard, backends=[b.value for b in backends], meta=meta)
+        entries, report = shard.take(entries), shard.report(report)
+        meta = {**meta, "utterances": len(entries), "shard": str(shard)}
+    transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template, query=query,
+                                              sources=sources) for b in backends}
+    results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,
+                                 partial=cer.partial_path(report) if report else None,
+                                 load=_loader(manifest, entries))
     return cer.build_report(entries, results, meta, worst=worst)
 
 
 def cmd_cer(args) -> int:
     from parity import cer
 
+    shard = cer.Shard.parse(args.shard) if args.shard is not None else None
     bundle = bundle_from(args)
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
-                sources=sources_from(args), progress=not args.no_progress)
-    print(cer.to_markdown(rep))
-    if args.report:
-        for p in cer.write(rep, args.report):
+                sources=sources_from(args), progress=not args.no_progress, batch_size=args.batch_size, shard=shard)
+    if args.report:  # before printing: a reader that closes stdout early (| head) does not cost the report
+        for p in cer.write(rep, shard.report(args.report) if shard else args.report):
             log.info("wrote %s", p)
+    print(cer.to_markdown(rep))
     return 0
 
 
@@ -135,7 +164,8 @@ def add_parser(sub) -> None:
         "CTC head (tags stripped). Text is normalised first: SenseVoice tags stripped, NFKC (full-width → "
         "half-width), lowercase, punctuation removed, whitespace removed for CER / collapsed for WER. With "
         "--report, results are appended to FILE.partial.jsonl as they come, and a rerun skips the utterances "
-        "already done (resume after an interruption).")
+        "already done (resume after an interruption). For a set that outgrows one machine, run each of N "
+        "shards with --shard I/N (the same command otherwise), then funasr-qwen4b cer-merge.")
     add_model_arg(p)
     p.add_argument("--manifest", required=True, help="JSONL manifest (see datasets/make_manifest.py)")
     add_backend_arg(p, both=True)
@@ -143,6 +173,15 @@ def add_parser(sub) -> None:
                    "resuming); without it the Markdown report is only printed and nothing is resumable")
     p.add_argument("--limit", type=int, help="only the first N utterances of the manifest")
     p.add_argument("--worst", type=int, default=10, help="rows in the worst-utterances table (default 10)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="MLX transcribes up to N utterances at a time (default 1); the reference backend stays "
+                   "one at a time: it is the oracle")
+    p.add_argument("--shard", metavar="I/N",
+                   help="score only shard I of N, counted from 1 (1/4, 2/4, 3/4, 4/4): utterances I, I+N, I+2N, "
+                   "... of the manifest (after --limit), so a manifest sorted by length splits into shards of "
+                   "about equal work. Needs --report FILE.json and writes FILE.shardI-of-N.json/.md/.png and "
+                   "FILE.shardI-of-N.partial.jsonl (resumable as without --shard); merge the N shards with "
+                   "funasr-qwen4b cer-merge FILE.shard*-of-N.partial.jsonl --report FILE.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_source_args(p)
     add_template_args(p)

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
         "  POST /v1/models/ID/load, POST /v1/models/ID/unload (or DELETE /v1/models/ID)\n\n"
         "Models: funasr-qwen4b (SenseVoice → adaptor → Qwen3; the bundle needs all three) and sensevoice-small "
         "(SenseVoice's CTC head). Each loads on its first request and is unloaded after --idle-unload seconds "
-        "without one. Requests for one model queue and run one at a time on its own thread. `prompt` and "
+        "without one. Requests for one model queue on its own thread; those waiting together run as one batch. `prompt` and "
         "`temperature` are accepted and ignored (greedy decoding, the bundle's prompt template).",
         epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
         "says otherwise; there is no authentication, so expose it only behind something that has.")
@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
     sp.add_argument("--max-seconds", type=float, default=30.0,
                     help="split longer audio at its quietest points into pieces this long, one segment each "
                     "(default %(default)g; 0 = never)")
+    sp.add_argument("--batch-size", type=int, default=8, metavar="N",
+                    help="requests for one model that wait together (same language and task) run as one batch "
+                    "of up to N; a request alone decodes by itself, with speculation (default %(default)s)")
     add_template_args(sp)
     add_speculate_arg(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -63,6 +66,8 @@ def cmd_serve(args) -> int:
                         ("--idle-unload", args.idle_unload), ("--max-seconds", args.max_seconds)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value:g}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
     try:
@@ -76,7 +81,7 @@ def cmd_serve(args) -> int:
                     ", ".join(missing))
     cfg = ServerConfig(str(bundle.root), default_model=args.default_model, idle_unload=args.idle_unload,
                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
-                       max_seconds=args.max_seconds, template=template_from(args, bundle),
+                       max_seconds=args.max_seconds, template=template_from(args, bundle), batch_size=args.batch_size,
                        decode=replace(bundle.decode, speculate=args.speculate) if args.speculate else None)
     log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", args.model, args.host, args.port)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)

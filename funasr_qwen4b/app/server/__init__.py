@@ -24,9 +24,12 @@ running one stops at its next piece of text, streaming or not.
 Two models, each a `Transcriber`: `funasr-qwen4b` (SenseVoice → adaptor →
 Qwen3) and `sensevoice-small` (SenseVoice's own CTC head). Each model has one
 worker thread: loading, decoding and unloading all happen there, in order, so
-the requests for one model queue behind each other while the event loop stays
-free. A model is loaded on first use and unloaded after `idle_unload` seconds
-without a request, or on request.
+the requests for one model queue while the event loop stays free. Requests that
+wait together (same language and task) run as one batch of up to `batch_size`
+(Transcriber.transcribe_batch); one that arrives while a batch decodes joins the
+next. Each request streams and is cancelled on its own: a client that goes ends
+its own row. A model is loaded on first use and unloaded after `idle_unload`
+seconds without a request, or on request.
 
     errors.py    ApiError and OpenAI's error shape
     slots.py     ServerConfig, the models' slots and lifetimes, memory figures

@@ -6,6 +6,8 @@ import re
 
 from fastapi.responses import JSONResponse
 
+from ...decoding import Stopped
+
 
 class ApiError(Exception):
     """Rendered as OpenAI's error body with `status`."""
@@ -30,8 +32,8 @@ class ModelUnavailable(ApiError):
         super().__init__(503, f"model {model} is unavailable: {reason}", param="model", code="model_unavailable")
 
 
-class Cancelled(Exception):
-    """Raised inside decoding when the client has gone."""
+class Cancelled(Stopped):
+    """Raised inside decoding when the client has gone: its decoding ends (its row alone, in a batch)."""
 
 
 def internal(exc: BaseException) -> ApiError:

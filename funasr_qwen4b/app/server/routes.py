@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...audio import SAMPLE_RATE
 from .errors import ApiError, Cancelled, internal, one_line
 from .formats import render, sse
 from .requests import TranscriptionRequest, UploadLimit, parse
@@ -116,9 +115,8 @@ async def until_disconnect(request: Request, req: TranscriptionRequest, task: st
         if cancel.is_set():
             raise Cancelled()
 
-    job = asyncio.ensure_future(req.slot.run(
-        lambda t: t.transcribe(req.samples, SAMPLE_RATE, language=req.language, translate=task == "translate",
-                               on_text=on_text), cancel))
+    job = asyncio.ensure_future(req.slot.transcribe(req.samples, language=req.language, translate=task == "translate",
+                                                    on_text=on_text, cancel=cancel))
     while not job.done():
         await asyncio.wait({job}, timeout=DISCONNECT_POLL)
         if not job.done() and await request.is_disconnected():
@@ -141,8 +139,8 @@ async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:
             raise Cancelled()
         loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
 
-    job = asyncio.ensure_future(req.slot.run(
-        lambda t: t.transcribe(req.samples, SAMPLE_RATE, language=req.language, on_text=on_text), cancel))
+    job = asyncio.ensure_future(req.slot.transcribe(req.samples, language=req.language, on_text=on_text,
+                                                    cancel=cancel))
 
     def finished(f: asyncio.Future) -> None:
         if not f.cancelled():

@@ -12,12 +12,14 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...audio import AudioError
+import numpy as np
+
+from ...audio import SAMPLE_RATE, AudioError
 from ...bundle import Bundle
 from ...config import Backend
 from ...decoding import DecodeConfig
@@ -45,6 +47,7 @@ class ServerConfig:
     max_seconds: float = 30.0  # long audio is split at quiet points into pieces this long (0 = never)
     template: str | None = None  # prompt template text (default: the bundle's)
     decode: DecodeConfig | None = None  # generation settings (default: the bundle's)
+    batch_size: int = 8  # requests that wait together run as one batch of up to this many
 
 
 # --- memory --------------------------------------------------------------------
@@ -86,6 +89,17 @@ def memory_info() -> dict:
 
 # --- one model -------------------------------------------------------------------
 
+@dataclass(eq=False)  # compared by identity: it holds an array
+class Waiting:
+    """A transcription request waiting for its model's thread."""
+
+    samples: np.ndarray
+    key: tuple  # (language, translate): requests batch only with their like
+    on_text: Callable[[str], None] | None
+    cancel: threading.Event
+    future: Future
+
+
 class ModelSlot:
     """One model: its own worker thread (the queue), loaded lazily, unloadable."""
 
@@ -100,7 +114,10 @@ class ModelSlot:
         self.last_error: str | None = None
         self._count_lock = threading.Lock()
         self.queued = 0  # submitted and not finished (waiting + running)
-        self.stats = {"requests": 0, "cancelled": 0, "failed": 0, "loads": 0, "unloads": 0}
+        self.waiting: list[Waiting] = []  # requests not yet taken into a batch
+        # batches: runs of more than one request together; batched: the requests they held
+        self.stats = {"requests": 0, "cancelled": 0, "failed": 0, "loads": 0, "unloads": 0, "batches": 0,
+                      "batched": 0}
 
     # Everything named _in_worker runs on the slot's own thread.
     def _load_in_worker(self) -> Transcriber:
@@ -147,43 +164,102 @@ class ModelSlot:
         log.info("unloaded %s", self.id)
         return True
 
-    def _job(self, fn: Callable[[Transcriber], object], cancel: threading.Event):
-        try:
-            if cancel.is_set():
-                raise Cancelled()
-            return fn(self._load_in_worker())
-        except BaseException as e:
-            # Drop the frames' locals here, on this thread: an abandoned mlx-lm generator
-            # (and its KV cache) is closed now, not later by whichever thread frees the error.
-            traceback.clear_frames(e.__traceback__)
-            self.stats["cancelled" if isinstance(e, Cancelled) else "failed"] += 1
-            if isinstance(e, AudioError):  # the request's audio, past what parsing checks
-                raise ApiError(400, one_line(e), param="file", code="invalid_audio") from None
-            if isinstance(e, (ValueError, OSError)):  # the request was checked: what fails now is the model's
-                self.last_error = f"{type(e).__name__}: {one_line(e)}"
-                raise ModelUnavailable(self.id, self.last_error) from None
-            raise
-        finally:
-            self.stats["requests"] += 1
-            self.last_used = time.monotonic()
-            with self._count_lock:
-                self.queued -= 1
+    def _fail(self, item: "Waiting", e: BaseException) -> None:
+        """A request's error as the client sees it."""
+        traceback.clear_frames(e.__traceback__)  # an abandoned decoder's cache is freed now, on this thread
+        cancelled = isinstance(e, Cancelled) or item.cancel.is_set()
+        self.stats["cancelled" if cancelled else "failed"] += 1
+        if cancelled:
+            e = Cancelled()
+        elif isinstance(e, AudioError):  # the request's audio, past what parsing checks
+            e = ApiError(400, one_line(e), param="file", code="invalid_audio")
+        elif isinstance(e, (ValueError, OSError)):  # the request was checked: what fails now is the model's
+            self.last_error = f"{type(e).__name__}: {one_line(e)}"
+            e = ModelUnavailable(self.id, self.last_error)
+        item.future.set_exception(e)
 
-    async def run(self, fn: Callable[[Transcriber], object], cancel: threading.Event | None = None):
-        """Queue `fn(transcriber)` on this model's thread and await its result."""
-        cancel = cancel or threading.Event()
+    def _next_batch(self) -> list["Waiting"]:
+        """The waiting requests that run together: the oldest, and those after it with the same
+        language and task, up to batch_size; cancelled ones are answered and dropped."""
+        with self._count_lock:
+            for item in [i for i in self.waiting if i.cancel.is_set()]:
+                self.waiting.remove(item)
+                self._done(item, Cancelled())
+            if not self.waiting:
+                return []
+            key = self.waiting[0].key
+            batch = [i for i in self.waiting if i.key == key][: self.cfg.batch_size]
+            self.waiting = [i for i in self.waiting if i not in batch]
+            return batch
+
+    def _done(self, item: "Waiting", outcome) -> None:
+        self.stats["requests"] += 1
+        self.last_used = time.monotonic()
+        if isinstance(outcome, BaseException):
+            self._fail(item, outcome)
+        else:
+            item.future.set_result(outcome)
+        self.queued -= 1  # last: a request counts as queued until its counters are final
+
+    def _drain_in_worker(self) -> None:
+        """Run what is waiting as a batch (one job is queued per request; a job finding nothing
+        left, its request taken by an earlier batch, returns)."""
+        batch = self._next_batch()
+        if not batch:
+            return
+        try:
+            results = self._transcribe_in_worker(batch)
+        except Exception as e:
+            if len(batch) > 1 and not isinstance(e, ModelUnavailable):
+                # one request's audio failed the batch: each alone, so only that one is told
+                log.warning("a batch of %d failed (%s); running its requests alone", len(batch), one_line(e))
+                for item in batch:
+                    try:
+                        r = self._transcribe_in_worker([item])
+                    except Exception as e1:
+                        r = e1
+                    with self._count_lock:
+                        self._done(item, r)
+                return
+            results = [e] * len(batch)
+        with self._count_lock:
+            for item, r in zip(batch, results):
+                # a client gone mid-batch: its row stopped early, and its text is nobody's
+                self._done(item, Cancelled() if item.cancel.is_set() and not isinstance(r, Exception) else r)
+
+    def _transcribe_in_worker(self, batch: list["Waiting"]) -> list[dict]:
+        model = self._load_in_worker()
+        language, translate = batch[0].key
+        if len(batch) == 1:  # alone: one utterance's own path (speculation)
+            return [model.transcribe(batch[0].samples, SAMPLE_RATE, language=language, translate=translate,
+                                     on_text=batch[0].on_text)]
+        self.stats["batches"] += 1
+        self.stats["batched"] += len(batch)
+        return model.transcribe_batch([i.samples for i in batch], SAMPLE_RATE, language=language,
+                                      translate=translate, on_texts=[i.on_text for i in batch],
+                                      batch_size=self.cfg.batch_size)
+
+    async def transcribe(self, samples, *, language: str | None = None, translate: bool = False,
+                         on_text: Callable[[str], None] | None = None,
+                         cancel: threading.Event | None = None) -> dict:
+        """Queue a transcription on this model's thread and await its result. Requests that wait
+        together (same language and task) run as one batch of up to batch_size; each streams
+        and is cancelled on its own (`on_text` raising Cancelled ends its row alone)."""
+        item = Waiting(samples, (language, translate), on_text, cancel or threading.Event(), Future())
         with self._count_lock:
             self.queued += 1
+            self.waiting.append(item)
         try:
-            fut = self.executor.submit(self._job, fn, cancel)
+            self.executor.submit(self._drain_in_worker)
         except RuntimeError:  # shutting down
             with self._count_lock:
                 self.queued -= 1
+                self.waiting.remove(item)
             raise ApiError(503, "server is shutting down", code="shutting_down") from None
         try:
-            return await asyncio.wrap_future(fut)
+            return await asyncio.wrap_future(item.future)
         except asyncio.CancelledError:
-            cancel.set()  # the request is gone: a queued job is skipped, a running one stops at its next token
+            item.cancel.set()  # the request is gone: a waiting one is dropped, a running row stops at its next text
             raise
 
     async def load(self) -> None:

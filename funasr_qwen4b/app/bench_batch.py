@@ -1,0 +1,129 @@
+"""`bench --batch-sizes`: what batching buys on this machine (MLX).
+
+- Throughput: B clips of different lengths (about 10 s each) through the whole pipeline as
+  one batch (Pipeline.run_batch), every row decoding exactly `tokens` tokens (EOS ignored):
+  audio seconds and decoded tokens per second of wall time, against a batch of one; the
+  peak memory of each size and what one more stream adds.
+- Why rows do not speculate: one LLM forward pass over B rows of k new positions each, on a
+  200-position cache, for k = 1 (plain decoding) and k = 8 (a verify pass): where k = 8
+  costs about k times k = 1, a batch has no idle compute left for speculation to use.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+
+import numpy as np
+
+from ..config import Backend
+from .backends import load_pipeline
+from .bench import bench_decode, clip, machine, mlx_synthetic, repeat
+
+log = logging.getLogger(__name__)
+
+CONTEXT = 200  # cache positions before a timed pass: a 10 s clip's prompt and some text
+VERIFY = 8  # positions a verify pass feeds per row
+
+
+def ragged_clips(n: int, seconds: float = 10.0) -> list[np.ndarray]:
+    """`n` clips of real speech, 70 to 100 % of `seconds` long, so every batch is padded."""
+    x = clip(seconds)
+    return [x[: int(x.size * (1.0 - 0.3 * i / max(n - 1, 1)))] for i in range(n)]
+
+
+def throughput(pipe, sizes: tuple[int, ...], tokens: int, reps: int, warmup: int) -> dict:
+    import mlx.core as mx
+
+    cfg, rows = bench_decode(tokens), {}
+    for b in sizes:
+        clips = ragged_clips(b)
+        log.info("MLX: batch of %d ...", b)
+        walls = []
+        mx.reset_peak_memory()
+        for keep in repeat(reps, warmup):
+            t = time.perf_counter()
+            outs = pipe.run_batch(clips, decode=cfg)
+            if keep:
+                walls.append(time.perf_counter() - t)
+        assert all(len(o.decoded.ids) == tokens for o in outs)
+        wall = statistics.median(walls)
+        rows[b] = {"wall_s": wall, "audio_s": sum(c.size for c in clips) / 16000, "tokens": b * tokens,
+                   "audio_s_per_s": sum(c.size for c in clips) / 16000 / wall, "tokens_per_s": b * tokens / wall,
+                   "decode_tokens_per_s": b * (tokens - 1) / max(o.decoded.decode_s for o in outs),
+                   "peak_bytes": mx.get_peak_memory()}
+    one = rows.get(1)
+    for b, r in rows.items():
+        if one is not None:
+            r["speedup_vs_1"] = r["tokens_per_s"] / one["tokens_per_s"]
+            if b > 1:
+                r["bytes_per_extra_stream"] = (r["peak_bytes"] - one["peak_bytes"]) / (b - 1)
+    return {"note": f"every row decodes {tokens} tokens (EOS ignored); clips 7-10 s, one batch per size",
+            "sizes": {str(b): r for b, r in rows.items()}}
+
+
+def verify_cost(llm, sizes: tuple[int, ...], reps: int) -> dict:
+    """Seconds of one forward pass over B rows × k new positions on a CONTEXT-position cache."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    model, out = llm.model, {}
+    for b in sizes:
+        cache = make_prompt_cache(model)
+        mx.eval(model(mx.zeros((b, CONTEXT), dtype=mx.int32), cache))
+        times = {}
+        for k in (1, VERIFY):
+            ts = []
+            for keep in repeat(reps, 2):
+                t = time.perf_counter()
+                mx.eval(model(mx.ones((b, k), dtype=mx.int32), cache))
+                if keep:
+                    ts.append(time.perf_counter() - t)
+                trim_prompt_cache(cache, k)
+            times[k] = statistics.median(ts)
+        out[str(b)] = {"pass_s_k1": times[1], f"pass_s_k{VERIFY}": times[VERIFY],
+                       "ratio": times[VERIFY] / times[1]}
+    return {"note": f"one pass over B rows × k positions, {CONTEXT}-position cache; a ratio near {VERIFY} "
+                    "means a verify pass costs what its tokens would cost decoded one by one", "batch": out}
+
+
+def run_batching(*, bundle=None, synthetic: str | None, sizes: tuple[int, ...], tokens: int, reps: int,
+                 warmup: int, q_bits: int | None = None, dtype: str = "float16",
+                 adaptor_q_bits: int | None = None) -> dict:
+    """The batching report for a bundle or `synthetic` "full" (real-size random weights)."""
+    import mlx.core as mx
+
+    if synthetic:
+        pipe, _ = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
+    else:
+        pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
+    if pipe.llm is None:
+        raise ValueError("--batch-sizes needs the LLM: the bundle has no llm component")
+    weights = mx.get_active_memory()
+    return {"machine": machine(), "settings": {"batch_sizes": list(sizes), "tokens": tokens, "reps": reps,
+                                               "warmup": warmup, "q_bits": q_bits, "adaptor_q_bits": adaptor_q_bits,
+                                               "source": f"synthetic {synthetic}" if synthetic else str(bundle.root),
+                                               "weights_bytes": weights},
+            "throughput": throughput(pipe, sizes, tokens, reps, warmup),
+            "verify_cost": verify_cost(pipe.llm, sizes, reps)}
+
+
+def to_markdown(rep: dict) -> str:
+    m, st = rep["machine"], rep["settings"]
+    lines = [f"# Batching: {st['source']}", "",
+             f"- machine: {m.get('system')} {m.get('machine')}, MLX {m.get('mlx')} on "
+             f"{m.get('mlx_gpu') or m.get('mlx_device')}; {st['tokens']} tokens a row, median of {st['reps']} after "
+             f"{st['warmup']} warm-up; weights {st['weights_bytes'] / 2**30:.2f} GiB", "",
+             "| batch | wall s | audio s / s | tokens / s | vs batch 1 | peak GiB | MiB per extra stream |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for b, r in rep["throughput"]["sizes"].items():
+        extra = r.get("bytes_per_extra_stream")
+        lines.append(f"| {b} | {r['wall_s']:.3f} | {r['audio_s_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
+                     f"{r.get('speedup_vs_1', float('nan')):.2f}x | {r['peak_bytes'] / 2**30:.2f} | "
+                     f"{'' if extra is None else f'{extra / 2**20:.0f}'} |")
+    lines += ["", f"One LLM pass, B rows × k positions ({rep['verify_cost']['note']}):", "",
+              f"| batch | k = 1 ms | k = {VERIFY} ms | ratio |", "| ---: | ---: | ---: | ---: |"]
+    for b, r in rep["verify_cost"]["batch"].items():
+        lines.append(f"| {b} | {r['pass_s_k1'] * 1e3:.2f} | {r[f'pass_s_k{VERIFY}'] * 1e3:.2f} | {r['ratio']:.2f} |")
+    return "\n".join(lines)
