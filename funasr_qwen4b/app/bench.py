@@ -88,7 +88,6 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, adaptor_q_bits: i
     base = mx.get_active_memory()
     sv = SenseVoiceSmall(SenseVoiceConfig(vocab_size=25055, frontend=FrontendConfig(), encoder=EncoderConfig()))
     sv.set_dtype(getattr(mx, dtype))
-    sv.norms_to_float32()
     sv.frontend.cmvn.shift, sv.frontend.cmvn.scale = mx.full((560,), -11.0), mx.full((560,), 0.15)
     mx.eval(sv.parameters())
     mem["sensevoice"] = mx.get_active_memory() - base
@@ -469,7 +468,6 @@ def encoder_vs_peer(seconds: float, dtypes: tuple[str, ...], reps: int, warmup: 
         mx.random.seed(0)
         ours = SenseVoiceSmall(SenseVoiceConfig(vocab_size=25055))
         ours.set_dtype(getattr(mx, dtype))
-        ours.norms_to_float32()
         peer = PeerSenseVoice(vocab_size=25055)
         peer.set_dtype(getattr(mx, dtype))
         mx.eval(ours.parameters(), peer.parameters())

@@ -208,7 +208,7 @@ class Transcriber:
             group = pieces[n: n + batch_size]
             audio = [samples[i][bounds[i][k]: bounds[i][k + 1]] for i, k in group]
             feed = [None if self.ctc_only or streams[i] is None else streams[i].piece(k) for i, k in group]
-            if batch_size == 1:  # one utterance: the pipeline's own path (speculation where it applies)
+            if len(group) == 1:  # one utterance: the pipeline's own path (speculation where it applies)
                 got = [self.pipeline.run(audio[0], on_text=feed[0], query=query, decode=decode)]
             else:
                 got = self.pipeline.run_batch(audio, feed, query=query, decode=decode)

@@ -53,6 +53,9 @@ def add_parser(sub) -> None:
     sp.add_argument("--batch-size", type=int, default=8, metavar="N",
                     help="requests for one model that wait together (same language and task) run as one batch "
                     "of up to N; a request alone decodes by itself, with speculation (default %(default)s)")
+    sp.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
+                    help="how long a batch that is not full waits for more requests before it starts "
+                    "(default %(default)g; 0 = never)")
     add_template_args(sp)
     add_speculate_arg(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -68,6 +71,8 @@ def cmd_serve(args) -> int:
             raise ValueError(f"{name} must be >= 0, got {value:g}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0 <= args.batch_wait_ms <= 10000:
+        raise ValueError(f"--batch-wait-ms must be 0..10000, got {args.batch_wait_ms:g}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
     try:
@@ -81,7 +86,8 @@ def cmd_serve(args) -> int:
                     ", ".join(missing))
     cfg = ServerConfig(str(bundle.root), default_model=args.default_model, idle_unload=args.idle_unload,
                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
-                       max_seconds=args.max_seconds, template=template_from(args, bundle), batch_size=args.batch_size,
+                       max_seconds=args.max_seconds, template=template_from(args, bundle),
+                       batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
                        decode=replace(bundle.decode, speculate=args.speculate) if args.speculate else None)
     log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", args.model, args.host, args.port)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)

@@ -48,6 +48,7 @@ class ServerConfig:
     template: str | None = None  # prompt template text (default: the bundle's)
     decode: DecodeConfig | None = None  # generation settings (default: the bundle's)
     batch_size: int = 8  # requests that wait together run as one batch of up to this many
+    batch_wait: float = 0.02  # seconds a batch that is not full waits for more before it starts
 
 
 # --- memory --------------------------------------------------------------------
@@ -204,6 +205,10 @@ class ModelSlot:
     def _drain_in_worker(self) -> None:
         """Run what is waiting as a batch (one job is queued per request; a job finding nothing
         left, its request taken by an earlier batch, returns)."""
+        with self._count_lock:
+            short = 0 < len(self.waiting) < self.cfg.batch_size
+        if short and self.cfg.batch_wait > 0:
+            time.sleep(self.cfg.batch_wait)  # requests sent together arrive some ms apart: let them join
         batch = self._next_batch()
         if not batch:
             return
