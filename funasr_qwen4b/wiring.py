@@ -82,8 +82,8 @@ class LlmSetup:
         return self.text(decode_loop(tokens, cap=max_tokens, stop=self.stop, cfg=self.decode).ids)
 
 
-# A transcript ending in kana or a CJK ideograph ends with "。", any other with ".".
-_FULL_STOP = (("\u3040", "\u9fff", "。"), ("\uf900", "\ufaff", "。"))
+# Characters (kana, CJK ideographs) after which a sentence ends in "。"; after others, ".".
+_FULL_STOP_SCRIPTS = (("\u3040", "\u9fff"), ("\uf900", "\ufaff"))
 
 
 @dataclass
@@ -92,9 +92,10 @@ class Draft:
 
     The LLM writes what the CTC head heard, with punctuation and casing added and its own
     token boundaries ("：早上" for "早上", "My" for "m" "y"), so tokens are compared on their
-    text as CER compares it (normalised: case, punctuation and spaces removed). A draft may
-    end in guesses with no such text: the sentence's final punctuation and the stop id
-    (`stop`), which a pass that verifies them saves two passes of one token each."""
+    text as CER compares it (normalised: case, punctuation and spaces removed). A draft can
+    end in guesses that have no such text: the punctuation that ends the sentence and the
+    stop id (`stop`); verified with the text before them, they save the two passes that would
+    otherwise produce them one at a time."""
 
     ids: list[int]
     tokenizer: object = field(repr=False)
@@ -108,7 +109,7 @@ class Draft:
         if stop is None or not text:
             return cls(encode(tokenizer, text), tokenizer)
         last = text[-1]
-        end = "" if not cer_text(last) else next((p for a, b, p in _FULL_STOP if a <= last <= b), ".")
+        end = "" if not cer_text(last) else "。" if any(a <= last <= b for a, b in _FULL_STOP_SCRIPTS) else "."
         return cls([*encode(tokenizer, text + end), stop], tokenizer, stop)
 
     def ends_by(self, at: int) -> bool:
@@ -125,8 +126,9 @@ class Draft:
         its own (inserted punctuation, a space); after the draft tokens whose text `own`
         spells (up to `reach` of them: "My" for "m" "y"); else after `at` (the LLM replaced
         that token). Draft tokens without text (punctuation, the stop guess) before the next
-        one with text are passed over first; with none after them, they are kept: the LLM
-        wrote text the draft lacks, and they may still come at its end."""
+        one with text are passed over first; with none after them, the draft has run out: the
+        LLM is writing text the draft lacks, and the guessed ending, offered again after each
+        of its tokens, would be a miss each time."""
         if at >= len(self.ids):
             return len(self.ids)
         if self.ids[at] == own:
@@ -137,12 +139,10 @@ class Draft:
         k = at
         while k < len(self.ids) and not self._text([self.ids[k]]):
             k += 1
-        if k == len(self.ids):
-            return at
         for j in range(k + 1, min(len(self.ids), k + reach) + 1):
             if self._text(self.ids[k:j]) == text:
                 return j
-        return k + 1
+        return min(k + 1, len(self.ids))
 
 
 @dataclass

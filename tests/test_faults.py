@@ -771,29 +771,36 @@ def test_5_server_bad_bundle_is_503(breaks, llm, ctc, live, full_bundle, tmp_pat
 
 
 def _slow_llm(slot, delay: float):
-    """Slow every token of the LLM model's decoding, counting them."""
+    """Slow every token of the LLM model's decoding, alone or in a batch, counting them."""
     from dataclasses import replace
 
     pipe, produced = slot.model.pipeline, []
-    run = pipe.run
+    run, run_batch = pipe.run, pipe.run_batch
 
-    def slow_run(samples, rec=None, on_text=None, *, query=None, decode=None):
+    def slowed(on_text):
         def slow(delta):
             produced.append(delta)
             time.sleep(delay)
             on_text(delta)
-        decode = replace(decode or pipe.setup.decode, loop_guard=False, speculate="off")  # to the token cap
-        return run(samples, rec, slow if on_text else None, query=query, decode=decode)
+        return slow if on_text else None
 
-    pipe.run = slow_run
+    def to_the_cap(decode):
+        return replace(decode or pipe.setup.decode, loop_guard=False, speculate="off")
+
+    pipe.run = lambda samples, rec=None, on_text=None, *, query=None, decode=None: run(
+        samples, rec, slowed(on_text), query=query, decode=to_the_cap(decode))
+    pipe.run_batch = lambda batch, on_texts=None, *, query=None, decode=None: run_batch(
+        batch, [slowed(f) for f in on_texts or [None] * len(batch)], query=query, decode=to_the_cap(decode))
     return produced
 
 
-def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle):
-    """Non-streaming clients that time out: the running job stops at its next token, the queued one
-    never starts, and the next request is answered without waiting for either."""
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle, batch_size):
+    """Non-streaming clients that time out: the running job stops at its next token, and the next
+    request is answered without waiting. One at a time, the queued one never starts; in a batch,
+    both rows stop early."""
     LiveServer, _error, httpx = live
-    with LiveServer(full_bundle, idle_unload=0) as s:
+    with LiveServer(full_bundle, idle_unload=0, batch_size=batch_size) as s:
         slot = s.manager.slots["funasr-qwen4b"]
         assert httpx.post(f"{s.url}/v1/models/funasr-qwen4b/load", timeout=60).json()["loaded"]
         produced = _slow_llm(slot, 0.06)
@@ -802,21 +809,23 @@ def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle):
         full_s, n_full = time.perf_counter() - t0, len(produced)
         assert n_full >= 20
         produced.clear()
-        cancelled, requests = slot.stats["cancelled"], slot.stats["requests"]
+        cancelled, requests, batches = slot.stats["cancelled"], slot.stats["requests"], slot.stats["batches"]
 
         def give_up():
             with pytest.raises(httpx.TimeoutException):
                 httpx.post(s.url + "/v1/audio/transcriptions", files={"file": ("a.wav", CLIP.read_bytes())},
                            timeout=0.4)
 
-        gone = [threading.Thread(target=give_up) for _ in range(2)]  # one runs, one waits behind it
+        gone = [threading.Thread(target=give_up) for _ in range(2)]
         for g in gone:
             g.start()
         for g in gone:
             g.join()
         assert s.wait(lambda: slot.queued == 0, 10)
         assert slot.stats["cancelled"] == cancelled + 2 and slot.stats["requests"] == requests + 2
-        assert len(produced) < n_full / 2, (len(produced), n_full)  # stopped early, and only one of them ran
+        # stopped early: one alone (the other never started), or both rows of one batch
+        assert len(produced) < n_full / 2, (len(produced), n_full)
+        assert slot.stats["batches"] == batches + (batch_size > 1)
         produced.clear()
         t0 = time.perf_counter()
         assert s.post(audio=CLIP).status_code == 200 and len(produced) == n_full

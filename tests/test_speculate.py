@@ -43,6 +43,31 @@ def test_draft_goes_on_by_text_not_by_token(qwen_dir):
     (m, y), (cap_my,), phone = one("m") + one("y"), one("My"), one(" phone")
     spelled = Draft([m, y, *phone], tok)
     assert spelled.after(cap_my, 0) == 2  # "My" spells the draft's "m" "y" (case and boundaries differ)
+    (comma,), (wind,), (temp,) = one("，"), one("风"), one("气温")
+    inner = Draft([wind, comma, temp], tok)
+    assert inner.after(temp, 1) == 3  # the LLM left out the draft's "，": passed over to the text after it
+
+
+def test_draft_ends_in_punctuation_and_the_stop_id(qwen_dir):
+    """The LLM ends a sentence with punctuation of its script and then a stop id; the draft
+    guesses both (one pass can then verify an utterance's whole ending). Inserted punctuation
+    leaves the guesses where they were; text the draft lacks ends the draft (guessed after
+    every token of it, the ending would turn each pass into a miss)."""
+    tok = load_tokenizer(qwen_dir)
+    one = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    stop = tok.eos_token_id
+    for text, ending in [("今天有风", "。"), ("it is nine", "."), ("今天有风？", "")]:
+        draft = Draft.build(text, tok, stop=stop)
+        assert draft.ids[-1] == stop and tok.decode(draft.ids[:-1]) == text + ending
+        assert draft.ends_by(len(draft.ids) - 1) and not draft.ends_by(len(draft.ids) - 2)
+    assert Draft.build("今天有风", tok).ids == one("今天有风")  # no stop id (EOS ignored): no guesses
+    assert Draft.build("", tok, stop=stop).ids == []
+    draft = Draft.build("今天有风", tok, stop=stop)
+    period = len(draft.ids) - 2
+    (temp,), (comma,) = one("气温"), one("，")
+    assert draft.after(comma, period) == period  # inserted punctuation
+    assert draft.after(temp, period) == len(draft.ids)  # text the draft lacks
+    assert draft.after(draft.ids[period], period) == period + 1
 
 
 def test_streaming_holds_back_only_a_repeating_tail():
@@ -95,6 +120,7 @@ def test_speculation_gives_plain_greedy_ids(full_bundle, clip, seconds):
     assert len(plain.ids) == 60 and spec.ids == plain.ids
     assert plain.stats.drafted == 0 and spec.stats.drafted > 0
     assert spec.stats.forwards <= plain.stats.forwards
+    assert spec.stats.voided > 0  # passes queued on bets that failed were thrown away, ids unchanged
 
 
 def test_a_right_draft_takes_few_passes(full_bundle, clip):
@@ -112,13 +138,16 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
     spec = list(pipe.llm.tokens(embeds, DecodeConfig(draft_tokens=16), 60, draft=draft, stats=stats))
     assert spec == plain
     # after the prefill's token, windows of 8, 16, 16 (growing while the draft holds) and the
-    # 15 left before the cap: 8 + 16 + 16 + 15 accepted, each pass adding a token of its own
-    assert stats.forwards == 4 and stats.accepted == 55
+    # 15 left before the cap: 8 + 16 + 16 + 15 accepted, each pass adding a token of its own;
+    # none verifies few enough tokens to queue the next before its ids are read
+    assert stats.forwards == 4 and stats.accepted == 55 and stats.voided == 0
 
 
 def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
     """The demonstration model (MLX float32): the same ids with and without speculation on
-    every held-out utterance, in fewer passes (the README's tokens per step)."""
+    every held-out utterance, in fewer passes. Measured: 705 tokens after the first in 206
+    passes (3.42 per pass; 293 before the draft guessed the ending), the draft supplying 689
+    of the 805 ids computed, stop ids included (0.86; MEASURED_DRAFT_RATE, the README)."""
     from convert.bundle import convert_bundle
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.manifest import load_manifest
@@ -128,7 +157,7 @@ def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
                             adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
     pipe = Pipeline.from_bundle(bundle)
     plain_cfg = DecodeConfig(speculate="off")
-    tokens = forwards = 0
+    tokens = forwards = accepted = computed = 0
     root = Path(__file__).resolve().parent.parent / "datasets"
     for name in ("zh_heldout", "en_heldout"):
         for e in load_manifest(root / name / "test.jsonl"):
@@ -136,4 +165,7 @@ def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
             spec, plain = pipe.run(x).decoded, pipe.run(x, decode=plain_cfg).decoded
             assert spec.ids == plain.ids, e.id
             tokens, forwards = tokens + len(spec.ids) - 1, forwards + spec.stats.forwards
-    assert tokens / forwards > 2.0, (tokens, forwards)
+            accepted += spec.stats.accepted
+            computed += len(spec.ids) - 1 + (spec.stop == "eos")  # the stop id too: a pass computed it
+    assert tokens / forwards > 3.3, (tokens, forwards)
+    assert accepted / computed > 0.8, (accepted, computed)

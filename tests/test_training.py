@@ -1,6 +1,7 @@
 """The demonstration model's recipe: word lists, sentences, speakers, non-speech
-sounds, vocabularies, the committed held-out sets, the batched losses, and a smoke
-run of the trainer (needs espeak-ng)."""
+sounds, vocabularies, the committed held-out sets, the feature cache, batches and
+batched losses, a smoke run of the trainer, and a paused and resumed run that equals
+an uninterrupted one (the last two need espeak-ng)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_open_sentences_combine_pieces_training_never_combines(lang):
     together anywhere in the default recipe's training text, templates included."""
     recipe = data.Recipe()
     train = data.texts(recipe)[lang]["train"]
-    _, pairs = corpus.open_heldout(lang, recipe.open_per_lang, recipe.seed, recipe.shares)
+    _, pairs = corpus.open_heldout(lang, recipe.open_per_lang, recipe.seed, data.OPEN_PROBE_SHARES)
     found = corpus.Pairs(lang, pairs)
     assert len(pairs) > 2 * recipe.open_per_lang
     assert not [s for s in train if found.found_in(s)]
@@ -292,7 +293,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
               "training_log.json"):
         assert (out / f).is_file(), f
     log = json.loads((out / "training_log.json").read_text(encoding="utf-8"))
-    assert [h["epoch"] for h in log["history"]] == [1, 2]
+    assert [(h["epoch"], h["clips"]) for h in log["history"]] == [(1, 70), (2, 210), (3, 210)]  # a third first
     assert set(log["heldout"]) == {"zh_heldout", "en_heldout", "zh_open", "en_open"}
     assert log["heldout"]["zh_open"]["utterances"] == 4 and log["heldout"]["en_open"]["nospeech"]["clips"] == 4
     first, last = log["history"][0], log["history"][-1]
@@ -304,3 +305,187 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
 
     assert main(["convert", "bundle", "--sensevoice", str(out / "sensevoice"), "--adaptor", str(out / "adaptor.pt"),
                  "--llm", str(out / "qwen3"), "-o", str(tmp_path / "bundle")]) == 0
+
+
+# --- the feature cache, batches, pausing and resuming -----------------------------------------
+
+def _quiet_items(n: int) -> list[data.Item]:
+    """Non-speech clips (no espeak-ng needed), 0.5-1.5 s."""
+    r = random.Random(0)
+    return [data.Item(f"q{i}", "zh", "", speech.Sound(speech.NONSPEECH[i % 7], round(r.uniform(0.5, 1.5), 2),
+                                                      -30.0, r.randrange(2**31))) for i in range(n)]
+
+
+def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
+    """Chunks are what one worker computes from the clip alone; a missing chunk is made again,
+    the others are kept; a cache of another recipe is replaced."""
+    from training import features
+
+    monkeypatch.setattr(features, "CHUNK", 4)
+    items, recipe = _quiet_items(11), data.Recipe(train_per_lang=11)
+    parts = features.layout(len(items), recipe.seed, 1 / 3)
+    assert sorted(parts[0] + parts[1]) == list(range(11)) and len(parts[0]) == 4
+    assert parts == features.layout(len(items), recipe.seed, 1 / 3)  # seeded
+    cache = features.Cache(tmp_path / "c", recipe, parts)
+    assert [len(c) for _, c in cache.chunks(1)] == [4, 3] and len(cache.missing(0)) == 1
+    with features.pool(2, False) as pool:
+        for f in cache.submit(pool, 0, items) + cache.submit(pool, 1, items):
+            f.result()
+    assert not cache.missing(0) and not cache.missing(1)
+    whole = cache.load(1)
+    assert whole.index.tolist() == parts[1] and whole.feats.dtype == np.float16
+    assert whole.feats.shape == (whole.frames.sum(), 560)
+    wide = whole.feats.astype(np.float64)
+    assert np.allclose(whole.s1, wide.sum(0)) and np.allclose(whole.s2, np.square(wide).sum(0))
+
+    # one clip, made here, is the chunk's: synthesis, augmentation and features depend on the clip alone
+    from funasr_qwen4b.config import FrontendConfig
+    from reference.frontend import Frontend
+
+    i = parts[1][0]
+    x = data.augment(data.synthesize(items[i]), recipe, np.random.default_rng([recipe.seed, i, 0]))
+    mine = Frontend(FrontendConfig(cmvn=False), None)(x).numpy().astype(np.float16)
+    assert np.array_equal(whole.feats[:whole.frames[0]], mine)
+
+    gone, _ = cache.chunks(1)[1]
+    kept, _ = cache.chunks(1)[0]
+    before = kept.stat().st_mtime_ns
+    gone.unlink()
+    again = features.Cache(tmp_path / "c", recipe, parts)
+    assert [p for p, _ in again.missing(1)] == [gone]
+    with features.pool(1, False) as pool:
+        for f in again.submit(pool, 1, items):
+            f.result()
+    assert np.array_equal(again.load(1).feats, whole.feats) and kept.stat().st_mtime_ns == before
+    other = features.Cache(tmp_path / "c", data.Recipe(train_per_lang=11, gain_db=(-6.0, 0.0)), parts)
+    assert len(other.missing(0)) == 1 and len(other.missing(1)) == 2
+
+
+def test_batches_gather_what_padding_built(tmp_path):
+    """Examples keeps every feature on the device and gathers a batch; the batch is what the
+    first trainer built by zero-padding each utterance's features, with the same targets."""
+    import sentencepiece as spm
+    import torch
+
+    from funasr_qwen4b.config import LANGUAGE_IDS
+    from reference.checkpoints import BPE_NAME
+    from training import features, train
+
+    texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]
+    train_items = [data.Item(f"t{i}", "zh" if ord(t[0]) > 127 else "en", t, None) for i, t in enumerate(texts)]
+    train_items += _quiet_items(2)
+    d = tmp_path / "model"
+    train.write_tokenizers(d, train.Settings(ctc_vocab=120, llm_vocab=400),
+                           [(it.text, it.lang) for it in train_items if it.text] * 10)
+    sp, tok = train.load_tokenizers(d)
+    assert isinstance(sp, spm.SentencePieceProcessor) and (d / "sensevoice" / BPE_NAME).is_file()
+    order = [4, 0, 3, 1, 5, 2]
+    r = np.random.default_rng(0)
+    frames = r.integers(5, 30, len(order))
+    part = features.Part(r.normal(size=(frames.sum(), 560)).astype(np.float16), frames, np.array(order),
+                         np.zeros(560), np.zeros(560))
+    ex = train.Examples(train_items, order, sp, tok, torch.device("cpu"))
+    ex.add(part)
+    shift, scale = torch.randn(560), torch.rand(560) + 0.5
+    rows = np.split(part.feats, np.cumsum(frames)[:-1])
+    seen = []
+    for ks, b in ex.batches(random.Random(3), 6, 4, (shift, scale)):
+        T = int(frames[ks].max())
+        assert b.feats.dtype == torch.float32 and b.feats.shape == (len(ks), T, 560)
+        assert b.lengths.tolist() == frames[ks].tolist()
+        for j, k in enumerate(ks):
+            seen.append(k)
+            it = train_items[order[k]]
+            padded = torch.zeros(T, 560)
+            padded[:frames[k]] = torch.from_numpy(rows[k].astype(np.float32))
+            assert torch.equal(b.feats[j], (padded + shift) * scale * (torch.arange(T) < frames[k])[:, None])
+            ctc = sp.encode(train.ctc_text(it.text, it.lang)) if it.text else []
+            assert b.ctc_targets[j, :len(ctc)].tolist() == ctc and (b.ctc_targets[j, len(ctc):] == -1).all()
+            assert int(b.ctc_lengths[j]) == len(ctc)
+            ids = tok.encode(it.text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+            assert b.llm_ids[j, :len(ids)].tolist() == ids and (b.llm_ids[j, len(ids):] == 0).all()
+            assert int(b.llm_lengths[j]) == len(ids)
+            assert int(b.query[j, 0]) in {LANGUAGE_IDS[q] for q in train.QUERY_LANGUAGES}
+            assert sp.id_to_piece(int(b.tags[j, 0])) == (f"<|{it.lang}|>" if it.text else "<|nospeech|>")
+    assert sorted(seen) == list(range(6))
+
+
+def test_schedule_counts_early_and_whole_epochs():
+    from training import train
+
+    s = train.Settings()
+    sizes = s.epoch_clips(63000, 189000)
+    assert sizes == [63000] * s.early_epochs + [189000] * s.epochs
+    assert train.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with pytest.raises(ValueError, match="encoder"):
+        train.Settings.from_dict({**s.to_dict(), "encoder": {**train.ENCODER, "num_blocks": 1}})
+    total = sum(-(-k // s.batch_size) for k in sizes)
+    lrs = [train.cosine_lr(i, total, s) for i in range(total)]
+    assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr
+
+
+# The trainer's dimensions, shrunk for a CPU: the schedule, data, checkpoint and resume are the real ones.
+_TINY = ("import sys, training.train as t; "
+         "t.ENCODER.update(output_size=64, attention_heads=2, linear_units=128, num_blocks=2, kernel_size=5); "
+         "t.ADAPTOR.update(encoder_dim=64, d_model=32, num_layers=1, dim_feedforward=64, llm_dim=64, nhead=4); "
+         "t.QWEN3.update(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, "
+         "head_dim=32, intermediate_size=128); "
+         "import training.features as f; f.CHUNK = 16; "
+         "sys.exit(t.main(sys.argv[1:]))")
+
+
+def _tiny_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _TINY, "--workers", "2", "--device", "cpu", "--no-eval", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def _weights(d: Path) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    return {**{f"sv.{k}": v for k, v in torch.load(d / "sensevoice/model.pt", weights_only=True).items()},
+            **{f"ad.{k}": v for k, v in torch.load(d / "adaptor.pt", weights_only=True)["model_state_dict"].items()},
+            **{f"llm.{k}": v for k, v in load_file(d / "qwen3/model.safetensors").items()}}
+
+
+@needs_espeak
+def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
+    """Paused in the early epochs (while the other clips' features are being made, so the run
+    that resumes makes the rest), resumed, paused again, resumed to the end: the same losses
+    and bitwise the same weights as one uninterrupted run; the last leg makes no features."""
+    import torch
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = _tiny_train("--out", str(a), "--quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (tmp_path / "a.work" / "checkpoint.pt").exists()  # finished: nothing to resume
+
+    ckpt = tmp_path / "b.work" / "checkpoint.pt"
+    r = _tiny_train("--out", str(b), "--quick", "--pause-after-epochs", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "paused after epoch 1 of 3" in r.stderr and ckpt.is_file() and not b.exists()
+    r = _tiny_train("--out", str(b), "--resume", str(ckpt), "--pause-after-epochs", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming after epoch 1" in r.stderr and "paused after epoch 2 of 3" in r.stderr
+    r = _tiny_train("--out", str(b), "--resume", str(ckpt))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming after epoch 2" in r.stderr and "; 0 chunks made)" in r.stderr
+    assert not ckpt.exists()
+
+    la, lb = (json.loads((d / "training_log.json").read_text(encoding="utf-8")) for d in (a, b))
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    assert strip(la["history"]) == strip(lb["history"]) and len(la["history"]) == 3
+    assert [(c["from_epoch"], c["to_epoch"]) for c in lb["calls"]] == [(0, 1), (1, 2), (2, 3)]
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for f in ("sensevoice/am.mvn", "qwen3/tokenizer.json", "sensevoice/config.yaml"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_resume_refuses_what_it_cannot_do(tmp_path):
+    from training import train
+
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
+        train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])

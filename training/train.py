@@ -4,6 +4,8 @@ espeak-ng speech, with the reference code; write it in the original formats.
 
 Run:  python -m training.train --out models/demo            # CUDA when there is one (training/RUN.md)
       python -m training.train --out /tmp/demo --quick      # a smoke run (minutes on a CPU)
+      python -m training.train --out /tmp/demo --pause-after-minutes 9      # train 9 minutes, then
+      python -m training.train --out /tmp/demo --resume /tmp/demo.work/checkpoint.pt   # the rest
 
 Losses: FunASR's CTC on the encoder's speech frames, cross-entropy of the CTC
 head on the 4 query frames (language, emotion, event, text norm: SenseVoice's
@@ -14,6 +16,19 @@ with no speech has an empty transcript: no CTC tokens, the LLM says <|im_end|> a
 once, and the tags are SenseVoice's <|nospeech|><|EMO_UNKNOWN|><|Event_UNK|>.
 Everything that decides the model (data recipe, dimensions, optimiser, seed)
 is written into each checkpoint's config.
+
+Data: the features are made by worker processes into a cache on disk (training/features.py):
+the first third of the clips before training starts, the rest while the first epochs train
+on that third. Schedule: Settings.early_epochs over the first third, then Settings.epochs over
+all; linear warm-up, then cosine decay over every step of both.
+
+Pausing: --pause-after-minutes (or --pause-after-epochs) stops at an epoch boundary and saves a
+full checkpoint (weights, optimiser, step, epoch, every random state, the loss history) in the
+work directory (OUT.work unless --work), beside the tokenizers and the feature cache. --resume
+continues the same schedule on the same data: the weights are an uninterrupted run's (bitwise
+on the CPU; tests/test_training.py). --max-minutes instead writes the model at the last epoch
+boundary that fits (the cosine is then near its end, and the log says how near) and keeps a
+checkpoint, so a later --resume can still finish the schedule.
 """
 
 from __future__ import annotations
@@ -27,18 +42,19 @@ import random
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from . import corpus, data, wordlists
+from . import corpus, data, features, wordlists
 from .tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
 
 log = logging.getLogger(__name__)
 
-ENCODER = dict(output_size=256, attention_heads=4, linear_units=512, num_blocks=4, tp_blocks=1, kernel_size=11)
+# Wider and deeper than the first model's encoder (FFN 512, 4 blocks): a step costs its kernel
+# launches (training/RUN.md): width adds none, a block about 6 % of a step's operations.
+ENCODER = dict(output_size=256, attention_heads=4, linear_units=768, num_blocks=6, tp_blocks=1, kernel_size=11)
 # nhead 8 is the real adaptor's (and `convert adaptor`'s default): no flag needed to convert this one.
 ADAPTOR = dict(encoder_dim=256, d_model=128, num_layers=4, dim_feedforward=256, llm_dim=256, nhead=8)
 QWEN3 = dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
@@ -46,6 +62,9 @@ QWEN3 = dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, num_ke
 TAGS = {"zh": "<|zh|>", "en": "<|en|>"}, "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>"
 TAGS_NONSPEECH = ("<|nospeech|>", *NONSPEECH_TAGS, "<|woitn|>")
 QUERY_LANGUAGES = ("auto", "zh", "en")  # drawn per utterance: the transcript must not depend on the query
+CHECKPOINT = "checkpoint.pt"
+PARTS = ("sensevoice", "adaptor", "qwen3")  # DemoModel.modules(), in order
+LOSSES = ("ctc", "rich", "llm")
 
 
 @dataclass(frozen=True)
@@ -53,10 +72,12 @@ class Settings:
     recipe: data.Recipe = field(default_factory=data.Recipe)
     ctc_vocab: int = 4000  # every character of the training text (about 2700), then BPE merges
     llm_vocab: int = 8000
-    epochs: int = 8
-    batch_size: int = 128  # a step costs its kernel launches, nearly whatever the batch (training/RUN.md)
-    lr: float = 1e-3
-    warmup_steps: int = 500
+    early_share: float = 1 / 3  # of the clips, made before training starts (training/features.py)
+    early_epochs: int = 10  # over those, while the others are made (about as long as making them takes)
+    epochs: int = 10  # then over all
+    batch_size: int = 256  # a step costs its kernel launches, nearly whatever the batch (training/RUN.md)
+    lr: float = 1.5e-3
+    warmup_steps: int = 1000
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     rich_weight: float = 0.3
@@ -69,33 +90,18 @@ class Settings:
                  word_lists={**wordlists.SOURCES, "size": wordlists.SIZE, "exponent": corpus.WORD_EXPONENT})
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Settings":
+        """The settings a checkpoint was written with; its dimensions must be this file's."""
+        for name, dims in (("encoder", ENCODER), ("adaptor", ADAPTOR), ("qwen3", QWEN3)):
+            if d[name] != dims:
+                raise ValueError(f"the checkpoint's {name} dimensions {d[name]} are not this trainer's {dims}")
+        recipe = data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()})
+        return cls(recipe=recipe, **{f.name: d[f.name] for f in fields(cls) if f.name != "recipe"})
 
-# --- features ---------------------------------------------------------------
-
-def _features(job: tuple[data.Item, int, data.Recipe]) -> list[np.ndarray]:
-    """One clip, synthesised, then each augmented copy through FunASR's fbank + LFR (no CMVN yet:
-    its stats come from these). In one worker: the waveforms never cross processes."""
-    import torch
-
-    from funasr_qwen4b.config import FrontendConfig
-    from reference.frontend import Frontend
-
-    torch.set_num_threads(1)
-    item, index, recipe = job
-    x, frontend = data.synthesize(item), Frontend(FrontendConfig(cmvn=False), None)
-    return [frontend(data.augment(x, recipe, np.random.default_rng([recipe.seed, index, copy]))).numpy()
-            for copy in range(recipe.copies)]
-
-
-def features(clips: list[data.Item], recipe: data.Recipe, workers: int) -> list[list[np.ndarray]]:
-    """[clip][copy] → LFR features [T', 560]."""
-    out = []
-    with ProcessPoolExecutor(workers) as pool:
-        for i, f in enumerate(pool.map(_features, [(it, i, recipe) for i, it in enumerate(clips)], chunksize=16)):
-            out.append(f)
-            if (i + 1) % 5000 == 0:
-                log.info(f"espeak-ng and features: {i + 1}/{len(clips)}")
-    return out
+    def epoch_clips(self, early: int, every: int) -> list[int]:
+        """Clips of each epoch: the early ones, then all."""
+        return [early] * self.early_epochs + [every] * self.epochs
 
 
 # --- the model ----------------------------------------------------------------
@@ -129,18 +135,6 @@ class DemoModel:
     def train(self, mode: bool = True):
         for m in self.modules():
             m.train(mode)
-
-
-def cmvn_stats(feats: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of every frame, summed in float64 (no copy of all frames)."""
-    count, s1, s2 = 0, np.zeros(560), np.zeros(560)
-    for per in feats:
-        for f in per:
-            count += f.shape[0]
-            s1 += f.sum(0, dtype=np.float64)
-            s2 += np.square(f, dtype=np.float64).sum(0)
-    mean = s1 / count
-    return mean, np.sqrt(np.maximum(s2 / count - mean ** 2, 0.0))
 
 
 @dataclass
@@ -186,21 +180,103 @@ def losses(m: DemoModel, b: Batch) -> dict:
     return {"ctc": ctc, "rich": rich, "llm": llm}
 
 
+# --- the examples, on the training device -----------------------------------------
+
+class Examples:
+    """Every training example where the model is: the features end to end ([rows, 560] float16),
+    each clip's first row and length, and its CTC targets, tags and LLM ids as padded tables.
+    A batch is then a few gathers: no per-utterance work and no host-to-device copy per step.
+    Example j is clip `order[j]` of the training list (training/features.py's two parts, in turn);
+    the features arrive a part at a time (`add`)."""
+
+    def __init__(self, train: list[data.Item], order: list[int], sp, llm_tok, device):
+        import torch
+
+        self.device, self.order = device, order
+        im_end = llm_tok.convert_tokens_to_ids("<|im_end|>")
+        tag_ids = {t: sp.piece_to_id(t) for t in (*TAGS[0].values(), *TAGS[1:], *TAGS_NONSPEECH)}
+        items = [train[i] for i in order]
+        ctc = [ids if it.text else [] for it, ids in zip(items, sp.encode([ctc_text(it.text, it.lang) for it in items]))]
+        llm = [ids + [im_end] for ids in llm_tok([it.text for it in items], add_special_tokens=False)["input_ids"]]
+        tags = [[tag_ids[t] for t in ((TAGS[0][it.lang], *TAGS[1:]) if it.text else TAGS_NONSPEECH)] for it in items]
+
+        def table(rows: list[list[int]], pad: int):
+            t = np.full((len(rows), max(1, *map(len, rows))), pad, np.int64)
+            for j, r in enumerate(rows):
+                t[j, :len(r)] = r
+            return torch.from_numpy(t).to(device), np.array([len(r) for r in rows], np.int64)
+
+        (self.ctc, self.ctc_len), (self.llm, self.llm_len) = table(ctc, -1), table(llm, 0)
+        self.ctc_len_dev = torch.from_numpy(self.ctc_len).to(device)
+        self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
+        self.tags = torch.tensor(tags, dtype=torch.long, device=device)
+        self.feats, self.frames = None, np.zeros(0, np.int64)
+
+    @property
+    def loaded(self) -> int:
+        return len(self.frames)
+
+    def add(self, part: features.Part) -> None:
+        import torch
+
+        if part.index.tolist() != self.order[self.loaded:self.loaded + len(part.index)]:
+            raise ValueError("the features' clips are not the examples' next ones")
+        rows = torch.from_numpy(part.feats).to(self.device)
+        self.feats = rows if self.feats is None else torch.cat((self.feats, rows))
+        self.frames = np.concatenate((self.frames, part.frames))
+        self.frames_dev = torch.from_numpy(self.frames).to(self.device)
+        self.first_dev = torch.from_numpy(np.cumsum(self.frames) - self.frames).to(self.device)
+
+    def batches(self, rng: random.Random, n: int, batch_size: int, cmvn):
+        """One epoch over the first n examples: sorted by length (with a little noise), cut into
+        batches, the batches shuffled; each utterance's language query drawn from `rng`.
+        Yields (example indices, Batch)."""
+        import torch
+
+        from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
+
+        assert n <= self.loaded, (n, self.loaded)
+        order = sorted(range(n), key=lambda k: self.frames[k] + rng.random() * 8)
+        chunks = [order[k:k + batch_size] for k in range(0, n, batch_size)]
+        rng.shuffle(chunks)
+        flat = np.array([k for c in chunks for k in c], np.int64)
+        rest = [*QueryConfig().ids[1:3], QueryConfig(textnorm="woitn").ids[3]]
+        query = np.array([[LANGUAGE_IDS[rng.choice(QUERY_LANGUAGES)], *rest] for _ in flat], np.int64)
+        flat_dev, query_dev = torch.from_numpy(flat).to(self.device), torch.from_numpy(query).to(self.device)
+        shift, scale = cmvn
+        start = 0
+        for c in chunks:
+            idx, k = flat[start:start + len(c)], flat_dev[start:start + len(c)]
+            T = int(self.frames[idx].max())
+            lengths, pos = self.frames_dev[k], torch.arange(T, device=self.device)
+            rows = self.first_dev[k][:, None] + torch.minimum(pos[None], lengths[:, None] - 1)
+            x = (self.feats[rows].float() + shift) * scale * (pos[None, :, None] < lengths[:, None, None])
+            yield idx, Batch(x, lengths, query_dev[start:start + len(c)],
+                        self.ctc[k][:, :int(self.ctc_len[idx].max())], self.ctc_len_dev[k], self.tags[k],
+                        self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k])
+            start += len(c)
+
+
 # --- the run ----------------------------------------------------------------------
 
-def write_tokenizers(out: Path, s: Settings, train: list[data.Item]):
-    """CTC BPE into out/sensevoice, the LLM tokenizer into out/qwen3; returns both."""
+def write_tokenizers(model_dir: Path, s: Settings, speech: list[tuple[str, str]]) -> None:
+    """CTC BPE into model_dir/sensevoice, the LLM tokenizer into model_dir/qwen3, from the
+    (text, language) of every speech clip (run in a worker while the features are made)."""
+    from reference.checkpoints import BPE_NAME
+
+    (model_dir / "sensevoice").mkdir(parents=True, exist_ok=True)
+    build_ctc_bpe(model_dir / "sensevoice" / BPE_NAME, [ctc_text(t, lang) for t, lang in speech], s.ctc_vocab)
+    build_llm_tokenizer([t for t, _ in speech], s.llm_vocab).save_pretrained(model_dir / "qwen3")
+
+
+def load_tokenizers(model_dir: Path):
     import sentencepiece as spm
+    from transformers import PreTrainedTokenizerFast
 
     from reference.checkpoints import BPE_NAME
 
-    (out / "sensevoice").mkdir(parents=True, exist_ok=True)
-    speech = [it for it in train if it.text]
-    ctc_size = build_ctc_bpe(out / "sensevoice" / BPE_NAME, [ctc_text(it.text, it.lang) for it in speech],
-                             s.ctc_vocab)
-    llm_tok = build_llm_tokenizer([it.text for it in speech], s.llm_vocab)
-    llm_tok.save_pretrained(out / "qwen3")
-    return spm.SentencePieceProcessor(model_file=str(out / "sensevoice" / BPE_NAME)), ctc_size, llm_tok
+    sp = spm.SentencePieceProcessor(model_file=str(model_dir / "sensevoice" / BPE_NAME))
+    return sp, PreTrainedTokenizerFast.from_pretrained(model_dir / "qwen3")
 
 
 def cosine_lr(step: int, total: int, s: Settings) -> float:
@@ -209,128 +285,243 @@ def cosine_lr(step: int, total: int, s: Settings) -> float:
     return s.lr * 0.5 * (1 + math.cos(math.pi * (step - s.warmup_steps) / max(1, total - s.warmup_steps)))
 
 
-def run(out: Path, s: Settings, device: str, workers: int, max_minutes: float | None = None) -> dict:
+def read_checkpoint(path: Path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: a paused run leaves WORK/{CHECKPOINT} (on a lent device machine it lasts "
+            f"only while that machine is held; training/RUN.md)")
+    # Our own file (numpy and Python random states in it): not a weights-only pickle.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _rng_states(device) -> dict:
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_states(states: dict, device) -> None:
+    import torch
+
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda":
+        if states["cuda"] is None:
+            raise ValueError("this checkpoint was written on the CPU; resume it on the CPU")
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When this process stops training before the schedule's end (all optional)."""
+
+    pause_minutes: float | None = None  # checkpoint and exit at the last epoch boundary before this
+    pause_epochs: int | None = None  # checkpoint and exit once this many epochs (of the whole schedule) are done
+    max_minutes: float | None = None  # write the model (and a checkpoint) at the last epoch boundary before this
+
+
+def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
+        resume: dict | None = None, limits: Limits = Limits(), funasr_modules_only: bool = False,
+        t0: float | None = None) -> dict | None:
+    """Train (or go on training `resume`) and write the model to `out`; returns the summary,
+    or None when the run paused (its checkpoint is work/checkpoint.pt)."""
     import torch
     from funasr.frontends.wav_frontend import load_cmvn
 
-    from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
     from reference.checkpoints import write_am_mvn, write_sensevoice_dir
 
-    t0 = time.time()
-    random.seed(s.seed)
-    np.random.seed(s.seed)
+    t0 = t0 or time.time()
+    model_dir = work / "model"
+    if s.recipe.copies != 1:
+        raise ValueError(f"training.features makes one copy of each clip, not {s.recipe.copies}")
     _, train = data.items(s.recipe)
-    sp, ctc_size, llm_tok = write_tokenizers(out, s, train)
-    llm_vocab = -(-len(llm_tok) // 64) * 64
-    log.info(f"{len(train)} training clips ({sum(not it.text for it in train)} without speech); CTC vocabulary "
-             f"{ctc_size}, LLM vocabulary {len(llm_tok)} (embedding rows {llm_vocab})")
+    parts = features.layout(len(train), s.recipe.seed, s.early_share)
+    cache = features.Cache(cache_dir, s.recipe, parts)
+    sizes = s.epoch_clips(len(parts[0]), len(train))
+    steps = [math.ceil(k / s.batch_size) for k in sizes]
+    total = sum(steps)
+    done = resume["epoch"] if resume else 0
+    all_now = sizes[done] > len(parts[0]) if done < len(sizes) else True
+    log.info(f"{len(train)} training clips ({sum(not it.text for it in train)} without speech), {len(parts[0])} of "
+             f"them first; {len(sizes)} epochs ({s.early_epochs} over those, {s.epochs} over all), {total} steps"
+             + (f"; resuming after epoch {done}" if resume else ""))
 
-    feats = features(train, s.recipe, workers)
-    mean, std = cmvn_stats(feats)
-    shift, scale = -mean, 1.0 / np.maximum(std, 1e-5)
-    write_am_mvn(out / "sensevoice" / "am.mvn", shift, scale)
-    # Train on what inference computes: the CMVN as FunASR reads it back from the am.mvn text.
-    cmvn = torch.from_numpy(np.asarray(load_cmvn(str(out / "sensevoice" / "am.mvn")), dtype=np.float32))
-    log.info(f"features: {sum(f.shape[0] for per in feats for f in per)} frames from {len(feats)}×{s.recipe.copies} "
-             f"copies ({time.time() - t0:.0f} s so far)")
+    # The features missing from the cache: the part needed now while the tokenizers are made
+    # (a fresh run), then the other in the background, with two cores left to the trainer.
+    t_data = time.time()
+    with features.pool(workers, funasr_modules_only) as pool:
+        speech = [(it.text, it.lang) for it in train if it.text]
+        toks = None if resume else pool.submit(write_tokenizers, model_dir, s, speech)
+        made = cache.submit(pool, 0, train) + (cache.submit(pool, 1, train) if all_now else [])
+        for i, f in enumerate(made):
+            f.result()
+            if (i + 1) % 100 == 0:
+                log.info(f"features: {i + 1}/{len(made)} chunks")
+        if toks:
+            toks.result()
+    background = None
+    if not all_now and cache.missing(1):
+        background = features.pool(max(1, workers - 2), funasr_modules_only)
+        pending = cache.submit(background, 1, train)
+    try:
+        sp, llm_tok = load_tokenizers(model_dir)
+        ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
+        first = cache.load(0)
+        if resume:
+            shift, scale = resume["cmvn"]
+        else:
+            mean, std = features.cmvn(first)
+            shift, scale = -mean, 1.0 / np.maximum(std, 1e-5)
+            write_am_mvn(model_dir / "sensevoice" / "am.mvn", shift, scale)
+        # Train on what inference computes: the CMVN as FunASR reads it back from the am.mvn text.
+        cmvn = torch.from_numpy(np.asarray(load_cmvn(str(model_dir / "sensevoice" / "am.mvn")), dtype=np.float32))
+        log.info(f"features: {first.rows} rows of {len(first.frames)} clips ready ({time.time() - t_data:.0f} s; "
+                 f"{len(made)} chunks made); CTC vocabulary {ctc_size}, LLM vocabulary {len(llm_tok)} "
+                 f"(embedding rows {llm_vocab})")
 
-    dev = torch.device(device)
-    tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
-    m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
-    n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in
-                zip(("sensevoice", "adaptor", "qwen3"), m.modules())}
-    log.info(f"parameters: {n_params}")
-    cmvn_shift, cmvn_scale = cmvn[0].to(dev), cmvn[1].to(dev)
-    tag_ids = {t: sp.piece_to_id(t) for t in (*TAGS[0].values(), *TAGS[1:], *TAGS_NONSPEECH)}
-    woitn = QueryConfig(textnorm="woitn").ids[3]
+        dev = torch.device(device)
+        tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
+        m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
+        n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
+        log.info(f"parameters: {n_params}")
+        ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
+        ex.add(first)
+        del first
+        if all_now:
+            ex.add(cache.load(1))
+        cmvn_dev = (cmvn[0].to(dev), cmvn[1].to(dev))
 
-    examples = []
-    for i, it in enumerate(train):
-        ctc_ids = sp.encode(ctc_text(it.text, it.lang)) if it.text else []
-        llm_ids = llm_tok.encode(it.text, add_special_tokens=False) + [tok_ids["<|im_end|>"]]
-        tags = [tag_ids[t] for t in ((TAGS[0][it.lang], *TAGS[1:]) if it.text else TAGS_NONSPEECH)]
-        for f in feats[i]:
-            examples.append((torch.from_numpy(f), ctc_ids, llm_ids, tags))
-    del feats
+        params = m.parameters()
+        opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98), fused=True)
+        rng = random.Random(s.seed)
+        random.seed(s.seed)
+        np.random.seed(s.seed)
+        history, calls, step = [], [], 0
+        if resume:
+            for mod, name in zip(m.modules(), PARTS):
+                mod.load_state_dict(resume["model"][name])
+            opt.load_state_dict(resume["optimizer"])
+            rng.setstate(resume["rng"]["batches"])
+            _set_rng_states(resume["rng"], dev)
+            history, calls, step = resume["history"], resume["calls"], resume["step"]
+        call = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
+                "from_epoch": done, "seconds": 0.0}
 
-    def batches(epoch_rng: random.Random):
-        order = sorted(range(len(examples)), key=lambda k: examples[k][0].shape[0] + epoch_rng.random() * 8)
-        chunks = [order[k:k + s.batch_size] for k in range(0, len(order), s.batch_size)]
-        epoch_rng.shuffle(chunks)
-        for idx in chunks:
-            ex = [examples[k] for k in idx]
-            T = max(e[0].shape[0] for e in ex)
-            U = max(len(e[1]) for e in ex)
-            fb = torch.zeros(len(ex), T, 560)
-            ct = torch.full((len(ex), U), -1, dtype=torch.long)
-            ids = torch.zeros(len(ex), max(len(e[2]) for e in ex), dtype=torch.long)
-            for j, e in enumerate(ex):
-                fb[j, :e[0].shape[0]] = e[0]
-                ct[j, :len(e[1])] = torch.tensor(e[1], dtype=torch.long)
-                ids[j, :len(e[2])] = torch.tensor(e[2])
-            lengths = torch.tensor([e[0].shape[0] for e in ex])
-            fb = fb.to(dev)
-            fb = (fb + cmvn_shift) * cmvn_scale * (torch.arange(T, device=dev)[None, :, None] < lengths.to(dev)[:, None, None])
-            query = torch.tensor([[LANGUAGE_IDS[epoch_rng.choice(QUERY_LANGUAGES)], *QueryConfig().ids[1:3], woitn]
-                                  for _ in ex])
-            yield Batch(fb, lengths.to(dev), query.to(dev), ct.to(dev),
-                        torch.tensor([len(e[1]) for e in ex]).to(dev),
-                        torch.tensor([e[3] for e in ex]).to(dev), ids.to(dev),
-                        torch.tensor([len(e[2]) for e in ex]).to(dev))
+        def stop(epoch: int, write_model: bool) -> dict | None:
+            """Checkpoint at `epoch` (unless the schedule is done), then write the model if asked."""
+            nonlocal background
+            if background is not None:  # chunks being made finish; the rest are made by the run that resumes
+                background.shutdown(wait=True, cancel_futures=True)
+                background = None
+            call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
+            if epoch < len(sizes):
+                state = {"settings": s.to_dict(), "epoch": epoch, "step": step, "history": history,
+                         "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
+                         "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
+                         "optimizer": opt.state_dict(), "rng": {"batches": rng.getstate(), **_rng_states(dev)}}
+                torch.save(state, work / f"{CHECKPOINT}.tmp")
+                os.replace(work / f"{CHECKPOINT}.tmp", work / CHECKPOINT)
+            if not write_model:
+                return None
+            m.train(False)
+            write_sensevoice_dir(model_dir / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
+            torch.save({"model_state_dict": m.adaptor.cpu().state_dict(), "config": ADAPTOR,
+                        "training": s.to_dict()}, model_dir / "adaptor.pt")
+            m.llm.cpu().save_pretrained(model_dir / "qwen3")
+            every = calls + [call]
+            summary = {"settings": s.to_dict(), "parameters": n_params, "history": history,
+                       "device": call["device"], "torch": torch.__version__, "calls": every,
+                       "minutes": round(sum(c["seconds"] for c in every) / 60, 1)}
+            if epoch < len(sizes):
+                summary["cut"] = (f"stopped by --max-minutes after epoch {epoch} of {len(sizes)} (step {step} of {total}, "
+                                  f"learning rate {cosine_lr(step, total, s) / s.lr:.1%} of its peak); "
+                                  f"--resume {work / CHECKPOINT} finishes the schedule")
+                log.info(summary["cut"])
+            (model_dir / "training_log.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False),
+                                                         encoding="utf-8")
+            tmp = out.with_name(out.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(model_dir, tmp)
+            tmp.rename(out)
+            if epoch == len(sizes):
+                (work / CHECKPOINT).unlink(missing_ok=True)
+            return summary
 
-    params = m.parameters()
-    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98))
-    steps_per_epoch = math.ceil(len(examples) / s.batch_size)
-    total, step = s.epochs * steps_per_epoch, 0
-    history = []
-    rng = random.Random(s.seed)
-    for epoch in range(s.epochs):
-        m.train()
-        sums, count, t_ep = {"ctc": 0.0, "rich": 0.0, "llm": 0.0}, 0, time.time()
-        for b in batches(rng):
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, s)
-            parts = losses(m, b)
-            loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-            opt.step()
-            step += 1
-            count += 1
-            for k, v in parts.items():
-                sums[k] += v.item()
-        row = {"epoch": epoch + 1, **{k: round(v / count, 4) for k, v in sums.items()},
-               "seconds": round(time.time() - t_ep, 1)}
-        history.append(row)
-        log.info(json.dumps(row))
-        if max_minutes and epoch + 1 < s.epochs and time.time() - t0 + row["seconds"] > 60 * max_minutes:
-            log.info(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes}")
-            break
-
-    m.train(False)
-    write_sensevoice_dir(out / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
-    torch.save({"model_state_dict": m.adaptor.cpu().state_dict(), "config": ADAPTOR,
-                "training": s.to_dict()}, out / "adaptor.pt")
-    m.llm.cpu().save_pretrained(out / "qwen3")
-    summary = {"settings": s.to_dict(), "parameters": n_params, "history": history,
-               "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
-               "torch": torch.__version__, "minutes": round((time.time() - t0) / 60, 1)}
-    (out / "training_log.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
-    return summary
+        trained, trained_steps = 0.0, 0
+        for epoch in range(done, len(sizes)):
+            if sizes[epoch] > ex.loaded:
+                t_wait = time.time()
+                if background is not None:
+                    for f in pending:
+                        f.result()
+                    background.shutdown()
+                    background = None
+                ex.add(cache.load(1))
+                log.info(f"features of the other {len(parts[1])} clips loaded ({time.time() - t_wait:.0f} s, waiting "
+                         f"included)")
+            m.train()
+            sums, t_ep = torch.zeros(3, dtype=torch.float64, device=dev), time.time()
+            for _, b in ex.batches(rng, sizes[epoch], s.batch_size, cmvn_dev):
+                for g in opt.param_groups:
+                    g["lr"] = cosine_lr(step, total, s)
+                parts_ = losses(m, b)
+                loss = parts_["ctc"] + s.rich_weight * parts_["rich"] + s.llm_weight * parts_["llm"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+                opt.step()
+                step += 1
+                sums += torch.stack([parts_[k].detach() for k in LOSSES]).double()
+            means = (sums / steps[epoch]).tolist()  # waits for the epoch's last step
+            seconds = time.time() - t_ep
+            trained, trained_steps = trained + seconds, trained_steps + steps[epoch]
+            row = {"epoch": epoch + 1, "clips": sizes[epoch], **{k: round(v, 4) for k, v in zip(LOSSES, means)},
+                   "lr": round(cosine_lr(step - 1, total, s), 7), "seconds": round(seconds, 1)}
+            history.append(row)
+            log.info(json.dumps(row))
+            if not all(map(math.isfinite, means)):
+                raise FloatingPointError(f"epoch {epoch + 1}: a loss is not finite ({row}); the run is lost")
+            if epoch + 1 == len(sizes):
+                break
+            elapsed, next_epoch = time.time() - t0, trained / trained_steps * steps[epoch + 1]
+            if limits.pause_epochs == epoch + 1 or (
+                    limits.pause_minutes is not None and elapsed + next_epoch > 60 * limits.pause_minutes):
+                stop(epoch + 1, write_model=False)
+                log.info(f"paused after epoch {epoch + 1} of {len(sizes)} (step {step} of {total}, {elapsed / 60:.1f} "
+                         f"minutes); go on with: python -m training.train --out {out} --resume {work / CHECKPOINT}")
+                return None
+            if limits.max_minutes is not None and elapsed + next_epoch > 60 * limits.max_minutes:
+                return stop(epoch + 1, write_model=True)
+        return stop(len(sizes), write_model=True)
+    finally:  # an error must not leave the background processes making features
+        if background is not None:
+            background.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    t0 = time.time()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--out", required=True, help="directory for sensevoice/, adaptor.pt, qwen3/ (must not exist)")
+    ap.add_argument("--work", help="checkpoint, tokenizers and (unless --data-cache) the feature cache "
+                                   "(default: OUT.work; a fresh run keeps only a matching feature cache from it)")
+    ap.add_argument("--data-cache", help="the feature cache's directory (default: WORK/data)")
+    ap.add_argument("--resume", metavar="CHECKPOINT", help="go on with a paused run (its settings are the checkpoint's)")
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    ap.add_argument("--seed", type=int, default=0, help="model initialisation and batch order (data has its own)")
-    ap.add_argument("--epochs", type=int, default=Settings.epochs)
+    ap.add_argument("--seed", type=int, help="model initialisation and batch order (data has its own; default 0)")
+    ap.add_argument("--epochs", type=int, help=f"epochs over all clips (default {Settings.epochs})")
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 100 utterances a language, 2 epochs, 4 clips of each held-out set scored")
+                    help="a smoke run: 100 utterances a language, 1 + 2 epochs, 4 clips of each held-out set scored")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
-    ap.add_argument("--max-minutes", type=float, help="stop after the epoch that would pass this much wall time")
+    ap.add_argument("--pause-after-minutes", type=float,
+                    help="checkpoint and exit at the last epoch boundary before this much wall time (this process)")
+    ap.add_argument("--pause-after-epochs", type=int, help="checkpoint and exit once this many epochs are done")
+    ap.add_argument("--max-minutes", type=float,
+                    help="write the model at the last epoch boundary before this much wall time, keeping a checkpoint")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -347,28 +538,45 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists():
         sys.exit(f"error: {out} exists; give a new --out directory")
-    s = Settings(epochs=args.epochs, seed=args.seed)
-    if args.quick:
-        s = Settings(recipe=data.Recipe(train_per_lang=100), epochs=2, batch_size=16, warmup_steps=5, seed=args.seed)
+    resume = None
+    if args.resume:
+        if args.seed is not None or args.epochs is not None or args.quick or args.work:
+            sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
+                     "drop --seed, --epochs, --quick and --work")
+        try:
+            resume = read_checkpoint(Path(args.resume))
+            s = Settings.from_dict(resume["settings"])
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        work = Path(args.resume).parent
+        cache_dir = Path(args.data_cache or resume["data_cache"])
+    else:
+        seed = 0 if args.seed is None else args.seed
+        s = Settings(seed=seed, **({} if args.epochs is None else {"epochs": args.epochs}))
+        if args.quick:
+            s = Settings(recipe=data.Recipe(train_per_lang=100), early_epochs=1, epochs=2, batch_size=16,
+                         warmup_steps=5, seed=seed)
+        work = Path(args.work or f"{out}.work")
+        cache_dir = Path(args.data_cache) if args.data_cache else work / "data"
+        if (work / CHECKPOINT).exists():  # an earlier run's; a matching feature cache stays
+            log.info(f"removing an earlier run's {work / CHECKPOINT}")
+            (work / CHECKPOINT).unlink()
+        shutil.rmtree(work / "model", ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        run(tmp, s, device, args.workers, max_minutes=args.max_minutes)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(out)
-    if not args.no_eval:
-        from .evaluate import evaluate, record, summary_line
+    limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes)
+    summary = run(out, work, s, device, args.workers, cache_dir=cache_dir, resume=resume, limits=limits,
+                  funasr_modules_only=args.funasr_modules_only, t0=t0)
+    if summary is None or args.no_eval:
+        return 0
+    from .evaluate import evaluate, record, summary_line
 
-        result = evaluate(out, limit=4 if args.quick else None)
-        record(out, result)
-        print(f"{out}: held-out {summary_line(result)}")
+    result = evaluate(out, limit=4 if args.quick else None)
+    record(out, result)
+    print(f"{out}: held-out {summary_line(result)}")
     return 0
 
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The two device calls of one training run (training/RUN.md), run from the repository root of
+# the device machine's copy of the working tree; what is written to $OUT comes back.
+#
+#   bash training/gpu_calls.sh 1   # stage (once a machine), features, tokenizers, train until the pause
+#   bash training/gpu_calls.sh 2   # resume, finish the schedule, pack the model into $OUT
+#
+# Call 2 needs the machine call 1 ran on: the checkpoint and the feature cache are in its /tmp.
+# Without them it stops at once and says so (exit 3); if call 1 finished the whole schedule,
+# call 2 only packs.
+#
+# Environment (the defaults are the device run's):
+#   RUN_DIR       the model directory (/tmp/demo); the trainer's work directory is RUN_DIR.work
+#   CALL_SECONDS  when this call's trainer must have ended, in seconds from this script's start (570)
+#   STAGE         training/stage_gpu.sh's directory (build/gpu-stage); empty: use PYTHON as it is
+#   PYTHON        python3
+#   TRAIN_ARGS    more arguments for training.train (a CPU rehearsal: call 1 "--quick --workers 2",
+#                 call 2 "--workers 2")
+set -euo pipefail
+call=${1:?usage: gpu_calls.sh 1|2}
+: "${OUT:?set OUT to the directory whose files come back}"
+run=${RUN_DIR:-/tmp/demo}
+work=$run.work
+py=${PYTHON:-python3}
+stage=${STAGE-build/gpu-stage}
+budget=${CALL_SECONDS:-570}
+args=(--out "$run" --no-eval)
+export PYTHONUNBUFFERED=1
+minutes_left() { awk -v s="$(($1 - SECONDS))" 'BEGIN { printf "%.2f", s / 60 }'; }
+use_stage() {  # the staged wheels and espeak-ng (installed into /tmp/fq-stage once a machine)
+    if [ -n "$stage" ]; then
+        [ -x /tmp/fq-stage/bin/espeak-ng ] || bash "$stage/setup.sh"
+        export PATH=/tmp/fq-stage/bin:$PATH PYTHONPATH=/tmp/fq-stage/site:$PWD
+        args+=(--funasr-modules-only)
+    fi
+    # shellcheck disable=SC2206  # TRAIN_ARGS is a list of words
+    args+=(${TRAIN_ARGS:-})
+}
+
+case $call in
+1)
+    use_stage
+    rm -rf "$run"
+    "$py" -m training.train "${args[@]}" --pause-after-minutes "$(minutes_left "$budget")" 2>&1 | tee "$OUT/train1.log"
+    { echo "----- after call 1 ($SECONDS s)"; ls -la "$work"; du -sh "$work/data"; df -h /tmp; } >> "$OUT/train1.log" 2>&1
+    ;;
+2)
+    if [ -f "$work/checkpoint.pt" ]; then
+        use_stage
+        rm -rf "$run"
+        # 10 s kept for packing
+        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - 10)))" \
+            2>&1 | tee "$OUT/train2.log"
+    elif [ -d "$run" ]; then
+        echo "call 1 finished the schedule: packing $run" | tee "$OUT/train2.log"
+    else
+        echo "call 2: neither a checkpoint ($work/checkpoint.pt) nor a model ($run) is here: this is not the machine" \
+             "call 1 ran on (it was given back), or call 1 failed. Run call 1 again." | tee "$OUT/train2.log" >&2
+        exit 3
+    fi
+    tar czf - -C "$(dirname "$run")" "$(basename "$run")" | split -b 15m - "$OUT/demo.tgz."
+    cp "$run/training_log.json" "$OUT/"
+    echo "----- packed ($SECONDS s): $(ls "$OUT" | tr "\n" " ")" >> "$OUT/train2.log"
+    ;;
+*)
+    echo "usage: gpu_calls.sh 1|2" >&2
+    exit 2
+    ;;
+esac
