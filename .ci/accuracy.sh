@@ -6,8 +6,10 @@
 #    transcript for transcript (random weights decode to the token cap: long, strict sequences).
 # 2. The trained demonstration model (models/demo): float32 parity, then CER of the reference and
 #    of MLX at float32, with a bfloat16 LLM, an 8-bit and a 4-bit LLM, and adaptor + LLM at 8 bits,
-#    on the held-out sets;
-#    `python -m parity.accuracy` prints one table and checks the bars.
+#    on the held-out sets (template sentences: zh_heldout, en_heldout; open sentences whose word
+#    pairs training never saw: zh_open, en_open), and both paths at float32 on the open
+#    sets' non-speech clips (silence, noise, hum, beeps, clicks), which must give empty text;
+#    `python -m parity.accuracy` prints the tables and checks the bars.
 # Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +54,7 @@ quiet "$BIN/funasr-qwen4b" parity -m "$work/demo_fp32" --audio datasets/zh_heldo
     --report reports/parity_demo.json || status=1
 echo "----- reports/parity_demo.md"
 cat reports/parity_demo.md
-for set in zh_heldout en_heldout; do
+for set in zh_heldout en_heldout zh_open en_open; do
     quiet "$BIN/funasr-qwen4b" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
         --report "reports/cer_demo_${set}_fp32.json" || status=1
     for v in bf16 q8 q4 aq8; do
@@ -60,6 +62,13 @@ for set in zh_heldout en_heldout; do
             --report "reports/cer_demo_${set}_$v.json" --no-progress || status=1
     done
 done
+for set in zh_open en_open; do
+    for backend in reference mlx; do  # one JSON line per clip: reports/nospeech_demo_SET_BACKEND.jsonl
+        "$BIN/funasr-qwen4b" transcribe datasets/$set/${set}_nospeech_*.flac -m "$work/demo_fp32" --backend $backend \
+            --json > "reports/nospeech_demo_${set}_$backend.jsonl" 2> "$work/stderr" || { cat "$work/stderr"; status=1; }
+    done
+done
 echo "----- reports/accuracy_demo.md"
-"$PY" -m parity.accuracy reports/cer_demo_*.json --markdown reports/accuracy_demo.md || status=1
+"$PY" -m parity.accuracy reports/cer_demo_*.json --nospeech reports/nospeech_demo_*.jsonl \
+    --markdown reports/accuracy_demo.md || status=1
 exit $status

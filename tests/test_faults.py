@@ -809,7 +809,7 @@ def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle, batch_
         full_s, n_full = time.perf_counter() - t0, len(produced)
         assert n_full >= 20
         produced.clear()
-        cancelled, requests, batches = slot.stats["cancelled"], slot.stats["requests"], slot.stats["batches"]
+        cancelled, requests = slot.stats["cancelled"], slot.stats["requests"]
 
         def give_up():
             with pytest.raises(httpx.TimeoutException):
@@ -823,9 +823,9 @@ def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle, batch_
             g.join()
         assert s.wait(lambda: slot.queued == 0, 10)
         assert slot.stats["cancelled"] == cancelled + 2 and slot.stats["requests"] == requests + 2
-        # stopped early: one alone (the other never started), or both rows of one batch
+        # stopped early: one alone (the other never started), or both rows of one batch (or, on a
+        # busy machine, arriving too far apart to batch, each alone)
         assert len(produced) < n_full / 2, (len(produced), n_full)
-        assert slot.stats["batches"] == batches + (batch_size > 1)
         produced.clear()
         t0 = time.perf_counter()
         assert s.post(audio=CLIP).status_code == 200 and len(produced) == n_full

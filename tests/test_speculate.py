@@ -145,9 +145,10 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
 
 def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
     """The demonstration model (MLX float32): the same ids with and without speculation on
-    every held-out utterance, in fewer passes. Measured: 705 tokens after the first in 206
-    passes (3.42 per pass; 293 before the draft guessed the ending), the draft supplying 689
-    of the 805 ids computed, stop ids included (0.86; MEASURED_DRAFT_RATE, the README)."""
+    every held-out utterance, in fewer passes. Measured with the model retrained for issue 17:
+    656 tokens after the first in 216 passes (3.04 per pass), the draft supplying 630 of the 756
+    ids computed, stop ids included (0.83; MEASURED_DRAFT_RATE, the README). The model before it
+    gave 3.42 per pass (2.41 before the draft guessed the ending)."""
     from convert.bundle import convert_bundle
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.manifest import load_manifest
@@ -167,5 +168,5 @@ def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
             tokens, forwards = tokens + len(spec.ids) - 1, forwards + spec.stats.forwards
             accepted += spec.stats.accepted
             computed += len(spec.ids) - 1 + (spec.stop == "eos")  # the stop id too: a pass computed it
-    assert tokens / forwards > 3.3, (tokens, forwards)
+    assert tokens / forwards > 3.0, (tokens, forwards)
     assert accepted / computed > 0.8, (accepted, computed)

@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
                     help="requests for one model that wait together (same language and task) run as one batch "
                     "of up to N; a request alone decodes by itself, with speculation (default %(default)s)")
     sp.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
-                    help="how long a batch that is not full waits for more requests before it starts "
-                    "(default %(default)g; 0 = never)")
+                    help="a batch that is not full waits while requests keep arriving at most this far apart, "
+                    "up to ten times this in all (default %(default)g; 0 = never)")
     add_template_args(sp)
     add_speculate_arg(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],

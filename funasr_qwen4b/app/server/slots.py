@@ -48,7 +48,7 @@ class ServerConfig:
     template: str | None = None  # prompt template text (default: the bundle's)
     decode: DecodeConfig | None = None  # generation settings (default: the bundle's)
     batch_size: int = 8  # requests that wait together run as one batch of up to this many
-    batch_wait: float = 0.02  # seconds a batch that is not full waits for more before it starts
+    batch_wait: float = 0.02  # a batch that is not full waits while requests keep coming this often (10x at most)
 
 
 # --- memory --------------------------------------------------------------------
@@ -202,13 +202,23 @@ class ModelSlot:
             item.future.set_result(outcome)
         self.queued -= 1  # last: a request counts as queued until its counters are final
 
+    def _gather(self) -> None:
+        """Requests sent together arrive some ms apart (each upload is read and decoded first): a
+        batch that is not full waits while more keep coming, batch_wait at a time, at most ten."""
+        for _ in range(10):
+            with self._count_lock:
+                n = len(self.waiting)
+            if not 0 < n < self.cfg.batch_size or self.cfg.batch_wait <= 0:
+                return
+            time.sleep(self.cfg.batch_wait)
+            with self._count_lock:
+                if len(self.waiting) == n:  # none came: the burst is over
+                    return
+
     def _drain_in_worker(self) -> None:
         """Run what is waiting as a batch (one job is queued per request; a job finding nothing
         left, its request taken by an earlier batch, returns)."""
-        with self._count_lock:
-            short = 0 < len(self.waiting) < self.cfg.batch_size
-        if short and self.cfg.batch_wait > 0:
-            time.sleep(self.cfg.batch_wait)  # requests sent together arrive some ms apart: let them join
+        self._gather()
         batch = self._next_batch()
         if not batch:
             return
