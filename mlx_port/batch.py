@@ -49,22 +49,25 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
 
     y = pick(model(None, cache, input_embeddings=h[:, -1:])[:, -1])
     mx.async_eval(y)
-    while True:
-        # like mlx-lm's loop, the next pass is queued before this one's ids are read (not with
-        # penalties: they need this pass's ids); a row that ends now wasted its row of it
-        nxt = None if cfg.penalised else _queue(model, y, cache, pick)
-        keep = [k for k, (r, tok) in enumerate(zip(rows, y.tolist())) if not _push(decoders[r], tok)]
-        if not keep:
-            return stats
-        if len(keep) < len(rows):
-            idx = mx.array(keep)
-            for c in cache:
-                c.filter(idx)
-            rows = [rows[k] for k in keep]
-            y, nxt = y[idx], None if nxt is None else nxt[idx]
-        for r in rows:
-            stats[r].forwards += 1
-        y = nxt if nxt is not None else _queue(model, y, cache, pick)
+    try:
+        while True:
+            # like mlx-lm's loop, the next pass is queued before this one's ids are read (not with
+            # penalties: they need this pass's ids); a row that ends now wasted its row of it
+            nxt = None if cfg.penalised else _queue(model, y, cache, pick)
+            keep = [k for k, (r, tok) in enumerate(zip(rows, y.tolist())) if not _push(decoders[r], tok)]
+            if not keep:
+                return stats
+            if len(keep) < len(rows):
+                idx = mx.array(keep)
+                for c in cache:
+                    c.filter(idx)
+                rows = [rows[k] for k in keep]
+                y, nxt = y[idx], None if nxt is None else nxt[idx]
+            for r in rows:
+                stats[r].forwards += 1
+            y = nxt if nxt is not None else _queue(model, y, cache, pick)
+    finally:  # no pass left in flight holding the cache, however the loop ends
+        mx.synchronize()
 
 
 def _push(decoder: Decoder, tok: int) -> bool:
