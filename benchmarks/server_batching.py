@@ -30,7 +30,8 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from funasr_qwen4b.app.backends import load_pipeline  # noqa: E402
-from funasr_qwen4b.app.bench import bench_decode, clip, machine, mlx_synthetic  # noqa: E402
+from funasr_qwen4b.app.bench import bench_decode, machine, mlx_synthetic  # noqa: E402
+from funasr_qwen4b.app.bench_batch import ragged_clips  # noqa: E402
 from funasr_qwen4b.app.server import LLM_MODEL, create_app  # noqa: E402
 from funasr_qwen4b.app.transcriber import Transcriber  # noqa: E402
 from funasr_qwen4b.bundle import Bundle  # noqa: E402
@@ -77,8 +78,7 @@ def main() -> int:
     while not server.started:
         time.sleep(0.05)
 
-    x = clip(10.0)
-    bodies = [wav(x[: int(x.size * (1.0 - 0.3 * i / max(args.requests - 1, 1)))]) for i in range(args.requests)]
+    bodies = [wav(x) for x in ragged_clips(args.requests)]  # what bench --batch-sizes batches
 
     def ask(body: bytes) -> str:
         r = httpx.post(url, files={"file": ("a.wav", body)}, data={"model": LLM_MODEL}, timeout=600)

@@ -201,7 +201,8 @@ class Transcriber:
                     silent[i, k] = reason
                     if streams[i] is not None:
                         streams[i].done(k)
-        outs, runs, run_of = {}, [], {}  # each pipeline call's stage times, and the call each piece was in
+        outs, runs = {}, []  # each pipeline call's stage times
+        runs_of = [set() for _ in samples]  # the calls each input's pieces were in
         if batch_size > 1:
             pieces.sort(key=lambda ik: bounds[ik[0]][ik[1]] - bounds[ik[0]][ik[1] + 1])
         for n in range(0, len(pieces), batch_size):
@@ -215,7 +216,7 @@ class Transcriber:
             # a batch's stages are shared by its rows: their longest (the rows end one by one)
             runs.append({key: max(o.timings.get(key, 0.0) for o in got) for key in got[0].timings})
             for (i, k), out in zip(group, got):
-                run_of[i, k] = len(runs) - 1
+                runs_of[i].add(len(runs) - 1)
                 if self.ctc_only:
                     out.text = out.ctc.text.strip()
                     if streams[i] is not None:
@@ -226,7 +227,7 @@ class Transcriber:
         results = []
         for i, x in enumerate(samples):
             timings = {}
-            for n in sorted({run_of[ik] for ik in run_of if ik[0] == i}):
+            for n in sorted(runs_of[i]):
                 for key, v in runs[n].items():
                     timings[key] = timings.get(key, 0.0) + v
             r = self._result(x, bounds[i], [outs.get((i, k)) for k in range(len(bounds[i]) - 1)],
