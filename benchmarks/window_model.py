@@ -7,7 +7,7 @@ mode; sizes not measured are interpolated linearly).
     python benchmarks/window_model.py benchmarks/h200_quantized_rows.json
 
 Rules: `growth` is `mlx_port.llm.Qwen3.speculate`'s (8 tokens first, then twice what the last
-pass kept plus 2, at most 8; one token after a pass that kept none); `whole` offers the whole
+pass kept plus 2, at most the window; one token after a pass that kept none); `whole` offers the whole
 window except one token after a pass that kept none; `constant` always offers the whole window."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import random
 import sys
 
 RULES = {
-    "growth": lambda last, w: 8 if last is None else 1 if last[0] == 0 < last[1] else min(8, 2 * last[0] + 2),
+    "growth": lambda last, w: min(w, 8) if last is None else 1 if last[0] == 0 < last[1] else min(w, 2 * last[0] + 2),
     "whole": lambda last, w: w if last is None else 1 if last[0] == 0 < last[1] else w,
     "constant": lambda last, w: w,
 }
