@@ -137,8 +137,7 @@ class Qwen3:
             return preds
 
         at = draft.after(y, 0)  # where in the draft the text after `out` is expected
-        size = min(window, 8)  # tokens verified per pass: grows while the draft holds, shrinks when not
-        ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+        ahead = draft.ids[at: at + min(window, max_tokens - len(out) - 1)]
         preds = launch(mx.array([y], dtype=mx.uint32), ahead)
         try:
             while True:
@@ -148,7 +147,7 @@ class Qwen3:
                 if room > 0 and likely:
                     # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
                     bet_at = at + len(ahead) + 1
-                    bet = draft.ids[bet_at: bet_at + min(window, 2 * len(ahead) + 2, room - 1)]
+                    bet = draft.ids[bet_at: bet_at + min(window, room - 1)]
                     nxt = launch(preds[len(ahead):], bet)
                 got = preds.tolist()
                 stats.forwards += 1  # passes whose ids are used
@@ -170,10 +169,13 @@ class Qwen3:
                 # rejected positions of this pass, and a voided next pass, leave the cache
                 trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
                 at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
-                # a pass costs more the more it verifies (much more in quantized matmuls): offer
-                # about twice what the draft last held, never more than `window`; one token
-                # after a miss, which costs about what a plain pass does
-                size = 1 if ok == 0 < len(ahead) else min(window, 2 * ok + 2)
+                # One token after a pass that kept none (the draft is likely lost there), else the
+                # whole window: a pass's cost is far from proportional to its positions. 4-bit
+                # Qwen3-4B on an H200, 1, 2, 3, 5, 9 and 16 positions: 7.4, 10.0, 12.1, 17.3, 15.0
+                # and 15.3 ms (MLX CUDA changes kernel near 8 rows); bf16 on an H200, 1 and 16:
+                # 6.3 and 9.2 ms. A window grown step by step pays for middle sizes that cost as
+                # much as a whole one and keep fewer tokens (benchmarks/README.md).
+                size = 1 if ok == 0 < len(ahead) else window
                 ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
                 preds = launch(mx.array([y], dtype=mx.uint32), ahead)
         finally:  # a caller that stops early (a cancelled request) leaves no pass in flight holding the cache
