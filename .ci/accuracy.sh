@@ -9,7 +9,7 @@
 #    on the held-out sets (template sentences: zh_heldout, en_heldout; open sentences whose word
 #    pairs training never saw: zh_open, en_open), and both paths at float32 on the open
 #    sets' non-speech clips (silence, noise, hum, beeps, clicks), which must give empty text;
-#    `python -m parity.accuracy` prints the tables and checks the bars.
+#    `python -m funasr_qwen4b.parity.accuracy` prints the tables and checks the bars.
 # Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +69,6 @@ for set in zh_open en_open; do
     done
 done
 echo "----- reports/accuracy_demo.md"
-"$PY" -m parity.accuracy reports/cer_demo_*.json --nospeech reports/nospeech_demo_*.jsonl \
+"$PY" -m funasr_qwen4b.parity.accuracy reports/cer_demo_*.json --nospeech reports/nospeech_demo_*.jsonl \
     --markdown reports/accuracy_demo.md || status=1
 exit $status

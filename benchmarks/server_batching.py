@@ -30,7 +30,8 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from funasr_qwen4b.app.backends import load_pipeline  # noqa: E402
-from funasr_qwen4b.app.bench import bench_decode, machine, mlx_synthetic  # noqa: E402
+from funasr_qwen4b.app.bench_mlx import mlx_synthetic  # noqa: E402
+from funasr_qwen4b.app.bench_stages import bench_decode, machine  # noqa: E402
 from funasr_qwen4b.app.bench_batch import ragged_clips  # noqa: E402
 from funasr_qwen4b.app.server import LLM_MODEL, create_app  # noqa: E402
 from funasr_qwen4b.app.transcriber import Transcriber  # noqa: E402

@@ -41,7 +41,7 @@ def measure(bundle: Path, details: bool) -> dict:
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.decoding import DecodeConfig
     from funasr_qwen4b.manifest import load_manifest
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(bundle)
     plain_cfg = DecodeConfig(speculate="off")
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s")
     import mlx.core as mx
 
-    from convert.bundle import convert_bundle
+    from funasr_qwen4b.convert.bundle import convert_bundle
 
     mx.set_default_device(mx.cpu)
     command = ["benchmarks/speculation_heldout.py", *(sys.argv[1:] if argv is None else argv)]

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from funasr_qwen4b.bundle import source_entry, write_component, write_component_config
+from .writing import source_entry, write_component, write_component_config
 from funasr_qwen4b.config import AdaptorConfig
 from funasr_qwen4b.keys import infer_adaptor_config
-from reference.torch_load import check_finite, embedded_config, load_pt, state_dict_of
+from funasr_qwen4b.reference.torch_load import check_finite, embedded_config, load_pt, state_dict_of
 
 from .sensevoice import DTYPES, check_dtype_range
 

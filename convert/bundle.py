@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from funasr_qwen4b.bundle import BUNDLE_JSON, check_fit, staging, swap_in
+from funasr_qwen4b.atomic import staging, swap_in
+from funasr_qwen4b.bundle import BUNDLE_JSON, check_fit
 from funasr_qwen4b.config import QueryConfig
 
 from .adaptor import convert_adaptor

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from funasr_qwen4b import __version__
-from funasr_qwen4b.bundle import COMPONENTS, Bundle, write_atomic
+from funasr_qwen4b.atomic import write_atomic
+from funasr_qwen4b.bundle import COMPONENTS, Bundle
 from funasr_qwen4b.hub import repo_of
 
 CARD = "README.md"

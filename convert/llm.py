@@ -10,7 +10,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from funasr_qwen4b.bundle import llm_hidden_size, read_json, safetensors_header, source_entry, write_component
+from funasr_qwen4b.bundle import llm_hidden_size
+from funasr_qwen4b.files import read_json, safetensors_header
+
+from .writing import source_entry, write_component
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.prompt import DEFAULT_TEMPLATE, PRESETS
 

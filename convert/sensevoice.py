@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from funasr_qwen4b.bundle import source_entry, write_component, write_component_config
+from .writing import source_entry, write_component, write_component_config
 from funasr_qwen4b.config import QueryConfig
 from funasr_qwen4b.sources import SenseVoiceSource, parse_am_mvn
-from reference.torch_load import load_sensevoice_state
+from funasr_qwen4b.reference.torch_load import load_sensevoice_state
 
 log = logging.getLogger(__name__)
 

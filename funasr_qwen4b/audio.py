@@ -246,3 +246,11 @@ def speech_regions(samples: np.ndarray, sr: int = SAMPLE_RATE) -> list[tuple[flo
         else:
             regions.append([start, end])
     return [(max(0.0, s - PAD_SECONDS), min(duration, e + PAD_SECONDS)) for s, e in regions]
+
+
+def packaged_clip(name: str) -> Path:
+    """A committed clip (datasets/clips): inside the installed package when installed from a
+    wheel (pyproject's package data), else in the source checkout."""
+    here = Path(__file__).resolve()
+    installed, checkout = here.parent / "clips" / name, here.parents[1] / "datasets" / "clips" / name
+    return installed if installed.is_file() else checkout

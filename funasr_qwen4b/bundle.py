@@ -1,27 +1,18 @@
-"""The converted bundle: `Bundle`, bundle.json read and validated once; the
-checks that tie it to its original files and to the files conversion wrote;
-and its atomic writes (with the user's umask, no staging left behind)."""
+"""The converted bundle: `Bundle`, bundle.json read and validated once, and the
+checks that tie it to its original files, to the files conversion wrote, and its
+components to each other. Writing a component is convert/writing.py's."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import os
-import re
-import secrets
-import shutil
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 from .config import AdaptorConfig, QueryConfig, SenseVoiceConfig
 from .decoding import DecodeConfig
+from .files import read_json, sha256_file, sum64
 from .prompt import DEFAULT_TEMPLATE, PRESETS, template_text
 
 log = logging.getLogger(__name__)
@@ -36,212 +27,6 @@ _ENTRY_KEYS = {"dtype", "q_bits", "sources", "files", "query", "keep_query_frame
 _UPSTREAM = {"adaptor": "sensevoice", "llm": "adaptor"}
 _RECONVERT = {"sensevoice": "funasr-qwen4b convert sensevoice SRC_DIR", "adaptor": "funasr-qwen4b convert adaptor FILE.pt",
               "llm": "funasr-qwen4b convert llm HF_DIR"}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sum64(path: str | Path) -> str:
-    """Every byte of the file, as the sum of its little-endian 64-bit words (mod 2**64; the
-    tail zero-padded), in hex. Read at memory speed (~1 s for a 10 GB bundle in the page
-    cache), it changes with any damage but changes that cancel exactly: the check at load.
-    sha256 (`verify`) is the check that nothing can fool."""
-    size = os.stat(path).st_size
-    total = 0
-    if size >= 8:
-        total = int(np.memmap(path, dtype="<u8", mode="r", shape=(size // 8,)).sum(dtype=np.uint64))  # wraps
-    with open(path, "rb") as f:
-        f.seek(size - size % 8)
-        total += int.from_bytes(f.read(), "little")
-    return f"{total % 2**64:016x}"
-
-
-def source_entry(path: str | Path) -> dict:
-    path = Path(path).resolve()
-    return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
-
-
-def file_records(root: Path) -> dict[str, dict]:
-    """Every file under `root` (hidden ones aside): what conversion wrote, as bundle.json records it."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out[rel.as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p), "sum64": sum64(p)}
-    return out
-
-
-# --- writing: atomic, with the user's umask, nothing left behind -------------------
-
-def _umask() -> int:
-    # Read, not set-and-restore, where the OS lets us: os.umask would race other threads.
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def apply_umask(root: Path) -> None:
-    """Give `root` and everything under it the modes a plain `open`/`mkdir` would
-    (some writers, mkstemp among them, create files 0600 whatever the umask)."""
-    mask = _umask()
-    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
-    for p in paths:
-        if not p.is_symlink():
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
-
-
-def _temp_name(name: str, kind: str) -> str:
-    return f".{name}.{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def clean_stale(parent: Path, name: str) -> None:
-    """Remove what a killed run (SIGKILL, power loss) left beside `name`: hidden staging
-    directories and temporary files of a process of this host that no longer runs."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(staging|tmp)-{_HOST}-(\d+)-[0-9a-f]{{8}}")
-    with contextlib.suppress(OSError):
-        for p in parent.iterdir():
-            m = pattern.match(p.name)
-            if m is None or _alive(int(m.group(2))):
-                continue
-            log.info("removing %s, left by an interrupted run (process %s)", p, m.group(2))
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def swap_in(new: Path, dest: Path, trash: Path) -> None:
-    """Rename `new` to `dest`; a `dest` already there is moved to `trash` first, and put back
-    if the rename fails, so what is being replaced stays where it was."""
-    try:
-        if dest.exists():
-            os.rename(dest, trash)
-        os.rename(new, dest)
-    except BaseException:
-        if trash.exists() and not dest.exists():
-            os.rename(trash, dest)
-        raise
-
-
-@contextlib.contextmanager
-def staging(parent: str | Path, name: str) -> Iterator[Path]:
-    """A new hidden directory in `parent` to build `name` in, removed on the way out
-    whatever happens (SIGTERM included, where the command line turns it into an exception);
-    ones left by killed runs are removed first."""
-    parent = Path(parent)
-    clean_stale(parent, name)
-    while True:
-        path = parent / _temp_name(name, "staging")
-        try:
-            path.mkdir()  # mode 0777 less the umask, unlike mkdtemp's 0700
-            break
-        except FileExistsError:
-            continue
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def write_atomic(path: str | Path, write_fn, suffix: str | None = None) -> None:
-    """`write_fn(tmp_path)` writes beside `path`, then the file is renamed into
-    place: a reader never sees a half-written file, and a failure leaves none.
-    The file gets the user's umask. (Only SIGKILL can leave the temporary file; the next
-    conversion into the same place removes it, see `staging`.)"""
-    path = Path(path)
-    while True:
-        tmp = path.parent / (_temp_name(path.name, "tmp") + (suffix or path.suffix or ".tmp"))
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        write_fn(str(tmp))
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
-
-
-@contextlib.contextmanager
-def write_component(bundle: str | Path, name: str, entry: dict, *, force: bool = False,
-                    meta: dict | None = None) -> Iterator[Path]:
-    """Yield a temporary directory to fill; on success it becomes BUNDLE/name and
-    bundle.json lists it with `entry` (plus the files written, with their sizes and
-    checksums) and takes the top-level keys in `meta`. On any error nothing is left behind.
-
-    A new bundle is built beside its final path and renamed into place, so a
-    half-written bundle never exists under the user's name.
-    """
-    assert name in COMPONENTS, name
-    bundle = Path(bundle)
-    if bundle.exists() and not bundle.is_dir():
-        raise ValueError(f"output {bundle} exists and is not a directory; choose another -o")
-    new_bundle = not bundle.exists()
-    existing = None
-    if not new_bundle:
-        existing = Bundle.read(bundle) if (bundle / BUNDLE_JSON).exists() else None
-        if existing is None and any(p for p in bundle.iterdir() if not p.name.startswith(".")):
-            raise ValueError(f"output {bundle} is a non-empty directory that is not a bundle; choose another -o")
-        if (bundle / name).exists() and not force:
-            raise ValueError(f"{bundle / name} already exists; pass --force to replace it")
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    with staging(bundle.parent if new_bundle else bundle, bundle.name) as stage_root:
-        stage = stage_root / name
-        stage.mkdir()
-        yield stage
-        if existing is not None:  # what is already in the bundle must fit what comes
-            check_fit({**{n: existing.root / n for n in existing.components if n != name}, name: stage},
-                      f"{name} for {bundle}")
-        apply_umask(stage)
-        entry = {**entry, "files": file_records(stage)}
-        if new_bundle:
-            _write_meta(stage_root, None, name, entry, meta)
-            apply_umask(stage_root)
-            os.rename(stage_root, bundle)
-            return
-        swap_in(stage, bundle / name, stage_root / f"{name}.old")
-        _write_meta(bundle, existing.meta if existing is not None else None, name, entry, meta)
-
-
-def _write_meta(root: Path, meta: dict | None, name: str, entry: dict, extra: dict | None) -> None:
-    meta = meta or {"format_version": FORMAT_VERSION, "components": {}}
-    meta["components"][name] = entry
-    meta.update(extra or {})
-    write_json_atomic(root / BUNDLE_JSON, meta)
 
 
 # --- components that fit together ------------------------------------------------
@@ -291,64 +76,6 @@ LAYOUTS = {
     "sensevoice": {"version": 1, "fsmn_block.weight": "mlx conv1d (C_out, K, C_in/groups)"},
     "adaptor": {"version": 1, "self_attn.in_proj": "split into q_proj, k_proj, v_proj (rows q, k, v)"},
 }
-
-
-def write_component_config(stage: Path, name: str, config: dict, **extra) -> None:
-    write_json_atomic(stage / "config.json", {"layout": LAYOUTS[name], "config": config, **extra})
-
-
-def read_json(path: Path, what: str) -> dict:
-    """The JSON object in `path`; `what` says what to do when it is missing or broken."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; {what}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); {what}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}; {what}")
-    return data
-
-
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2,
-                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-
-
-def safetensors_header(path: str | Path) -> dict[str, dict]:
-    """The tensor table of a safetensors file, checked against the file's size: a
-    truncated or damaged file is refused here, with its name, before any loader reads it."""
-    path = Path(path)
-    size = path.stat().st_size
-    bad = f"{path} is not a complete safetensors file"
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 2 <= n <= size - 8:
-            raise ValueError(f"{bad} (its header length field is broken: truncated or overwritten); re-download it")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{bad} (its header is not JSON: overwritten or truncated); re-download it") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{bad} (its header is not a table of tensors); re-download it")
-    header.pop("__metadata__", None)
-    end = 0
-    for name, t in header.items():
-        try:
-            begin, stop = t["data_offsets"]
-            count = 1
-            for d in t["shape"]:
-                count *= d
-            ok = 0 <= begin <= stop and stop - begin == count * SAFETENSORS_DTYPES[t["dtype"]]
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"{bad} (tensor {name!r} is described wrongly); re-download it")
-        end = max(end, stop)
-    if 8 + n + end != size:
-        raise ValueError(f"{bad}: its tensors need {8 + n + end:,} bytes, the file has {size:,} (truncated or "
-                         f"appended to); re-download it")
-    return header
 
 
 def _is_int(v) -> bool:

@@ -70,9 +70,3 @@ def stop_ids(tokenizer) -> list[int]:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
     return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
 
-
-def load_tokenizer(llm_dir: str | Path):
-    """The LLM's own tokenizer (Hugging Face files; needs no torch)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(llm_dir))

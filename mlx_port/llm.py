@@ -12,6 +12,7 @@ from mlx_lm.generate import generate_step
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import load_model
+from transformers import AutoTokenizer
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
@@ -19,6 +20,11 @@ from funasr_qwen4b.prompt import Prompt
 from funasr_qwen4b.wiring import Draft
 
 from .taps import TapRecorder, record
+
+
+def load_tokenizer(path: str | Path):
+    """The LLM's own tokenizer, read from its Hugging Face files by transformers (both twins alike)."""
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 class Qwen3:

@@ -16,14 +16,13 @@ from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
-from funasr_qwen4b.prompt import load_tokenizer
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
 from .batch import decode as batch_decode
 from .encoder import SenseVoiceSmall, length_mask
 from .frontend import Frontend
-from .llm import Qwen3
+from .llm import Qwen3, load_tokenizer
 from .taps import TapRecorder
 
 

@@ -1,7 +1,7 @@
 """One accuracy table from several `cer` reports, and the demonstration
 model's bars checked on it.
 
-Run:  python -m parity.accuracy reports/cer_*.json [--nospeech reports/nospeech_*.jsonl] [--markdown FILE]
+Run:  python -m funasr_qwen4b.parity.accuracy reports/cer_*.json [--nospeech reports/nospeech_*.jsonl] [--markdown FILE]
 
 Each report scores one test set with one bundle; the bundle's precisions
 (recorded in the report) name the variant: "float32", or what differs from it

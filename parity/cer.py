@@ -26,7 +26,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from funasr_qwen4b.audio import SAMPLE_RATE, load_audio
-from funasr_qwen4b.bundle import sha256_file, write_atomic
+from funasr_qwen4b.atomic import write_atomic
+from funasr_qwen4b.files import sha256_file
 from funasr_qwen4b.config import Backend
 from funasr_qwen4b.manifest import Entry, load_manifest
 from funasr_qwen4b.text import NORMALISATION, Counts, cer_text, char_counts, scoring, word_counts

@@ -79,10 +79,10 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     """Every stage the bundle has, in both paths, compared tap by tap. `sources`:
     where the originals are, when not where conversion recorded them."""
     # Imported here: the two paths are heavy, and the command line stays light.
-    from mlx_port.pipeline import Pipeline as MlxPipeline
-    from mlx_port.taps import TapRecorder as MlxRecorder
-    from reference.pipeline import Pipeline as RefPipeline
-    from reference.taps import TapRecorder as RefRecorder
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline as MlxPipeline
+    from funasr_qwen4b.mlx_port.taps import TapRecorder as MlxRecorder
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
+    from funasr_qwen4b.reference.taps import TapRecorder as RefRecorder
 
     from .isolated import run_isolated
 

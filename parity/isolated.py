@@ -16,9 +16,9 @@ from mlx_lm.models.base import create_attention_mask
 
 from funasr_qwen4b import taps
 
-from mlx_port.adaptor import TransformerEncoderLayer
-from mlx_port.encoder import EncoderLayerSANM
-from mlx_port.pipeline import Pipeline
+from funasr_qwen4b.mlx_port.adaptor import TransformerEncoderLayer
+from funasr_qwen4b.mlx_port.encoder import EncoderLayerSANM
+from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
 
 def resolve(model: nn.Module, dotted: str) -> nn.Module:

@@ -4,9 +4,9 @@ float32) and the MLX one (mlx-lm) decode from the same adaptor outputs.
 For a real-width LLM where the encoder and adaptor need not come along (a GPU
 machine without FunASR), in three steps:
 
-    python -m parity.llm_rows dump -m BUNDLE --manifest a.jsonl [--manifest b.jsonl] -o rows.npz
-    python -m parity.llm_rows make-llm -o WORK --layers 2          # real-width Qwen3, converted fp32/8/4-bit
-    python -m parity.llm_rows compare --rows rows.npz --work WORK --json report.json
+    python -m funasr_qwen4b.parity.llm_rows dump -m BUNDLE --manifest a.jsonl [--manifest b.jsonl] -o rows.npz
+    python -m funasr_qwen4b.parity.llm_rows make-llm -o WORK --layers 2          # real-width Qwen3, converted fp32/8/4-bit
+    python -m funasr_qwen4b.parity.llm_rows compare --rows rows.npz --work WORK --json report.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.decoding import DecodeConfig, decode_loop
-from funasr_qwen4b.prompt import PRESETS, load_tokenizer
+from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.wiring import LlmSetup
 
 VARIANTS = {"fp32": {"dtype": "float32"}, "8bit": {"q_bits": 8}, "4bit": {"q_bits": 4, "embeddings_8bit": True}}
@@ -35,7 +35,7 @@ def dump(bundle: str, manifests: list[str], out: str) -> None:
     """Adaptor outputs of every manifest utterance (and each half of the longer
     ones), from the MLX path."""
     from funasr_qwen4b.audio import load_audio
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(bundle)
     rows = {}
@@ -54,8 +54,8 @@ def dump(bundle: str, manifests: list[str], out: str) -> None:
 
 
 def make_llm(work: str, layers: int) -> None:
-    from convert.llm import convert_llm
-    from reference.checkpoints import QWEN3_REAL_WIDTH, make_qwen3_dir
+    from funasr_qwen4b.convert.llm import convert_llm
+    from funasr_qwen4b.testing import QWEN3_REAL_WIDTH, make_qwen3_dir
 
     work = Path(work)
     hf = make_qwen3_dir(work / "hf", num_hidden_layers=layers, max_shard_size="2GB", **QWEN3_REAL_WIDTH)
@@ -66,10 +66,10 @@ def make_llm(work: str, layers: int) -> None:
 def compare(rows_path: str, work: str, out: str | None, tokens: int, template: str) -> dict:
     import mlx.core as mx
 
-    from mlx_port.llm import Qwen3 as MlxQwen3
-    from mlx_port.taps import TapRecorder as MlxRec
-    from reference.llm import Qwen3 as RefQwen3
-    from reference.taps import TapRecorder as RefRec
+    from funasr_qwen4b.mlx_port.llm import Qwen3 as MlxQwen3
+    from funasr_qwen4b.mlx_port.taps import TapRecorder as MlxRec
+    from funasr_qwen4b.reference.llm import Qwen3 as RefQwen3, load_tokenizer
+    from funasr_qwen4b.reference.taps import TapRecorder as RefRec
     import torch
 
     work = Path(work)
@@ -124,7 +124,7 @@ def compare(rows_path: str, work: str, out: str | None, tokens: int, template: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m parity.llm_rows", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m funasr_qwen4b.parity.llm_rows", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump", help="adaptor outputs of manifest utterances → rows.npz")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from funasr_qwen4b.bundle import write_atomic, write_json_atomic
+from funasr_qwen4b.atomic import write_atomic, write_json_atomic
 
 from .harness import ParityReport
 

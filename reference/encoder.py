@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from . import quiet_funasr  # noqa: F401  (first: FunASR's import-time prints go to the log)
 from funasr.models.sense_voice.model import SenseVoiceSmall as FunasrSenseVoiceSmall
 
 from funasr_qwen4b import taps

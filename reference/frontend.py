@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from . import quiet_funasr  # noqa: F401  (first: FunASR's import-time prints go to the log)
 from funasr.frontends.wav_frontend import WavFrontend, apply_cmvn, apply_lfr
 from funasr.utils import fbank as kaldi
 

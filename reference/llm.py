@@ -8,13 +8,18 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from transformers import Qwen3ForCausalLM
+from transformers import AutoTokenizer, Qwen3ForCausalLM
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
 from funasr_qwen4b.prompt import Prompt
 
 from .taps import TapRecorder
+
+
+def load_tokenizer(path: str | Path):
+    """The LLM's own tokenizer, read from its Hugging Face files by transformers (both twins alike)."""
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 class Qwen3:

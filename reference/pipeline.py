@@ -18,13 +18,13 @@ from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
-from funasr_qwen4b.prompt import PRESETS, load_tokenizer
+from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
 
 from .adaptor import AudioAdaptorQwen4B
 from .encoder import SenseVoiceSmall
 from .frontend import Frontend
-from .llm import Qwen3
+from .llm import Qwen3, load_tokenizer
 from .taps import TapRecorder, to_numpy
 
 log = logging.getLogger(__name__)

@@ -24,14 +24,14 @@ def clip_10s():
 @pytest.fixture(scope="session")
 def sv_dir(tmp_path_factory):
     """A tiny SenseVoiceSmall in the original format (FunASR's class, seeded)."""
-    from reference.checkpoints import make_sensevoice_dir
+    from funasr_qwen4b.testing import make_sensevoice_dir
 
     return make_sensevoice_dir(tmp_path_factory.mktemp("sv") / "SenseVoiceSmall")
 
 
 @pytest.fixture(scope="session")
 def bundle(sv_dir, tmp_path_factory):
-    from convert.sensevoice import convert_sensevoice
+    from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
     return convert_sensevoice(sv_dir, tmp_path_factory.mktemp("b") / "bundle")
 
@@ -39,7 +39,7 @@ def bundle(sv_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def qwen_dir(tmp_path_factory):
     """A tiny Qwen3 by transformers' save_pretrained (sharded, tied) with Qwen's real tokenizer."""
-    from reference.checkpoints import make_qwen3_dir
+    from funasr_qwen4b.testing import make_qwen3_dir
 
     return make_qwen3_dir(tmp_path_factory.mktemp("qwen") / "Qwen3-tiny")
 
@@ -47,8 +47,8 @@ def qwen_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def full_bundle(sv_dir, qwen_dir, tmp_path_factory):
     """SenseVoice + adaptor + LLM, all float32, converted from original formats."""
-    from convert.bundle import convert_bundle
-    from reference.checkpoints import ADAPTOR_TINY, make_adaptor_pt
+    from funasr_qwen4b.convert.bundle import convert_bundle
+    from funasr_qwen4b.testing import ADAPTOR_TINY, make_adaptor_pt
 
     root = tmp_path_factory.mktemp("full")
     pt = make_adaptor_pt(root / "adaptor_phase2_final.pt", "model_state_dict")

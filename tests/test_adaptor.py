@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from convert.adaptor import convert_adaptor
-from convert.bundle import convert_bundle
+from funasr_qwen4b.convert.adaptor import convert_adaptor
+from funasr_qwen4b.convert.bundle import convert_bundle
 from funasr_qwen4b import taps
 from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import AdaptorConfig
-from parity.harness import run_parity
-from reference.adaptor import AudioAdaptorQwen4B
-from reference.checkpoints import ADAPTOR_TINY, WRAPPINGS, make_adaptor_pt
+from funasr_qwen4b.parity.harness import run_parity
+from funasr_qwen4b.reference.adaptor import AudioAdaptorQwen4B
+from funasr_qwen4b.testing import ADAPTOR_TINY, WRAPPINGS, make_adaptor_pt
 
 
 def rel_l2(a, b):
@@ -78,7 +78,7 @@ def test_query_frames_dropped_when_asked(tmp_path, sv_dir, clip):
 @pytest.mark.parametrize("mistake", ["relu_for_gelu", "pre_norm_for_post_norm"])
 def test_wrong_port_is_named_at_first_adaptor_layer(tmp_path, sv_dir, clip, monkeypatch, mistake):
     """The earlier port's mistakes: caught, and located at adaptor.transformer.layers.0."""
-    from mlx_port import adaptor
+    from funasr_qwen4b.mlx_port import adaptor
 
     init = adaptor.TransformerEncoderLayer.__init__
 
@@ -99,7 +99,7 @@ def test_wrong_port_is_named_at_first_adaptor_layer(tmp_path, sv_dir, clip, monk
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_batch_with_padding_equals_unbatched(tmp_path, norm_first):
-    from mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
+    from funasr_qwen4b.mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
 
     pt = make_adaptor_pt(tmp_path / "a.pt", norm_first=norm_first)
     convert_adaptor(pt, tmp_path / "b", norm_first=norm_first, **TINY_STRUCT)

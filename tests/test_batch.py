@@ -33,7 +33,7 @@ def ids(out) -> list[int]:
 
 @pytest.fixture(scope="module")
 def pipe(full_bundle):
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     return Pipeline.from_bundle(full_bundle, decode=LONG)
 
@@ -58,8 +58,8 @@ def test_random_weights_batched_ids_equal_unbatched(pipe, decode):
 def test_demo_held_out_batched_ids_equal_unbatched(tmp_path_factory):
     """The demonstration model on its 100 held-out utterances, batches of 7 (the last of 2): rows end
     at their own stop token, from 1.2 to 5.7 s of audio."""
-    from convert.bundle import convert_bundle
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.convert.bundle import convert_bundle
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     bundle = convert_bundle(tmp_path_factory.mktemp("demo") / "b", sensevoice=DEMO / "sensevoice",
                             adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")

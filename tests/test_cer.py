@@ -20,7 +20,7 @@ from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import Backend
 from funasr_qwen4b.manifest import Entry, ManifestError, load_manifest
 from funasr_qwen4b.text import NORMALISATION, Counts, char_counts, word_counts
-from parity import cer
+from funasr_qwen4b.parity import cer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / "datasets"

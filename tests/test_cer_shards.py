@@ -18,7 +18,7 @@ from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import Backend
 from funasr_qwen4b.manifest import load_manifest
 from funasr_qwen4b.text import cer_text
-from parity import cer
+from funasr_qwen4b.parity import cer
 
 N_UTT = 5  # split into 3 shards of 2, 2 and 1: 3 does not divide it
 

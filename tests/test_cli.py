@@ -120,8 +120,8 @@ def test_parity_against_a_changed_source_is_refused(sv_dir, bundle, tmp_path):
 
 def test_ctc_without_its_tokenizer_is_refused(tmp_path):
     """Token ids are not a transcript: a bundle whose source had no .bpe.model cannot spell CTC text."""
-    from convert.sensevoice import convert_sensevoice
-    from reference.checkpoints import make_sensevoice_dir
+    from funasr_qwen4b.convert.sensevoice import convert_sensevoice
+    from funasr_qwen4b.testing import make_sensevoice_dir
 
     src = make_sensevoice_dir(tmp_path / "sv", bpe=False)
     bundle = convert_sensevoice(src, tmp_path / "b")

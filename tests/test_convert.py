@@ -10,12 +10,13 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from convert.sensevoice import convert_sensevoice
-from funasr_qwen4b.bundle import Bundle, sha256_file
+from funasr_qwen4b.convert.sensevoice import convert_sensevoice
+from funasr_qwen4b.bundle import Bundle
+from funasr_qwen4b.files import sha256_file
 from funasr_qwen4b.config import EMBED_ROWS, SenseVoiceConfig, sensevoice_config_from_yaml
 from funasr_qwen4b.keys import sensevoice_shapes
 from funasr_qwen4b.sources import SenseVoiceSource, parse_am_mvn
-from reference.checkpoints import REAL, config_yaml
+from funasr_qwen4b.testing import REAL, config_yaml
 
 
 def tree_digest(path):
@@ -180,7 +181,7 @@ def test_bundle_json_records_every_file_conversion_wrote(full_bundle):
 def test_sum64_is_the_sum_of_every_word(tmp_path):
     import struct
 
-    from funasr_qwen4b.bundle import sum64
+    from funasr_qwen4b.files import sum64
 
     data = bytearray(np.random.default_rng(0).integers(0, 256, (1 << 20) + 5, dtype=np.uint8).tobytes())
     f = tmp_path / "f"
@@ -200,7 +201,7 @@ def test_sum64_is_the_sum_of_every_word(tmp_path):
 def test_safetensors_header_checks_the_file_size(full_bundle, tmp_path):
     from safetensors import safe_open
 
-    from funasr_qwen4b.bundle import safetensors_header
+    from funasr_qwen4b.files import safetensors_header
 
     f = full_bundle / "adaptor" / "model.safetensors"
     with safe_open(str(f), "np") as st:

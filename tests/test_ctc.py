@@ -28,8 +28,8 @@ def test_ids_match_funasr_inference(sv_dir, bundle, clip):
     from funasr.frontends.wav_frontend import WavFrontend
     from funasr.tokenizer.sentencepiece_tokenizer import SentencepiecesTokenizer
 
-    from mlx_port.pipeline import Pipeline as MlxPipeline
-    from reference.pipeline import Pipeline as RefPipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline as MlxPipeline
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
     from funasr_qwen4b.sources import SenseVoiceSource
 
     ref = RefPipeline.from_originals(sv_dir)

@@ -11,7 +11,7 @@ import pytest
 
 from funasr_qwen4b.manifest import load_manifest
 from funasr_qwen4b.text import Counts, char_counts, word_counts
-from parity import accuracy
+from funasr_qwen4b.parity import accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo"
@@ -25,7 +25,7 @@ def test_demo_is_small_and_in_original_formats():
 
     src = SenseVoiceSource.from_dir(DEMO / "sensevoice")
     assert src.cmvn_file is not None and src.bpemodel is not None
-    from reference.torch_load import load_pt
+    from funasr_qwen4b.reference.torch_load import load_pt
 
     assert "model_state_dict" in load_pt(DEMO / "adaptor.pt")  # weights_only: no pickle code needed
     cfg = json.loads((DEMO / "qwen3/config.json").read_text())
@@ -103,11 +103,11 @@ def test_adaptor_8bit_against_the_reference(tmp_path):
     import numpy as np
     import torch
 
-    from convert.adaptor import convert_adaptor
+    from funasr_qwen4b.convert.adaptor import convert_adaptor
     from funasr_qwen4b.bundle import Bundle
-    from mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
-    from parity.metrics import TOLERANCES
-    from reference.adaptor import AudioAdaptorQwen4B
+    from funasr_qwen4b.mlx_port.adaptor import AudioAdaptorQwen4B as MlxAdaptor
+    from funasr_qwen4b.parity.metrics import TOLERANCES
+    from funasr_qwen4b.reference.adaptor import AudioAdaptorQwen4B
 
     fp32, q8 = tmp_path / "fp32", tmp_path / "q8"
     convert_adaptor(DEMO / "adaptor.pt", fp32)
@@ -127,8 +127,8 @@ def test_adaptor_8bit_against_the_reference(tmp_path):
 
 
 def test_adaptor_quantization_refuses_narrow_layers(tmp_path):
-    from convert.adaptor import convert_adaptor
-    from reference.checkpoints import make_adaptor_pt
+    from funasr_qwen4b.convert.adaptor import convert_adaptor
+    from funasr_qwen4b.testing import make_adaptor_pt
 
     pt = make_adaptor_pt(tmp_path / "tiny.pt")  # d_model 32: not a multiple of the group size 64
     with pytest.raises(ValueError, match="multiples of the quantization group size 64"):

@@ -9,8 +9,8 @@ import torch
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.config import QueryConfig
-from parity.harness import run_parity
-from parity.metrics import TOLERANCES
+from funasr_qwen4b.parity.harness import run_parity
+from funasr_qwen4b.parity.metrics import TOLERANCES
 
 
 def rel_l2(a, b):
@@ -44,8 +44,8 @@ def test_query_options_parity(bundle, clip, query):
 def test_batch_with_padding_matches_single_and_funasr(bundle, sv_dir, clip):
     """FSMN and attention masks: a batch of two lengths equals each alone,
     in MLX and against FunASR's own batched encoder."""
-    from mlx_port.pipeline import Pipeline as MlxPipeline
-    from reference.pipeline import Pipeline as RefPipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline as MlxPipeline
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
 
     mlx_pipe = MlxPipeline.from_bundle(bundle)
     ref_pipe = RefPipeline.from_originals(sv_dir)
@@ -72,7 +72,7 @@ def test_batch_with_padding_matches_single_and_funasr(bundle, sv_dir, clip):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_dtype_within_its_tier(sv_dir, clip, tmp_path, dtype):
-    from convert.sensevoice import convert_sensevoice
+    from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
     b = convert_sensevoice(sv_dir, tmp_path / "b", dtype=dtype)
     rep = run_parity(b, clip, modes=("chained",))
@@ -88,7 +88,7 @@ def test_reduced_dtype_within_its_tier(sv_dir, clip, tmp_path, dtype):
 # --- the harness finds the first layer where the paths part ------------------
 
 def test_wrong_activation_is_caught_at_first_layer(bundle, clip, monkeypatch):
-    from mlx_port import encoder
+    from funasr_qwen4b.mlx_port import encoder
 
     monkeypatch.setattr(encoder.PositionwiseFeedForward, "__call__",
                         lambda self, x: self.w_2(nn.gelu(self.w_1(x))))
@@ -99,7 +99,7 @@ def test_wrong_activation_is_caught_at_first_layer(bundle, clip, monkeypatch):
 
 
 def test_missing_cmvn_is_caught_at_cmvn_tap(bundle, clip, monkeypatch):
-    from mlx_port import frontend
+    from funasr_qwen4b.mlx_port import frontend
 
     monkeypatch.setattr(frontend.CMVN, "__call__", lambda self, x: x)
     rep = run_parity(bundle, clip)
@@ -109,7 +109,7 @@ def test_missing_cmvn_is_caught_at_cmvn_tap(bundle, clip, monkeypatch):
 
 def test_local_bug_deep_in_the_stack_is_located(bundle, clip, monkeypatch):
     """A local bug deep in the stack: isolated mode names that very layer."""
-    from mlx_port import encoder
+    from funasr_qwen4b.mlx_port import encoder
 
     layer = encoder.EncoderLayerSANM.__call__
 
@@ -118,7 +118,7 @@ def test_local_bug_deep_in_the_stack_is_located(bundle, clip, monkeypatch):
             return layer(self, x, mask) * 1.001
         return layer(self, x, mask)
 
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(bundle)
     broken.target = pipe.sensevoice.encoder.encoders[1]

@@ -30,10 +30,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from funasr_qwen4b import bundle as bundle_mod
+from funasr_qwen4b import atomic
 from funasr_qwen4b.app.cli import main
 from funasr_qwen4b.bundle import Bundle
-from reference.checkpoints import make_adaptor_pt
+from funasr_qwen4b.testing import make_adaptor_pt
 from tests.conftest import CLIPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,7 +221,7 @@ def wrong_adaptor_added_that_does_not_fit(w):
 
 def wrong_hand_assembled_bundle(w):
     """An adaptor for another LLM copied into a bundle by hand, bundle.json entry and all."""
-    from convert.adaptor import convert_adaptor
+    from funasr_qwen4b.convert.adaptor import convert_adaptor
 
     other = convert_adaptor(adaptor_pt(w.tmp / "a.pt", llm_dim=128), w.tmp / "other", nhead=4)
     b = w.full()
@@ -248,7 +248,7 @@ def wrong_component_config_edited(w):
 
 
 def wrong_ctc_cer_without_tokenizer(w):
-    from convert.sensevoice import convert_sensevoice
+    from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
     src = w.sv()
     next(src.glob("*.bpe.model")).unlink()
@@ -836,7 +836,7 @@ def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle, batch_
 
 @pytest.mark.parametrize("umask", [0o022, 0o007])
 def test_6_files_bundle_and_reports_get_the_users_umask(umask, sv_dir, tmp_path, capsys):
-    from funasr_qwen4b.bundle import write_json_atomic
+    from funasr_qwen4b.atomic import write_json_atomic
 
     old = os.umask(umask)
     try:
@@ -902,7 +902,7 @@ def _dead_pid() -> int:
 
 def test_6_files_stale_staging_is_cleaned_by_the_next_run(sv_dir, tmp_path, capsys):
     """What SIGKILL left (a dead process's staging and temporary files) goes; a live one's stays."""
-    host, dead = bundle_mod._HOST, _dead_pid()
+    host, dead = atomic._HOST, _dead_pid()
     stale = [tmp_path / f".out.staging-{host}-{dead}-0123abcd", tmp_path / f".out.tmp-{host}-{dead}-89abcdef.json"]
     stale[0].mkdir()
     (stale[0] / "half.safetensors").write_bytes(b"x" * 100)
@@ -925,7 +925,7 @@ def test_6_files_failed_conversion_into_a_bundle_leaves_it_as_it_was(ws, capsys)
 
 
 def test_6_files_replacing_a_bundle_keeps_the_old_one_when_the_last_step_fails(ws, monkeypatch, capsys):
-    import funasr_qwen4b.bundle as fb  # swap_in: where a finished bundle is renamed into place
+    import funasr_qwen4b.atomic as fb  # swap_in: where a finished bundle is renamed into place
 
     b = ws.full()
     rename = os.rename
@@ -942,7 +942,7 @@ def test_6_files_replacing_a_bundle_keeps_the_old_one_when_the_last_step_fails(w
 
 
 def test_6_files_disk_full_mid_conversion_leaves_nothing(ws, monkeypatch, capsys):
-    import convert.sensevoice as cs
+    import funasr_qwen4b.convert.sensevoice as cs
 
     def full_disk(tensors, path, metadata=None):
         Path(path).write_bytes(b"\0" * 1000)  # part of it got written

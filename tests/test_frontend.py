@@ -19,12 +19,12 @@ from funasr_qwen4b import taps  # noqa: E402
 from funasr_qwen4b.audio import load_audio  # noqa: E402
 from funasr_qwen4b.config import FrontendConfig  # noqa: E402
 from funasr_qwen4b.sources import parse_am_mvn  # noqa: E402
-from mlx_port.frontend import Frontend as MlxFrontend  # noqa: E402
-from mlx_port.frontend import lfr_indices, mel_banks  # noqa: E402
-from mlx_port.taps import TapRecorder as MlxTaps  # noqa: E402
-from reference.checkpoints import write_am_mvn  # noqa: E402
-from reference.frontend import Frontend as RefFrontend  # noqa: E402
-from reference.taps import TapRecorder as RefTaps  # noqa: E402
+from funasr_qwen4b.mlx_port.frontend import Frontend as MlxFrontend  # noqa: E402
+from funasr_qwen4b.mlx_port.frontend import lfr_indices, mel_banks  # noqa: E402
+from funasr_qwen4b.mlx_port.taps import TapRecorder as MlxTaps  # noqa: E402
+from funasr_qwen4b.testing import write_am_mvn  # noqa: E402
+from funasr_qwen4b.reference.frontend import Frontend as RefFrontend  # noqa: E402
+from funasr_qwen4b.reference.taps import TapRecorder as RefTaps  # noqa: E402
 
 CLIP = Path(__file__).resolve().parent.parent / "datasets" / "clips" / "zh_open_hours.wav"
 REL = 1e-5  # the project's strict fp32 bar

@@ -140,7 +140,7 @@ def test_convert_and_transcribe_take_hub_ids_offline(caches, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "`iic/SenseVoiceSmall` / `model.pt`" in card and f"`Qwen/Qwen3-4B@{COMMIT[:12]}`" in card
     assert "- Qwen/Qwen3-4B" in card  # base_model, linked on the Hub
-    from funasr_qwen4b.bundle import sha256_file
+    from funasr_qwen4b.files import sha256_file
 
     assert sha256_file(DEMO / "adaptor.pt") in card
 

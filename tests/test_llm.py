@@ -11,8 +11,9 @@ import torch
 
 from funasr_qwen4b import taps
 from funasr_qwen4b.decoding import DecodeConfig, Decoded, decode_loop, loop_start, process_logits
-from funasr_qwen4b.prompt import PRESETS, Prompt, load_tokenizer, template_text
-from parity.harness import run_parity
+from funasr_qwen4b.prompt import PRESETS, Prompt, template_text
+from funasr_qwen4b.reference.llm import load_tokenizer
+from funasr_qwen4b.parity.harness import run_parity
 
 NO_GUARD = DecodeConfig(loop_guard=False, min_tokens=24, max_tokens=24)
 
@@ -59,8 +60,8 @@ def test_template_tokenization_keeps_special_tokens(qwen_dir):
 
 
 def _pipes(full_bundle):
-    from mlx_port.pipeline import Pipeline
-    from reference.pipeline import Pipeline as RefPipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
 
     mlx = Pipeline.from_bundle(full_bundle, decode=NO_GUARD)
     ref = RefPipeline.from_bundle(full_bundle, mlx.query, template=mlx.setup.template, decode=NO_GUARD)
@@ -169,7 +170,7 @@ def test_quantized_llm_loads_and_transcribes(full_bundle, clip, tmp_path, bits):
 
     import mlx_lm
 
-    from convert.llm import convert_llm
+    from funasr_qwen4b.convert.llm import convert_llm
     from funasr_qwen4b.app.transcriber import Transcriber
 
     b = tmp_path / "b"

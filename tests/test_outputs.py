@@ -59,7 +59,7 @@ def test_files_are_atomic_and_follow_the_umask(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    from convert.bundle import convert_bundle
+    from funasr_qwen4b.convert.bundle import convert_bundle
 
     return convert_bundle(tmp_path_factory.mktemp("demo") / "bundle", sensevoice=DEMO / "sensevoice",
                           adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
@@ -157,9 +157,9 @@ def test_api_takes_paths_arrays_bytes_and_file_likes(demo_bundle):
 def test_parity_plot_holds_each_tap_to_its_components_tier(tmp_path, monkeypatch):
     """A float32 encoder and adaptor beside an 8-bit LLM: encoder taps against the float32
     tier, LLM taps against bfloat16's; the title names every component's precision."""
-    from parity import report as reports
-    from parity.harness import ParityReport
-    from parity.metrics import TOLERANCES, TapMetrics
+    from funasr_qwen4b.parity import report as reports
+    from funasr_qwen4b.parity.harness import ParityReport
+    from funasr_qwen4b.parity.metrics import TOLERANCES, TapMetrics
 
     taps = ["frontend.fbank", "encoder.input", "ctc.ctc_lo", "adaptor.norm", "llm.inputs_embeds", "llm.logits"]
     meta = {"audio": "a.wav", "dtype": "bfloat16", "component_dtypes": {"sensevoice": "float32",

@@ -3,12 +3,12 @@ vocab 25055) on a 10 s utterance: the strict fp32 bar at every tap."""
 
 import pytest
 
-from reference.checkpoints import REAL, make_sensevoice_dir
+from funasr_qwen4b.testing import REAL, make_sensevoice_dir
 
 
 def _parity(tmp_path, clip_10s, layers):
-    from convert.sensevoice import convert_sensevoice
-    from parity.harness import run_parity
+    from funasr_qwen4b.convert.sensevoice import convert_sensevoice
+    from funasr_qwen4b.parity.harness import run_parity
 
     src = make_sensevoice_dir(tmp_path / "sv", {**REAL, **layers}, vocab_size=25055, bpe=False)
     bundle = convert_sensevoice(src, tmp_path / "bundle")
@@ -36,9 +36,9 @@ def test_full_70_layers_fp32(tmp_path, clip_10s):
 @pytest.mark.slow
 def test_full_size_adaptor_chained_from_encoder(tmp_path, clip_10s):
     """512→2048 × 4 layers, 8 heads, 8192 FFN → 2560, post-norm GELU."""
-    from convert.bundle import convert_bundle
-    from parity.harness import run_parity
-    from reference.checkpoints import ADAPTOR_REAL, make_adaptor_pt
+    from funasr_qwen4b.convert.bundle import convert_bundle
+    from funasr_qwen4b.parity.harness import run_parity
+    from funasr_qwen4b.testing import ADAPTOR_REAL, make_adaptor_pt
 
     src = make_sensevoice_dir(tmp_path / "sv", {**REAL, "num_blocks": 8, "tp_blocks": 4}, vocab_size=25055, bpe=False)
     pt = make_adaptor_pt(tmp_path / "adaptor.pt", "model_state_dict", **ADAPTOR_REAL)

@@ -91,7 +91,7 @@ def direct(full_bundle):
 
 @pytest.fixture(scope="module")
 def ctc_direct(full_bundle):
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(full_bundle, ctc_only=True)
     return lambda path: pipe.run(load_audio(path)).ctc.text.strip()

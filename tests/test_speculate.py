@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, decode_loop, repeating_tail
-from funasr_qwen4b.prompt import load_tokenizer
+from funasr_qwen4b.reference.llm import load_tokenizer
 from funasr_qwen4b.wiring import Draft
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "demo"
@@ -111,7 +111,7 @@ def test_streamed_text_equals_final_text_under_loop_cuts():
 @pytest.mark.parametrize("seconds", [2.0, 4.0])
 def test_speculation_gives_plain_greedy_ids(full_bundle, clip, seconds):
     """Random weights decode to the cap: long, strict sequences; the CTC draft is mostly wrong."""
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
     x = clip[: int(seconds * 16000)]
@@ -127,7 +127,7 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
     """With a draft that is the LLM's own output, a pass accepts a whole window."""
     import mlx.core as mx
 
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
     audio = mx.array(pipe.run(clip, decode=PLAIN).audio_embeds)
@@ -150,10 +150,10 @@ def test_demo_held_out_identical_and_fewer_passes(tmp_path_factory):
     ids computed, stop ids included (0.86; MEASURED_DRAFT_RATE, the README); 216 passes with the
     window grown pass by pass. The model before it gave 3.42 per pass (2.41 before the draft
     guessed the ending)."""
-    from convert.bundle import convert_bundle
+    from funasr_qwen4b.convert.bundle import convert_bundle
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.manifest import load_manifest
-    from mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
     bundle = convert_bundle(tmp_path_factory.mktemp("demo") / "b", sensevoice=DEMO / "sensevoice",
                             adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")

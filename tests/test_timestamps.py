@@ -98,7 +98,7 @@ def test_cjk_characters_are_words_with_their_punctuation():
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    from convert.bundle import convert_bundle
+    from funasr_qwen4b.convert.bundle import convert_bundle
 
     return convert_bundle(tmp_path_factory.mktemp("demo") / "bundle", sensevoice=DEMO / "sensevoice",
                           adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")

@@ -207,7 +207,7 @@ def test_vocabularies(tmp_path):
     texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。"] * 20
     tok = build_llm_tokenizer(texts + ["鹦鹉螺。"], 400)
     assert all(len(tok.encode(c, add_special_tokens=False)) == 1 for c in "鹦鹉螺现在是下午")  # one token a character
-    from reference.checkpoints import QWEN3_ADDED
+    from funasr_qwen4b.testing import QWEN3_ADDED
 
     ids = [tok.convert_tokens_to_ids(t) for t in QWEN3_ADDED]
     assert ids == list(range(ids[0], ids[0] + len(QWEN3_ADDED))) and ids[-1] == len(tok) - 1
@@ -340,7 +340,7 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
 
     # one clip, made here, is the chunk's: synthesis, augmentation and features depend on the clip alone
     from funasr_qwen4b.config import FrontendConfig
-    from reference.frontend import Frontend
+    from funasr_qwen4b.reference.frontend import Frontend
 
     i = parts[1][0]
     x = data.augment(data.synthesize(items[i]), recipe, np.random.default_rng([recipe.seed, i, 0]))
@@ -368,7 +368,7 @@ def test_batches_gather_what_padding_built(tmp_path):
     import torch
 
     from funasr_qwen4b.config import LANGUAGE_IDS
-    from reference.checkpoints import BPE_NAME
+    from funasr_qwen4b.testing import BPE_NAME
     from training import features, train
 
     texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]

@@ -36,7 +36,7 @@ def evaluate(model_dir: str | Path, sets: dict[str, Path] | None = None, languag
     with non-speech clips how many gave empty text. `limit`: the first N of each manifest only."""
     from funasr_qwen4b.audio import load_audio
     from funasr_qwen4b.config import QueryConfig
-    from reference.pipeline import Pipeline
+    from funasr_qwen4b.reference.pipeline import Pipeline
 
     d = Path(model_dir)
     pipe = Pipeline.from_originals(d / "sensevoice", QueryConfig(language=language), adaptor=d / "adaptor.pt",
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="import FunASR's model modules without its package __init__ (as training.train does)")
     args = ap.parse_args(argv)
     if args.funasr_modules_only:
-        from reference.funasr_modules import import_modules_only
+        from funasr_qwen4b.reference.funasr_modules import import_modules_only
 
         import_modules_only()
     result = evaluate(args.model_dir, language=args.language)

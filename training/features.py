@@ -55,7 +55,7 @@ def layout(n: int, seed: int, early_share: float) -> list[list[int]]:
 def _init_worker(funasr_modules_only: bool) -> None:
     """A fresh worker process (spawned: the trainer may hold a CUDA context, which a fork must not copy)."""
     if funasr_modules_only:
-        from reference.funasr_modules import import_modules_only
+        from funasr_qwen4b.reference.funasr_modules import import_modules_only
 
         import_modules_only()
     import torch
@@ -71,7 +71,7 @@ def pool(workers: int, funasr_modules_only: bool) -> ProcessPoolExecutor:
 def _make_chunk(job: tuple[str, list[tuple[data.Item, int]], data.Recipe]) -> str:
     """Synthesise, augment and featurise one chunk's clips; write its file whole."""
     from funasr_qwen4b.config import FrontendConfig
-    from reference.frontend import Frontend
+    from funasr_qwen4b.reference.frontend import Frontend
 
     path, clips, recipe = job
     frontend = Frontend(FrontendConfig(cmvn=False), None)

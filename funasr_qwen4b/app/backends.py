@@ -19,9 +19,9 @@ def load_pipeline(bundle: str | Path | Bundle, backend: Backend | str = Backend.
     b = as_bundle(bundle)
     try:
         if backend == Backend.MLX:
-            from mlx_port.pipeline import Pipeline
+            from funasr_qwen4b.mlx_port.pipeline import Pipeline
         else:
-            from reference.pipeline import Pipeline
+            from funasr_qwen4b.reference.pipeline import Pipeline
     except ModuleNotFoundError as e:
         raise ValueError(f"the {backend.value} backend needs the {backend.value} extra ({e.name} is not installed): "
                          f"pip install 'funasr-qwen4b-mlx[{backend.value}]'") from None

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..config import Backend
 from .backends import load_pipeline
-from .bench import bench_decode, clip, machine, mlx_synthetic, repeat
+from .bench_mlx import mlx_synthetic
+from .bench_stages import bench_decode, clip, machine, repeat
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ its srt and vtt responses with the same writers."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ..bundle import write_atomic
+from ..atomic import write_atomic
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 
@@ -68,22 +67,9 @@ def render(result: dict, fmt: str) -> str:
     raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)} or all")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_text(path: Path, text: str) -> None:
-    """Atomically (a reader sees the old file or the whole new one), mode 0666 less the umask
-    (the temporary file it is renamed from was created 0600)."""
-    mode = 0o666 & ~_umask()
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-
-    write_atomic(path, write)
+    """Atomically (a reader sees the old file or the whole new one), with the user's umask."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_outputs(result: dict, out_dir: str | Path, stem: str, formats: tuple[str, ...]) -> list[Path]:

@@ -139,14 +139,6 @@ def needs_extras(what: str, **extras: str):
             from None
 
 
-def packaged_clip(name: str) -> Path:
-    """A committed clip (datasets/clips): inside the installed package when installed from a
-    wheel (pyproject's package data), else in the source checkout."""
-    here = Path(__file__).resolve()
-    installed, checkout = here.parents[2] / "clips" / name, here.parents[3] / "datasets" / "clips" / name
-    return installed if installed.is_file() else checkout
-
-
 def add_speculate_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speculate", choices=list(SPECULATE),
                    help="ctc: SenseVoice's CTC transcript drafts and the LLM verifies several tokens per pass "

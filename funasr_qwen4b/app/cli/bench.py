@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ...bundle import write_json_atomic
+from ...atomic import write_json_atomic
 from .args import add_backend_arg, add_hub_args, add_model_arg, backends_from, bundle_from
 
 log = logging.getLogger(__name__)

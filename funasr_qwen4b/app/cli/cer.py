@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ...audio import SAMPLE_RATE, AudioError, load_audio
-from ...bundle import BUNDLE_JSON, Bundle, sha256_file
+from ...bundle import BUNDLE_JSON, Bundle
+from ...files import sha256_file
 from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
@@ -20,7 +21,7 @@ from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_ar
                    backends_from, query_from, sources_from, template_from)
 
 if TYPE_CHECKING:
-    from parity.cer import Shard
+    from funasr_qwen4b.parity.cer import Shard
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
     With `shard` (and `report`, which it renames: cer.Shard.report), the report of that shard alone,
     its partial file holding what `cer.merge_shards` needs to give the whole run's report."""
-    from parity import cer
+    from funasr_qwen4b.parity import cer
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
@@ -140,7 +141,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
 
 
 def cmd_cer(args) -> int:
-    from parity import cer
+    from funasr_qwen4b.parity import cer
 
     shard = cer.Shard.parse(args.shard) if args.shard is not None else None
     bundle = bundle_from(args)

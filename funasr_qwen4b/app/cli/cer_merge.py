@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_cer_merge(args) -> int:
-    from parity import cer
+    from funasr_qwen4b.parity import cer
 
     if args.worst < 0:
         raise ValueError(f"--worst must be 0 or more, got {args.worst}")

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 def cmd_sensevoice(args) -> int:
     with needs_extras("convert"):
-        from convert.sensevoice import convert_sensevoice
+        from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
         convert_sensevoice(resolve_from(args, args.src, "SenseVoice"), args.output, dtype=args.dtype,
                            query=query_from(args, None) or QueryConfig(), force=args.force)
@@ -28,7 +28,7 @@ def _adaptor_options(args) -> dict:
 
 def cmd_adaptor(args) -> int:
     with needs_extras("convert"):
-        from convert.adaptor import convert_adaptor
+        from funasr_qwen4b.convert.adaptor import convert_adaptor
 
         convert_adaptor(pt_file(resolve_from(args, args.pt, "adaptor")), args.output, dtype=args.dtype,
                         force=args.force, **_adaptor_options(args))
@@ -38,7 +38,7 @@ def cmd_adaptor(args) -> int:
 
 def cmd_llm(args) -> int:
     with needs_extras("convert llm"):
-        from convert.llm import convert_llm
+        from funasr_qwen4b.convert.llm import convert_llm
 
         convert_llm(resolve_from(args, args.hf_dir, "LLM"), args.output, q_bits=args.q_bits,
                     dtype=args.dtype or "bfloat16", embeddings_8bit=args.embeddings_8bit, force=args.force)
@@ -48,7 +48,7 @@ def cmd_llm(args) -> int:
 
 def cmd_bundle(args) -> int:
     with needs_extras("convert"):
-        from convert.bundle import convert_bundle
+        from funasr_qwen4b.convert.bundle import convert_bundle
 
         convert_bundle(args.output, sensevoice=resolve_from(args, args.sensevoice, "SenseVoice"),
                        adaptor=pt_file(resolve_from(args, args.adaptor, "adaptor")),

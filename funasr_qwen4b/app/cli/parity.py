@@ -8,10 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ...audio import load_audio
+from ...audio import load_audio, packaged_clip
 from ...bundle import Bundle
 from .args import (add_hub_args, add_model_arg, add_query_args, add_source_args, add_template_args, needs_extras,
-                   packaged_clip, query_from, resolve_from, sources_from, template_from)
+                   query_from, resolve_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ DEFAULT_CLIP = packaged_clip("zh_open_hours.wav")
 
 
 def run_parity(bundle_path, args) -> int:
-    from parity import report as reports
-    from parity.harness import MODES, run_parity as harness
+    from funasr_qwen4b.parity import report as reports
+    from funasr_qwen4b.parity.harness import MODES, run_parity as harness
 
     bundle = Bundle.read(bundle_path)
     samples = load_audio(args.audio)
@@ -52,8 +52,8 @@ def cmd_selfcheck(args) -> int:
 
 
 def selfcheck(args) -> int:
-    from convert.bundle import convert_bundle
-    from reference.checkpoints import (ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir,
+    from funasr_qwen4b.convert.bundle import convert_bundle
+    from funasr_qwen4b.testing import (ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir,
                                        make_sensevoice_dir)
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="funasr-qwen4b-selfcheck-"))

@@ -1,5 +1,8 @@
-"""Original-format SenseVoiceSmall directories with random (seeded) weights,
-built with FunASR's own class: what tests and the self-check convert.
+"""Original-format checkpoints with random (seeded) weights, built with the
+oracles' own classes (FunASR's SenseVoiceSmall, the adaptor class, transformers'
+Qwen3): what the tests, `selfcheck` and `bench --synthetic` start from.
+torch, FunASR and transformers are imported by the builders that need them, so
+the tiny configs and Qwen's tokenizer come without torch.
 
 Layout and files match a real download: model.pt (flat state_dict),
 config.yaml (`cmvn_file: null`, as released), configuration.json, am.mvn
@@ -12,7 +15,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 BPE_NAME = "chn_jpn_yue_eng_ko_spectok.bpe.model"
@@ -79,6 +81,8 @@ def train_bpe(path: Path, vocab_size: int) -> int:
 def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_size: int = 120,
                         bpe: bool = True, seed: int = 0) -> Path:
     """Write a SenseVoiceSmall directory in the original format; returns it."""
+    import torch
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if bpe:
@@ -104,6 +108,8 @@ def build_sensevoice(cfg: dict, vocab_size: int):
 
 def write_sensevoice_dir(out: Path, model, cfg: dict, shift: np.ndarray, scale: np.ndarray, bpe: bool) -> Path:
     """model.pt, config.yaml, am.mvn and configuration.json (beside a BPE model already in `out`)."""
+    import torch
+
     torch.save(model.state_dict(), out / "model.pt")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
     write_am_mvn(out / "am.mvn", shift, scale)
@@ -127,9 +133,11 @@ WRAPPINGS = ("plain", "state_dict", "model_state_dict", "model", "adaptor", "mod
 
 def make_adaptor_pt(path: str | Path, wrapping: str = "plain", *, seed: int = 0, **cfg) -> Path:
     """Save the reference adaptor class (random, seeded) as a training script would."""
+    import torch
+
     from funasr_qwen4b.config import AdaptorConfig
 
-    from .adaptor import AudioAdaptorQwen4B
+    from .reference.adaptor import AudioAdaptorQwen4B
 
     torch.manual_seed(seed)
     model = AudioAdaptorQwen4B(AdaptorConfig(**{**ADAPTOR_TINY, **cfg}))
@@ -208,6 +216,8 @@ def qwen3_config(vocab_size: int = QWEN3_VOCAB, bos: int = 151643, eos: int = 15
 def make_qwen3_dir(out: str | Path, *, seed: int = 0, max_shard_size: str = "20MB", **dims) -> Path:
     """A Qwen3ForCausalLM (random, seeded, tied embeddings) saved by transformers'
     save_pretrained (sharded safetensors + index), with Qwen's tokenizer."""
+    import torch
+
     from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(seed)
