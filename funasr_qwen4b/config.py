@@ -117,7 +117,9 @@ class FrontendConfig:
 
     def check_samples(self, n: int) -> None:
         """WavFrontend shrinks the frame below 25 ms for shorter input (another
-        FFT size and mel bank); both our paths refuse such input instead."""
+        FFT size and mel bank); both our frontends refuse such input instead. The
+        Transcriber never hands them such a clip: under 100 ms is no speech (nospeech.py),
+        transcribed as empty text."""
         if n < self.frame_length_samples:
             raise ValueError(f"audio is {n} samples ({1000 * n / self.fs:.1f} ms); at least "
                              f"{self.frame_length} ms ({self.frame_length_samples} samples) is needed")
@@ -239,7 +241,8 @@ class AdaptorConfig:
     """The trained audio adaptor: input_proj → nn.TransformerEncoder → output_proj → norm.
 
     Dimensions are read from the checkpoint's shapes; the rest cannot be, and
-    defaults to what REFERENCE.md says was trained (PyTorch's defaults).
+    defaults to what the real adaptor was trained with: PyTorch's TransformerEncoderLayer
+    defaults (docs/model.md).
     """
 
     encoder_dim: int = 512

@@ -15,7 +15,8 @@ from .config import from_dict
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    # Token cap from the audio's duration (REFERENCE.md §5: ~5 tokens/s zh, 8 en, 30..400).
+    # Token cap from the audio's duration: about 5 tokens a second of Mandarin speech (the
+    # Transcriber raises it to 8 for English), clamped to 30..400 (docs/decoding.md).
     tokens_per_second: float = 5.0
     min_tokens: int = 30
     max_tokens: int = 400

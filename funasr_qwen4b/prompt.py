@@ -1,6 +1,7 @@
 """Prompt templates: where the audio rows sit among the LLM's text tokens.
 
-One mechanism for every layout in REFERENCE.md §5: a template is text with
+One mechanism for every layout this model family has used (docs/model.md, "How
+audio reaches the LLM"): a template is text with
 exactly one `{audio}` slot. Text around it is tokenized without added
 special tokens; special tokens written in it (`<|im_start|>`) are kept as
 such. Both paths build their input sequence from `Prompt`, here, once.

@@ -1,4 +1,4 @@
-"""Tap names: the parity contract (DESIGN.md, "Taps").
+"""Tap names: the parity contract (docs/parity.md, "Taps").
 
 Names follow the reference module names, prefixed by component; both paths
 record under exactly these names.

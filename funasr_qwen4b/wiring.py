@@ -19,7 +19,7 @@ from .text import cer_text, strip_tags
 
 def adaptor_start(query: QueryConfig, keep_query_frames: bool) -> int:
     """First encoder frame the adaptor sees. The real adaptor was trained on
-    FunASR's encoder output with the 4 query frames kept (REFERENCE.md §3);
+    FunASR's encoder output with the 4 query frames kept (docs/model.md);
     whether training dropped them is unknown, so it is a bundle setting."""
     return 0 if keep_query_frames else len(query.ids)
 

@@ -69,8 +69,7 @@ class PositionwiseFeedForward(nn.Module):
 class EncoderLayerSANM(nn.Module):
     """Pre-norm SAN-M layer. FunASR's LayerNorm computes in fp32 whatever the dtype;
     mx.fast.layer_norm does too (fp32 accumulation, one rounding at the end), so float16
-    needs no casts around it: they cost two kernels a norm, 6 % of a float16 encoder pass
-    on an H200, for 3e-3 relative L2 after 70 layers (benchmarks/h200_encoder_layernorm_casts.json)."""
+    needs no casts around it, which would cost two kernels a norm (docs/performance.md)."""
 
     def __init__(self, in_size: int, cfg: EncoderConfig):
         super().__init__()

@@ -29,17 +29,16 @@ def load_tokenizer(path: str | Path):
 
 class Qwen3:
     # Positions prefilled per forward pass. mlx-lm's default, 2048, takes a 30 s clip (~500
-    # positions) in one pass; measured on an H200 with a 4-bit Qwen3-4B (bench --synthetic
-    # full): peak 4.15 GiB at 2048 or 512, 3.46 at 256, 3.11 at 128, for a prefill of 57,
-    # 65, 68 and 121 ms. Memory is what a Mac runs out of first: 128.
+    # positions) in one pass, and the prefill's peak memory grows with the positions of a pass
+    # while fewer positions a pass cost prefill time. Memory is what a Mac runs out of first,
+    # so a small step (docs/performance.md has the measured sweep).
     prefill_step = 128
     # Speculation queues its next pass before this one's ids are read (mlx-lm's pipelining) only
     # where this one verifies at most this many draft tokens. A failed bet costs a whole pass,
-    # not betting the wait for the ids: on an H200 (bf16), about 1.7 and 0.56 plain decoding
-    # steps (a simulated draft at p = 0.58 decoded 0.86x plain betting never, 0.66x betting on
-    # every pass), so a bet pays where it holds with probability above about 0.7. A draft right
-    # at each token with probability p keeps all k with about p^k: at the held-out sets' p
-    # (0.91 per token the LLM checked), up to 3.
+    # not betting only the wait for the ids, so a bet pays only where it is likely to hold
+    # (docs/decoding.md gives the measured costs and the threshold they imply). A draft right
+    # at each token with probability p keeps all k with about p^k: at the demonstration
+    # model's per-token rate, that is likely enough up to 3.
     bet_tokens = 3
 
     def __init__(self, model):
@@ -176,11 +175,9 @@ class Qwen3:
                 trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
                 at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
                 # One token after a pass that kept none (the draft is likely lost there), else the
-                # whole window: a pass's cost is far from proportional to its positions. 4-bit
-                # Qwen3-4B on an H200, 1, 2, 3, 5, 9 and 16 positions: 7.4, 10.0, 12.1, 17.3, 15.0
-                # and 15.3 ms (MLX CUDA changes kernel near 8 rows); bf16 on an H200, 1 and 16:
-                # 6.3 and 9.2 ms. A window grown step by step pays for middle sizes that cost as
-                # much as a whole one and keep fewer tokens (benchmarks/README.md).
+                # whole window: a pass's cost is far from proportional to its positions, so a
+                # window grown step by step pays for middle sizes that cost about what a whole
+                # one does and keep fewer tokens (docs/performance.md has the costs per size).
                 size = 1 if ok == 0 < len(ahead) else window
                 ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
                 preds = launch(mx.array([y], dtype=mx.uint32), ahead)

@@ -21,12 +21,11 @@ APPLE_BANDWIDTH = {"M1 Pro": 200, "M3 Max": 400, "M4 Max": 546}
 
 
 # Share of the LLM's ids (after the first, stop ids included) that the CTC draft supplied, ending
-# guesses included, on the demonstration model's held-out sets, MLX float32: 650 of 756 with the
-# model retrained for issue 17 and the whole-window rule (630, 0.83, with the window grown pass by
-# pass; 689 of 805, 0.86, with the model before it, the rate of the H200 runs in the README;
-# benchmarks/cpu_speculation_heldout.json, tests/test_speculate.py). What a simulated draft keeps
-# of the LLM's own ids. Its misses fall independently, a real draft's cluster (punctuation, the
-# ending), so at this rate a simulated draft takes more passes than a real one.
+# guesses included, on the demonstration model's held-out sets, MLX float32
+# (benchmarks/speculation_heldout.py; the figure and its command are in docs/decoding.md): what a
+# simulated draft keeps of the LLM's own ids. Its misses fall independently, a real draft's
+# cluster (punctuation, the ending), so at this rate a simulated draft takes more passes than a
+# real one.
 MEASURED_DRAFT_RATE = 0.86
 
 
