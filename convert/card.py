@@ -72,7 +72,7 @@ def card_text(bundle: Bundle, name: str) -> str:
         *front, "",
         f"# {name}", "",
         "SenseVoiceSmall → audio adaptor → Qwen3 speech recognition, converted for Apple MLX by "
-        f"[funasr-qwen4b-mlx](https://pypi.org/project/funasr-qwen4b-mlx/) {__version__}. "
+        f"funasr-qwen4b-mlx {__version__}. "
         "The converted weights compute what the original PyTorch modules compute; "
         "`funasr-qwen4b parity` checks it tap by tap against the originals below.", "",
         "## Components", "",
@@ -84,7 +84,8 @@ def card_text(bundle: Bundle, name: str) -> str:
         "The reference backend (`--backend reference`, `funasr-qwen4b parity`) reads these originals and "
         "refuses any file whose sha256 differs.", "",
         "## Use", "",
-        "```", "pip install 'funasr-qwen4b-mlx[mlx]'", cli,
+        "funasr-qwen4b-mlx is installed from a checkout of its repository (it is on no package registry):", "",
+        "```", "pip install -e '.[mlx]'          # in the checkout", cli,
         f"funasr-qwen4b transcribe audio.wav -m {name} --output-format srt --output-dir subs/", "```", "",
         "```python", "from funasr_qwen4b import Transcriber",
         f"t = Transcriber.load({name!r}{'' if use_llm else ', ctc_only=True'})",
