@@ -165,11 +165,6 @@ def split_points(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE)
     return cuts
 
 
-def split_long(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[np.ndarray]:
-    bounds = [0, *split_points(samples, max_seconds, sr), samples.size]
-    return [samples[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
 def _ffmpeg(source: Path | bytes, name: str, reason: str) -> np.ndarray:
     """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono."""
     exe = shutil.which("ffmpeg")

@@ -153,10 +153,6 @@ class Decoded:
     decode_s: float = 0.0  # the tokens after it
     stats: DecodeStats = field(default_factory=DecodeStats)
 
-    @property
-    def tokens_per_s(self) -> float:
-        return (len(self.ids) - 1) / self.decode_s if len(self.ids) > 1 and self.decode_s > 0 else 0.0
-
 
 def repeating_tail(ids: list[int], cfg: DecodeConfig) -> int:
     """How many trailing ids a loop cut could still remove: for each period n, the run of

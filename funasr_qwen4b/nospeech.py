@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import FRAME, frame_levels
+from .audio import FRAME, SAMPLE_RATE, frame_levels
 
 MIN_SECONDS = 0.1
 SILENCE_DBFS = -60.0
@@ -21,7 +21,7 @@ NOISE_FLATNESS = 0.45
 LOUD_DB = -20.0  # frames within this of the loudest one are the ones judged
 
 
-def no_speech(samples: np.ndarray, sr: int = 16000) -> str | None:
+def no_speech(samples: np.ndarray, sr: int = SAMPLE_RATE) -> str | None:
     """Why `samples` (mono float in [-1, 1]) hold no speech, or None when they may."""
     if samples.size < MIN_SECONDS * sr:
         return f"no speech: {1000 * samples.size / sr:.0f} ms is shorter than {1000 * MIN_SECONDS:.0f} ms"

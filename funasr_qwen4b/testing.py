@@ -101,6 +101,7 @@ def make_sensevoice_dir(out: str | Path, encoder_conf: dict = TINY, *, vocab_siz
 
 def build_sensevoice(cfg: dict, vocab_size: int):
     """FunASR's SenseVoiceSmall from a config.yaml dict, as AutoModel builds it."""
+    from .reference import quiet_funasr  # noqa: F401  (first: FunASR's import-time prints go to the log)
     from funasr.models.sense_voice.model import SenseVoiceSmall  # here: the LLM builder runs without FunASR
 
     return SenseVoiceSmall(**{**cfg["model_conf"], **cfg, "input_size": 560, "vocab_size": vocab_size})

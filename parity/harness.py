@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from funasr_qwen4b import taps
+from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
@@ -106,7 +107,7 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     t1 = time.perf_counter()
     mlx_out = mlx.run(samples, mlx_rec)
     t2 = time.perf_counter()
-    log.info("ran both paths on %.2f s of audio (reference %.2f s, MLX %.2f s)", samples.size / 16000, t1 - t0, t2 - t1)
+    log.info("ran both paths on %.2f s of audio (reference %.2f s, MLX %.2f s)", samples.size / SAMPLE_RATE, t1 - t0, t2 - t1)
 
     results = {}
     if "chained" in modes:
@@ -131,7 +132,7 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     meta = {
         "bundle": str(b.root.resolve()),
         "audio": audio_name,
-        "seconds": round(samples.size / 16000, 3),
+        "seconds": round(samples.size / SAMPLE_RATE, 3),
         "dtype": dtype,
         "component_dtypes": dtypes,
         "tolerance": {"metric": "rel_l2", "value": tol, "tiers": TOLERANCES},

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from funasr_qwen4b import taps
+from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.decoding import DecodeConfig, decode_loop
 from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.wiring import LlmSetup
@@ -44,10 +45,10 @@ def dump(bundle: str, manifests: list[str], out: str) -> None:
             item = json.loads(line)
             x = load_audio(Path(manifest).parent / item["audio"])
             pieces = {item["id"]: x}
-            if x.size > 4 * 16000:
+            if x.size > 4 * SAMPLE_RATE:
                 pieces.update({f"{item['id']}#a": x[: x.size // 2], f"{item['id']}#b": x[x.size // 2:]})
             for key, samples in pieces.items():
-                if samples.size <= 30 * 16000:
+                if samples.size <= 30 * SAMPLE_RATE:
                     rows[key] = pipe.run(samples).audio_embeds
                     log.info(f"{key}: {rows[key].shape}")
     np.savez(out, **rows)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..config import Backend
 from .backends import load_pipeline
 from .bench_mlx import mlx_synthetic
@@ -50,8 +51,8 @@ def throughput(pipe, sizes: tuple[int, ...], tokens: int, reps: int, warmup: int
                 walls.append(time.perf_counter() - t)
         assert all(len(o.decoded.ids) == tokens for o in outs)
         wall = statistics.median(walls)
-        rows[b] = {"wall_s": wall, "audio_s": sum(c.size for c in clips) / 16000, "tokens": b * tokens,
-                   "audio_s_per_s": sum(c.size for c in clips) / 16000 / wall, "tokens_per_s": b * tokens / wall,
+        rows[b] = {"wall_s": wall, "audio_s": sum(c.size for c in clips) / SAMPLE_RATE, "tokens": b * tokens,
+                   "audio_s_per_s": sum(c.size for c in clips) / SAMPLE_RATE / wall, "tokens_per_s": b * tokens / wall,
                    "decode_tokens_per_s": b * (tokens - 1) / max(o.decoded.decode_s for o in outs),
                    "peak_bytes": mx.get_peak_memory()}
     one = rows.get(1)

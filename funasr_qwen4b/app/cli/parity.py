@@ -18,15 +18,18 @@ log = logging.getLogger(__name__)
 DEFAULT_CLIP = packaged_clip("zh_open_hours.wav")
 
 
-def run_parity(bundle_path, args) -> int:
+def run_parity(bundle_path, args, *, sources: dict | None = None, template: bool = True) -> int:
+    """`sources`: where the reference finds the originals (default: where conversion recorded them);
+    `template`: whether args carry the template and query flags (selfcheck's do not)."""
     from funasr_qwen4b.parity import report as reports
     from funasr_qwen4b.parity.harness import MODES, run_parity as harness
 
     bundle = Bundle.read(bundle_path)
     samples = load_audio(args.audio)
     modes = MODES if args.mode == "both" else (args.mode,)
-    rep = harness(bundle, samples, audio_name=str(args.audio), sources=sources_from(args),
-                  template=template_from(args, bundle), query=query_from(args, None), modes=modes)
+    rep = harness(bundle, samples, audio_name=str(args.audio), sources=sources,
+                  template=template_from(args, bundle) if template else None,
+                  query=query_from(args, None) if template else None, modes=modes)
     print(reports.to_markdown(rep))
     if args.report:
         for p in reports.write(rep, args.report):
@@ -43,7 +46,7 @@ def run_parity(bundle_path, args) -> int:
 
 def cmd_parity(args) -> int:
     with needs_extras("parity", torch="reference"):
-        return run_parity(resolve_from(args, args.model, "bundle"), args)
+        return run_parity(resolve_from(args, args.model, "bundle"), args, sources=sources_from(args))
 
 
 def cmd_selfcheck(args) -> int:
@@ -66,7 +69,7 @@ def selfcheck(args) -> int:
         hf = make_qwen3_dir(work / "Qwen3-tiny")
         bundle = convert_bundle(work / "bundle", sensevoice=src, adaptor=pt, llm=hf, dtype="float32",
                                 adaptor_options={"nhead": ADAPTOR_TINY["nhead"]}, force=True)
-        return run_parity(bundle, args)
+        return run_parity(bundle, args, template=False)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -77,14 +80,11 @@ def _parity_args(q, audio_default: Path | None = None) -> None:
         q.add_argument("--audio", required=True, help="audio file to run through both paths")
     else:
         q.add_argument("--audio", default=str(audio_default), help="audio file (default: %(default)s)")
-    add_template_args(q)
     q.add_argument("--mode", choices=["both", "chained", "isolated"], default="both",
                    help="chained: each path on its own outputs; isolated: each MLX stage on the reference "
                    "input of that stage (default both)")
     q.add_argument("--report", help="write FILE.json + FILE.md + FILE.png")
     q.add_argument("--dump", help="write DIR/reference.npz and DIR/mlx.npz keyed by tap name")
-    add_query_args(q)
-    add_source_args(q)
 
 
 def add_parser(sub) -> None:
@@ -98,6 +98,9 @@ def add_parser(sub) -> None:
     add_model_arg(pa)
     add_hub_args(pa)
     _parity_args(pa)
+    add_template_args(pa)
+    add_query_args(pa)
+    add_source_args(pa)
     pa.set_defaults(func=cmd_parity, strict_fp32=True)
 
     sc = sub.add_parser("selfcheck", help="build small original-format checkpoints, convert them, run parity",
