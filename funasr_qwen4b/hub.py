@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,31 @@ def _only_hf_snapshot(repo_id: str) -> Path | None:
     return found[0]
 
 
+def _endpoint_host(hub: str) -> str | None:
+    if hub == HUGGINGFACE:
+        from huggingface_hub import constants
+
+        return urlparse(constants.ENDPOINT).hostname
+    try:
+        from modelscope_hub import constants
+    except ImportError:
+        _modelscope()  # its one-line error: the client is not installed
+    return urlparse(os.environ.get("MODELSCOPE_ENDPOINT") or constants.DEFAULT_ENDPOINT).hostname
+
+
+def _check_reachable(hub: str, repo_id: str, what: str) -> None:
+    """Fail at once, in one line, where the hub's host does not even resolve (no network): the
+    clients would retry with back-off first, and ModelScope's logs each retry."""
+    host = _endpoint_host(hub)
+    try:
+        socket.getaddrinfo(host, 443)
+    except (OSError, UnicodeError) as e:
+        raise ValueError(f"{what} {repo_id} is not in the {hub} cache and {host} cannot be reached ({e}): download "
+                         "it while online, or pass a local directory") from None
+
+
 def _download(hub: str, repo_id: str, revision: str | None, what: str) -> Path:
+    _check_reachable(hub, repo_id, what)  # before ModelScope's client, which takes seconds to import
     if hub == HUGGINGFACE:
         from huggingface_hub import snapshot_download
 
@@ -130,9 +156,9 @@ def _ms_cache() -> str | None:
 
 
 def _modelscope():
-    try:
-        from modelscope.hub.snapshot_download import snapshot_download
+    try:  # the client itself: modelscope's own shim over it imports torch (seconds)
         from modelscope_hub import errors
+        from modelscope_hub.compat.snapshot_download import snapshot_download
     except ImportError:
         raise ValueError("ModelScope ids need its client: pip install modelscope (or pass --hub huggingface, "
                          "or a local directory)") from None

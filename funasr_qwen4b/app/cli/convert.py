@@ -11,11 +11,15 @@ from .args import add_hub_args, add_query_args, needs_extras, pt_file, query_fro
 log = logging.getLogger(__name__)
 
 
+# Each command resolves its sources (hub ids) before importing its converter: a source that is
+# not there is reported without waiting for torch to import.
+
 def cmd_sensevoice(args) -> int:
+    src = resolve_from(args, args.src, "SenseVoice")
     with needs_extras("convert"):
         from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
-        convert_sensevoice(resolve_from(args, args.src, "SenseVoice"), args.output, dtype=args.dtype,
+        convert_sensevoice(src, args.output, dtype=args.dtype,
                            query=query_from(args, None) or QueryConfig(), force=args.force)
     log.info("done: %s/sensevoice", args.output)
     return 0
@@ -27,32 +31,34 @@ def _adaptor_options(args) -> dict:
 
 
 def cmd_adaptor(args) -> int:
+    src = pt_file(resolve_from(args, args.pt, "adaptor"))
     with needs_extras("convert"):
         from funasr_qwen4b.convert.adaptor import convert_adaptor
 
-        convert_adaptor(pt_file(resolve_from(args, args.pt, "adaptor")), args.output, dtype=args.dtype,
+        convert_adaptor(src, args.output, dtype=args.dtype,
                         force=args.force, **_adaptor_options(args))
     log.info("done: %s/adaptor", args.output)
     return 0
 
 
 def cmd_llm(args) -> int:
+    src = resolve_from(args, args.hf_dir, "LLM")
     with needs_extras("convert llm"):
         from funasr_qwen4b.convert.llm import convert_llm
 
-        convert_llm(resolve_from(args, args.hf_dir, "LLM"), args.output, q_bits=args.q_bits,
+        convert_llm(src, args.output, q_bits=args.q_bits,
                     dtype=args.dtype or "bfloat16", embeddings_8bit=args.embeddings_8bit, force=args.force)
     log.info("done: %s/llm", args.output)
     return 0
 
 
 def cmd_bundle(args) -> int:
+    sensevoice = resolve_from(args, args.sensevoice, "SenseVoice")
+    adaptor, llm = pt_file(resolve_from(args, args.adaptor, "adaptor")), resolve_from(args, args.llm, "LLM")
     with needs_extras("convert"):
         from funasr_qwen4b.convert.bundle import convert_bundle
 
-        convert_bundle(args.output, sensevoice=resolve_from(args, args.sensevoice, "SenseVoice"),
-                       adaptor=pt_file(resolve_from(args, args.adaptor, "adaptor")),
-                       llm=resolve_from(args, args.llm, "LLM"), dtype=args.dtype,
+        convert_bundle(args.output, sensevoice=sensevoice, adaptor=adaptor, llm=llm, dtype=args.dtype,
                        query=query_from(args, None) or QueryConfig(), adaptor_options=_adaptor_options(args),
                        llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit}, force=args.force)
     log.info("done: %s", args.output)
