@@ -1,6 +1,6 @@
 """What a quantized LLM pass over a few positions costs, and whether multiplying its rows one
 matrix-vector product at a time (`mx.gather_qmm`, every row routed to the one weight) makes a
-speculative verify pass cheaper (issue 13). Real-size random weights (bench --synthetic full,
+speculative verify pass cheaper. Real-size random weights (bench --synthetic full,
 4-bit Qwen3-4B, 8-bit adaptor); nothing downloaded.
 
     python benchmarks/quantized_rows.py --out benchmarks/h200_quantized_rows.json
@@ -9,8 +9,8 @@ Modes, switched in one run pass by pass: `default` (MLX's quantized matmul), `fe
 rows per row), `few_rows_and_1` (1-16 rows: the single-row LM head too). Reports one pass's
 milliseconds over 1-16 new positions on a 200-position cache; one 9-position pass's logits
 against nine 1-position passes'; speculation against plain greedy with a simulated draft
-(`bench.speculation_vs_plain`); batched decoding throughput. On the H200 the routing was slower
-everywhere, so the pipeline does not use it: it lives here only."""
+(`bench.speculation_vs_plain`); batched decoding throughput. The pipeline does not route rows
+(docs/performance.md has the measurement that decided it): the routing lives here only."""
 
 from __future__ import annotations
 

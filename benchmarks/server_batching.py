@@ -1,4 +1,4 @@
-"""16 requests to the server, sent one after another and then all at once (issue 16), on the
+"""16 requests to the server, sent one after another and then all at once, on the
 real-size pipeline with random weights (bench --synthetic full: SenseVoiceSmall, the adaptor,
 Qwen3-4B; nothing downloaded), decoding a fixed number of tokens per request.
 

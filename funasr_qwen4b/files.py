@@ -21,8 +21,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sum64(path: str | Path) -> str:
     """Every byte of the file, as the sum of its little-endian 64-bit words (mod 2**64; the
-    tail zero-padded), in hex. Read at memory speed (~1 s for a 10 GB bundle in the page
-    cache), it changes with any damage but changes that cancel exactly: the check at load.
+    tail zero-padded), in hex. Read at memory speed, it changes with any damage but changes
+    that cancel exactly: the check at every load.
     sha256 (`verify`) is the check that nothing can fool."""
     size = os.stat(path).st_size
     total = 0

@@ -11,7 +11,7 @@ Losses: FunASR's CTC on the encoder's speech frames, cross-entropy of the CTC
 head on the 4 query frames (language, emotion, event, text norm: SenseVoice's
 "rich" loss), and the LLM's next-token cross-entropy on the transcript after
 the adaptor rows in the `raw` layout ([audio, text, <|im_end|>]), the 4 query
-frames kept, as REFERENCE.md §3 describes the real adaptor's training. A clip
+frames kept, as the real adaptor was trained (docs/model.md). A clip
 with no speech has an empty transcript: no CTC tokens, the LLM says <|im_end|> at
 once, and the tags are SenseVoice's <|nospeech|><|EMO_UNKNOWN|><|Event_UNK|>.
 Everything that decides the model (data recipe, dimensions, optimiser, seed)
