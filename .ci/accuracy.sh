@@ -10,6 +10,8 @@
 #    pairs training never saw: zh_open, en_open), and both paths at float32 on the open
 #    sets' non-speech clips (silence, noise, hum, beeps, clicks), which must give empty text;
 #    `python -m funasr_qwen4b.parity.accuracy` prints the tables and checks the bars.
+# 3. The tests marked `accuracy` (pyproject.toml), which the default `pytest -q` leaves out: whole
+#    held-out sets through the demonstration model, and quantized LLM decoding on the CPU.
 # Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,4 +73,7 @@ done
 echo "----- reports/accuracy_demo.md"
 "$PY" -m funasr_qwen4b.parity.accuracy reports/cer_demo_*.json --nospeech reports/nospeech_demo_*.jsonl \
     --markdown reports/accuracy_demo.md || status=1
+
+echo "===== 3. the suite's accuracy tests (pytest -m accuracy: too slow for the default run)"
+"$PY" -m pytest -q -p no:cacheprovider -m accuracy || status=1
 exit $status

@@ -9,13 +9,13 @@ import pytest
 import soundfile as sf
 
 from funasr_qwen4b.app.cli import main
-from tests.conftest import CLIPS
+from tests.conftest import CLIPS, HANG_S
 
 
 def run(*args):
     """The installed entry point, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG_S)
 
 
 def test_help_is_instant_and_torch_free():

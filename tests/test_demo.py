@@ -5,17 +5,15 @@ accuracy bars' checker."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from funasr_qwen4b.manifest import load_manifest
 from funasr_qwen4b.text import Counts, char_counts, word_counts
 from funasr_qwen4b.parity import accuracy
+from tests.conftest import DATASETS, DEMO
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "models" / "demo"
-HELDOUT = {"zh": ROOT / "datasets/zh_heldout/test.jsonl", "en": ROOT / "datasets/en_heldout/test.jsonl"}
+HELDOUT = {"zh": DATASETS / "zh_heldout/test.jsonl", "en": DATASETS / "en_heldout/test.jsonl"}
 
 
 def test_demo_is_small_and_in_original_formats():
@@ -30,16 +28,6 @@ def test_demo_is_small_and_in_original_formats():
     assert "model_state_dict" in load_pt(DEMO / "adaptor.pt")  # weights_only: no pickle code needed
     cfg = json.loads((DEMO / "qwen3/config.json").read_text())
     assert cfg["model_type"] == "qwen3" and cfg["tie_word_embeddings"]
-
-
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    from funasr_qwen4b.app.cli import main
-
-    out = tmp_path_factory.mktemp("demo") / "bundle"
-    assert main(["convert", "bundle", "--sensevoice", str(DEMO / "sensevoice"), "--adaptor", str(DEMO / "adaptor.pt"),
-                 "--llm", str(DEMO / "qwen3"), "-o", str(out), "--dtype", "float32"]) == 0
-    return out
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

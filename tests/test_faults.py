@@ -19,8 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from funasr_qwen4b import atomic
 from funasr_qwen4b.app.cli import main
 from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.testing import make_adaptor_pt
-from tests.conftest import CLIPS
+from tests.conftest import CLIPS, HANG_S, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = CLIPS / "zh_open_hours.wav"
@@ -448,7 +447,7 @@ def test_2_traceback_none_as_a_process(ws):
     b = ws.full()
     os.truncate(b / "llm" / "model.safetensors", 1000)
     r = subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", "transcribe", str(CLIP), "-m", str(b)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+                       capture_output=True, text=True, timeout=HANG_S, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
     assert r.stderr.strip().splitlines()[-1].startswith("funasr-qwen4b: error: ") and "1,000 bytes" in r.stderr
 
@@ -728,7 +727,7 @@ def test_5_server_bundle_gone_after_start_is_503(live, bundle, tmp_path):
     with LiveServer(b) as s:
         shutil.rmtree(b)
         assert "is not a bundle" in _error(s.post(audio=CLIP), 503, "model_unavailable")["message"]
-        assert httpx.get(s.url + "/health").status_code == 200
+        assert httpx.get(s.url + "/health", timeout=HANG_S).status_code == 200
 
 
 def _bundle_json_list(b):
@@ -767,69 +766,58 @@ def test_5_server_bad_bundle_is_503(breaks, llm, ctc, live, full_bundle, tmp_pat
                 assert r.status_code == 200 and r.json()["text"], r.text
             else:
                 assert words in _error(r, 503, "model_unavailable", "model")["message"]
-        assert httpx.get(s.url + "/health").status_code == 200
+        assert httpx.get(s.url + "/health", timeout=HANG_S).status_code == 200
 
 
-def _slow_llm(slot, delay: float):
-    """Slow every token of the LLM model's decoding, alone or in a batch, counting them."""
-    from dataclasses import replace
-
-    pipe, produced = slot.model.pipeline, []
-    run, run_batch = pipe.run, pipe.run_batch
-
-    def slowed(on_text):
-        def slow(delta):
-            produced.append(delta)
-            time.sleep(delay)
-            on_text(delta)
-        return slow if on_text else None
-
-    def to_the_cap(decode):
-        return replace(decode or pipe.setup.decode, loop_guard=False, speculate="off")
-
-    pipe.run = lambda samples, rec=None, on_text=None, *, query=None, decode=None: run(
-        samples, rec, slowed(on_text), query=query, decode=to_the_cap(decode))
-    pipe.run_batch = lambda batch, on_texts=None, *, query=None, decode=None: run_batch(
-        batch, [slowed(f) for f in on_texts or [None] * len(batch)], query=query, decode=to_the_cap(decode))
-    return produced
+def _sent(url: str, audio: bytes, httpx) -> socket.socket:
+    """A client that sent a whole transcription request and waits for the answer on an open socket
+    (closing the socket is giving up: a client's timeout, a closed tab)."""
+    req = httpx.Request("POST", url + "/v1/audio/transcriptions", files={"file": ("a.wav", audio)})
+    head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    sock = socket.create_connection((req.url.host, req.url.port))
+    sock.sendall(f"POST {req.url.raw_path.decode()} HTTP/1.1\r\n{head}\r\n".encode() + req.read())
+    return sock
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
 def test_5_server_clients_that_gave_up_are_not_decoded(live, full_bundle, batch_size):
-    """Non-streaming clients that time out: the running job stops at its next token, and the next
-    request is answered without waiting. One at a time, the queued one never starts; in a batch,
-    both rows stop early."""
+    """Non-streaming clients that give up (close the connection) while their request is decoded or
+    queued: the running job stops at its next token, and the next request is answered with nothing
+    in front of it. One at a time, the queued one never starts; in a batch, both rows stop early."""
+    from dataclasses import replace
+
+    from tests.test_server import HeldDecoding
+
     LiveServer, _error, httpx = live
     with LiveServer(full_bundle, idle_unload=0, batch_size=batch_size) as s:
         slot = s.manager.slots["funasr-qwen4b"]
-        assert httpx.post(f"{s.url}/v1/models/funasr-qwen4b/load", timeout=60).json()["loaded"]
-        produced = _slow_llm(slot, 0.06)
-        t0 = time.perf_counter()
+        assert httpx.post(f"{s.url}/v1/models/funasr-qwen4b/load", timeout=HANG_S).json()["loaded"]
+        # to the token cap, one token a pass; held while the clients that give up are there
+        held = HeldDecoding(slot.model.pipeline, lambda d: replace(d, loop_guard=False, speculate="off"))
+        produced = held.produced
         assert s.post(audio=CLIP).status_code == 200
-        full_s, n_full = time.perf_counter() - t0, len(produced)
+        n_full = len(produced)
         assert n_full >= 20
         produced.clear()
         cancelled, requests = slot.stats["cancelled"], slot.stats["requests"]
 
-        def give_up():
-            with pytest.raises(httpx.TimeoutException):
-                httpx.post(s.url + "/v1/audio/transcriptions", files={"file": ("a.wav", CLIP.read_bytes())},
-                           timeout=0.4)
-
-        gone = [threading.Thread(target=give_up) for _ in range(2)]
-        for g in gone:
-            g.start()
-        for g in gone:
-            g.join()
-        assert s.wait(lambda: slot.queued == 0, 10)
+        held.on.set()
+        clients = [_sent(s.url, CLIP.read_bytes(), httpx) for _ in range(2)]
+        # both requests are at the model, and the first one's decoding has begun (held at a token)
+        assert poll_until(lambda: slot.queued == 2 and produced)
+        for c in clients:
+            c.close()
+        held.gone.set()
+        assert s.wait(lambda: slot.queued == 0)
         assert slot.stats["cancelled"] == cancelled + 2 and slot.stats["requests"] == requests + 2
-        # stopped early: one alone (the other never started), or both rows of one batch (or, on a
-        # busy machine, arriving too far apart to batch, each alone)
+        # stopped early: one alone (the other never started), or both rows of one batch (or, had
+        # they arrived too far apart to batch, each alone)
         assert len(produced) < n_full / 2, (len(produced), n_full)
+        held.on.clear()
         produced.clear()
-        t0 = time.perf_counter()
+        # nothing in front of it: nothing queued, and no token decoded but its own
         assert s.post(audio=CLIP).status_code == 200 and len(produced) == n_full
-        assert time.perf_counter() - t0 < 1.5 * full_s + 1  # nothing in front of it
+        assert slot.stats["requests"] == requests + 3 and slot.queued == 0
 
 
 # --- class 6: files -----------------------------------------------------------------------------
@@ -857,40 +845,65 @@ def _leftovers(parent: Path, name: str) -> list[str]:
     return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}.")]
 
 
+# The command line in a process of its own, paused in the middle of `convert bundle` (SenseVoice and
+# the adaptor written into the hidden staging, the LLM's weights converted beside them, nothing in
+# place yet): it says so by creating the file argv[1], then waits for a signal.
+_PAUSED_CONVERT = """
+import pathlib, signal, sys
+import funasr_qwen4b.convert.llm as llm
+from funasr_qwen4b.app.cli import main
+
+check = llm.check_finite_mlx
+
+def paused(*args, **kwargs):
+    check(*args, **kwargs)
+    pathlib.Path(sys.argv[1]).touch()
+    while True:
+        signal.pause()
+
+llm.check_finite_mlx = paused
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_6_files_sigterm_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path):
     """A process stopped by SIGTERM mid-conversion (a service manager, a CI timeout)."""
     pt = adaptor_pt(tmp_path / "a.pt")
-    out = tmp_path / "out"
+    out, mid = tmp_path / "out", tmp_path / "mid-conversion"
     before = [digest(p) for p in (sv_dir, qwen_dir, pt)]
-    proc = subprocess.Popen([sys.executable, "-m", "funasr_qwen4b.app.cli", "convert", "bundle", "--sensevoice",
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_CONVERT, str(mid), "convert", "bundle", "--sensevoice",
                              str(sv_dir), "--adaptor", str(pt), *HEADS, "--llm", str(qwen_dir), "-o", str(out)],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _leftovers(tmp_path, "out") and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.stderr.read()  # caught mid-conversion
-    time.sleep(0.3)
+    poll_until(lambda: mid.exists() or proc.poll() is not None)
+    assert proc.poll() is None and mid.exists(), proc.stderr.read()
+    assert _leftovers(tmp_path, "out") and not out.exists()  # caught mid-conversion
     proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=120)[1]
+    err = proc.communicate(timeout=HANG_S)[1]
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert not out.exists() and _leftovers(tmp_path, "out") == []
     assert [digest(p) for p in (sv_dir, qwen_dir, pt)] == before
 
 
-def test_6_files_ctrl_c_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path, capsys):
+def test_6_files_ctrl_c_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path, capsys, monkeypatch):
+    """Ctrl-C (a real SIGINT) in the middle of `convert bundle`: at the same point as the SIGTERM case."""
+    import funasr_qwen4b.convert.llm as llm
+
     pt, out = adaptor_pt(tmp_path / "a.pt"), tmp_path / "out"
+    check, caught = llm.check_finite_mlx, []
 
-    def interrupt():
-        while not _leftovers(tmp_path, "out"):
-            time.sleep(0.005)
-        time.sleep(0.05)
+    def interrupt(*args, **kwargs):
+        check(*args, **kwargs)
+        caught.append(bool(_leftovers(tmp_path, "out")) and not out.exists())
         os.kill(os.getpid(), signal.SIGINT)
+        while True:
+            signal.pause()
 
-    threading.Thread(target=interrupt, daemon=True).start()
+    monkeypatch.setattr(llm, "check_finite_mlx", interrupt)
     assert main(["convert", "bundle", "--sensevoice", str(sv_dir), "--adaptor", str(pt), *HEADS,
                  "--llm", str(qwen_dir), "-o", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
+    assert caught == [True]  # caught mid-conversion
     assert not out.exists() and _leftovers(tmp_path, "out") == []
 
 

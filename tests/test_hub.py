@@ -14,10 +14,7 @@ from pathlib import Path
 import pytest
 
 from funasr_qwen4b import hub
-from tests.conftest import CLIPS
-
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "models" / "demo"
+from tests.conftest import CLIPS, DEMO, HANG_S
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -161,7 +158,7 @@ def test_not_cached_offline_is_one_line_from_the_environment(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "MODELSCOPE_CACHE": str(tmp_path / "ms"),
            "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", "convert", "sensevoice", "iic/SenseVoiceSmall",
-                        "-o", str(tmp_path / "b")], capture_output=True, text=True, env=env, timeout=120)
+                        "-o", str(tmp_path / "b")], capture_output=True, text=True, env=env, timeout=HANG_S)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "iic/SenseVoiceSmall" in lines[0] and "modelscope cache" in lines[0], r.stderr
@@ -178,7 +175,7 @@ def test_torch_needing_commands_name_their_extra_in_an_mlx_only_install(bundle, 
                 ("reference", ["transcribe", "--ctc", str(CLIPS / "zh_open_hours.wav"), "-m", str(bundle),
                                "--backend", "reference"])]
     r = subprocess.run([sys.executable, "-c", script, *("|".join(c) for _, c in commands)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=HANG_S)
     assert r.stdout.split() == ["2", "2", "2"], r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 3 and "Traceback" not in r.stderr

@@ -164,6 +164,7 @@ def test_penalties_hand_checked_and_same_in_both_paths(full_bundle, clip):
     assert len({tuple(ids[i:i + 2]) for i in range(15)}) == 15  # no bigram repeats
 
 
+@pytest.mark.accuracy  # a 4- or 8-bit LM head over Qwen's vocabulary takes ~0.6 s a pass on a CPU
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quantized_llm_loads_and_transcribes(full_bundle, clip, tmp_path, bits):
     import shutil

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +18,10 @@ import soundfile as sf
 
 from funasr_qwen4b.app import outputs
 from funasr_qwen4b.audio import AudioError, load_audio
+from tests.conftest import CLIPS, DATASETS, HANG_S
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "models" / "demo"
-ZH = ROOT / "datasets" / "clips" / "zh_open_hours.wav"
-EN = ROOT / "datasets" / "en_heldout" / "en_heldout_003.flac"
+ZH = CLIPS / "zh_open_hours.wav"
+EN = DATASETS / "en_heldout" / "en_heldout_003.flac"
 
 RESULT = {"text": "Hello there.World", "seconds": 3725.0, "segments": [
     {"id": 0, "start": 0.0, "end": 1.2344, "text": "Hello there.", "tokens": [1, 2]},
@@ -55,14 +53,6 @@ def test_files_are_atomic_and_follow_the_umask(tmp_path):
     assert {oct(p.stat().st_mode & 0o777) for p in paths} == {oct(0o640)}
     assert (tmp_path / "a.srt").read_text() == outputs.to_srt(RESULT["segments"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary left
-
-
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    from funasr_qwen4b.convert.bundle import convert_bundle
-
-    return convert_bundle(tmp_path_factory.mktemp("demo") / "bundle", sensevoice=DEMO / "sensevoice",
-                          adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
 
 
 def srt_times(text: str) -> list[tuple[float, float]]:
@@ -104,7 +94,7 @@ def test_stdin_and_formats_through_ffmpeg(demo_bundle, tmp_path):
     """`-` reads standard input; what libsndfile cannot read goes through ffmpeg when it is installed."""
     wav = ZH.read_bytes()
     r = subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", "transcribe", "-", "-m", str(demo_bundle),
-                        "--ctc", "--output-format", "srt"], input=wav, capture_output=True, cwd=tmp_path, timeout=120)
+                        "--ctc", "--output-format", "srt"], input=wav, capture_output=True, cwd=tmp_path, timeout=HANG_S)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "stdin.srt").read_text(encoding="utf-8").startswith("1\n00:00:00")
     if shutil.which("ffmpeg") is None:

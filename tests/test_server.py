@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +26,7 @@ httpx = pytest.importorskip("httpx")
 
 from funasr_qwen4b.audio import load_audio  # noqa: E402
 from funasr_qwen4b.app.server import CTC_MODEL, LLM_MODEL, MODELS, create_app  # noqa: E402
+from tests.conftest import HANG_S, poll_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "datasets"
@@ -55,31 +55,60 @@ class LiveServer:
 
     def __enter__(self):
         self.thread.start()
-        for _ in range(400):
-            if self.server.started:
-                return self
-            time.sleep(0.025)
+        if poll_until(lambda: self.server.started or not self.thread.is_alive()) and self.server.started:
+            return self
+        self.__exit__()
         raise RuntimeError("server did not start")
 
     def __exit__(self, *exc):
         self.server.should_exit = True
-        self.thread.join(30)
+        self.thread.join(HANG_S)
         self.socket.close()  # uvicorn closes it too; this covers a server that never started
         assert not self.thread.is_alive()
 
     def client(self):
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=60)
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=HANG_S)
 
     def post(self, path="/v1/audio/transcriptions", audio=None, name="a.wav", **fields):
         files = None if audio is None else {"file": (name, audio if isinstance(audio, bytes) else Path(audio).read_bytes())}
-        return httpx.post(self.url + path, files=files, data=fields, timeout=60)
+        return httpx.post(self.url + path, files=files, data=fields, timeout=HANG_S)
 
-    def wait(self, cond, seconds=10.0):
-        for _ in range(int(seconds / 0.05)):
-            if cond():
-                return True
-            time.sleep(0.05)
-        return False
+    @staticmethod
+    def wait(cond):
+        return poll_until(cond)
+
+
+class HeldDecoding:
+    """The LLM model's decoding (alone or a batch's rows), its tokens counted in `produced`. While
+    `on` is set, each token, once passed on, is held: until the test sets `gone` (its client has
+    left), then until the request's own `on_text` raises (the server has cancelled the request:
+    decoding stops there). Only a hang guard (HANG_S) ends a hold otherwise: the token then goes on,
+    and the test fails on the count. `decode` changes each call's decoding rules."""
+
+    def __init__(self, pipe, decode):
+        self.pipe, self.run, self.run_batch = pipe, pipe.run, pipe.run_batch
+        self.produced, self.on, self.gone = [], threading.Event(), threading.Event()
+        pipe.run = lambda samples, rec=None, on_text=None, *, query=None, decode=None: self.run(
+            samples, rec, self._held(on_text), query=query, decode=self.decode(decode))
+        pipe.run_batch = lambda batch, on_texts=None, *, query=None, decode=None: self.run_batch(
+            batch, [self._held(f) for f in on_texts or [None] * len(batch)], query=query, decode=self.decode(decode))
+        self.decode = lambda d: decode(d or pipe.setup.decode)
+
+    def _held(self, on_text):
+        if on_text is None:
+            return None
+
+        def held(delta):
+            self.produced.append(delta)
+            on_text(delta)
+            if self.on.is_set():
+                self.gone.wait(HANG_S)
+                poll_until(lambda: on_text(delta))  # returns None until it raises Cancelled
+
+        return held
+
+    def restore(self):
+        self.pipe.run, self.pipe.run_batch = self.run, self.run_batch
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +149,14 @@ def test_import_needs_neither_torch_nor_mlx():
             "c.build_parser().parse_args(['serve', '-m', 'x']); "
             "bad = [m for m in ('torch', 'mlx', 'mlx.core', 'mlx_lm', 'funasr') if m in sys.modules]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=HANG_S)
 
 
 def test_models_and_health(server):
     ids = [m.id for m in server.client().models.list()]
     assert ids == [LLM_MODEL, CTC_MODEL]
     assert server.client().models.retrieve(CTC_MODEL).id == CTC_MODEL
-    h = httpx.get(server.url + "/health").json()
+    h = httpx.get(server.url + "/health", timeout=HANG_S).json()
     assert h["status"] == "ok" and h["default_model"] == LLM_MODEL and set(h["models"]) == {LLM_MODEL, CTC_MODEL}
 
 
@@ -182,7 +211,7 @@ def test_openai_client_streaming(server, direct):
     assert events[-1].type == "transcript.text.done" and events[-1].text == want
     # sensevoice-small streams too: its text in one delta, then done
     with httpx.stream("POST", server.url + "/v1/audio/transcriptions", files={"file": ("a.wav", ZH.read_bytes())},
-                      data={"model": CTC_MODEL, "stream": "true"}, timeout=60) as r:
+                      data={"model": CTC_MODEL, "stream": "true"}, timeout=HANG_S) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
     assert lines[-1].startswith('data: {"type": "transcript.text.done"')
@@ -197,7 +226,7 @@ def test_faults(server, tmp_path):
         for _ in range(80):
             yield b"\0" * 65536
     r = httpx.post(server.url + "/v1/audio/transcriptions", content=chunks(),
-                   headers={"content-type": "multipart/form-data; boundary=x"}, timeout=60)
+                   headers={"content-type": "multipart/form-data; boundary=x"}, timeout=HANG_S)
     _error(r, 413, "file_too_large")
     assert "upload limit of 4 MB" in _error(server.post(audio=b"\0" * (5 * 2**20)), 413)["message"]
     assert "62.9 s long" in _error(server.post(audio=LONG, model=CTC_MODEL), 400, "audio_too_long", "file")["message"]
@@ -205,16 +234,16 @@ def test_faults(server, tmp_path):
     _error(server.post(audio=wav[:30], model=CTC_MODEL), 400, "invalid_audio", "file")
     _error(server.post(audio=b"", model=CTC_MODEL), 400, "invalid_audio", "file")
     _error(server.post(model=CTC_MODEL), 400, "missing_file", "file")
-    _error(httpx.post(server.url + "/v1/audio/transcriptions", json={"model": CTC_MODEL}), 400, "missing_file")
+    _error(httpx.post(server.url + "/v1/audio/transcriptions", json={"model": CTC_MODEL}, timeout=HANG_S), 400, "missing_file")
     assert "`whisper-1`" in _error(server.post(audio=wav, model="whisper-1"), 404, "model_not_found", "model")["message"]
     _error(server.post(audio=wav, model=CTC_MODEL, response_format="xml"), 400, "invalid_value", "response_format")
     _error(server.post(audio=wav, model=CTC_MODEL, language="klingon"), 400, "unsupported_language", "language")
     _error(server.post(audio=wav, model=CTC_MODEL, stream="perhaps"), 400, "invalid_value", "stream")
     _error(server.post("/v1/audio/translations", wav, model=CTC_MODEL), 400, "unsupported_task", "model")
-    _error(httpx.get(server.url + "/v1/nothing"), 404, "not_found")
-    _error(httpx.get(server.url + "/v1/audio/transcriptions"), 405)
-    _error(httpx.post(server.url + "/v1/models/nope/unload"), 404, "model_not_found")
-    _error(httpx.get(server.url + "/v1/models/nope"), 404, "model_not_found")
+    _error(httpx.get(server.url + "/v1/nothing", timeout=HANG_S), 404, "not_found")
+    _error(httpx.get(server.url + "/v1/audio/transcriptions", timeout=HANG_S), 405)
+    _error(httpx.post(server.url + "/v1/models/nope/unload", timeout=HANG_S), 404, "model_not_found")
+    _error(httpx.get(server.url + "/v1/models/nope", timeout=HANG_S), 404, "model_not_found")
     # the openai client raises its own typed errors from these bodies
     with pytest.raises(openai.NotFoundError) as e:
         server.client().audio.transcriptions.create(file=("a.wav", wav), model="whisper-1")
@@ -233,7 +262,7 @@ def test_broken_model_is_503_and_the_other_keeps_serving(full_bundle, bundle, ct
             assert err["message"].startswith(f"model {LLM_MODEL} is unavailable: ")
         r = s.post(audio=ZH, model=CTC_MODEL)
         assert r.status_code == 200 and r.json()["text"] == ctc_direct(ZH)
-        h = httpx.get(s.url + "/health").json()["models"]
+        h = httpx.get(s.url + "/health", timeout=HANG_S).json()["models"]
         assert h[LLM_MODEL]["last_error"] and not h[LLM_MODEL]["loaded"] and h[CTC_MODEL]["loaded"]
     with LiveServer(bundle) as s:  # SenseVoice only: it is the default, the LLM model says what is missing
         assert "has no adaptor, llm" in _error(s.post(audio=ZH, model=LLM_MODEL), 503, "model_unavailable")["message"]
@@ -262,7 +291,7 @@ def test_sixteen_concurrent_requests(server, direct, ctc_direct, tmp_path):
         got = list(pool.map(ask, jobs))
     for (path, model, _), text in zip(jobs, got):
         assert text == want[path][0 if model == LLM_MODEL else 1], (path.name, model)
-    stats = httpx.get(server.url + "/health").json()["models"]
+    stats = httpx.get(server.url + "/health", timeout=HANG_S).json()["models"]
     assert stats[LLM_MODEL]["queued"] == 0 and stats[CTC_MODEL]["queued"] == 0
     # requests that waited together ran as batches, and still answered as each alone
     assert stats[LLM_MODEL]["batches"] >= 1 and stats[LLM_MODEL]["batched"] >= 2
@@ -275,38 +304,33 @@ def test_disconnect_mid_stream_stops_decoding(server):
     import mlx.core as mx
 
     s, slot = server, server.manager.slots[LLM_MODEL]
-    assert httpx.post(s.url + f"/v1/models/{LLM_MODEL}/load", timeout=60).json()["loaded"]
-    pipe, produced = slot.model.pipeline, []
-    run, cancelled = pipe.run, slot.stats["cancelled"]
-
-    def slow_run(samples, rec=None, on_text=None, *, query=None, decode=None):
-        def slow(delta):  # slow each token so a disconnect lands mid-way
-            produced.append(delta)
-            time.sleep(0.05)
-            on_text(delta)
-        decode = replace(decode or pipe.setup.decode, loop_guard=False)  # decode to the token cap
-        return run(samples, rec, slow if on_text else None, query=query, decode=decode)
-
-    pipe.run = slow_run
+    assert httpx.post(s.url + f"/v1/models/{LLM_MODEL}/load", timeout=HANG_S).json()["loaded"]
+    cancelled = slot.stats["cancelled"]
+    # decode to the token cap; the decoding is held after the first delta until the client has left
+    held = HeldDecoding(slot.model.pipeline, lambda d: replace(d, loop_guard=False))
+    produced = held.produced
     try:
         full = s.post(audio=ZH, stream="true")
         n_full = full.text.count("transcript.text.delta")
         assert n_full >= 20 and len(produced) == n_full
         produced.clear()
         threads, active = threading.active_count(), mx.get_active_memory()
+        held.on.set()
         with httpx.stream("POST", s.url + "/v1/audio/transcriptions", files={"file": ("a.wav", ZH.read_bytes())},
-                          data={"stream": "true"}, timeout=60) as r:
+                          data={"stream": "true"}, timeout=HANG_S) as r:
             for line in r.iter_lines():
                 if "transcript.text.delta" in line:
                     break  # leave after the first delta
+        held.gone.set()
         assert s.wait(lambda: slot.queued == 0)
         assert slot.stats["cancelled"] == cancelled + 1
         assert len(produced) < n_full / 2, (len(produced), n_full)  # it stopped, not ran to the end
         assert threading.active_count() <= threads
         assert mx.get_active_memory() - active < 2**18  # its KV cache went with it
+        held.on.clear()
         assert s.post(audio=ZH, stream="true").text == full.text  # and the model serves the next request whole
     finally:
-        pipe.run = run
+        held.restore()
 
 
 def _rss() -> int:
@@ -334,13 +358,13 @@ def test_load_unload_cycles_leave_memory_flat(server, capsys):
         assert s.post(audio=EN, model=LLM_MODEL).status_code == 200  # loads lazily
         assert s.post(audio=EN, model=CTC_MODEL).status_code == 200
         loaded = mx.get_active_memory()
-        unload = [httpx.post(f"{s.url}/v1/models/{LLM_MODEL}/unload").json(),
-                  httpx.delete(f"{s.url}/v1/models/{CTC_MODEL}").json()]
+        unload = [httpx.post(f"{s.url}/v1/models/{LLM_MODEL}/unload", timeout=HANG_S).json(),
+                  httpx.delete(f"{s.url}/v1/models/{CTC_MODEL}", timeout=HANG_S).json()]
         assert all(u["unloaded"] and not u["loaded"] for u in unload)
         return loaded, mx.get_active_memory(), _rss()
 
     for m in (LLM_MODEL, CTC_MODEL):
-        httpx.delete(f"{s.url}/v1/models/{m}")
+        httpx.delete(f"{s.url}/v1/models/{m}", timeout=HANG_S)
     gc.collect()
     base_active = mx.get_active_memory()
     rows = [cycle() for _ in range(7)]  # rows[0]: the warm-up
@@ -376,7 +400,7 @@ def test_idle_unload(full_bundle):
     with LiveServer(full_bundle, idle_unload=0.3) as s:
         slot = s.manager.slots[CTC_MODEL]
         first = s.post(audio=ZH, model=CTC_MODEL).json()["text"]
-        assert s.wait(lambda: slot.model is None, 10) and slot.stats["unloads"] == 1
+        assert s.wait(lambda: slot.model is None) and slot.stats["unloads"] == 1
         assert s.post(audio=ZH, model=CTC_MODEL).json()["text"] == first and slot.stats["loads"] == 2
 
 

@@ -5,17 +5,15 @@ silences of known length), the same from both backends."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from funasr_qwen4b import audio, ctc
 from funasr_qwen4b.audio import load_audio
+from tests.conftest import DATASETS
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "models" / "demo"
-EN = ROOT / "datasets" / "en_heldout"
+EN = DATASETS / "en_heldout"
 SR = 16000
 
 
@@ -95,14 +93,6 @@ def test_cjk_characters_are_words_with_their_punctuation():
 
 
 # --- on real audio: the demonstration model, both backends -------------------
-
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    from funasr_qwen4b.convert.bundle import convert_bundle
-
-    return convert_bundle(tmp_path_factory.mktemp("demo") / "bundle", sensevoice=DEMO / "sensevoice",
-                          adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
-
 
 def speech_span(x: np.ndarray) -> tuple[float, float]:
     """First and last sample louder than -60 dBFS: where the clip's speech is."""

@@ -18,6 +18,7 @@ import pytest
 
 from training import corpus, data, speech, wordlists
 from training.tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
+from tests.conftest import HANG_S
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -286,7 +287,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
     """--quick: a few hundred utterances, 2 epochs on the CPU; what it writes converts into a bundle."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--quick", "--workers", "2"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in ("sensevoice/model.pt", "sensevoice/config.yaml", "sensevoice/am.mvn", "sensevoice/configuration.json",
               "adaptor.pt", "qwen3/config.json", "qwen3/model.safetensors", "qwen3/tokenizer.json",
@@ -328,32 +329,32 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
     assert parts == features.layout(len(items), recipe.seed, 1 / 3)  # seeded
     cache = features.Cache(tmp_path / "c", recipe, parts)
     assert [len(c) for _, c in cache.chunks(1)] == [4, 3] and len(cache.missing(0)) == 1
+    # one pool of workers for both runs below (each worker imports FunASR first: seconds)
     with features.pool(2, False) as pool:
         for f in cache.submit(pool, 0, items) + cache.submit(pool, 1, items):
             f.result()
-    assert not cache.missing(0) and not cache.missing(1)
-    whole = cache.load(1)
-    assert whole.index.tolist() == parts[1] and whole.feats.dtype == np.float16
-    assert whole.feats.shape == (whole.frames.sum(), 560)
-    wide = whole.feats.astype(np.float64)
-    assert np.allclose(whole.s1, wide.sum(0)) and np.allclose(whole.s2, np.square(wide).sum(0))
+        assert not cache.missing(0) and not cache.missing(1)
+        whole = cache.load(1)
+        assert whole.index.tolist() == parts[1] and whole.feats.dtype == np.float16
+        assert whole.feats.shape == (whole.frames.sum(), 560)
+        wide = whole.feats.astype(np.float64)
+        assert np.allclose(whole.s1, wide.sum(0)) and np.allclose(whole.s2, np.square(wide).sum(0))
 
-    # one clip, made here, is the chunk's: synthesis, augmentation and features depend on the clip alone
-    from funasr_qwen4b.config import FrontendConfig
-    from funasr_qwen4b.reference.frontend import Frontend
+        # one clip, made here, is the chunk's: synthesis, augmentation and features depend on the clip alone
+        from funasr_qwen4b.config import FrontendConfig
+        from funasr_qwen4b.reference.frontend import Frontend
 
-    i = parts[1][0]
-    x = data.augment(data.synthesize(items[i]), recipe, np.random.default_rng([recipe.seed, i, 0]))
-    mine = Frontend(FrontendConfig(cmvn=False), None)(x).numpy().astype(np.float16)
-    assert np.array_equal(whole.feats[:whole.frames[0]], mine)
+        i = parts[1][0]
+        x = data.augment(data.synthesize(items[i]), recipe, np.random.default_rng([recipe.seed, i, 0]))
+        mine = Frontend(FrontendConfig(cmvn=False), None)(x).numpy().astype(np.float16)
+        assert np.array_equal(whole.feats[:whole.frames[0]], mine)
 
-    gone, _ = cache.chunks(1)[1]
-    kept, _ = cache.chunks(1)[0]
-    before = kept.stat().st_mtime_ns
-    gone.unlink()
-    again = features.Cache(tmp_path / "c", recipe, parts)
-    assert [p for p, _ in again.missing(1)] == [gone]
-    with features.pool(1, False) as pool:
+        gone, _ = cache.chunks(1)[1]
+        kept, _ = cache.chunks(1)[0]
+        before = kept.stat().st_mtime_ns
+        gone.unlink()
+        again = features.Cache(tmp_path / "c", recipe, parts)  # a later run
+        assert [p for p, _ in again.missing(1)] == [gone]
         for f in again.submit(pool, 1, items):
             f.result()
     assert np.array_equal(again.load(1).feats, whole.feats) and kept.stat().st_mtime_ns == before
@@ -436,7 +437,7 @@ _TINY = ("import sys, training.train as t; "
 
 def _tiny_train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _TINY, "--workers", "2", "--device", "cpu", "--no-eval", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
 
 
 def _weights(d: Path) -> dict:
