@@ -13,6 +13,7 @@ backend; this module neither chooses nor imports one. Normalisation and edit cou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -124,44 +125,42 @@ def run_utterances(entries: list[Entry], transcribers: dict[str, Transcribe], *,
     identifies the run; a partial file written for another run is refused. A progress bar
     goes to stderr.
     """
-    header = header or {}
-    done: dict[tuple[str, str], dict] = {}
-    out_f = None
-    if partial is not None:
-        done, out_f = _open_partial(Path(partial), header)
+    done, out_f = _open_partial(Path(partial), header or {}) if partial is not None else ({}, None)
     todo = [e for e in entries if any((e.id, b) not in done for b in transcribers)]
     if done:
         log.info("resuming from %s: %d of %d utterances already done", partial, len(entries) - len(todo),
                  len(entries))
-    try:
-        # logging_redirect_tqdm: a log line (a backend loading) is printed above the bar, not through it.
-        with logging_redirect_tqdm(), tqdm(total=len(entries), initial=len(entries) - len(todo), desc="cer",
-                                           unit="utt", disable=not progress) as bar:
-            for start in range(0, len(todo), batch_size):
-                chunk = [(e, load(e.audio)) for e in todo[start:start + batch_size]]
-                for b, fn in transcribers.items():
-                    need = [(e, s) for e, s in chunk if (e.id, b) not in done]
-                    if not need:
-                        continue
-                    t = time.perf_counter()
-                    hyps = fn([s for _, s in need])
-                    if len(hyps) != len(need):
-                        raise RuntimeError(f"the {b} transcriber gave {len(hyps)} texts for {len(need)} utterances")
-                    seconds = round((time.perf_counter() - t) / len(need), 4)
-                    for (e, s), hyp in zip(need, hyps):
-                        row = {"id": e.id, "backend": b, "hyp": hyp, "seconds": seconds,
-                               "audio_s": round(s.size / SAMPLE_RATE, 4)}
-                        done[(e.id, b)] = row
-                        if out_f is not None:
-                            out_f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    if out_f is not None:
-                        out_f.flush()
-                bar.set_postfix_str(chunk[-1][0].id)
-                bar.update(len(chunk))
-    finally:
-        if out_f is not None:
-            out_f.close()
+    # logging_redirect_tqdm: a log line (a backend loading) is printed above the bar, not through it.
+    with out_f or contextlib.nullcontext(), logging_redirect_tqdm(), \
+            tqdm(total=len(entries), initial=len(entries) - len(todo), desc="cer", unit="utt",
+                 disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = [(e, load(e.audio)) for e in todo[start:start + batch_size]]
+            for b, fn in transcribers.items():
+                _run_batch(b, fn, chunk, done, out_f)
+            bar.set_postfix_str(chunk[-1][0].id)
+            bar.update(len(chunk))
     return {b: {e.id: done[(e.id, b)] for e in entries} for b in transcribers}
+
+
+def _run_batch(backend: str, fn: Transcribe, chunk: list[tuple[Entry, np.ndarray]],
+               done: dict[tuple[str, str], dict], out_f) -> None:
+    """One transcriber over the utterances of a batch it has not done: their results kept in
+    `done` and, with a partial file, appended to it and flushed."""
+    need = [(e, s) for e, s in chunk if (e.id, backend) not in done]
+    if not need:
+        return
+    t = time.perf_counter()
+    hyps = fn([s for _, s in need])
+    if len(hyps) != len(need):
+        raise RuntimeError(f"the {backend} transcriber gave {len(hyps)} texts for {len(need)} utterances")
+    seconds = round((time.perf_counter() - t) / len(need), 4)
+    rows = [{"id": e.id, "backend": backend, "hyp": hyp, "seconds": seconds, "audio_s": round(s.size / SAMPLE_RATE, 4)}
+            for (e, s), hyp in zip(need, hyps)]
+    done.update(((row["id"], backend), row) for row in rows)
+    if out_f is not None:
+        out_f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        out_f.flush()
 
 
 # --- shards: one run over several machines ------------------------------------------

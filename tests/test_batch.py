@@ -1,20 +1,16 @@
-"""Batches (issue 16): several utterances through the MLX pipeline at once give, row by row,
+"""Batches: several utterances through the MLX pipeline at once give, row by row,
 the ids each gives alone (MLX float32, the strict tier), whatever the batch size, the
 lengths and where each row stops; each row streams and can be stopped on its own."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from funasr_qwen4b.audio import load_audio
+from funasr_qwen4b.audio import SAMPLE_RATE, load_audio
 from funasr_qwen4b.decoding import DecodeConfig, Stopped
 from funasr_qwen4b.manifest import load_manifest
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "datasets"
-DEMO = ROOT / "models" / "demo"
+from tests.conftest import DATASETS as DATA
 # random weights decode to the cap, 12 tokens a second here: long rows of different lengths
 LONG = DecodeConfig(loop_guard=False, speculate="off", min_tokens=1, tokens_per_second=12.0)
 
@@ -23,7 +19,7 @@ def synth_clips() -> list[np.ndarray]:
     """The CI random-weight sets (14 clips, 2.4 to 63 s), pieces over 30 s cut off."""
     out = []
     for name in ("zh_synth", "en_synth"):
-        out += [load_audio(e.audio)[: 30 * 16000] for e in load_manifest(DATA / name / "test.jsonl")]
+        out += [load_audio(e.audio)[: 30 * SAMPLE_RATE] for e in load_manifest(DATA / name / "test.jsonl")]
     return out
 
 
@@ -55,22 +51,11 @@ def test_random_weights_batched_ids_equal_unbatched(pipe, decode):
         assert b.decoded.stats.forwards == a.decoded.stats.forwards == len(ids(a)) - 1
 
 
-def test_demo_held_out_batched_ids_equal_unbatched(tmp_path_factory):
+def test_demo_held_out_batched_ids_equal_unbatched(demo_heldout):
     """The demonstration model on its 100 held-out utterances, batches of 7 (the last of 2): rows end
     at their own stop token, from 1.2 to 5.7 s of audio."""
-    from funasr_qwen4b.convert.bundle import convert_bundle
-    from funasr_qwen4b.mlx_port.pipeline import Pipeline
-
-    bundle = convert_bundle(tmp_path_factory.mktemp("demo") / "b", sensevoice=DEMO / "sensevoice",
-                            adaptor=DEMO / "adaptor.pt", llm=DEMO / "qwen3", dtype="float32")
-    pipe = Pipeline.from_bundle(bundle, decode=DecodeConfig(speculate="off"))
-    entries = [e for name in ("zh_heldout", "en_heldout") for e in load_manifest(DATA / name / "test.jsonl")]
-    clips = [load_audio(e.audio) for e in entries]
-    batched = []
-    for at in range(0, len(clips), 7):
-        batched += pipe.run_batch(clips[at: at + 7])
-    for e, x, b in zip(entries, clips, batched):
-        a = pipe.run(x)
+    h = demo_heldout
+    for e, a, b in zip(h.entries, h.plain, h.batched(7), strict=True):
         assert ids(b) == ids(a) and b.text == a.text and b.decoded.stop == "eos", e.id
 
 

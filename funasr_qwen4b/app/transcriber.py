@@ -8,6 +8,7 @@
     t.transcribe(open("a.m4a", "rb"))               # bytes and file-likes too (ffmpeg for M4A, AAC, ...)
     for s in t.transcribe("a.wav")["segments"]: print(s["start"], s["end"], s["text"])
     for r in t.transcribe_files(paths): ...
+    for i, r in t.transcribe_each(paths, batch_size=8): ...   # r: input i's result, or its own exception
     Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
 
 Long input is split at low-energy points (see `max_seconds`) and the texts are
@@ -24,7 +25,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-
 from .. import ctc
 from ..audio import SAMPLE_RATE, read_audio, speech_regions, split_points
 from ..bundle import Bundle, as_bundle
@@ -33,11 +33,13 @@ from ..decoding import DecodeConfig
 from ..hub import resolve
 from ..nospeech import no_speech
 from ..prompt import TRANSLATE_TEMPLATE, encode
+from . import batching
 from .backends import load_pipeline
+from .batching import Job
 
 log = logging.getLogger(__name__)
 
-# ~8 tokens/s of English speech against ~5 for Chinese (REFERENCE.md §5).
+# English speech has more tokens a second than Chinese: its cap on generated tokens is higher.
 EN_TOKENS_PER_SECOND = 8.0
 
 
@@ -90,13 +92,26 @@ class OrderedStream:
     def __init__(self, on_text: Callable[[str], None], pieces: int):
         self.joined, self.held = JoinedStream(on_text), [[] for _ in range(pieces)]
         self.ended, self.at = [False] * pieces, 0  # the piece now streaming
+        # characters of each piece taken, those its current run has given, and those to drop from it
+        self.taken, self.given, self.skip = [0] * pieces, [0] * pieces, [0] * pieces
+
+    def run_feed(self, k: int) -> Callable[[str], None]:
+        """Piece k's feed for a run of it. A piece runs again when its batch failed: the text the
+        failed run gave (the same ids, the same text) goes out once."""
+        self.skip[k], self.given[k] = self.taken[k], 0
+        return self.piece(k)
 
     def piece(self, k: int) -> Callable[[str], None]:
         def feed(delta: str) -> None:
+            new = delta[max(0, self.skip[k] - self.given[k]):]
+            self.given[k] += len(delta)
+            if not new:
+                return
+            self.taken[k] = self.given[k]
             if k == self.at:
-                self.joined(delta)
+                self.joined(new)
             else:
-                self.held[k].append(delta)
+                self.held[k].append(new)
         return feed
 
     def done(self, k: int) -> None:
@@ -161,7 +176,8 @@ class Transcriber:
         """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
         read_audio) → text, segments with their times and words, tags, timings. `language`
         sets the encoder's language query row for this call (zh, en, ...)."""
-        return self._transcribe([audio], sample_rate, language, [on_text], translate, batch_size=1)[0]
+        return _raising(self.transcribe_each([audio], sample_rate, language=language, on_texts=[on_text],
+                                             translate=translate))[0]
 
     def transcribe_batch(self, audios: list, sample_rate: int | None = None, *, language: str | None = None,
                          on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
@@ -170,119 +186,113 @@ class Transcriber:
         (long input split as `transcribe` splits it) go through the pipeline `batch_size` at a
         time, longest first so that a batch pads little: a batch decodes one token per pass
         per row, without speculation, and the reference backend runs it one utterance at a
-        time. `on_texts[i]` streams input i's text in order. A bad input raises before any
-        is transcribed; timings are the batches' (each piece carries its batch's)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        time. `on_texts[i]` streams input i's text in order. An input that fails raises its own
+        error (the first in input order) once the others have run; `transcribe_each` gives each
+        input's outcome instead. Timings are the batches' (each piece carries its batch's)."""
+        return _raising(self.transcribe_each(audios, sample_rate, language=language, on_texts=on_texts,
+                                             translate=translate, batch_size=batch_size))
+
+    def transcribe_each(self, audios: Iterable, sample_rate: int | None = None, *, language: str | None = None,
+                        on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
+                        batch_size: int = 1, window: int | None = None) -> Iterator[tuple[int, dict | Exception]]:
+        """(position, result or the exception raised for that input alone) for each input, in
+        input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
+        a time, longest first; a batch that fails runs again one piece at a time, so that only
+        the input at fault gets an error, its own; inputs are read `window` at a time (default:
+        all), a window's outcomes given once it is done. Arguments as for transcribe_batch."""
+        audios = list(audios)
+        for name, n in (("batch_size", batch_size), ("window", 1 if window is None else window)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{name} must be a positive integer, got {n!r}")
         if on_texts is not None and len(on_texts) != len(audios):
             raise ValueError(f"on_texts has {len(on_texts)} entries for {len(audios)} inputs")
-        return self._transcribe(list(audios), sample_rate, language, on_texts or [None] * len(audios), translate,
-                                batch_size)
-
-    def _transcribe(self, audios: list, sample_rate: int | None, language: str | None, on_texts: list,
-                    translate: bool, batch_size: int) -> list[dict]:
-        t0 = time.perf_counter()
-        samples, loaded = [], []
-        for a in audios:
-            t = time.perf_counter()
-            samples.append(read_audio(a, sample_rate))
-            loaded.append(time.perf_counter() - t)
+        on_texts = on_texts or [None] * len(audios)
         query, decode = self._settings(language)
-        bounds = [[0, *(split_points(x, self.max_seconds) if self.max_seconds else []), x.size] for x in samples]
-        streams = [OrderedStream(f, len(b) - 1) if f is not None else None for f, b in zip(on_texts, bounds)]
-        # every piece with speech, as (input, piece); the others are silent with their reason
-        pieces, silent = [], {}
-        for i, (x, b) in enumerate(zip(samples, bounds)):
-            for k in range(len(b) - 1):
-                reason = no_speech(x[b[k]:b[k + 1]])  # the same rule for both backends: nothing is transcribed
-                if reason is None:
-                    pieces.append((i, k))
-                else:
-                    silent[i, k] = reason
-                    if streams[i] is not None:
-                        streams[i].done(k)
-        outs, runs = {}, []  # each pipeline call's stage times
-        runs_of = [set() for _ in samples]  # the calls each input's pieces were in
-        if batch_size > 1:
-            pieces.sort(key=lambda ik: bounds[ik[0]][ik[1]] - bounds[ik[0]][ik[1] + 1])
-        for n in range(0, len(pieces), batch_size):
-            group = pieces[n: n + batch_size]
-            audio = [samples[i][bounds[i][k]: bounds[i][k + 1]] for i, k in group]
-            feed = [None if self.ctc_only or streams[i] is None else streams[i].piece(k) for i, k in group]
-            if len(group) == 1:  # one utterance: the pipeline's own path (speculation where it applies)
-                got = [self.pipeline.run(audio[0], on_text=feed[0], query=query, decode=decode)]
-            else:
-                got = self.pipeline.run_batch(audio, feed, query=query, decode=decode)
-            # a batch's stages are shared by its rows: their longest (the rows end one by one)
-            runs.append({key: max(o.timings.get(key, 0.0) for o in got) for key in got[0].timings})
-            for (i, k), out in zip(group, got):
-                runs_of[i].add(len(runs) - 1)
-                if self.ctc_only:
-                    out.text = out.ctc.text.strip()
-                    if streams[i] is not None:
-                        streams[i].piece(k)(out.text)
-                outs[i, k] = out
-                if streams[i] is not None:
-                    streams[i].done(k)
-        results = []
-        for i, x in enumerate(samples):
-            timings = {}
-            for n in sorted(runs_of[i]):
-                for key, v in runs[n].items():
-                    timings[key] = timings.get(key, 0.0) + v
-            r = self._result(x, bounds[i], [outs.get((i, k)) for k in range(len(bounds[i]) - 1)],
-                             [silent.get((i, k)) for k in range(len(bounds[i]) - 1)], query, translate, timings)
-            results.append(r)
-        total = round(time.perf_counter() - t0, 4)  # the call's: a batch's inputs end together
-        for r, t in zip(results, loaded):
-            r["timings"] = {"load_audio": round(t, 4), **r["timings"], "total": total}
-        return results
+        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i]),
+                             run=lambda pieces: self._run(pieces, query, decode), took=self._took,
+                             finish=lambda job: self._result(job, query, translate), batch_size=batch_size,
+                             window=window)
 
-    def _result(self, samples, bounds: list[int], outs: list, silent: list, query: QueryConfig,
-                translate: bool, timings: dict[str, float]) -> dict:
-        """One input's result from its pieces' outputs (None where a piece had no speech, with its
-        reason) and the stage times of the pipeline calls they were in."""
-        segments = []
-        for a, b, out, reason in zip(bounds, bounds[1:], outs, silent):
-            if out is None:
-                segments.append({"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
-                                 "text": "", "tokens": [], "words": [], "no_speech": reason})
+    def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None) -> Job:
+        """One input read and cut into pieces; a piece without speech is not transcribed (the same
+        rule for both backends), its reason kept."""
+        t = time.perf_counter()
+        samples = read_audio(audio, sample_rate)
+        read_s = time.perf_counter() - t
+        bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
+        stream = OrderedStream(on_text, len(bounds) - 1) if on_text is not None else None
+        job = Job(samples, bounds, stream=stream, read_s=read_s)
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            reason = no_speech(samples[a:b])
+            if reason is None:
+                job.pieces[k] = samples[a:b]
                 continue
-            segments += self._segments(out, samples[a:b], a / SAMPLE_RATE)
-        outs = [o for o in outs if o is not None]
-        for i, s in enumerate(segments):
-            s["id"] = i
-        n_tokens = sum(len(o.decoded.ids if o.decoded else o.ctc.text_ids) for o in outs)
-        stats = [o.decoded.stats for o in outs if o.decoded]
-        result = {
-            "text": join_texts([o.text for o in outs]),
-            "segments": segments,
-            "language": query.language,
-            "tags": outs[0].ctc.tags if outs else [],
-            "tag_ids": outs[0].ctc.tag_ids if outs else [],
-            "ctc_text": join_texts([o.ctc.text for o in outs]),
-            "ctc_ids": [i for o in outs for i in o.ctc.ids],
-            "seconds": round(samples.size / SAMPLE_RATE, 3),
-            "chunks": len(bounds) - 1,
-            "tokens": n_tokens,
-            "stop": [o.decoded.stop for o in outs] if not self.ctc_only else [],
-            # LLM forward passes after each prefill; draft tokens verified and accepted
-            "forwards": sum(st.forwards for st in stats),
-            "drafted": sum(st.drafted for st in stats),
-            "accepted": sum(st.accepted for st in stats),
-            "backend": self.backend.value,
-        }
-        reasons = [r for r in silent if r is not None]
-        if reasons and not outs:
+            job.silent[k] = reason
+            if stream is not None:
+                stream.done(k)
+        return job
+
+    def _run(self, pieces: list[batching.Piece], query: QueryConfig, decode: DecodeConfig | None) -> list:
+        """One pipeline call over pieces; a piece alone takes the pipeline's own path (speculation
+        where it applies). The LLM's text streams as it is decoded; CTC text once it is there (_took)."""
+        audio = [job.pieces[k] for job, k in pieces]
+        feeds = [job.stream.run_feed(k) if job.stream is not None and not self.ctc_only else None
+                 for job, k in pieces]
+        if len(pieces) == 1:
+            return [self.pipeline.run(audio[0], on_text=feeds[0], query=query, decode=decode)]
+        return self.pipeline.run_batch(audio, feeds, query=query, decode=decode)
+
+    def _took(self, job: Job, k: int, out) -> None:
+        if self.ctc_only:
+            out.text = out.ctc.text.strip()
+            if job.stream is not None:
+                job.stream.piece(k)(out.text)
+        if job.stream is not None:
+            job.stream.done(k)
+
+    def _result(self, job: Job, query: QueryConfig, translate: bool) -> dict:
+        """One input's result from its pieces' outputs and the stage times of the pipeline calls
+        they were in."""
+        outs = [job.outs[k] for k in sorted(job.outs)]
+        seconds = round(job.samples.size / SAMPLE_RATE, 3)
+        result = {"text": join_texts([o.text for o in outs]), "segments": self._all_segments(job),
+                  "language": query.language, **_ctc_fields(outs), "seconds": seconds, "chunks": len(job.bounds) - 1,
+                  **self._decoded_fields(outs), "backend": self.backend.value}
+        if job.silent and not outs:
+            reasons = list(job.silent.values())
             result["no_speech"] = reasons[0] if len(reasons) == 1 else "; ".join(sorted(set(reasons)))
+        timings = job.timings()
         if translate:
             t1 = time.perf_counter()
             result["translation"] = self.translate(result["text"]) if result["text"] else ""
             timings["translate"] = time.perf_counter() - t1
         decode_s = timings.get("llm_decode", 0.0)
-        result["tokens_per_s"] = round(max(n_tokens - len(outs), 0) / decode_s, 2) if decode_s else 0.0
+        tokens = max(result["tokens"] - len(outs), 0)  # those after each piece's first
+        result["tokens_per_s"] = round(tokens / decode_s, 2) if decode_s else 0.0
         result["timings"] = {k: round(v, 4) for k, v in timings.items()}
         return result
+
+    def _decoded_fields(self, outs: list) -> dict:
+        """Tokens (the LLM's, or the CTC head's), each piece's stop, and the LLM's forward passes
+        after each prefill with the draft tokens verified and accepted."""
+        stats = [o.decoded.stats for o in outs if o.decoded]
+        return {"tokens": sum(len(o.decoded.ids if o.decoded else o.ctc.text_ids) for o in outs),
+                "stop": [] if self.ctc_only else [o.decoded.stop for o in outs],
+                "forwards": sum(st.forwards for st in stats), "drafted": sum(st.drafted for st in stats),
+                "accepted": sum(st.accepted for st in stats)}
+
+    def _all_segments(self, job: Job) -> list[dict]:
+        """Every piece's segments in order, numbered; a piece without speech is one empty segment with its reason."""
+        segments = []
+        for k, (a, b) in enumerate(zip(job.bounds, job.bounds[1:])):
+            if k in job.silent:
+                segments.append({"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
+                                 "text": "", "tokens": [], "words": [], "no_speech": job.silent[k]})
+            else:
+                segments += self._segments(job.outs[k], job.samples[a:b], a / SAMPLE_RATE)
+        for i, s in enumerate(segments):
+            s["id"] = i
+        return segments
 
     def _segments(self, out, samples, offset: float) -> list[dict]:
         """One piece's transcript as timed segments (seconds into the whole audio), each with
@@ -324,3 +334,20 @@ class Transcriber:
             r = self.transcribe(p, **kwargs)
             log.info("[%d/%d] %s: %.1f s audio in %.2f s", i, len(paths), p, r["seconds"], r["timings"]["total"])
             yield {"audio": str(p), **r}
+
+
+def _ctc_fields(outs: list) -> dict:
+    """The first piece's tags, and every piece's CTC text and ids."""
+    first = outs[0].ctc if outs else None
+    return {"tags": first.tags if first else [], "tag_ids": first.tag_ids if first else [],
+            "ctc_text": join_texts([o.ctc.text for o in outs]), "ctc_ids": [i for o in outs for i in o.ctc.ids]}
+
+
+def _raising(outcomes: Iterable[tuple[int, dict | Exception]]) -> list[dict]:
+    """The results, in order; the first input that failed raises its error."""
+    results = []
+    for _, r in outcomes:
+        if isinstance(r, Exception):
+            raise r
+        results.append(r)
+    return results

@@ -87,6 +87,18 @@ def _versions(backends: tuple[Backend, ...]) -> dict:
     return v
 
 
+def _check_options(limit: int | None, worst: int, batch_size: int, shard: Shard | None, report) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if worst < 0:
+        raise ValueError(f"--worst must be 0 or more, got {worst}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if shard is not None and report is None:
+        raise ValueError(f"--shard {shard} needs --report FILE.json: the merge reads each shard's "
+                         f"FILE.shardI-of-N.partial.jsonl")
+
+
 def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = (Backend.MLX,), *,
           report: str | Path | None = None, limit: int | None = None, worst: int = 10,
           query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
@@ -97,15 +109,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     its partial file holding what `cer.merge_shards` needs to give the whole run's report."""
     from funasr_qwen4b.parity import cer
 
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
-    if worst < 0:
-        raise ValueError(f"--worst must be 0 or more, got {worst}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    if shard is not None and report is None:
-        raise ValueError(f"--shard {shard} needs --report FILE.json: the merge reads each shard's "
-                         f"FILE.shardI-of-N.partial.jsonl")
+    _check_options(limit, worst, batch_size, shard, report)
     bundle.require("sensevoice", why="every transcript starts with its encoder")
     if transcriber_kind(bundle) == "ctc" and not (bundle.root / "sensevoice" / "tokenizer.model").is_file():
         raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no .bpe.model): "

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ...audio import AudioError, read_audio
+from ...audio import AudioError
 from ..outputs import FORMATS, write_outputs
 from .args import (add_backend_arg, add_hub_args, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
                    add_template_args, bundle_from, query_from, sources_from, template_from)
@@ -56,77 +56,107 @@ def output_formats(args) -> tuple[str, ...]:
     return FORMATS if fmt == "all" else (fmt,)
 
 
-def cmd_transcribe(args) -> int:
+# A bad input, when there are several: reported, and the others go on.
+INPUT_ERRORS = (AudioError, ValueError, OSError)
+
+
+class Printed:
+    """One input's text printed on stdout as it is decoded, after its prefix (`NAME<tab>` with
+    several inputs), the prefix printed once the input is read and its text begins."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.started = prefix, False
+
+    def __call__(self, delta: str) -> None:
+        self.begin()
+        print(delta, end="", flush=True)
+
+    def begin(self) -> None:
+        if not self.started:
+            print(self.prefix, end="", flush=True)
+            self.started = True
+
+    def end(self) -> None:
+        """Ends the line (an input that failed mid-way ends its own, too)."""
+        if self.started:
+            print(flush=True)
+
+
+def load_transcriber(args):
     from ..transcriber import Transcriber
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.batch_size > 1 and args.stream:
-        raise ValueError("--stream prints one input's text as it is decoded: use it with --batch-size 1")
-    inputs = expand(args.audio)
-    formats, out_dir = output_formats(args), Path(args.output_dir or ".")
     bundle = bundle_from(args)
     decode = None
     if not args.ctc:
         decode = replace(bundle.decode, loop_guard=not args.no_loop_guard, speculate=args.speculate or
                          bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
                          no_repeat_ngram=args.no_repeat_ngram)
-    t = Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
-                         query=query_from(args, None), decode=decode, max_seconds=args.max_seconds,
-                         sources=sources_from(args))
-    many = len(inputs) > 1
-    failed, done = [], 0
-    names, out_stems = list(inputs), stems(inputs)
-    for at in range(0, len(names), args.batch_size):
-        group = []
-        for name, stem in zip(names[at: at + args.batch_size], out_stems[at: at + args.batch_size]):
-            try:  # read first: a bad input fails before any text of it is printed
-                group.append((name, stem, read_audio(sys.stdin.buffer if name == STDIN else name)))
-            except (AudioError, ValueError, FileNotFoundError, OSError) as e:
-                if not many:  # one input: the command's own one-line error and exit status
-                    raise
-                failed.append(name)
-                log.error("%s: %s", name, " ".join(str(e).split()))
-        results = None
-        if args.batch_size > 1 and len(group) > 1:
-            try:
-                results = t.transcribe_batch([x for _, _, x in group], 16000, batch_size=args.batch_size,
-                                             translate=args.translate)
-            except (AudioError, ValueError) as e:  # one at a time, so the input at fault is named
-                log.warning("batch of %d failed (%s); transcribing its inputs one at a time", len(group), e)
-        for k, (name, stem, samples) in enumerate(group):
-            prefix = f"{name}\t" if many else ""
-            try:
-                r = (show(results[k], name, args, prefix) if results
-                     else transcribe_one(t, samples, name, args, prefix))
-                for p in write_outputs({"audio": name, **r}, out_dir, stem, formats):
-                    log.info("wrote %s", p)
-            except BrokenPipeError:  # the reader of our stdout is gone (`| head`): not this file's fault
+    return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
+                            query=query_from(args, None), decode=decode, max_seconds=args.max_seconds,
+                            sources=sources_from(args))
+
+
+def cmd_transcribe(args) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.batch_size > 1 and args.stream:
+        raise ValueError("--stream prints one input's text as it is decoded: use it with --batch-size 1")
+    inputs = expand(args.audio)
+    t = load_transcriber(args)
+    said = Reports(args, inputs)
+    # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
+    for i, r in t.transcribe_each([sys.stdin.buffer if name == STDIN else name for name in inputs],
+                                  on_texts=said.printed, translate=args.translate, batch_size=args.batch_size,
+                                  window=args.batch_size):
+        said.outcome(i, r)
+    return said.close()
+
+
+class Reports:
+    """What the command says of each input, in order: its text (or JSON) on stdout and its files;
+    with several inputs, a bad one reported and skipped, and the progress on stderr."""
+
+    def __init__(self, args, inputs: list[str]):
+        self.args, self.inputs, self.many, self.failed = args, inputs, len(inputs) > 1, []
+        self.formats, self.out_dir, self.stems = output_formats(args), Path(args.output_dir or "."), stems(inputs)
+        self.prefixes = [f"{name}\t" if self.many else "" for name in inputs]
+        self.printed = [Printed(p) for p in self.prefixes] if args.stream and not args.json else None
+
+    def outcome(self, i: int, r: dict | Exception) -> None:
+        name = self.inputs[i]
+        try:
+            r = self.show(i, r)
+            for p in write_outputs({"audio": name, **r}, self.out_dir, self.stems[i], self.formats):
+                log.info("wrote %s", p)
+        except BrokenPipeError:  # the reader of our stdout is gone (`| head`): not this file's fault
+            raise
+        except INPUT_ERRORS as e:
+            if not self.many:  # one input: the command's own one-line error and exit status
                 raise
-            except (AudioError, ValueError, FileNotFoundError, OSError) as e:
-                if not many:
-                    raise
-                failed.append(name)
-                log.error("%s: %s", name, " ".join(str(e).split()))
-                continue
-            done += 1
-            if many:
-                log.info("[%d/%d] %s: %.1f s audio in %.2f s", done + len(failed), len(inputs), name, r["seconds"],
-                         r["timings"]["total"])
-    if many:
-        log.info("%d of %d transcribed%s", len(inputs) - len(failed), len(inputs),
-                 f"; failed: {', '.join(failed)}" if failed else "")
-    return 1 if failed else 0
+            self.failed.append(name)
+            log.error("%s: %s", name, " ".join(str(e).split()))
+            return
+        if self.many:
+            log.info("[%d/%d] %s: %.1f s audio in %.2f s", i + 1, len(self.inputs), name, r["seconds"],
+                     r["timings"]["total"])
 
+    def show(self, i: int, r: dict | Exception) -> dict:
+        """Input i's result shown (its streamed line ended), or its error raised."""
+        printed = self.printed[i] if self.printed else None
+        if printed is not None:
+            if not isinstance(r, Exception):
+                printed.begin()  # a result without text still has its line
+            printed.end()
+        if isinstance(r, Exception):
+            raise r
+        return show(r, self.inputs[i], self.args, self.prefixes[i], streamed=printed is not None)
 
-def transcribe_one(t, samples, name: str, args, prefix: str) -> dict:
-    """One input's result, its text (or JSON) printed on stdout as it comes."""
-    if args.stream and not args.json:
-        print(prefix, end="", flush=True)
-        r = t.transcribe(samples, 16000, on_text=lambda d: print(d, end="", flush=True), translate=args.translate)
-        print()
-        return show(r, name, args, prefix, streamed=True)
-    return show(t.transcribe(samples, 16000, translate=args.translate), name, args, prefix)
+    def close(self) -> int:
+        """The exit status: 1 when any input failed."""
+        if self.many:
+            log.info("%d of %d transcribed%s", len(self.inputs) - len(self.failed), len(self.inputs),
+                     f"; failed: {', '.join(self.failed)}" if self.failed else "")
+        return 1 if self.failed else 0
 
 
 def show(r: dict, name: str, args, prefix: str, streamed: bool = False) -> dict:

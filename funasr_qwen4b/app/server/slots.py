@@ -15,7 +15,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -217,42 +217,31 @@ class ModelSlot:
 
     def _drain_in_worker(self) -> None:
         """Run what is waiting as a batch (one job is queued per request; a job finding nothing
-        left, its request taken by an earlier batch, returns)."""
+        left, its request taken by an earlier batch, returns). Each request gets its own outcome:
+        a batch that fails runs again one at a time (the Transcriber's batching policy), so that
+        only the request at fault is told."""
         self._gather()
         batch = self._next_batch()
         if not batch:
             return
         try:
-            results = self._transcribe_in_worker(batch)
-        except Exception as e:
-            if len(batch) > 1 and not isinstance(e, ModelUnavailable):
-                # one request's audio failed the batch: each alone, so only that one is told
-                log.warning("a batch of %d failed (%s); running its requests alone", len(batch), one_line(e))
-                for item in batch:
-                    try:
-                        r = self._transcribe_in_worker([item])
-                    except Exception as e1:
-                        r = e1
-                    with self._count_lock:
-                        self._done(item, r)
-                return
-            results = [e] * len(batch)
+            outcomes = list(self._transcribe_in_worker(batch))
+        except Exception as e:  # the model's (it cannot load), not one request's: each is told
+            outcomes = [(k, e) for k in range(len(batch))]
         with self._count_lock:
-            for item, r in zip(batch, results):
+            for k, r in outcomes:
+                item = batch[k]
                 # a client gone mid-batch: its row stopped early, and its text is nobody's
                 self._done(item, Cancelled() if item.cancel.is_set() and not isinstance(r, Exception) else r)
 
-    def _transcribe_in_worker(self, batch: list["Waiting"]) -> list[dict]:
+    def _transcribe_in_worker(self, batch: list["Waiting"]) -> Iterator[tuple[int, dict | Exception]]:
         model = self._load_in_worker()
         language, translate = batch[0].key
-        if len(batch) == 1:  # alone: one utterance's own path (speculation)
-            return [model.transcribe(batch[0].samples, SAMPLE_RATE, language=language, translate=translate,
-                                     on_text=batch[0].on_text)]
-        self.stats["batches"] += 1
-        self.stats["batched"] += len(batch)
-        return model.transcribe_batch([i.samples for i in batch], SAMPLE_RATE, language=language,
-                                      translate=translate, on_texts=[i.on_text for i in batch],
-                                      batch_size=self.cfg.batch_size)
+        if len(batch) > 1:
+            self.stats["batches"] += 1
+            self.stats["batched"] += len(batch)
+        return model.transcribe_each([i.samples for i in batch], SAMPLE_RATE, language=language, translate=translate,
+                                     on_texts=[i.on_text for i in batch], batch_size=self.cfg.batch_size)
 
     async def transcribe(self, samples, *, language: str | None = None, translate: bool = False,
                          on_text: Callable[[str], None] | None = None,
