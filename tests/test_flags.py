@@ -186,6 +186,12 @@ def test_hub_and_revision_flags_pick_the_snapshot(caches, qwen_dir, sv_dir, tmp_
     assert run(capsys, "transcribe", CLIP, "--ctc", "-m", "you/bundle", "--hub", "huggingface",
                "--revision", COMMIT) == run(capsys, "transcribe", CLIP, "--ctc", "-m", out)
     assert "OK" in run(capsys, "verify", "--model", "you/bundle", "--hub", "huggingface", "--revision", COMMIT)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "audio": CLIP, "text": "开放时间"}, ensure_ascii=False) + "\n")
+    by_id = run(capsys, "cer", "-m", "you/bundle", "--hub", "huggingface", "--revision", COMMIT, "--manifest", manifest)
+    snapshot = hf / "hub" / "models--you--bundle" / "snapshots" / COMMIT
+    by_path = run(capsys, "cer", "-m", out, "--manifest", manifest).replace(str(out), str(snapshot))
+    assert by_id.split("Time:")[0] == by_path.split("Time:")[0]
     bench = tmp_path / "bench.json"
     run(capsys, "bench", "--model", "you/bundle", "--hub", "huggingface", "--revision", COMMIT, "--clips", "1",
         "--reps", "1", "--warmup", "0", "--tokens", "4", "--draft-rate", "0.5", "--json", bench)

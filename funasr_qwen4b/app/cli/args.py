@@ -83,8 +83,10 @@ def sources_from(args) -> dict[str, Path | None]:
 
 
 def add_model_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """-m BUNDLE, with --hub and --revision for a bundle given by its hub id."""
     p.add_argument("-m", "--model", required=required, metavar="BUNDLE",
                    help="bundle directory, or a hub id of one (e.g. user/bundle; see --hub)")
+    add_hub_args(p)
 
 
 def add_hub_args(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ...atomic import write_json_atomic
-from .args import add_backend_arg, add_hub_args, add_model_arg, backends_from, bundle_from
+from .args import add_backend_arg, add_model_arg, backends_from, bundle_from
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ def add_parser(sub) -> None:
                         "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(be, required=False)
-    add_hub_args(be)
     be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
     add_backend_arg(be, both=True)
     be.add_argument("--json", help="write the results as JSON")

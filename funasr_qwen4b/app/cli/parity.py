@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...audio import load_audio, packaged_clip
 from ...bundle import Bundle
-from .args import (add_hub_args, add_model_arg, add_query_args, add_source_args, add_template_args, needs_extras,
+from .args import (add_model_arg, add_query_args, add_source_args, add_template_args, needs_extras,
                    query_from, resolve_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,6 @@ def add_parser(sub) -> None:
                         "in a float32 bundle (at reduced precision their agreement is reported).",
                         epilog="example: funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json --dump taps/")
     add_model_arg(pa)
-    add_hub_args(pa)
     _parity_args(pa)
     add_template_args(pa)
     add_query_args(pa)

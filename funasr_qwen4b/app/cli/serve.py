@@ -10,7 +10,7 @@ import argparse
 import logging
 from dataclasses import replace
 
-from .args import add_hub_args, add_model_arg, add_speculate_arg, add_template_args, bundle_from, template_from
+from .args import add_model_arg, add_speculate_arg, add_template_args, bundle_from, template_from
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ def add_parser(sub) -> None:
         epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
         "says otherwise; there is no authentication, so expose it only behind something that has.")
     add_model_arg(sp)
-    add_hub_args(sp)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     sp.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sp.add_argument("--default-model", choices=MODEL_IDS,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...audio import AudioError
 from ..outputs import FORMATS, write_outputs
-from .args import (add_backend_arg, add_hub_args, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
+from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
                    add_template_args, bundle_from, query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,6 @@ def add_parser(sub) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("audio", nargs="+", help="audio files, directories (their audio files), or - for standard input")
     add_model_arg(tr)
-    add_hub_args(tr)
     tr.add_argument("--ctc", action="store_true", help="SenseVoice CTC head only (needs only the sensevoice component)")
     add_backend_arg(tr)
     tr.add_argument("--json", action="store_true",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .args import add_hub_args, add_model_arg, bundle_from
+from .args import add_model_arg, bundle_from
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ def add_parser(sub) -> None:
                        "bundle records (what the reference backend reads).",
                        epilog="example: funasr-qwen4b verify -m bundle/")
     add_model_arg(p)
-    add_hub_args(p)
     p.add_argument("--sources", action="store_true", help="also check the original files by sha256")
     p.add_argument("--workers", type=int, default=0, help="files hashed in parallel (default: one per CPU core)")
     p.set_defaults(func=cmd_verify)
