@@ -895,13 +895,19 @@ def test_6_files_ctrl_c_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path
     def interrupt(*args, **kwargs):
         check(*args, **kwargs)
         caught.append(bool(_leftovers(tmp_path, "out")) and not out.exists())
-        os.kill(os.getpid(), signal.SIGINT)
-        while True:
-            signal.pause()
+        os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt comes here, before the next line
+        poll_until(lambda: False)  # not reached (a hang guard, should it be)
 
     monkeypatch.setattr(llm, "check_finite_mlx", interrupt)
-    assert main(["convert", "bundle", "--sensevoice", str(sv_dir), "--adaptor", str(pt), *HEADS,
-                 "--llm", str(qwen_dir), "-o", str(out)]) == 130
+    # Python's own Ctrl-C handler, as in a terminal (a job a shell starts in the background inherits
+    # SIGINT ignored, and Python then installs none)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(["convert", "bundle", "--sensevoice", str(sv_dir), "--adaptor", str(pt), *HEADS,
+                     "--llm", str(qwen_dir), "-o", str(out)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
     assert "interrupted" in capsys.readouterr().err
     assert caught == [True]  # caught mid-conversion
     assert not out.exists() and _leftovers(tmp_path, "out") == []
