@@ -18,7 +18,7 @@ from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import Backend
 from funasr_qwen4b.manifest import load_manifest
 from funasr_qwen4b.text import cer_text
-from funasr_qwen4b.parity import cer
+from funasr_qwen4b.parity import cer, shards
 
 N_UTT = 5  # split into 3 shards of 2, 2 and 1: 3 does not divide it
 
@@ -69,12 +69,12 @@ def _one_line_exit_2(r: subprocess.CompletedProcess, *words: str) -> None:
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_shards_deal_the_manifest_round_robin(tmp_path, n):
     entries = load_manifest(_manifest(tmp_path))
-    got = [[e.id for e in cer.Shard(i, n).take(entries)] for i in range(1, n + 1)]
+    got = [[e.id for e in shards.Shard(i, n).take(entries)] for i in range(1, n + 1)]
     assert got == [[f"u{j}" for j in range(N_UTT) if j % n == i - 1] for i in range(1, n + 1)]
 
 
 def test_shard_parse_and_names():
-    s = cer.Shard.parse("2/4")
+    s = shards.Shard.parse("2/4")
     assert (s.index, s.count, str(s)) == (2, 4, "2/4")
     assert s.report("out/r.json") == Path("out/r.shard2-of-4.json")
     assert cer.partial_path(s.report("out/r.json")) == Path("out/r.shard2-of-4.partial.jsonl")
@@ -83,7 +83,7 @@ def test_shard_parse_and_names():
 @pytest.mark.parametrize("bad", ["0/4", "5/4", "a/b", "2", "1/0", "-1/4", "2/4/8", "1.5/4", ""])
 def test_shard_parse_refuses(bad):
     with pytest.raises(ValueError, match="the I-th of N shards counted from 1"):
-        cer.Shard.parse(bad)
+        shards.Shard.parse(bad)
 
 
 def _fake(tag: str):
@@ -99,8 +99,8 @@ def _run_shards(tmp_path: Path, m: Path, n: int, *, header: dict = HEADER, which
     meta = {"manifest": str(m), "limit": limit, "utterances": len(entries)}
     paths = []
     for i in which or range(1, n + 1):
-        shard = cer.Shard(i, n)
-        h = cer.shard_header({**header, "manifest": str(m.resolve())}, shard, backends=["mlx", "reference"],
+        shard = shards.Shard(i, n)
+        h = shards.shard_header({**header, "manifest": str(m.resolve())}, shard, backends=["mlx", "reference"],
                              meta=meta)
         part = cer.partial_path(shard.report(tmp_path / "r.json"))
         cer.run_utterances(shard.take(entries), {"mlx": _fake("m"), "reference": _fake("r")}, partial=part,
@@ -115,7 +115,7 @@ def test_merged_shards_are_the_unsharded_run(tmp_path, limit):
     entries = load_manifest(m)[:limit]
     once = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": _fake("r")}, progress=False)
     parts = _run_shards(tmp_path, m, 3, limit=limit)
-    merged_entries, merged, meta = cer.merge_shards(reversed(parts))  # any order
+    merged_entries, merged, meta = shards.merge_shards(reversed(parts))  # any order
     assert merged_entries == entries and _untimed(merged) == _untimed(once)
     rows = [json.loads(line) for p in parts for line in p.read_text(encoding="utf-8").splitlines()[1:]]
     assert {(r["backend"], r["id"]): r["seconds"] for r in rows} == {

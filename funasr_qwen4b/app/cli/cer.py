@@ -21,7 +21,7 @@ from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_ar
                    backends_from, query_from, sources_from, template_from)
 
 if TYPE_CHECKING:
-    from funasr_qwen4b.parity.cer import Shard
+    from funasr_qwen4b.parity.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
           progress: bool = True, batch_size: int = 1, shard: Shard | None = None) -> dict:
     """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
     `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
-    With `shard` (and `report`, which it renames: cer.Shard.report), the report of that shard alone,
-    its partial file holding what `cer.merge_shards` needs to give the whole run's report."""
-    from funasr_qwen4b.parity import cer
+    With `shard` (and `report`, which it renames: Shard.report), the report of that shard alone,
+    its partial file holding what `shards.merge_shards` needs to give the whole run's report."""
+    from funasr_qwen4b.parity import cer, shards
 
     _check_options(limit, worst, batch_size, shard, report)
     bundle.require("sensevoice", why="every transcript starts with its encoder")
@@ -133,7 +133,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
             "query": query.to_dict(), "MLX_ENABLE_TF32": os.environ.get("MLX_ENABLE_TF32"),
             "versions": _versions(backends)}
     if shard is not None:
-        header = cer.shard_header(header, shard, backends=[b.value for b in backends], meta=meta)
+        header = shards.shard_header(header, shard, backends=[b.value for b in backends], meta=meta)
         entries, report = shard.take(entries), shard.report(report)
         meta = {**meta, "utterances": len(entries), "shard": str(shard)}
     transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template, query=query,
@@ -145,9 +145,9 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
 
 
 def cmd_cer(args) -> int:
-    from funasr_qwen4b.parity import cer
+    from funasr_qwen4b.parity import cer, shards
 
-    shard = cer.Shard.parse(args.shard) if args.shard is not None else None
+    shard = shards.Shard.parse(args.shard) if args.shard is not None else None
     bundle = bundle_from(args)
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),

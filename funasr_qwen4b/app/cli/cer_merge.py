@@ -9,11 +9,11 @@ log = logging.getLogger(__name__)
 
 
 def cmd_cer_merge(args) -> int:
-    from funasr_qwen4b.parity import cer
+    from funasr_qwen4b.parity import cer, shards
 
     if args.worst < 0:
         raise ValueError(f"--worst must be 0 or more, got {args.worst}")
-    entries, results, meta = cer.merge_shards(args.partials)
+    entries, results, meta = shards.merge_shards(args.partials)
     rep = cer.build_report(entries, results, meta, worst=args.worst)
     for p in cer.write(rep, args.report):  # before printing: `| head` does not cost the report
         log.info("wrote %s", p)
