@@ -11,7 +11,8 @@
 #    sets' non-speech clips (silence, noise, hum, beeps, clicks), which must give empty text;
 #    `python -m funasr_qwen4b.parity.accuracy` prints the tables and checks the bars.
 # 3. The tests marked `accuracy` (pyproject.toml), which the default `pytest -q` leaves out: whole
-#    held-out sets through the demonstration model, and quantized LLM decoding on the CPU.
+#    held-out sets through the demonstration model, parity at real SenseVoiceSmall dimensions, and
+#    quantized LLM decoding on the CPU.
 # Reports go to reports/ (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."

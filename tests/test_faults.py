@@ -17,9 +17,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
