@@ -51,6 +51,7 @@ def test_random_weights_batched_ids_equal_unbatched(pipe, decode):
         assert b.decoded.stats.forwards == a.decoded.stats.forwards == len(ids(a)) - 1
 
 
+@pytest.mark.accuracy  # minutes on 2 cores: CI's accuracy step runs it
 def test_demo_held_out_batched_ids_equal_unbatched(demo_heldout):
     """The demonstration model on its 100 held-out utterances, batches of 7 (the last of 2): rows end
     at their own stop token, from 1.2 to 5.7 s of audio."""

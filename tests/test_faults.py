@@ -5,7 +5,7 @@ signal is involved) on a broken input and asserts what the user gets: the exit s
 no traceback, one error line whose key words say what is wrong and what to do, no
 transcript, nothing left behind, and the user's input files byte for byte as they were.
 
-Classes, as issue 14 numbers them (README "Reliability" counts these cases):
+Classes (docs/reliability.md describes what each guarantees):
 1 confident wrong answers, 2 tracebacks, 3 misleading messages, 4 silent acceptance,
 5 the server, 6 files, 7 no speech.
 """

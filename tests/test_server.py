@@ -341,12 +341,11 @@ def _rss() -> int:
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS from /proc")
 def test_load_unload_cycles_leave_memory_flat(server, capsys):
     """MLX's own count is exact, so every unload must give back every byte the models held. RSS is
-    noisy (allocator arenas, the other threads, first-use caches: ±10 MiB between two cycles), so it
-    is judged after a warm-up cycle, by its growth per cycle over six more: the median of the five
-    cycle-to-cycle changes. A steady leak is in every change; a one-off jump (seen in a full run:
-    +27 MiB once, between flat cycles) is in one, and it moved the median of all pairwise slopes
-    (Theil-Sen), over half of which straddle it. Today it grows 0-4 MiB a cycle; a leak of a fifth
-    of the models' 40 MiB each cycle fails."""
+    noisy (allocator arenas, the other threads, first-use caches), so it is judged after a warm-up
+    cycle, by its growth per cycle over six more: the median of the five cycle-to-cycle changes. A
+    steady leak is in every change; a one-off jump is in one (the median of all pairwise slopes,
+    Theil-Sen, would move with it, since over half of them straddle it). A leak of 8 MiB a cycle
+    fails."""
     import gc
     from statistics import median
 

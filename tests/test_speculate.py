@@ -143,11 +143,8 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
 @pytest.mark.accuracy
 def test_demo_held_out_identical_and_fewer_passes(demo_heldout):
     """The demonstration model (MLX float32): the same ids with and without speculation on
-    every held-out utterance, in fewer passes. Measured with the model retrained for issue 17:
-    656 tokens after the first in 199 passes (3.30 per pass), the draft supplying 650 of the 756
-    ids computed, stop ids included (0.86; MEASURED_DRAFT_RATE, the README); 216 passes with the
-    window grown pass by pass. The model before it gave 3.42 per pass (2.41 before the draft
-    guessed the ending)."""
+    every held-out utterance, in fewer passes (the figures are in docs/decoding.md, with the
+    command that measures them)."""
     h = demo_heldout
     assert len(h.entries) == 100 and h.pipe.setup.decode.speculative  # the bundle's own decoding
     tokens = forwards = accepted = computed = 0
