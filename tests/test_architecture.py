@@ -227,8 +227,8 @@ def test_a_users_parity_py_shadows_nothing(tmp_path):
     """Files named like our folders in the user's working directory change nothing."""
     for name in BARE:
         (tmp_path / f"{name}.py").write_text("raise SystemExit('imported the user file')\n", encoding="utf-8")
-    code = ("from funasr_qwen4b.app.cli import main; import funasr_qwen4b.parity.harness, "
-            "funasr_qwen4b.convert.bundle, funasr_qwen4b.mlx_port.pipeline, funasr_qwen4b.reference.pipeline")
+    code = ("from funasr_qwen4b.app.cli import main; import funasr_qwen4b.parity.cer, "
+            "funasr_qwen4b.convert.writing, funasr_qwen4b.mlx_port.taps, funasr_qwen4b.reference.taps")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 

@@ -80,7 +80,7 @@ def test_rows_stream_and_stop_on_their_own(pipe):
 
 def test_transcriber_batch_equals_one_at_a_time(full_bundle):
     """transcribe_batch over inputs of which one is split into pieces (63 s): the same results as
-    transcribe, streamed texts in order, with batch sizes that divide nothing."""
+    transcribe, streamed texts in order, with a batch size that divides nothing."""
     from funasr_qwen4b import Transcriber
 
     t = Transcriber.load(full_bundle, decode=LONG)
@@ -88,7 +88,7 @@ def test_transcriber_batch_equals_one_at_a_time(full_bundle):
     paths = sorted((e.audio for e in entries), key=lambda p: -p.stat().st_size)[:5]  # the 63 s clip first
     alone = [t.transcribe(p) for p in paths]
     assert max(r["chunks"] for r in alone) > 1
-    for size in (2, 3):
+    for size in (3,):
         deltas = [[] for _ in paths]
         got = t.transcribe_batch(paths, batch_size=size, on_texts=[d.append for d in deltas])
         for a, b, d in zip(alone, got, deltas):

@@ -53,6 +53,7 @@ def test_parity_writes_report_plot_and_dumps(bundle, tmp_path):
     assert rel == pytest.approx(report["taps"]["chained"][-2]["rel_l2"], rel=1e-3)
 
 
+@pytest.mark.accuracy  # CI's accuracy step also runs selfcheck itself, first
 def test_selfcheck_main_job(tmp_path):
     r = run("selfcheck", "--keep", tmp_path / "sc")
     assert r.returncode == 0, r.stderr
