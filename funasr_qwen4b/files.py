@@ -86,3 +86,27 @@ def safetensors_header(path: str | Path) -> dict[str, dict]:
         raise ValueError(f"{bad}: its tensors need {8 + n + end:,} bytes, the file has {size:,} (truncated or "
                          f"appended to); re-download it")
     return header
+
+
+def refuse_overwriting(outputs, inputs, flag: str) -> None:
+    """Raise (one line) when a file about to be written is one of the command's inputs: the same
+    path once links are followed, or the same file (device and inode: a hard link)."""
+    seen: dict[object, Path] = {}
+    for p in map(Path, inputs):
+        seen[os.path.realpath(p)] = p
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        seen[(st.st_dev, st.st_ino)] = p
+    for out in map(Path, outputs):
+        hit = seen.get(os.path.realpath(out))
+        if hit is None:
+            try:
+                st = out.stat()
+            except OSError:
+                continue
+            hit = seen.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise ValueError(f"{flag} would write {out}, which is the input {hit}: inputs are only read; "
+                             f"choose another {flag}")

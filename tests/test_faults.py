@@ -7,7 +7,7 @@ transcript, nothing left behind, and the user's input files byte for byte as the
 
 Classes (docs/reliability.md describes what each guarantees):
 1 confident wrong answers, 2 tracebacks, 3 misleading messages, 4 silent acceptance,
-5 the server, 6 files, 7 no speech.
+5 the server, 6 files, 7 no speech, 8 inputs overwritten.
 """
 
 from __future__ import annotations
@@ -998,3 +998,50 @@ def test_7_no_speech_speech_is_still_transcribed(bundle, capsys):
     assert main(["transcribe", "--ctc", str(CLIP), "-m", str(bundle), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["text"] and "no_speech" not in r
+
+
+# --- class 8: inputs are only ever read ----------------------------------------------------------
+
+def _cer_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A two-line manifest of committed clips, copied here (so that a write would show)."""
+    audio = shutil.copy(CLIPS / "zh_open_hours.wav", tmp_path / "a.wav")
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"id": f"u{i}", "audio": "a.wav", "text": "开放时间"}, ensure_ascii=False) + "\n"
+                         for i in range(2)), encoding="utf-8")
+    return m, Path(audio)
+
+
+@pytest.mark.parametrize("report", ["manifest", "audio", "symlink", "hardlink", "partial", "bundle"])
+def test_8_inputs_cer_report_never_replaces_an_input(report, bundle, tmp_path, capsys):
+    """--report that names the manifest, an audio file, a link to either, or a file of the bundle (or
+    whose FILE.partial.jsonl is the manifest) is refused before anything is written."""
+    m, audio = _cer_inputs(tmp_path)
+    target = {"manifest": m, "audio": audio, "bundle": bundle / "bundle.json"}.get(report)
+    if report == "symlink":
+        target = tmp_path / "link.json"
+        target.symlink_to(m)
+    elif report == "hardlink":
+        target = tmp_path / "hard.json"
+        os.link(m, target)
+    elif report == "partial":  # FILE.json's partial file is FILE.partial.jsonl
+        shutil.copy(m, tmp_path / "r.partial.jsonl")
+        m = tmp_path / "r.partial.jsonl"
+        target = tmp_path / "r.json"
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    err = check(Fault(["cer", "-m", bundle, "--manifest", m, "--report", target], words=("--report", "input"),
+                      inputs=(m, audio, bundle)), capsys)
+    assert str(m if report == "partial" else target) in err  # the file it would have written
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written beside them
+
+
+def test_8_inputs_cer_merge_report_never_replaces_a_shard(bundle, tmp_path, capsys):
+    m, audio = _cer_inputs(tmp_path)
+    report = tmp_path / "r.json"
+    for i in (1, 2):
+        assert main(["cer", "-m", str(bundle), "--manifest", str(m), "--report", str(report), "--shard", f"{i}/2",
+                     "--no-progress"]) == 0
+    parts = [tmp_path / f"r.shard{i}-of-2.partial.jsonl" for i in (1, 2)]
+    for target in (parts[0], m):  # a shard it merges, the manifest it scores
+        check(Fault(["cer-merge", *parts, "--report", target], words=("--report", "input"), inputs=(*parts, m)),
+              capsys)
+    assert main(["cer-merge", *map(str, parts), "--report", str(tmp_path / "merged.json")]) == 0

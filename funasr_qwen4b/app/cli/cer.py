@@ -13,7 +13,7 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, AudioError, load_audio
 from ...bundle import BUNDLE_JSON, Bundle
-from ...files import sha256_file
+from ...files import refuse_overwriting, sha256_file
 from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
@@ -87,6 +87,19 @@ def _versions(backends: tuple[Backend, ...]) -> dict:
     return v
 
 
+def report_files(report: str | Path) -> list[Path]:
+    """What `--report FILE.json` writes: FILE.json, FILE.md, FILE.png and FILE.partial.jsonl."""
+    from funasr_qwen4b.parity import cer
+
+    p = Path(report)
+    return [p, p.with_suffix(".md"), p.with_suffix(".png"), cer.partial_path(p)]
+
+
+def bundle_files(bundle: Bundle) -> list[Path]:
+    return [bundle.root / BUNDLE_JSON] + [bundle.root / name / rel for name, c in bundle.components.items()
+                                          for rel in c.files]
+
+
 def _check_options(limit: int | None, worst: int, batch_size: int, shard: Shard | None, report) -> None:
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
@@ -116,6 +129,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
                          f"CTC transcripts would be token ids, and their CER meaningless; put SenseVoice's "
                          f".bpe.model beside model.pt and reconvert")
     entries = load_manifest(manifest)
+    inputs = [manifest, *(e.audio for e in entries), *bundle_files(bundle)]  # what --report must not replace
     total = len(entries)
     entries = entries[:limit] if limit else entries
     if shard is not None and shard.count > len(entries):
@@ -136,6 +150,8 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         header = shards.shard_header(header, shard, backends=[b.value for b in backends], meta=meta)
         entries, report = shard.take(entries), shard.report(report)
         meta = {**meta, "utterances": len(entries), "shard": str(shard)}
+    if report is not None:
+        refuse_overwriting(report_files(report), inputs, "--report")
     transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template, query=query,
                                               sources=sources) for b in backends}
     results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,

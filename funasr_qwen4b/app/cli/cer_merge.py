@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 
+from ...files import refuse_overwriting
+from .cer import report_files
+
 log = logging.getLogger(__name__)
 
 
@@ -14,6 +17,7 @@ def cmd_cer_merge(args) -> int:
     if args.worst < 0:
         raise ValueError(f"--worst must be 0 or more, got {args.worst}")
     entries, results, meta = shards.merge_shards(args.partials)
+    refuse_overwriting(report_files(args.report), [*args.partials, meta["manifest"]], "--report")
     rep = cer.build_report(entries, results, meta, worst=args.worst)
     for p in cer.write(rep, args.report):  # before printing: `| head` does not cost the report
         log.info("wrote %s", p)
