@@ -1045,3 +1045,15 @@ def test_8_inputs_cer_merge_report_never_replaces_a_shard(bundle, tmp_path, caps
         check(Fault(["cer-merge", *parts, "--report", target], words=("--report", "input"), inputs=(*parts, m)),
               capsys)
     assert main(["cer-merge", *map(str, parts), "--report", str(tmp_path / "merged.json")]) == 0
+
+
+def test_8_inputs_transcribe_output_files_never_replace_an_input(bundle, tmp_path, capsys):
+    """An input whose name is an output's (notes.txt transcribed to --output-format txt in its own
+    folder: WAV bytes under a .txt name, as a user may keep them) is refused before anything runs."""
+    src = tmp_path / "notes.txt"
+    shutil.copy(CLIPS / "zh_open_hours.wav", src)
+    check(Fault(["transcribe", src, "-m", bundle, "--ctc", "--output-dir", tmp_path, "--output-format", "txt"],
+                words=("--output-dir", "input", str(src)), inputs=(src,)), capsys)
+    assert main(["transcribe", str(src), "-m", str(bundle), "--ctc", "--output-dir", str(tmp_path / "out"),
+                 "--output-format", "txt"]) == 0
+    assert (tmp_path / "out" / "notes.txt").read_text(encoding="utf-8").strip()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...audio import AudioError
+from ...files import refuse_overwriting
 from ..outputs import FORMATS, write_outputs
 from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
                    add_template_args, bundle_from, query_from, sources_from, template_from)
@@ -104,6 +105,8 @@ def cmd_transcribe(args) -> int:
     inputs = expand(args.audio)
     t = load_transcriber(args)
     said = Reports(args, inputs)
+    refuse_overwriting([said.out_dir / f"{stem}.{fmt}" for stem in said.stems for fmt in said.formats],
+                       [name for name in inputs if name != STDIN], "--output-dir/--output-format")
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
     for i, r in t.transcribe_each([sys.stdin.buffer if name == STDIN else name for name in inputs],
                                   on_texts=said.printed, translate=args.translate, batch_size=args.batch_size,
