@@ -108,13 +108,18 @@ def plot(report: ParityReport, path: Path) -> None:
     plt.close(fig)
 
 
+def triplet(json_path: str | Path) -> tuple[Path, Path, Path]:
+    """FILE.json and the FILE.md and FILE.png written beside it."""
+    json_path = Path(json_path)
+    return json_path, json_path.with_suffix(".md"), json_path.with_suffix(".png")
+
+
 def write_triplet(json_path: str | Path, data: dict, markdown: str, plot_fn) -> list[Path]:
     """FILE.json, FILE.md and FILE.png side by side, each written atomically;
     `plot_fn(png_path)` draws the picture."""
-    json_path = Path(json_path)
+    json_path, md, png = triplet(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(json_path, data)
-    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
     write_atomic(md, lambda p: Path(p).write_text(markdown, encoding="utf-8"))
     plot_fn(png)
     return [json_path, md, png]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_S
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BENCH_README = ROOT / "benchmarks" / "README.md"
@@ -40,7 +42,6 @@ DATA = ("models/demo", "datasets/")
 OUTPUTS = ("build/",)
 # What a command names as a model or weights.
 MODEL_FLAGS = ("-m", "--model", "--sensevoice", "--adaptor", "--llm")
-HANG_GUARD_S = 900  # far above what any command here needs: a hung command fails, a slow one never does
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -152,7 +153,7 @@ def readme_runs(tmp_path_factory) -> list[Run]:
         run = Run(cmd, skip_reason(cmd))
         if run.skipped is None:
             run.argv = executable(cmd)
-            p = subprocess.run(run.argv, cwd=work, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+            p = subprocess.run(run.argv, cwd=work, env=env, capture_output=True, text=True, timeout=HANG_S)
             run.returncode, run.stdout, run.stderr = p.returncode, p.stdout, p.stderr
         runs.append(run)
     return runs

@@ -9,7 +9,7 @@ import time
 
 from ..config import AdaptorConfig, Backend, EncoderConfig
 from .backends import load_pipeline
-from .bench_stages import QWEN3_4B, STAGES, _stats, bench_decode, repeat, run_stages
+from .bench_stages import QWEN3_4B, STAGES, bench_decode, repeat, run_stages, stage_stats
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,10 @@ def torch_synthetic(samples, reps, warmup, tokens) -> dict:
                 if keep:
                     for k, v in zip(stages, (enc_t, ad_t, pre_t, gen_t - pre_t)):
                         stages[k].append(v)
-            st = {k: _stats(v) for k, v in stages.items()}
+            st = {k: stage_stats(v) for k, v in stages.items()}
             r["clips"][f"{s:.0f}s"] = {
-                "audio_s": s, "stages_s": {**{k: _stats([]) for k in STAGES}, **st}, "prefill_positions": frames,
-                "total_s": _stats([sum(v) for v in zip(*[x for x in stages.values() if x and x[0] == x[0]])]),
+                "audio_s": s, "stages_s": {**{k: stage_stats([]) for k in STAGES}, **st}, "prefill_positions": frames,
+                "total_s": stage_stats([sum(v) for v in zip(*[x for x in stages.values() if x and x[0] == x[0]])]),
                 "prefill_tok_s": frames / st["llm_prefill"]["median"],
                 "decode_tok_s": (tokens - 1) / st["llm_decode"]["median"], "generated_tokens": tokens}
             r["clips"][f"{s:.0f}s"]["rtf"] = r["clips"][f"{s:.0f}s"]["total_s"]["median"] / s

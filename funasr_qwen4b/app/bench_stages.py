@@ -69,8 +69,8 @@ def run_stages(pipe, samples: np.ndarray, reps: int, warmup: int, peak: Callable
         if peak:
             peaks.append(peak())
     seconds = samples.size / SAMPLE_RATE
-    stats = {s: _stats(v) for s, v in per_stage.items()}
-    total = _stats(totals)
+    stats = {s: stage_stats(v) for s, v in per_stage.items()}
+    total = stage_stats(totals)
     prefill_len = None
     if getattr(pipe, "setup", None) is not None:
         prefill_len = len(pipe.setup.prompt.prefix_ids) + len(pipe.setup.prompt.suffix_ids) + \
@@ -88,7 +88,7 @@ def run_stages(pipe, samples: np.ndarray, reps: int, warmup: int, peak: Callable
     return res
 
 
-def _stats(v: list[float]) -> dict:
+def stage_stats(v: list[float]) -> dict:
     v = [x for x in v if x == x]
     if not v:
         return {"median": None, "min": None, "max": None, "n": 0}

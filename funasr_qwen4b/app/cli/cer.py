@@ -89,10 +89,9 @@ def _versions(backends: tuple[Backend, ...]) -> dict:
 
 def report_files(report: str | Path) -> list[Path]:
     """What `--report FILE.json` writes: FILE.json, FILE.md, FILE.png and FILE.partial.jsonl."""
-    from funasr_qwen4b.parity import cer
+    from funasr_qwen4b.parity import cer, report as reports
 
-    p = Path(report)
-    return [p, p.with_suffix(".md"), p.with_suffix(".png"), cer.partial_path(p)]
+    return [*reports.triplet(report), cer.partial_path(report)]
 
 
 def bundle_files(bundle: Bundle) -> list[Path]:

@@ -103,10 +103,10 @@ def cmd_transcribe(args) -> int:
     if args.batch_size > 1 and args.stream:
         raise ValueError("--stream prints one input's text as it is decoded: use it with --batch-size 1")
     inputs = expand(args.audio)
-    t = load_transcriber(args)
     said = Reports(args, inputs)
     refuse_overwriting([said.out_dir / f"{stem}.{fmt}" for stem in said.stems for fmt in said.formats],
                        [name for name in inputs if name != STDIN], "--output-dir/--output-format")
+    t = load_transcriber(args)
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
     for i, r in t.transcribe_each([sys.stdin.buffer if name == STDIN else name for name in inputs],
                                   on_texts=said.printed, translate=args.translate, batch_size=args.batch_size,
