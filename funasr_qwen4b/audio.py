@@ -8,8 +8,8 @@ installed, for formats libsndfile cannot read).
 from __future__ import annotations
 
 import functools
-import logging
 import io
+import logging
 import os
 import shutil
 import struct
@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # SenseVoice's WavFrontend expects 16 kHz input
 _MAX_CHANNELS = 8  # more "channels" than this almost surely means a transposed array
+# A declared rate outside these is a damaged header or a wrong argument, never audio: a 16 Hz
+# header would have soxr upsample a small file a thousandfold, for minutes.
+MIN_RATE, MAX_RATE = 1000, 384000
+MAX_AUDIO_SECONDS = 14400.0  # 4 h: a generous default bound, checked before any sample is read
+# Float samples are meant to be in [-1, 1]; processed float WAVs overshoot a little (up to
+# +6 dB) and are kept as they are. Beyond that the scale is wrong (int16 values stored as
+# float, a gain of 1e30): the features would be garbage, so the samples are scaled to peak 1.
+MAX_PEAK = 2.0
 
 
 class AudioError(ValueError):
@@ -75,20 +83,63 @@ def warn_if_truncated(head: bytes, size: int, name: str) -> None:
                     "(%.0f%%); transcribing what is there", name, promised, held, 100 * held / promised)
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
+def check_max_seconds(max_seconds: float | None) -> None:
+    """`max_seconds` is a positive number of seconds, or None (no bound)."""
+    if max_seconds is None:
+        return
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) \
+            or not 0 < max_seconds < float("inf"):
+        raise ValueError(f"max_seconds must be a positive number of seconds, or None for no bound; got {max_seconds!r}")
+
+
+def _check_rate(name: str, rate) -> int:
+    """The declared rate as an int, refused when it is no whole number or outside [MIN_RATE, MAX_RATE]."""
+    number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    if not number or not np.isfinite(rate) or rate != int(rate):
+        raise AudioError(f"audio {name}: sample rate {rate!r} is not a whole number of samples per second")
+    rate = int(rate)
+    if rate <= 0:
+        raise AudioError(f"sample_rate must be positive, got {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"audio {name}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz (a damaged header "
+                         f"or a wrong sample_rate); resave the file at its true rate, or pass the rate the samples "
+                         f"were recorded at (e.g. 16000)")
+    return rate
+
+
+def _check_duration(name: str, frames: int, rate: int, max_seconds: float | None) -> None:
+    """Refused from the length alone, before samples are read or converted: no work grows past the bound."""
+    check_max_seconds(max_seconds)
+    if max_seconds is not None and frames > max_seconds * rate:
+        raise AudioError(f"audio {name} is {frames / rate:.1f} s long, over the bound of {max_seconds:g} s; cut it "
+                         f"into shorter files, or raise the bound (--max-audio-seconds, or max_seconds= in Python)")
+
+
+def _read_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
     if path.is_dir():
         raise AudioError(f"{path} is a directory, not an audio file; give the audio files inside it")
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/etc.
-        raise AudioError(
-            f"cannot read audio {path}: {_one_line(exc)}; WAV or FLAC expected"
-        ) from None
+        f = sf.SoundFile(str(path))
+    except (RuntimeError, TypeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
+        raise AudioError(f"cannot read audio {path}: {_one_line(exc)}; WAV or FLAC expected") from None
+    data, rate = _read_checked(f, str(path), max_seconds)
     st = path.stat()
     _check_file_once(path, st.st_size, st.st_mtime_ns)
-    return data, int(rate)
+    return data, rate
+
+
+def _read_checked(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """An open file's samples (float32) and rate, its rate and length checked from the header first;
+    closes `f`."""
+    with f:
+        rate = _check_rate(name, f.samplerate)
+        _check_duration(name, f.frames, rate, max_seconds)
+        try:
+            return f.read(dtype="float32", always_2d=False), rate
+        except (RuntimeError, ValueError) as exc:
+            raise AudioError(f"cannot read audio {name}: {_one_line(exc)}") from None
 
 
 @functools.lru_cache(maxsize=256)  # one warning a file: callers may read it twice
@@ -97,16 +148,20 @@ def _check_file_once(path: Path, size: int, mtime_ns: int) -> None:
         warn_if_truncated(f.read(1 << 16), size, str(path))
 
 
-def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
+def load_audio(source, sample_rate: int | None = None, *,
+               max_seconds: float | None = MAX_AUDIO_SECONDS) -> np.ndarray:
     """Return float32 mono samples in [-1, 1] at 16 kHz (a new C-contiguous array).
 
     `source` is a path readable by libsndfile, or a numpy array of samples
     shaped (frames,) or (frames, channels); for arrays `sample_rate` is required.
+    Refused: a rate outside MIN_RATE..MAX_RATE, audio longer than `max_seconds` (None: no
+    bound; judged from the header or the array's length, before any sample is converted),
+    non-finite samples. Float samples peaking above MAX_PEAK are scaled to peak 1, with a warning.
     """
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
-        data, rate = _read_file(Path(source))
-        if sample_rate is not None and int(sample_rate) != rate:
+        data, rate = _read_file(Path(source), max_seconds)
+        if sample_rate is not None and sample_rate != rate:
             raise AudioError(
                 f"audio {name} is {rate} Hz but sample_rate={sample_rate} was given; omit sample_rate for files"
             )
@@ -114,9 +169,9 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
         name = "array"
         if sample_rate is None:
             raise AudioError("sample_rate is required when passing a numpy array; e.g. load_audio(x, 16000)")
-        rate = int(sample_rate)
+        rate = _check_rate(name, sample_rate)
         data = source
-        if data.ndim > 2:
+        if data.ndim not in (1, 2):
             raise AudioError(
                 f"audio array has {data.ndim} dimensions; pass shape (frames,) or (frames, channels)"
             )
@@ -124,6 +179,7 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
             raise AudioError(
                 f"audio array shape {data.shape} looks like (channels, frames); pass (frames, channels), e.g. x.T"
             )
+        _check_duration(name, data.shape[0], rate, max_seconds)
         if np.issubdtype(data.dtype, np.floating):
             data = data.astype(np.float32)  # astype copies: caller's array untouched
         else:
@@ -132,20 +188,26 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
         raise AudioError(
             f"unsupported audio source type {type(source).__name__}; pass a file path or a numpy array"
         )
+    return _mono_16k(name, data, rate)
 
-    if rate <= 0:
-        raise AudioError(f"sample_rate must be positive, got {rate}")
-    if data.ndim == 2:
-        # Average rather than pick a channel: matches common ASR frontends.
-        data = data.mean(axis=1, dtype=np.float32)
+
+def _mono_16k(name: str, data: np.ndarray, rate: int) -> np.ndarray:
+    """Float32 samples of `name` (a fresh array, never the caller's), checked, mixed and resampled."""
     if data.size == 0:
         raise AudioError(f"audio {name} is empty; provide at least one sample")
     if not np.all(np.isfinite(data)):
         raise AudioError(f"audio {name} contains NaN or infinite samples; clean the input first")
+    peak = float(np.max(np.abs(data)))
+    if peak > MAX_PEAK:  # before mixing, which could overflow float32 at absurd scales
+        log.warning("audio %s peaks at %.3g, far outside [-1, 1] (int16 values stored as float?); scaled to peak 1",
+                    name, peak)
+        data = data / np.float32(peak)
+    if data.ndim == 2:
+        # Average rather than pick a channel: matches common ASR frontends.
+        data = data.mean(axis=1, dtype=np.float32)
 
     if rate != SAMPLE_RATE:
         data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
-    # Every branch above already produced a fresh array, never the caller's.
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
@@ -165,27 +227,34 @@ def split_points(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE)
     return cuts
 
 
-def _ffmpeg(source: Path | bytes, name: str, reason: str) -> np.ndarray:
-    """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono."""
+def _ffmpeg(source: Path | bytes, name: str, reason: str, max_seconds: float | None) -> np.ndarray:
+    """What libsndfile cannot read (M4A, AAC, video containers, ...), decoded by ffmpeg to 16 kHz mono.
+    Containers do not reliably say their length, so ffmpeg stops decoding 1 s past `max_seconds`
+    and the length is judged on what it gave: the work stays bounded all the same."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise AudioError(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
                          "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
                          "install ffmpeg)")
     data = source if isinstance(source, bytes) else None
+    bound = [] if max_seconds is None else ["-t", f"{max_seconds + 1:.3f}"]
     cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
-           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
+           *bound, "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
     r = subprocess.run(cmd, input=data, capture_output=True)
     if r.returncode != 0 or not r.stdout:
         why = " ".join(r.stderr.decode(errors="replace").split())[:200] or "no audio stream"
         raise AudioError(f"cannot read audio {name}: ffmpeg: {why}")
-    return np.frombuffer(r.stdout, dtype="<f4").copy()
+    samples = np.frombuffer(r.stdout, dtype="<f4").copy()
+    _check_duration(name, samples.size, SAMPLE_RATE, max_seconds)
+    return samples
 
 
-def read_audio(audio, sample_rate: int | None = None) -> np.ndarray:
+def read_audio(audio, sample_rate: int | None = None, *,
+               max_seconds: float | None = MAX_AUDIO_SECONDS) -> np.ndarray:
     """16 kHz mono float32 from a path, samples with their `sample_rate`, or encoded audio as
     bytes or a binary file-like (an open file, an upload); through ffmpeg where libsndfile
-    cannot read the format."""
+    cannot read the format. Bounds and checks as load_audio's."""
+    check_max_seconds(max_seconds)
     if isinstance(audio, (bytes, bytearray, memoryview)) or hasattr(audio, "read"):
         name = str(getattr(audio, "name", "audio bytes"))
         data = audio.read() if hasattr(audio, "read") else bytes(audio)
@@ -194,18 +263,22 @@ def read_audio(audio, sample_rate: int | None = None) -> np.ndarray:
         if sample_rate is not None:
             raise AudioError(f"{name} is encoded audio with its own rate; omit sample_rate (it is for sample arrays)")
         try:
-            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+            f = sf.SoundFile(io.BytesIO(data))
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-            return load_audio(_ffmpeg(data, name, " ".join(str(e).split())), SAMPLE_RATE)
-        return load_audio(samples, rate)
+            return _from_ffmpeg(data, name, " ".join(str(e).split()), max_seconds)
+        return _mono_16k(name, *_read_checked(f, name, max_seconds))
     if isinstance(audio, (str, os.PathLike)) and Path(audio).is_file():
         try:
             sf.info(str(audio))
         except (sf.LibsndfileError, RuntimeError) as e:
             if sample_rate is not None:
                 raise AudioError(f"audio {audio} is a file; omit sample_rate for files") from None
-            return load_audio(_ffmpeg(Path(audio), str(audio), " ".join(str(e).split())), SAMPLE_RATE)
-    return load_audio(audio, sample_rate)
+            return _from_ffmpeg(Path(audio), str(audio), " ".join(str(e).split()), max_seconds)
+    return load_audio(audio, sample_rate, max_seconds=max_seconds)
+
+
+def _from_ffmpeg(source: Path | bytes, name: str, reason: str, max_seconds: float | None) -> np.ndarray:
+    return _mono_16k(name, _ffmpeg(source, name, reason, max_seconds), SAMPLE_RATE)
 
 
 # --- where the speech is ------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio, wav_shortfall
+from funasr_qwen4b import audio as audio_mod
+from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio, read_audio, wav_shortfall
 
 CLIPS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "clips"
 
@@ -242,3 +243,103 @@ def test_file_with_conflicting_sample_rate(tmp_path):
     assert len(load_audio(path, 8000)) == SAMPLE_RATE  # agreeing rate is fine
     with pytest.raises(AudioError, match="omit sample_rate"):
         load_audio(path, 16000)
+
+
+# --- bounds: the rate, the length, the scale -------------------------------------------
+
+@pytest.mark.parametrize("rate", [16, 999, 384001, 10**7])
+def test_rate_outside_bounds_is_refused_for_arrays_and_files(tmp_path, rate):
+    with pytest.raises(AudioError, match=f"audio array: sample rate {rate} Hz is outside 1000-384000 Hz"):
+        load_audio(np.zeros(100, dtype=np.float32), rate)
+    path = tmp_path / "odd.wav"
+    sf.write(str(path), np.zeros(100, dtype=np.int16), rate, subtype="PCM_16")
+    with pytest.raises(AudioError, match=f"audio {path}: sample rate {rate} Hz is outside"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("rate", [1000, 384000])
+def test_rates_at_the_bounds_are_read(rate):
+    assert load_audio(sine(rate, amp=0.1), rate).size == SAMPLE_RATE
+
+
+@pytest.mark.parametrize("rate", [16000.5, float("nan"), "16000", True])
+def test_rate_that_is_no_whole_number_is_refused(rate):
+    with pytest.raises(AudioError, match="is not a whole number of samples per second"):
+        load_audio(np.zeros(100, dtype=np.float32), rate)
+
+
+def test_small_file_whose_header_says_16_hz_is_refused_before_reading(tmp_path, monkeypatch):
+    """130 KB at 16 Hz is 68 minutes; upsampled a thousandfold it would run for minutes."""
+    path = tmp_path / "16hz.wav"
+    sf.write(str(path), np.zeros(65000, dtype=np.int16), 16, subtype="PCM_16")
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("samples were read"))
+    with pytest.raises(AudioError, match="sample rate 16 Hz is outside"):
+        load_audio(path)
+
+
+def test_length_over_the_bound_is_refused_from_the_header(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(str(path), sine(SAMPLE_RATE, seconds=3.0), SAMPLE_RATE, subtype="PCM_16")
+    assert load_audio(path, max_seconds=3.0).size == 3 * SAMPLE_RATE  # at the bound: read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("samples were read"))
+    with pytest.raises(AudioError) as e:
+        load_audio(path, max_seconds=2.5)
+    assert str(e.value) == (f"audio {path} is 3.0 s long, over the bound of 2.5 s; cut it into shorter files, or "
+                            f"raise the bound (--max-audio-seconds, or max_seconds= in Python)")
+
+
+def test_length_bound_for_arrays_and_none_is_no_bound():
+    x = sine(8000, seconds=2.0)
+    with pytest.raises(AudioError, match="audio array is 2.0 s long, over the bound of 1.5 s"):
+        load_audio(x, 8000, max_seconds=1.5)
+    assert load_audio(x, 8000, max_seconds=None).size == 2 * SAMPLE_RATE
+    assert audio_mod.MAX_AUDIO_SECONDS == 14400.0  # the default: 4 h
+
+
+def test_length_bound_for_encoded_bytes(tmp_path):
+    path = tmp_path / "b.flac"
+    sf.write(str(path), sine(SAMPLE_RATE, seconds=2.0), SAMPLE_RATE, subtype="PCM_16")
+    with pytest.raises(AudioError, match="audio bytes is 2.0 s long, over the bound of 1 s"):
+        read_audio(path.read_bytes(), max_seconds=1)
+    with open(path, "rb") as f:
+        with pytest.raises(AudioError, match=f"audio {path} is 2.0 s long"):
+            read_audio(f, max_seconds=1)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "60", True])
+def test_bad_max_seconds_is_refused_by_name(bad):
+    for fn, args in ((load_audio, (np.zeros(100, dtype=np.float32), SAMPLE_RATE)), (read_audio, (b"RIFF",))):
+        with pytest.raises(ValueError, match="max_seconds must be a positive number of seconds, or None"):
+            fn(*args, max_seconds=bad)
+
+
+@pytest.mark.parametrize("peak", [1.0, 1.5, 2.0])
+def test_float_wav_slightly_over_full_scale_is_kept_as_it_is(tmp_path, peak, caplog):
+    x = sine(SAMPLE_RATE, amp=peak)
+    path = tmp_path / "hot.wav"
+    sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(path), x)
+    assert "peaks at" not in caplog.text
+
+
+@pytest.mark.parametrize("scale", [32767.0, 1e30])
+def test_float_samples_far_over_full_scale_are_scaled_to_peak_1_with_a_warning(tmp_path, scale, caplog):
+    x = sine(SAMPLE_RATE, amp=0.5)
+    path = tmp_path / "scaled.wav"
+    sf.write(str(path), (x.astype(np.float64) * scale).astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+    out = load_audio(path)
+    np.testing.assert_allclose(out, x / np.abs(x).max(), rtol=1e-6, atol=1e-7)
+    assert f"audio {path} peaks at {scale * np.abs(x).max():.3g}, far outside [-1, 1]" in caplog.text
+    stereo = np.stack([x, x], axis=1).astype(np.float64) * 3e38  # mixing must not overflow float32
+    np.testing.assert_allclose(load_audio(stereo.astype(np.float32), SAMPLE_RATE), x / np.abs(x).max(), rtol=1e-6,
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_float_wav_is_refused_naming_the_file(tmp_path, bad):
+    x = sine(SAMPLE_RATE)
+    x[100] = bad
+    path = tmp_path / "nan.wav"
+    sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match=f"audio {path} contains NaN or infinite samples"):
+        load_audio(path)
