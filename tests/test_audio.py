@@ -10,7 +10,13 @@ import pytest
 import soundfile as sf
 
 from funasr_qwen4b import audio as audio_mod
-from funasr_qwen4b.audio import SAMPLE_RATE, AudioError, load_audio, read_audio, wav_shortfall
+from funasr_qwen4b.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    load_audio,
+    read_audio,
+    wav_shortfall,
+)
 
 CLIPS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "clips"
 
@@ -301,9 +307,8 @@ def test_length_bound_for_encoded_bytes(tmp_path):
     sf.write(str(path), sine(SAMPLE_RATE, seconds=2.0), SAMPLE_RATE, subtype="PCM_16")
     with pytest.raises(AudioError, match="audio bytes is 2.0 s long, over the bound of 1 s"):
         read_audio(path.read_bytes(), max_seconds=1)
-    with open(path, "rb") as f:
-        with pytest.raises(AudioError, match=f"audio {path} is 2.0 s long"):
-            read_audio(f, max_seconds=1)
+    with open(path, "rb") as f, pytest.raises(AudioError, match=f"audio {path} is 2.0 s long"):
+        read_audio(f, max_seconds=1)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "60", True])
