@@ -211,16 +211,21 @@ class QueryConfig:
 
 @dataclass(frozen=True)
 class SenseVoiceConfig:
-    vocab_size: int
+    """The encoder with what SenseVoiceSmall puts around it. Fun-ASR-Nano's encoder has
+    neither the query embedding (`embed` False) nor a CTC head on it (`vocab_size` None)."""
+
+    vocab_size: int | None
     blank_id: int = 0
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    embed: bool = True  # the query-row table, nn.Embedding(16, input_size)
 
     def __post_init__(self):
-        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
-            raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
-        if not 0 <= self.blank_id < self.vocab_size:
-            raise ValueError(f"blank_id {self.blank_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+        if self.vocab_size is not None:
+            if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
+                raise ValueError(f"vocab_size must be an integer >= 2 (or null: no CTC head), got {self.vocab_size!r}")
+            if not 0 <= self.blank_id < self.vocab_size:
+                raise ValueError(f"blank_id {self.blank_id} is outside the vocabulary (0..{self.vocab_size - 1})")
         if self.encoder.input_size != self.frontend.feature_dim:
             raise ValueError(f"encoder input_size {self.encoder.input_size} is not the frontend's n_mels × lfr_m "
                              f"= {self.frontend.feature_dim}")
@@ -268,12 +273,78 @@ class AdaptorConfig:
         """What the weights' shapes cannot tell: given at conversion, recorded in the bundle."""
         return {"nhead": self.nhead, "norm_first": self.norm_first, "activation": self.activation, "eps": self.eps}
 
+    def audio_rows(self, frames: int) -> int:
+        """Rows the LLM reads for `frames` encoder frames: every one."""
+        return frames
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, what: str = "adaptor config") -> "AdaptorConfig":
         return from_dict(cls, data, what)
+
+
+@dataclass(frozen=True)
+class NanoAdaptorConfig:
+    """Fun-ASR-Nano's audio adaptor, FunASR's `Transformer` (funasr/models/llm_asr/adaptor.py):
+    `downsample_rate` frames concatenated → linear1 → ReLU → linear2 → `n_layer` pre-norm
+    Transformer blocks at `llm_dim` (FFN llm_dim // 4, ReLU; LayerNorm eps 1e-12, FunASR's own)."""
+
+    encoder_dim: int = 512
+    llm_dim: int = 1024
+    ffn_dim: int = 2048
+    downsample_rate: int = 1
+    n_layer: int = 2
+    attention_heads: int = 8
+    # FunASRNano reads it with default False; the published config sets it. When set, the
+    # LLM takes only the first ceil(frames / 8) rows of the adaptor's output.
+    use_low_frame_rate: bool = False
+    eps: float = 1e-12
+
+    def __post_init__(self):
+        _at_least(self, 1, "encoder_dim", "llm_dim", "ffn_dim", "downsample_rate", "attention_heads")
+        _at_least(self, 0, "n_layer")
+        if self.llm_dim % self.attention_heads:
+            raise ValueError(f"adaptor llm_dim {self.llm_dim} is not divisible by attention_heads {self.attention_heads}")
+        if self.llm_dim < 4:
+            raise ValueError(f"adaptor llm_dim must be >= 4 (its blocks' FFN is llm_dim // 4), got {self.llm_dim}")
+        if self.use_low_frame_rate and self.downsample_rate > LOW_FRAME_RATE:
+            # FunASR then has more placeholders than adaptor rows and falls back to an error path.
+            raise ValueError(f"use_low_frame_rate with downsample_rate {self.downsample_rate} > {LOW_FRAME_RATE} "
+                             f"is not supported")
+        _positive_finite(self, "eps")
+
+    @property
+    def block_ffn(self) -> int:
+        return self.llm_dim // 4
+
+    def adaptor_rows(self, frames: int) -> int:
+        """Rows the adaptor gives for `frames` encoder frames."""
+        return (frames - 1) // self.downsample_rate + 1
+
+    def audio_rows(self, frames: int) -> int:
+        """Rows the LLM reads for `frames` encoder frames: FunASRNano.data_load_speech's
+        `fake_token_len` (three halvings, each rounded up) with use_low_frame_rate, else all."""
+        if not self.use_low_frame_rate:
+            return self.adaptor_rows(frames)
+        n = frames
+        for _ in range(3):
+            n = (n - 1) // 2 + 1
+        return n
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "nano adaptor config") -> "NanoAdaptorConfig":
+        return from_dict(cls, data, what)
+
+
+LOW_FRAME_RATE = 8  # use_low_frame_rate: one LLM row per 8 encoder frames
+
+MODEL_KINDS = ("qwen4b", "funasr-nano")
+DEFAULT_KIND = "qwen4b"  # a bundle.json without `kind` (every bundle before Fun-ASR-Nano)
 
 
 # --- upstream config.yaml -------------------------------------------------
@@ -314,8 +385,49 @@ def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool,
     """
     if cfg.get("model") != "SenseVoiceSmall":
         raise ValueError(f"{where}: model is {cfg.get('model')!r}; only SenseVoiceSmall is supported")
-    if cfg.get("encoder") != "SenseVoiceEncoderSmall":
-        raise ValueError(f"{where}: encoder is {cfg.get('encoder')!r}; only SenseVoiceEncoderSmall is supported")
+    return _encoder_config(cfg, "encoder", vocab_size=vocab_size, has_cmvn=has_cmvn, embed=True, where=where)
+
+
+# FunASRNano's keys of audio_encoder_conf that change nothing at inference.
+_NANO_ENCODER_IGNORED = {"hub", "freeze", "freeze_layer_num", "activation_checkpoint", "feat_permute"}
+
+
+def nano_encoder_config_from_yaml(cfg: dict, *, has_cmvn: bool, where: str = "config.yaml") -> SenseVoiceConfig:
+    """Fun-ASR-Nano's `config.yaml` (a dict): its audio encoder and frontend. FunASRNano feeds the
+    encoder the features alone (no query rows) and reads no CTC head off it."""
+    if cfg.get("model") != "FunASRNano":
+        raise ValueError(f"{where}: model is {cfg.get('model')!r}; a Fun-ASR-Nano config says FunASRNano")
+    conf = cfg.get("audio_encoder_conf") or {}
+    if not isinstance(conf, dict):
+        raise ValueError(f"{where}: audio_encoder_conf must be a mapping, got {type(conf).__name__}")
+    if conf.get("hub") is not None:
+        raise ValueError(f"{where}: audio_encoder_conf.hub={conf['hub']!r} loads the encoder from another model; "
+                         f"only an encoder built from this config is supported")
+    mapped = {**cfg, "encoder_conf": {k: v for k, v in conf.items() if k not in _NANO_ENCODER_IGNORED},
+              "model_conf": {}}
+    return _encoder_config(mapped, "audio_encoder", vocab_size=None, has_cmvn=has_cmvn, embed=False, where=where)
+
+
+def nano_adaptor_config_from_yaml(cfg: dict, *, encoder_dim: int, llm_dim: int,
+                                  where: str = "config.yaml") -> NanoAdaptorConfig:
+    """Fun-ASR-Nano's `audio_adaptor_conf`. As FunASRNano does, `encoder_dim` comes from the
+    encoder and `llm_dim` from the LLM's embedding width, whatever the section says."""
+    if cfg.get("audio_adaptor") != "Transformer":
+        raise ValueError(f"{where}: audio_adaptor is {cfg.get('audio_adaptor')!r}; only FunASR's Transformer "
+                         f"adaptor is supported")
+    conf = cfg.get("audio_adaptor_conf") or {}
+    if not isinstance(conf, dict):
+        raise ValueError(f"{where}: audio_adaptor_conf must be a mapping, got {type(conf).__name__}")
+    ignored = {"dropout_rate", "attention_dropout_rate", "freeze", "encoder_dim", "llm_dim"}
+    kept = {k: v for k, v in conf.items() if k not in ignored}
+    return from_dict(NanoAdaptorConfig, {**kept, "encoder_dim": encoder_dim, "llm_dim": llm_dim},
+                     f"{where} audio_adaptor_conf")
+
+
+def _encoder_config(cfg: dict, key: str, *, vocab_size: int | None, has_cmvn: bool, embed: bool,
+                    where: str) -> SenseVoiceConfig:
+    if cfg.get(key) != "SenseVoiceEncoderSmall":
+        raise ValueError(f"{where}: {key} is {cfg.get(key)!r}; only SenseVoiceEncoderSmall is supported")
     if cfg.get("frontend", "WavFrontend") not in ("WavFrontend", "wav_frontend"):
         raise ValueError(f"{where}: frontend is {cfg.get('frontend')!r}; only WavFrontend is supported")
     sections = {}
@@ -339,6 +451,7 @@ def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool,
     if not isinstance(blank_id, int) or isinstance(blank_id, bool):
         raise ValueError(f"{where}: blank_id must be an integer, got {blank_id!r}")
     try:
-        return SenseVoiceConfig(vocab_size=int(vocab_size), blank_id=blank_id, frontend=frontend, encoder=encoder)
+        return SenseVoiceConfig(vocab_size=None if vocab_size is None else int(vocab_size), blank_id=blank_id,
+                                frontend=frontend, encoder=encoder, embed=embed)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None

@@ -23,6 +23,41 @@ PRESETS = {
     "chatml-nothink": _CHATML + "<think>\n\n</think>\n\n",
 }
 DEFAULT_TEMPLATE = "raw"
+
+# --- Fun-ASR-Nano: FunASRNano.get_prompt + generate_chatml + data_load_speech ------
+# Its user turn is the instruction, then `<|startofspeech|>!…<|endofspeech|>`, which
+# data_load_speech cuts out of the text and replaces by one placeholder per audio row:
+# exactly our `{audio}` slot, the text on each side tokenized on its own.
+NANO_TEMPLATE = "funasr-nano"
+NANO_SYSTEM = "You are a helpful assistant."
+# Codes for the language names the model was trained with ("语音转写成中文："); any other
+# name is put in the instruction as given, as FunASR does.
+NANO_LANGUAGES = {"zh": "中文", "en": "英文", "ja": "日文"}
+_NANO_HOTWORDS_PREAMBLE = ("请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。\n\n\n"
+                           "**上下文信息：**\n\n\n")
+_SPEECH_MARKERS = ("<|startofspeech|>", "<|endofspeech|>", AUDIO_SLOT)
+
+
+def nano_instruction(hotwords: list[str] | tuple[str, ...] = (), language: str | None = None, itn: bool = True) -> str:
+    """FunASRNano.get_prompt: the hotword preamble, "语音转写" or "语音转写成{language}",
+    "，不进行文本规整" without inverse text normalisation, then "："."""
+    for word in hotwords:
+        if not isinstance(word, str) or not word.strip() or any(m in word for m in _SPEECH_MARKERS):
+            raise ValueError(f"hotword {word!r} is empty or holds a speech marker ({', '.join(_SPEECH_MARKERS)}); "
+                             f"remove it")
+    if language is not None and (not language.strip() or any(m in language for m in _SPEECH_MARKERS)):
+        raise ValueError(f"language {language!r} is empty or holds a speech marker")
+    text = f"{_NANO_HOTWORDS_PREAMBLE}热词列表：[{', '.join(hotwords)}]\n" if hotwords else ""
+    name = None if language in (None, "auto") else NANO_LANGUAGES.get(language, language)
+    text += "语音转写" if name is None else f"语音转写成{name}"
+    return text + ("" if itn else "，不进行文本规整") + "："
+
+
+def nano_template(hotwords: list[str] | tuple[str, ...] = (), language: str | None = None, itn: bool = True) -> str:
+    """The whole Fun-ASR-Nano prompt as a template: FunASRNano.data_load_speech's ChatML (system
+    turn, user turn, the assistant turn opened) with the instruction before the audio."""
+    return (f"<|im_start|>system\n{NANO_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+            f"{nano_instruction(hotwords, language, itn)}{AUDIO_SLOT}<|im_end|>\n<|im_start|>assistant\n")
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 TRANSLATE_TEMPLATE = ("<|im_start|>user\nTranslate the following Chinese text into English. "
                       "Output only the translation.\n\n{text}<|im_end|>\n<|im_start|>assistant\n"
