@@ -1,7 +1,9 @@
 """CER (and WER for English) over a manifest, per transcriber, with MLX-vs-reference agreement.
 
-- a resumable runner: results are appended to REPORT.partial.jsonl as they come, a rerun
-  skips the (id, transcriber) pairs already there and gives the same report;
+- a resumable runner: results are appended to REPORT.partial.jsonl as they come, each with
+  the sha256 of its audio file; a rerun reuses a stored result only when it is provably the
+  same: the same run (its header: bundle, template, query and the other settings) and the
+  same audio bytes; anything else is computed again, and the report says how many were reused;
 - shards (parity/shards.py) split one run over machines, each resumable the same way;
 - the report: JSON for machines, Markdown for people, a PNG of the error distribution.
 
@@ -27,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from funasr_qwen4b.audio import SAMPLE_RATE, load_audio
 from funasr_qwen4b.atomic import write_atomic
 from funasr_qwen4b.config import Backend
+from funasr_qwen4b.files import sha256_file
 from funasr_qwen4b.manifest import Entry
 from funasr_qwen4b.text import NORMALISATION, Counts, cer_text, char_counts, scoring, word_counts
 
@@ -90,19 +93,35 @@ def read_partial(path: Path, fix: str) -> tuple[dict | None, dict[tuple[str, str
     return header, done
 
 
-def _open_partial(partial: Path, header: dict):
-    """The results already in `partial`, and the file opened to append more."""
+def _open_partial(partial: Path, header: dict, audio_sha256: dict[str, str]):
+    """The results in `partial` that are provably this run's on this audio, and the file opened to
+    append more. `audio_sha256`: each entry id's audio hash now. A file of another run (another
+    header) gives nothing; a result whose audio hash differs (or is not recorded) is dropped. The
+    file is rewritten (atomically) to what is kept when anything is dropped."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     done: dict[tuple[str, str], dict] = {}
+    rewrite = False
     if partial.is_file():
         old, done = read_partial(partial, "delete the file to start over")
+        if old is None:
+            raise ValueError(f"{partial} is not a partial file of `cer` (its first line is no header); delete it "
+                             f"to start over, or pick another --report")
         if old != header:
-            diff = differing(header, old or {})
-            raise ValueError(f"{partial} holds results of a different run ({', '.join(diff) or 'no header'} "
-                             f"differ); delete it to start over, or pick another --report")
+            log.warning("%s holds results of another run (%s differ): none are reused, all are computed again",
+                        partial, ", ".join(differing(header, old)))
+            done, rewrite = {}, True
+        stale = sorted({uid for (uid, _), row in done.items()
+                        if uid in audio_sha256 and row.get("audio_sha256") != audio_sha256[uid]})
+        if stale:
+            log.warning("%s: the audio of %d utterance(s) is not the one their stored results were computed on "
+                        "(%s%s): computed again", partial, len(stale), ", ".join(stale[:5]),
+                        ", ..." if len(stale) > 5 else "")
+            done, rewrite = {k: row for k, row in done.items() if k[0] not in stale}, True
         text = partial.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):  # drop a truncated last line before appending after it
-            partial.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
+        if rewrite or (text and not text.endswith("\n")):  # a truncated last line goes before appending
+            lines = [{"partial_header": header}, *done.values()]
+            write_atomic(partial, lambda p: Path(p).write_text(
+                "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8"))
     fresh = not partial.is_file() or partial.stat().st_size == 0
     out = open(partial, "a", encoding="utf-8")
     if fresh:
@@ -115,18 +134,22 @@ def run_utterances(entries: list[Entry], transcribers: dict[str, Transcribe], *,
                    partial: str | Path | None = None, header: dict | None = None, progress: bool = True,
                    load: Callable[[Path], np.ndarray] = load_audio) -> dict[str, dict[str, dict]]:
     """Run every transcriber over every entry, `batch_size` entries at a time; returns
-    {name: {id: {"hyp", "seconds", "audio_s"}}}, a batch's time shared equally by its utterances.
+    {name: {id: {"hyp", "seconds", "audio_s", "audio_sha256", "reused"}}}, a batch's time shared
+    equally by its utterances.
 
     With `partial`, each result is appended as its batch returns (flushed per batch) and results
-    already there are reused, so an interrupted run picks up where it stopped. `header`
-    identifies the run; a partial file written for another run is refused. A progress bar
-    goes to stderr.
+    already there are reused when provably the same: `header` (which identifies the run: the
+    bundle, template, settings) unchanged and the audio file's sha256 unchanged. So an
+    interrupted run picks up where it stopped, and a changed input is computed again. A
+    progress bar goes to stderr.
     """
-    done, out_f = _open_partial(Path(partial), header or {}) if partial is not None else ({}, None)
+    audio_sha256 = _audio_hashes(entries)
+    done, out_f = _open_partial(Path(partial), header or {}, audio_sha256) if partial is not None else ({}, None)
+    reused = {(e.id, b) for e in entries for b in transcribers if (e.id, b) in done}
     todo = [e for e in entries if any((e.id, b) not in done for b in transcribers)]
-    if done:
-        log.info("resuming from %s: %d of %d utterances already done", partial, len(entries) - len(todo),
-                 len(entries))
+    if reused:
+        log.info("resuming from %s: %d of %d results reused (same audio, bundle, template and settings), "
+                 "%d utterances to transcribe", partial, len(reused), len(entries) * len(transcribers), len(todo))
     # logging_redirect_tqdm: a log line (a backend loading) is printed above the bar, not through it.
     with out_f or contextlib.nullcontext(), logging_redirect_tqdm(), \
             tqdm(total=len(entries), initial=len(entries) - len(todo), desc="cer", unit="utt",
@@ -134,14 +157,26 @@ def run_utterances(entries: list[Entry], transcribers: dict[str, Transcribe], *,
         for start in range(0, len(todo), batch_size):
             chunk = [(e, load(e.audio)) for e in todo[start:start + batch_size]]
             for b, fn in transcribers.items():
-                _run_batch(b, fn, chunk, done, out_f)
+                _run_batch(b, fn, chunk, done, out_f, audio_sha256)
             bar.set_postfix_str(chunk[-1][0].id)
             bar.update(len(chunk))
-    return {b: {e.id: done[(e.id, b)] for e in entries} for b in transcribers}
+    return {b: {e.id: {**done[(e.id, b)], "reused": (e.id, b) in reused} for e in entries} for b in transcribers}
+
+
+def _audio_hashes(entries: list[Entry]) -> dict[str, str]:
+    """Each entry id's audio sha256 (about 1 ms a MB; a clip listed twice is hashed once)."""
+    by_path: dict[Path, str] = {}
+    for e in entries:
+        if e.audio not in by_path:
+            try:
+                by_path[e.audio] = sha256_file(e.audio)
+            except OSError as err:
+                raise ValueError(f"cannot read audio {e.audio} (id {e.id!r}): {err.strerror or err}") from None
+    return {e.id: by_path[e.audio] for e in entries}
 
 
 def _run_batch(backend: str, fn: Transcribe, chunk: list[tuple[Entry, np.ndarray]],
-               done: dict[tuple[str, str], dict], out_f) -> None:
+               done: dict[tuple[str, str], dict], out_f, audio_sha256: dict[str, str]) -> None:
     """One transcriber over the utterances of a batch it has not done: their results kept in
     `done` and, with a partial file, appended to it and flushed."""
     need = [(e, s) for e, s in chunk if (e.id, backend) not in done]
@@ -152,8 +187,8 @@ def _run_batch(backend: str, fn: Transcribe, chunk: list[tuple[Entry, np.ndarray
     if len(hyps) != len(need):
         raise RuntimeError(f"the {backend} transcriber gave {len(hyps)} texts for {len(need)} utterances")
     seconds = round((time.perf_counter() - t) / len(need), 4)
-    rows = [{"id": e.id, "backend": backend, "hyp": hyp, "seconds": seconds, "audio_s": round(s.size / SAMPLE_RATE, 4)}
-            for (e, s), hyp in zip(need, hyps)]
+    rows = [{"id": e.id, "backend": backend, "hyp": hyp, "seconds": seconds, "audio_s": round(s.size / SAMPLE_RATE, 4),
+             "audio_sha256": audio_sha256[e.id]} for (e, s), hyp in zip(need, hyps)]
     done.update(((row["id"], backend), row) for row in rows)
     if out_f is not None:
         out_f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -214,9 +249,14 @@ def build_report(entries: list[Entry], results: dict[str, dict[str, dict]], meta
                   "audio_s": round(sum(results[b][e.id]["audio_s"] for e in entries), 3)} for b in backends}
     for t in timing.values():
         t["rtf"] = round(t["seconds"] / t["audio_s"], 4) if t["audio_s"] else None
-    return {"meta": {**meta, "normalisation": NORMALISATION, "scoring": scoring(), "backends": backends},
-            "summary": summary, "mlx_vs_reference": mvr, "worst": worst_ids, "utterances": rows,
-            "timing": timing}
+    rep = {"meta": {**meta, "normalisation": NORMALISATION, "scoring": scoring(), "backends": backends},
+           "summary": summary, "mlx_vs_reference": mvr, "worst": worst_ids, "utterances": rows,
+           "timing": timing}
+    cells = [results[b][e.id] for b in backends for e in entries]
+    if cells and "reused" in cells[0]:  # a run's results (a merge's come from the shards' files)
+        reused = sum(bool(c["reused"]) for c in cells)
+        rep["resume"] = {"reused": reused, "computed": len(cells) - reused}
+    return rep
 
 
 def _pct(x: float) -> str:
@@ -258,6 +298,10 @@ def to_markdown(rep: dict) -> str:
                   f"{mvr['identical']}/{mvr['utterances']} transcripts identical)"]
         if mvr["differing_ids"]:
             lines.append(f"- differing: {', '.join(mvr['differing_ids'][:20])}")
+    if rep.get("resume", {}).get("reused"):
+        r = rep["resume"]
+        lines += ["", f"Resumed: {r['reused']} of {r['reused'] + r['computed']} results reused from the partial file "
+                  f"(same audio, bundle, template and settings), {r['computed']} computed."]
     t = rep.get("timing", {})
     if t:
         lines += ["", "Time: " + "; ".join(f"{b} {v['seconds']:.1f} s for {v['audio_s']:.1f} s of audio "

@@ -18,6 +18,7 @@ import soundfile as sf
 from funasr_qwen4b import text
 from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.config import Backend
+from funasr_qwen4b.files import sha256_file
 from funasr_qwen4b.manifest import Entry, ManifestError, load_manifest
 from funasr_qwen4b.text import NORMALISATION, Counts, char_counts, word_counts
 from funasr_qwen4b.parity import cer
@@ -238,8 +239,10 @@ def _entries(tmp_path, n=5):
 
 
 def _stable(rep):
+    """The report without its wall-clock times and what this run reused."""
     rep = copy.deepcopy(rep)
     rep.pop("timing")
+    rep.pop("resume", None)
     return rep
 
 
@@ -262,15 +265,83 @@ def test_resume_after_interruption_gives_the_same_report(tmp_path, k):
     assert len(calls) == len(entries) - k  # done ids skipped
     r1, r2 = (cer.build_report(entries, r, {"m": 1}) for r in (once, resumed))
     assert _stable(r1) == _stable(r2)
+    assert r1["resume"] == {"reused": 0, "computed": 10} and r2["resume"] == {"reused": 2 * k, "computed": 10 - 2 * k}
     assert part.read_text().endswith("\n") and len(part.read_text().splitlines()) == 1 + 2 * len(entries)
 
 
-def test_partial_of_another_run_is_refused(tmp_path):
+def _counting(tag: str, calls: list):
+    """_fake's transcriber, recording the ids of what it is given (by their samples' length)."""
+    fake = _fake(tag)
+    return lambda batch: calls.extend(s.size for s in batch) or fake(batch)
+
+
+@pytest.mark.parametrize("change", ["bundle", "template", "query"])
+def test_partial_of_another_run_reuses_nothing(tmp_path, caplog, change):
+    """Another bundle, template or decoding setting (the run's header): every result computed again, and
+    the partial file holds this run's results alone."""
+    entries = _entries(tmp_path, 3)
+    part = tmp_path / "r.partial.jsonl"
+    header = {"bundle": "a", "template": "t", "query": {"language": "zh"}}
+    cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header=header, progress=False)
+    calls: list = []
+    new = {**header, change: {"language": "en"} if change == "query" else "b"}
+    res = cer.run_utterances(entries, {"mlx": _counting("m", calls)}, partial=part, header=new, progress=False)
+    assert len(calls) == 3 and not any(r["reused"] for r in res["mlx"].values())
+    assert f"holds results of another run ({change + ('.language' if change == 'query' else '')} differ)" \
+        in caplog.text
+    lines = [json.loads(x) for x in part.read_text().splitlines()]
+    assert lines[0] == {"partial_header": new} and len(lines) == 4
+    assert cer.build_report(entries, res, {})["resume"] == {"reused": 0, "computed": 3}
+
+
+def test_changed_audio_is_computed_again_and_the_rest_reused(tmp_path, caplog):
+    """Same path, new content: that utterance alone is transcribed again; the report counts the reused."""
+    entries = _entries(tmp_path, 4)
+    part = tmp_path / "r.partial.jsonl"
+    header = {"bundle": "a"}
+    first = cer.run_utterances(entries, {"mlx": _fake("m"), "reference": _fake("r")}, partial=part, header=header,
+                               progress=False)
+    _wav(tmp_path / "u2.wav", 0.7, 900)  # u2's file now holds other audio
+    calls: list = []
+    caplog.set_level("INFO")
+    res = cer.run_utterances(entries, {"mlx": _counting("m", calls), "reference": _counting("r", calls)},
+                             partial=part, header=header, progress=False)
+    assert calls == [int(16000 * 0.7)] * 2  # u2 alone, in both backends
+    assert [i for i, r in res["mlx"].items() if not r["reused"]] == ["u2"]
+    assert res["mlx"]["u2"]["hyp"] != first["mlx"]["u2"]["hyp"]  # what the new audio gives
+    assert "the audio of 1 utterance(s) is not the one their stored results were computed on (u2)" in caplog.text
+    assert "6 of 8 results reused" in caplog.text
+    rep = cer.build_report(entries, res, {})
+    assert rep["resume"] == {"reused": 6, "computed": 2}
+    assert "Resumed: 6 of 8 results reused" in cer.to_markdown(rep)
+    rows = [json.loads(x) for x in part.read_text().splitlines()[1:]]
+    assert len(rows) == 8 and sorted((r["id"], r["backend"]) for r in rows) == sorted(
+        (i, b) for i in ("u0", "u1", "u2", "u3") for b in ("mlx", "reference"))  # the stale pair replaced
+    assert {r["audio_sha256"] for r in rows if r["id"] == "u2"} == {sha256_file(tmp_path / "u2.wav")}
+    calls.clear()  # and a third run reuses everything
+    cer.run_utterances(entries, {"mlx": _counting("m", calls)}, partial=part, header=header, progress=False)
+    assert calls == []
+
+
+def test_results_without_an_audio_hash_are_computed_again(tmp_path):
+    """A partial file written before results carried their audio's sha256 proves nothing: recomputed."""
     entries = _entries(tmp_path, 2)
     part = tmp_path / "r.partial.jsonl"
     cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "a"}, progress=False)
-    with pytest.raises(ValueError, match="different run.*bundle.*delete it"):
-        cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "b"}, progress=False)
+    lines = [json.loads(x) for x in part.read_text().splitlines()]
+    part.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "audio_sha256"}) + "\n" for x in lines))
+    calls: list = []
+    cer.run_utterances(entries, {"mlx": _counting("m", calls)}, partial=part, header={"bundle": "a"}, progress=False)
+    assert len(calls) == 2
+
+
+def test_a_file_that_is_no_partial_file_is_refused(tmp_path):
+    entries = _entries(tmp_path, 1)
+    part = tmp_path / "r.partial.jsonl"
+    part.write_text('{"id": "u0"}\n')
+    with pytest.raises(ValueError, match="is not a partial file of `cer`.*delete it"):
+        cer.run_utterances(entries, {"mlx": _fake("m")}, partial=part, header={"bundle": "a"}, progress=False)
+    assert part.read_text() == '{"id": "u0"}\n'
 
 
 def test_progress_goes_to_stderr_and_can_be_off(tmp_path, capsys):
@@ -339,7 +410,7 @@ def test_cer_both_backends_agree_and_resume(bundle, sv_dir, tmp_path, capsys):
     for suffix in (".md", ".png", ".partial.jsonl"):
         assert report.with_name("zh" + suffix).is_file()
     r2 = _main(capsys, *args)  # a rerun takes everything from the partial file, loads no backend
-    assert r2.returncode == 0 and "2 of 2 utterances already done" in r2.stderr
+    assert r2.returncode == 0 and "4 of 4 results reused" in r2.stderr
     assert "loading" not in r2.stderr
     assert _stable(json.loads(report.read_text())) == _stable(rep)
 

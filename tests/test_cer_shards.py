@@ -37,15 +37,17 @@ def _manifest(tmp_path: Path, n: int = N_UTT) -> Path:
 
 
 def _stable(rep: dict) -> dict:
-    """The report without its wall-clock times."""
+    """The report without its wall-clock times and what its run reused."""
     rep = copy.deepcopy(rep)
     rep.pop("timing")
+    rep.pop("resume", None)
     return rep
 
 
 def _untimed(results: dict) -> dict:
-    """Run results without their wall-clock seconds (two runs of the same transcriber differ there)."""
-    return {b: {i: {k: v for k, v in row.items() if k != "seconds"} for i, row in rows.items()}
+    """Run results without their wall-clock seconds (two runs of the same transcriber differ there) and
+    whether the run reused them."""
+    return {b: {i: {k: v for k, v in row.items() if k not in ("seconds", "reused")} for i, row in rows.items()}
             for b, rows in results.items()}
 
 
