@@ -7,11 +7,13 @@ transcript, nothing left behind, and the user's input files byte for byte as the
 
 Classes (docs/reliability.md describes what each guarantees):
 1 confident wrong answers, 2 tracebacks, 3 misleading messages, 4 silent acceptance,
-5 the server, 6 files, 7 no speech, 8 inputs overwritten.
+5 the server, 6 files, 7 no speech, 8 inputs overwritten, 9 flags and arguments checked before
+any work.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -30,8 +32,9 @@ import torch
 import yaml
 
 from funasr_qwen4b import atomic
-from funasr_qwen4b.app.cli import main
+from funasr_qwen4b.app.cli import build_parser, main
 from funasr_qwen4b.bundle import Bundle
+from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.testing import make_adaptor_pt
 from tests.conftest import CLIPS, HANG_S, poll_until
 
@@ -334,10 +337,6 @@ def tb_encoder_conf_a_list(w):
                  out=w.tmp / "out")
 
 
-def tb_max_seconds_inf(w):
-    return Fault(["transcribe", "--ctc", CLIP, "-m", w.bundle, "--max-seconds", "inf"], words=("max_seconds", "inf"))
-
-
 def tb_truncated_hf_safetensors(w):
     q = w.qwen()
     shard = sorted(q.glob("*.safetensors"))[-1]
@@ -390,7 +389,7 @@ TRACEBACK = [tb_truncated_safetensors, tb_missing_safetensors, tb_header_damaged
              _yaml_case("encoder_conf", "tp_blocks", -1, "tp_blocks must be >= 0"),
              _yaml_case("frontend_conf", "fs", 8000, "fs must be 16000"),
              _yaml_case("frontend_conf", "lfr_m", 0, "lfr_m must be >= 1"),
-             tb_encoder_conf_a_list, tb_max_seconds_inf, tb_truncated_hf_safetensors,
+             tb_encoder_conf_a_list, tb_truncated_hf_safetensors,
              tb_hf_safetensors_header_overwritten, tb_hf_config_not_json, tb_hf_config_hidden_size_text,
              _generation_case("tokens_per_second", "fast", "generation.tokens_per_second must be float"),
              _generation_case("loop_guard", 3, "generation.loop_guard must be bool"),
@@ -509,10 +508,6 @@ def msg_directory_as_pt(w):
                  out=w.tmp / "out")
 
 
-def msg_max_seconds_negative(w):
-    return Fault(["transcribe", "--ctc", CLIP, "-m", w.bundle, "--max-seconds", "-5"], words=("max_seconds", "-5"))
-
-
 def msg_bundle_json_invalid(w):
     b = w.ctc()
     (b / "bundle.json").write_text('{"format_version": 2,')
@@ -581,7 +576,7 @@ def msg_hf_dir_not_qwen3(w):
 
 
 MESSAGES = [msg_bundle_without_llm_dir, msg_missing_llm_tokenizer, msg_random_bytes_pt, msg_truncated_pt,
-            msg_pickle_that_runs_code, msg_directory_as_audio, msg_directory_as_pt, msg_max_seconds_negative,
+            msg_pickle_that_runs_code, msg_directory_as_audio, msg_directory_as_pt,
             msg_bundle_json_invalid, msg_component_config_invalid, msg_manifest_invalid_json, msg_manifest_short_clip,
             msg_manifest_unreadable_clip, msg_manifest_a_directory, msg_manifest_not_utf8,
             msg_format_version_a_string, msg_format_version_older, msg_format_version_newer, msg_hf_dir_not_qwen3]
@@ -851,7 +846,7 @@ def _leftovers(parent: Path, name: str) -> list[str]:
 _PAUSED_CONVERT = """
 import pathlib, signal, sys
 import funasr_qwen4b.convert.llm as llm
-from funasr_qwen4b.app.cli import main
+from funasr_qwen4b.app.cli import build_parser, main
 
 check = llm.check_finite_mlx
 
@@ -1057,3 +1052,130 @@ def test_8_inputs_transcribe_output_files_never_replace_an_input(bundle, tmp_pat
     assert main(["transcribe", str(src), "-m", str(bundle), "--ctc", "--output-dir", str(tmp_path / "out"),
                  "--output-format", "txt"]) == 0
     assert (tmp_path / "out" / "notes.txt").read_text(encoding="utf-8").strip()
+
+
+# --- class 9: flags and API arguments, checked before any work -----------------------------------
+
+def refused(argv: list, capsys, *words: str) -> str:
+    """argparse's refusal: exit 2, the flag and what it takes on stderr, nothing on stdout."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and out == "" and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+def numeric_flags() -> list[tuple[list[str], str]]:
+    """([subcommand...], flag, type) for every option that takes a number (and is not one of a few
+    choices), in every (sub)command."""
+    from tests.test_flags import subcommand_options
+
+    parser, found = build_parser(), []
+    for cmd, groups in subcommand_options().items():
+        sub = parser
+        for word in cmd.split():
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+        for a in sub._actions:
+            if a.option_strings and a.type is not None and a.choices is None:  # choices: checked by argparse
+                found.append((cmd.split(), a.option_strings[-1], a.type))
+    return found
+
+
+def test_9_every_numeric_flag_is_checked_at_parse_time():
+    """No option takes a bare int or float (which take nan, inf, and any sign): each goes through a
+    type of cli/args.py that names its range."""
+    bare = [f"{' '.join(cmd)} {flag}" for cmd, flag, t in numeric_flags() if t in (int, float)]
+    assert bare == ["verify --workers"], bare  # verify.py's own (see docs/reliability.md)
+
+
+@pytest.mark.parametrize("cmd, flag", [(c, f) for c, f, t in numeric_flags() if t not in (int, float)],
+                         ids=lambda v: v if isinstance(v, str) else " ".join(v))
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_9_numeric_flag_refuses_nonsense(cmd, flag, value, capsys):
+    refused([*cmd, flag, value], capsys, f"argument {flag}", repr(value))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["transcribe", "--max-seconds", "0.1"], ("--max-seconds", "at least 0.2", "0 (never split)")),
+    (["transcribe", "--max-seconds", "0.19"], ("--max-seconds", "at least 0.2")),
+    (["transcribe", "--batch-size", "0"], ("--batch-size", "at least 1")),
+    (["transcribe", "--repetition-penalty", "0"], ("--repetition-penalty", "above 0")),
+    (["serve", "--max-upload-mb", "nan"], ("--max-upload-mb", "0 (no limit)")),
+    (["serve", "--max-audio-seconds", "nan"], ("--max-audio-seconds", "0 (no limit)")),
+    (["serve", "--port", "70000"], ("--port", "from 1 to 65535")),
+    (["bench", "--clips", "5,700"], ("--clips", "from 1 to 600")),
+    (["bench", "--batch-sizes", "1,0"], ("--batch-sizes", "integers of at least 1")),
+    (["bench", "--draft-rate", "1.5"], ("--draft-rate", "from 0 to 1")),
+    (["cer", "--shard", "3/2"], ("--shard", "I/N", "'3/2'")),
+    (["convert", "adaptor", "--eps", "0"], ("--eps", "above 0")),
+])
+def test_9_flag_out_of_range(argv, words, capsys):
+    refused(argv, capsys, *words)
+
+
+def test_9_max_seconds_minimum_is_the_splitters():
+    """0.2 s is the shortest span split_points can cut (its 100 ms window in the span's last half);
+    below it the splitter cannot work, which is why --max-seconds refuses it."""
+    from funasr_qwen4b.app.checks import MIN_SPLIT_SECONDS
+    from funasr_qwen4b.audio import split_points
+
+    x = np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32)
+    cuts = split_points(x, MIN_SPLIT_SECONDS)
+    assert cuts and max(np.diff([0, *cuts, x.size])[:-1]) <= MIN_SPLIT_SECONDS * 16000
+    with pytest.raises(ValueError, match="window shape"):
+        split_points(x, MIN_SPLIT_SECONDS - 0.001)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["transcribe", CLIP, "-m", "b", "--template", "raw", "--template-file", "t.txt"],
+     ("--template-file", "not allowed with argument --template")),
+    (["transcribe", CLIP, "-m", "b", "--no-query", "--language", "en"], ("--no-query", "--language")),
+    (["cer", "-m", "b", "--manifest", "m", "--no-query", "--textnorm", "withitn"], ("--no-query", "--textnorm")),
+    (["transcribe", CLIP, "-m", "b", "--ctc", "--translate", "--speculate", "off"],
+     ("--translate, --speculate", "--ctc")),
+    (["transcribe", CLIP, "-m", "b", "--stream", "--json"], ("--stream", "--json")),
+    (["transcribe", CLIP, "-m", "b", "--stream", "--batch-size", "2"], ("--stream", "--batch-size 1")),
+    (["convert", "llm", "q", "-o", "o", "-q", "8", "--embeddings-8bit"], ("--embeddings-8bit", "-q 4")),
+    (["cer", "-m", "b", "--manifest", "m", "--shard", "1/2"], ("--shard 1/2", "--report")),
+    (["bench", "-m", "b", "--synthetic", "full"], ("either -m BUNDLE or --synthetic",)),
+    (["bench", "-m", "b", "-q", "4"], ("-q/--q-bits", "--synthetic")),
+    (["bench", "--synthetic", "full", "--batch-sizes", "1,2", "--clips", "5"], ("--clips", "--batch-sizes")),
+])
+def test_9_conflicting_flags_are_refused_by_name(argv, words, capsys):
+    err = refused(argv, capsys, *words)
+    assert f"funasr-qwen4b {argv[0]}" in err  # the subcommand's own usage and error line
+
+
+def test_9_api_arguments_are_checked_by_name(full_bundle, bundle):
+    from funasr_qwen4b import Transcriber
+    from funasr_qwen4b.app.server import ServerConfig
+
+    with pytest.raises(ValueError, match=r"template must be a preset name \(chatml, .*raw.*\).*'nope'"):
+        Transcriber.load(full_bundle, template="nope")
+    assert Transcriber.load(full_bundle, template="chatml").pipeline.setup.prompt \
+        == Transcriber.load(full_bundle, template=PRESETS["chatml"]).pipeline.setup.prompt
+    for value in (0.1, float("nan"), float("inf"), -1, "30"):
+        with pytest.raises(ValueError, match="max_seconds must be a finite number of at least 0.2"):
+            Transcriber.load(bundle, ctc_only=True, max_seconds=value)
+    with pytest.raises(ValueError, match="template sets how the LLM decodes; ctc_only=True"):
+        Transcriber.load(bundle, ctc_only=True, template="raw")
+    t = Transcriber.load(bundle, ctc_only=True)
+    for call, method in ((lambda: list(t.transcribe_files(str(CLIP))), "transcribe_files"),
+                         (lambda: t.transcribe_batch(CLIP), "transcribe_batch"),
+                         (lambda: list(t.transcribe_each(CLIP.read_bytes())), "transcribe_each")):
+        with pytest.raises(TypeError, match=f"{method} takes a list of inputs, got one .*pass \\[audio\\]"):
+            call()
+    x = np.zeros(16000, np.float32)
+    for rate, words in ((float("nan"), "finite number"), (16000.5, "whole number"), (True, "finite number"),
+                        ("16000", "finite number")):
+        with pytest.raises(ValueError, match=f"sample_rate must be a {words}"):
+            t.transcribe(x, sample_rate=rate)
+    assert t.transcribe(x, sample_rate=16000.0)["no_speech"]  # a whole number of Hz, written as a float
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        t.transcribe_batch([x], sample_rate=16000, batch_size=0)
+    for field, value in (("max_audio_seconds", float("nan")), ("max_upload_mb", -1), ("batch_size", 0),
+                         ("max_seconds", 0.1), ("default_model", "whisper-1")):
+        with pytest.raises(ValueError, match=field):
+            ServerConfig("b", **{field: value})

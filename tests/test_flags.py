@@ -214,8 +214,8 @@ def test_verify_sources_names_a_changed_original(moved_sources, capsys):
 
 def test_bench_batch_sizes_and_peer(full_bundle, tmp_path, capsys):
     out = tmp_path / "b.json"
-    run(capsys, "bench", "-m", full_bundle, "--batch-sizes", "1,2", "--clips", "1", "--reps", "1", "--warmup", "0",
-        "--tokens", "4", "--json", out)
+    run(capsys, "bench", "-m", full_bundle, "--batch-sizes", "1,2", "--reps", "1", "--warmup", "0", "--tokens", "4",
+        "--json", out)
     rep = json.loads(out.read_text())
     assert rep["settings"]["batch_sizes"] == [1, 2] and sorted(rep["throughput"]["sizes"]) == ["1", "2"]
     assert main(["bench", "-m", str(full_bundle), "--peer", "--clips", "1", "--reps", "1", "--warmup", "0",

@@ -405,9 +405,11 @@ def test_idle_unload(full_bundle):
 
 def test_cli_serve(tmp_path, capsys):
     from funasr_qwen4b.app.cli import main
-    from funasr_qwen4b.app.cli.serve import MODEL_IDS
+    from funasr_qwen4b.app.cli import serve
+    from funasr_qwen4b.app.server import slots
 
-    assert MODEL_IDS == tuple(MODELS)  # the parser's copy, kept without importing FastAPI
+    # the parser's copies, kept without importing FastAPI
+    assert serve.MODEL_IDS == tuple(MODELS) and serve.MIN_UPLOAD_MB == slots.MIN_UPLOAD_MB
 
     with pytest.raises(SystemExit):
         main(["serve", "--help"])

@@ -32,8 +32,8 @@ from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
 from ..hub import resolve
 from ..nospeech import no_speech
-from ..prompt import TRANSLATE_TEMPLATE, encode
-from . import batching
+from ..prompt import AUDIO_SLOT, PRESETS, TRANSLATE_TEMPLATE, encode
+from . import batching, checks
 from .backends import load_pipeline
 from .batching import Job
 
@@ -142,7 +142,15 @@ class Transcriber:
         own `language=` wins); `template`: template text (default: the bundle's); `sources`:
         where the reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
-        fewer passes; MLX only) or "off" (default: the bundle's generation setting)."""
+        fewer passes; MLX only) or "off" (default: the bundle's generation setting);
+        `max_seconds`: long audio is split into pieces at most this long (0: never; else at
+        least 0.2 s, checks.MIN_SPLIT_SECONDS)."""
+        checks.max_seconds(max_seconds)
+        llm_only = {"template": template, "decode": decode, "speculate": speculate}
+        if ctc_only and any(v is not None for v in llm_only.values()):
+            given = ", ".join(k for k, v in llm_only.items() if v is not None)
+            raise ValueError(f"{given} set{'s' if ',' not in given else ''} how the LLM decodes; ctc_only=True "
+                             "uses SenseVoice's CTC head and no LLM: drop one or the other")
         if not isinstance(bundle, Bundle):
             bundle = resolve(bundle, hub=hub, revision=revision, what="bundle")
         b = as_bundle(bundle)
@@ -151,8 +159,8 @@ class Transcriber:
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
                       why="LLM transcription needs all three; use --ctc for SenseVoice's own head")
-        if not (max_seconds >= 0 and max_seconds != float("inf")):
-            raise ValueError(f"max_seconds must be a finite number >= 0 (0 = never split), got {max_seconds}")
+        if template is not None:
+            template = _template_text(template, b)
         backend = Backend.parse(backend)
         if speculate is not None:
             decode = replace(decode or b.decode, speculate=speculate)
@@ -189,8 +197,8 @@ class Transcriber:
         time. `on_texts[i]` streams input i's text in order. An input that fails raises its own
         error (the first in input order) once the others have run; `transcribe_each` gives each
         input's outcome instead. Timings are the batches' (each piece carries its batch's)."""
-        return _raising(self.transcribe_each(audios, sample_rate, language=language, on_texts=on_texts,
-                                             translate=translate, batch_size=batch_size))
+        return _raising(self.transcribe_each(_inputs(audios, "transcribe_batch"), sample_rate, language=language,
+                                             on_texts=on_texts, translate=translate, batch_size=batch_size))
 
     def transcribe_each(self, audios: Iterable, sample_rate: int | None = None, *, language: str | None = None,
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
@@ -200,7 +208,9 @@ class Transcriber:
         a time, longest first; a batch that fails runs again one piece at a time, so that only
         the input at fault gets an error, its own; inputs are read `window` at a time (default:
         all), a window's outcomes given once it is done. Arguments as for transcribe_batch."""
-        audios = list(audios)
+        audios = _inputs(audios, "transcribe_each")
+        if sample_rate is not None:
+            checks.sample_rate(sample_rate)
         for name, n in (("batch_size", batch_size), ("window", 1 if window is None else window)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"{name} must be a positive integer, got {n!r}")
@@ -329,11 +339,35 @@ class Transcriber:
 
     def transcribe_files(self, paths: Iterable[str | Path], **kwargs) -> Iterator[dict]:
         """Each file's result, with its path under "audio"; progress is logged."""
-        paths = list(paths)
+        paths = _inputs(paths, "transcribe_files")
         for i, p in enumerate(paths, 1):
             r = self.transcribe(p, **kwargs)
             log.info("[%d/%d] %s: %.1f s audio in %.2f s", i, len(paths), p, r["seconds"], r["timings"]["total"])
             yield {"audio": str(p), **r}
+
+
+def _template_text(template, bundle: Bundle) -> str:
+    """`template=` of Transcriber.load: template text with one {audio} slot, or a preset's name."""
+    names = sorted({*PRESETS, *bundle.presets})
+    if isinstance(template, str) and template in names:
+        return bundle.template(template)
+    if not isinstance(template, str) or template.count(AUDIO_SLOT) != 1:
+        raise ValueError(f"template must be a preset name ({', '.join(names)}) or template text with exactly one "
+                         f"{AUDIO_SLOT} slot, got {template!r}")
+    return template
+
+
+def _inputs(audios, method: str) -> list:
+    """The inputs of a call that takes several, as a list; one path, bytes or array is refused,
+    not read as a sequence of characters, bytes or rows."""
+    if isinstance(audios, (str, Path, bytes, bytearray, memoryview)) or hasattr(audios, "read") \
+            or hasattr(audios, "ndim"):
+        raise TypeError(f"{method} takes a list of inputs, got one {type(audios).__name__}: pass [audio] "
+                        f"(or use transcribe for one input)")
+    try:
+        return list(audios)
+    except TypeError:
+        raise TypeError(f"{method} takes a list of inputs, got {type(audios).__name__}") from None
 
 
 def _ctc_fields(outs: list) -> dict:

@@ -67,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_debug(sub: argparse._SubParsersAction) -> None:
-    """`--debug` after any (sub)command as well; SUPPRESS keeps the global flag's value when it is absent."""
+    """`--debug` after any (sub)command as well; SUPPRESS keeps the global flag's value when it is absent.
+    Each (sub)command's parser is kept in `args.parser` (the innermost given), to refuse a conflict in its words."""
     for parser in sub.choices.values():
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.set_defaults(parser=parser)
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_debug(action)
@@ -95,6 +97,9 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    conflict = args.conflicts(args) if hasattr(args, "conflicts") else None
+    if conflict:  # options that contradict each other: refused by name, as argparse refuses a bad value
+        args.parser.error(conflict)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if getattr(args, "strict_fp32", False):

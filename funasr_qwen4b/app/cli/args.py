@@ -13,8 +13,55 @@ from ...bundle import Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
 from ...decoding import SPECULATE
 from ...prompt import PRESETS
+from .. import checks
 
 PROG = "funasr-qwen4b"
+
+
+# --- parse-time types: a bad value is refused by argparse, naming the flag, before any work ---
+
+def finite(low: float | None = None, high: float | None = None, *, above: float | None = None,
+           zero: str | None = None):
+    """A finite float with low <= x <= high and x > above (and 0 where `zero` says what it means)."""
+    def parse(text: str) -> float:
+        try:
+            return checks.number(float(text), "it", low=low, high=high, above=above, zero=zero)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a finite number{checks.describe(low, high, above, zero)}, "
+                                             f"got {text!r}") from None
+    parse.__name__ = "number"
+    return parse
+
+
+def integer(low: int | None = None, high: int | None = None):
+    """An integer with low <= n <= high."""
+    def parse(text: str) -> int:
+        try:
+            return checks.number(int(text), "it", integer=True, low=low, high=high)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer{checks.describe(low, high)}, got {text!r}") \
+                from None
+    parse.__name__ = "integer"
+    return parse
+
+
+def number_list(kind: type, low: float, high: float | None = None):
+    """Numbers separated by commas (`5,10,30`), each in range."""
+    what = "integers" if kind is int else "numbers"
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(checks.number(kind(v), "it", integer=kind is int, low=low, high=high)
+                           for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}{checks.describe(low, high)} separated by commas, "
+                                             f"e.g. {'1,16' if kind is int else '5,10,30'}; got {text!r}") from None
+        return values
+    parse.__name__ = "list"
+    return parse
+
+
+MAX_SECONDS = finite(checks.MIN_SPLIT_SECONDS, zero="never split")  # --max-seconds
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -35,6 +82,15 @@ def add_query_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-query", action="store_true", help="put no query rows in front of the features")
 
 
+def query_conflict(args) -> str | None:
+    """--no-query puts no rows in: a language or text norm for them would be silently dropped."""
+    given = [f for f, v in (("--language", args.language), ("--textnorm", args.textnorm)) if v is not None]
+    if args.no_query and given:
+        return (f"--no-query puts no query rows in front of the features, so {' and '.join(given)} would do "
+                f"nothing: give one or the other")
+    return None
+
+
 def query_from(args, default: QueryConfig | None) -> QueryConfig | None:
     """The query the flags ask for, or `default` when they ask for nothing."""
     if args.language is None and args.textnorm is None and not args.no_query:
@@ -46,6 +102,7 @@ def query_from(args, default: QueryConfig | None) -> QueryConfig | None:
 
 def add_template_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("prompt template (where the audio rows sit among the LLM's text tokens)")
+    g = g.add_mutually_exclusive_group()  # a preset or a file: never both
     g.add_argument("--template", choices=sorted(PRESETS), help="a preset (default: the bundle's, raw)")
     g.add_argument("--template-file", help="a text file with exactly one {audio} slot; special tokens allowed")
 

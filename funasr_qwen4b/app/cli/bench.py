@@ -7,30 +7,40 @@ import logging
 from pathlib import Path
 
 from ...atomic import write_json_atomic
-from .args import add_backend_arg, add_model_arg, backends_from, bundle_from
+from .args import add_backend_arg, add_model_arg, backends_from, bundle_from, finite, integer, number_list
 
 log = logging.getLogger(__name__)
+
+
+# Flags that shape the synthetic models, and those of the stage table alone (not --batch-sizes').
+SYNTHETIC_ONLY = {"q_bits": "-q/--q-bits", "dtype": "--dtype", "adaptor_q_bits": "--adaptor-q-bits"}
+STAGES_ONLY = {"clips": "--clips", "draft_rate": "--draft-rate", "peer": "--peer"}
+DEFAULT_CLIPS, DEFAULT_DTYPE = (5.0, 10.0, 30.0), "float16"
+
+
+def conflicts(args) -> str | None:
+    if bool(args.model) == bool(args.synthetic):
+        return "give either -m BUNDLE or --synthetic full"
+    given = lambda names: [flag for attr, flag in names.items() if getattr(args, attr) not in (None, False)]  # noqa: E731
+    if args.model and given(SYNTHETIC_ONLY):
+        return f"{', '.join(given(SYNTHETIC_ONLY))} shape the --synthetic models; -m BUNDLE's are as converted"
+    if args.batch_sizes and given(STAGES_ONLY):
+        return f"{', '.join(given(STAGES_ONLY))} belong to the stage table; --batch-sizes measures whole batches " \
+               "of 7-10 s clips instead"
+    if args.batch_sizes and args.backend != "mlx":
+        return "--batch-sizes measures the MLX pipeline: drop --backend"
+    return None
 
 
 def cmd_bench(args) -> int:
     from .. import bench
 
-    if bool(args.model) == bool(args.synthetic):
-        raise ValueError("give either -m BUNDLE or --synthetic full")
-    backends = backends_from(args)
-    try:
-        clips = tuple(float(c) for c in args.clips.split(","))
-    except ValueError:
-        raise ValueError(f"--clips must be seconds separated by commas, e.g. 5,10,30; got {args.clips!r}") from None
-    if any(not 1 <= c <= 600 for c in clips) or args.reps < 1 or args.warmup < 0 or args.tokens < 2:
-        raise ValueError("--clips must be 1..600 s, --reps >= 1, --warmup >= 0 and --tokens >= 2")
-    if args.draft_rate is not None and not 0 <= args.draft_rate <= 1:
-        raise ValueError(f"--draft-rate must be between 0 and 1, got {args.draft_rate}")
     if args.batch_sizes:
         return batching(args)
     rep = bench.run_bench(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
-                          backends=backends, clips=clips, reps=args.reps, warmup=args.warmup, tokens=args.tokens,
-                          q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits,
+                          backends=backends_from(args), clips=args.clips or DEFAULT_CLIPS, reps=args.reps,
+                          warmup=args.warmup, tokens=args.tokens, q_bits=args.q_bits,
+                          dtype=args.dtype or DEFAULT_DTYPE, adaptor_q_bits=args.adaptor_q_bits,
                           draft_rate=args.draft_rate, peer=args.peer)
     print(bench.to_markdown(rep))
     if args.json:
@@ -43,16 +53,10 @@ def cmd_bench(args) -> int:
 def batching(args) -> int:
     from .. import bench_batch
 
-    try:
-        sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"--batch-sizes must be positive integers separated by commas, e.g. 1,16; "
-                         f"got {args.batch_sizes!r}")
     rep = bench_batch.run_batching(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
-                                   sizes=sizes, tokens=args.tokens, reps=args.reps, warmup=args.warmup,
-                                   q_bits=args.q_bits, dtype=args.dtype, adaptor_q_bits=args.adaptor_q_bits)
+                                   sizes=args.batch_sizes, tokens=args.tokens, reps=args.reps, warmup=args.warmup,
+                                   q_bits=args.q_bits, dtype=args.dtype or DEFAULT_DTYPE,
+                                   adaptor_q_bits=args.adaptor_q_bits)
     print(bench_batch.to_markdown(rep))
     if args.json:
         write_json_atomic(args.json, rep)
@@ -76,23 +80,24 @@ def add_parser(sub) -> None:
     be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
     add_backend_arg(be, both=True)
     be.add_argument("--json", help="write the results as JSON")
-    be.add_argument("--reps", type=int, default=5, help="timed repetitions per clip (default 5)")
-    be.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
-    be.add_argument("--tokens", type=int, default=64, help="tokens decoded per run (default 64)")
-    be.add_argument("--clips", default="5,10,30", help="clip lengths in seconds (default 5,10,30)")
+    be.add_argument("--reps", type=integer(1), default=5, help="timed repetitions per clip (default 5)")
+    be.add_argument("--warmup", type=integer(0), default=2, help="untimed runs first (default 2)")
+    be.add_argument("--tokens", type=integer(2), default=64, help="tokens decoded per run (default 64)")
+    be.add_argument("--clips", type=number_list(float, 1, 600),
+                    help="clip lengths in seconds, 1 to 600 each (default 5,10,30)")
     be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
-    be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
+    be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                     help="--synthetic: encoder and adaptor dtype (default float16)")
     be.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
                     help="--synthetic: quantize the adaptor's linear layers (as convert --adaptor-q-bits)")
     be.add_argument("--peer", action="store_true",
                     help="also time the peer funasr-mlx's SenseVoiceSmall encoder beside ours (needs funasr-mlx)")
-    be.add_argument("--draft-rate", type=float,
+    be.add_argument("--draft-rate", type=finite(0, 1),
                     help="speculation with a simulated draft: each draft token is the LLM's own with this "
                     "probability (default with --synthetic: the rate measured on the demonstration model's "
                     "held-out sets; with -m: the clip's CTC transcript)")
-    be.add_argument("--batch-sizes", metavar="B,B,...",
+    be.add_argument("--batch-sizes", metavar="B,B,...", type=number_list(int, 1),
                     help="instead of the stage table: throughput of whole batches of 7-10 s clips through the MLX "
                     "pipeline at each size against batch 1, peak memory and memory per extra stream, and the cost "
                     "of one LLM pass over B rows of 1 and of 8 positions")
-    be.set_defaults(func=cmd_bench)
+    be.set_defaults(func=cmd_bench, conflicts=conflicts)

@@ -4,6 +4,7 @@ neither torch nor MLX."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
 from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, bundle_from,
-                   backends_from, query_from, sources_from, template_from)
+                   backends_from, integer, query_conflict, query_from, sources_from, template_from)
 
 if TYPE_CHECKING:
     from funasr_qwen4b.parity.shards import Shard
@@ -159,10 +160,27 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     return cer.build_report(entries, results, meta, worst=worst)
 
 
-def cmd_cer(args) -> int:
-    from funasr_qwen4b.parity import cer, shards
+def shard_arg(text: str) -> "Shard":
+    """--shard I/N, parsed when the command line is."""
+    from funasr_qwen4b.parity.shards import Shard
 
-    shard = shards.Shard.parse(args.shard) if args.shard is not None else None
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--shard {text!r}: ") + f", got {text!r}") from None
+
+
+def conflicts(args) -> str | None:
+    if args.shard is not None and args.report is None:
+        return (f"--shard {args.shard} needs --report FILE.json: the merge reads each shard's "
+                f"FILE.shardI-of-N.partial.jsonl")
+    return query_conflict(args)
+
+
+def cmd_cer(args) -> int:
+    from funasr_qwen4b.parity import cer
+
+    shard = args.shard
     bundle = bundle_from(args)
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
@@ -191,12 +209,12 @@ def add_parser(sub) -> None:
     add_backend_arg(p, both=True)
     p.add_argument("--report", help="write FILE.json + FILE.md + FILE.png (and keep FILE.partial.jsonl for "
                    "resuming); without it the Markdown report is only printed and nothing is resumable")
-    p.add_argument("--limit", type=int, help="only the first N utterances of the manifest")
-    p.add_argument("--worst", type=int, default=10, help="rows in the worst-utterances table (default 10)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+    p.add_argument("--limit", type=integer(1), help="only the first N utterances of the manifest")
+    p.add_argument("--worst", type=integer(0), default=10, help="rows in the worst-utterances table (default 10)")
+    p.add_argument("--batch-size", type=integer(1), default=1, metavar="N",
                    help="MLX transcribes up to N utterances at a time (default 1); the reference backend stays "
                    "one at a time: it is the oracle")
-    p.add_argument("--shard", metavar="I/N",
+    p.add_argument("--shard", metavar="I/N", type=shard_arg,
                    help="score only shard I of N, counted from 1 (1/4, 2/4, 3/4, 4/4): utterances I, I+N, I+2N, "
                    "... of the manifest (after --limit), so a manifest sorted by length splits into shards of "
                    "about equal work. Needs --report FILE.json and writes FILE.shardI-of-N.json/.md/.png and "
@@ -206,4 +224,4 @@ def add_parser(sub) -> None:
     add_source_args(p)
     add_template_args(p)
     add_query_args(p)
-    p.set_defaults(strict_fp32=True, func=cmd_cer)
+    p.set_defaults(strict_fp32=True, func=cmd_cer, conflicts=conflicts)

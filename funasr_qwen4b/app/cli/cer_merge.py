@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from ...files import refuse_overwriting
+from .args import integer
 from .cer import report_files
 
 log = logging.getLogger(__name__)
@@ -14,8 +15,6 @@ log = logging.getLogger(__name__)
 def cmd_cer_merge(args) -> int:
     from funasr_qwen4b.parity import cer, shards
 
-    if args.worst < 0:
-        raise ValueError(f"--worst must be 0 or more, got {args.worst}")
     entries, results, meta = shards.merge_shards(args.partials)
     refuse_overwriting(report_files(args.report), [*args.partials, meta["manifest"]], "--report")
     rep = cer.build_report(entries, results, meta, worst=args.worst)
@@ -37,5 +36,5 @@ def add_parser(sub) -> None:
     p.add_argument("partials", nargs="+", metavar="SHARD.partial.jsonl",
                    help="the shards' FILE.shardI-of-N.partial.jsonl files, e.g. FILE.shard*-of-4.partial.jsonl")
     p.add_argument("--report", required=True, metavar="FILE.json", help="write FILE.json + FILE.md + FILE.png")
-    p.add_argument("--worst", type=int, default=10, help="rows in the worst-utterances table (default 10)")
+    p.add_argument("--worst", type=integer(0), default=10, help="rows in the worst-utterances table (default 10)")
     p.set_defaults(func=cmd_cer_merge)

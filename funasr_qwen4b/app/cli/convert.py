@@ -6,7 +6,8 @@ import argparse
 import logging
 
 from ...config import QueryConfig
-from .args import add_hub_args, add_query_args, needs_extras, pt_file, query_from, resolve_from
+from .args import (add_hub_args, add_query_args, finite, integer, needs_extras, pt_file, query_conflict, query_from,
+                   resolve_from)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ def cmd_bundle(args) -> int:
     return 0
 
 
+def conflicts(args) -> str | None:
+    if getattr(args, "embeddings_8bit", False) and args.q_bits != 4:
+        return "--embeddings-8bit keeps the embedding of a 4-bit LLM at 8 bits: it needs -q 4"
+    return query_conflict(args) if hasattr(args, "no_query") else None
+
+
 def _llm_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="quantize the LLM to 4 or 8 bits (group size 64)")
     p.add_argument("--embeddings-8bit", action="store_true",
@@ -74,10 +81,10 @@ def _llm_quant_args(p: argparse.ArgumentParser) -> None:
 def _adaptor_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("adaptor structure (not readable from the weights' shapes; defaults are what "
                              "the real adaptor was trained with: PyTorch's TransformerEncoderLayer defaults)")
-    g.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
+    g.add_argument("--heads", type=integer(1), default=8, help="attention heads (default 8)")
     g.add_argument("--norm-first", action="store_true", help="pre-norm layers (default: post-norm, norm_first=False)")
     g.add_argument("--activation", choices=["gelu", "relu"], default="gelu", help="FFN activation (default exact GELU)")
-    g.add_argument("--eps", type=float, default=1e-5, help="LayerNorm eps (default 1e-5)")
+    g.add_argument("--eps", type=finite(above=0, high=1), default=1e-5, help="LayerNorm eps (default 1e-5)")
     g.add_argument("--drop-query-frames", action="store_true",
                    help="feed the adaptor the encoder output without its 4 query frames (default: kept, "
                    "as FunASR's encoder output is [1, 4+T, 512])")
@@ -113,7 +120,7 @@ def add_parser(sub) -> None:
     add_hub_args(sv)
     _dtype_arg(sv)
     add_query_args(sv)
-    sv.set_defaults(func=cmd_sensevoice)
+    sv.set_defaults(func=cmd_sensevoice, conflicts=conflicts)
 
     ad = csub.add_parser("adaptor", help="trained adaptor .pt → BUNDLE/adaptor",
                          description="Convert the trained audio adaptor (.pt: a plain state_dict, or one under "
@@ -148,7 +155,7 @@ def add_parser(sub) -> None:
     _llm_quant_args(bu)
     add_query_args(bu)
     _adaptor_args(bu)
-    bu.set_defaults(func=cmd_bundle)
+    bu.set_defaults(func=cmd_bundle, conflicts=conflicts)
 
     lm = csub.add_parser("llm", help="Hugging Face Qwen3 directory → BUNDLE/llm (mlx-lm conversion)",
                          description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "
@@ -159,4 +166,4 @@ def add_parser(sub) -> None:
     add_hub_args(lm)
     lm.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="unquantized dtype (default bfloat16)")
     _llm_quant_args(lm)
-    lm.set_defaults(func=cmd_llm)
+    lm.set_defaults(func=cmd_llm, conflicts=conflicts)

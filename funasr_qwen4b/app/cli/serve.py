@@ -10,10 +10,12 @@ import argparse
 import logging
 from dataclasses import replace
 
-from .args import add_model_arg, add_speculate_arg, add_template_args, bundle_from, template_from
+from .args import MAX_SECONDS, add_model_arg, add_speculate_arg, add_template_args, bundle_from, finite, integer, \
+    template_from
 
 log = logging.getLogger(__name__)
 
+MIN_UPLOAD_MB = 0.001  # server.slots.MIN_UPLOAD_MB, without importing FastAPI
 MODEL_IDS = ("funasr-qwen4b", "sensevoice-small")  # server.MODELS, without importing FastAPI
 
 
@@ -36,23 +38,23 @@ def add_parser(sub) -> None:
         "says otherwise; there is no authentication, so expose it only behind something that has.")
     add_model_arg(sp)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
-    sp.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    sp.add_argument("--port", type=integer(1, 65535), default=8000, help="port (default %(default)s)")
     sp.add_argument("--default-model", choices=MODEL_IDS,
                     help="model for requests that name none (default: funasr-qwen4b when the bundle has the "
                     "adaptor and the LLM, else sensevoice-small)")
-    sp.add_argument("--idle-unload", type=float, default=600.0, metavar="SECONDS",
+    sp.add_argument("--idle-unload", type=finite(above=0, zero="never"), default=600.0, metavar="SECONDS",
                     help="unload a model after this many seconds without a request (default %(default)g; 0 = never)")
-    sp.add_argument("--max-upload-mb", type=float, default=25.0,
-                    help="largest request body, MB; larger ones get 413 (default %(default)g)")
-    sp.add_argument("--max-audio-seconds", type=float, default=600.0,
+    sp.add_argument("--max-upload-mb", type=finite(MIN_UPLOAD_MB, zero="no limit"), default=25.0,
+                    help="largest request body, MB; larger ones get 413 (default %(default)g; 0 = no limit)")
+    sp.add_argument("--max-audio-seconds", type=finite(above=0, zero="no limit"), default=600.0,
                     help="longest audio accepted; longer gets 400 (default %(default)g; 0 = no limit)")
-    sp.add_argument("--max-seconds", type=float, default=30.0,
+    sp.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
                     help="split longer audio at its quietest points into pieces this long, one segment each "
                     "(default %(default)g; 0 = never)")
-    sp.add_argument("--batch-size", type=int, default=8, metavar="N",
+    sp.add_argument("--batch-size", type=integer(1), default=8, metavar="N",
                     help="requests for one model that wait together (same language and task) run as one batch "
                     "of up to N; a request alone decodes by itself, with speculation (default %(default)s)")
-    sp.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
+    sp.add_argument("--batch-wait-ms", type=finite(0, 10000), default=20.0, metavar="MS",
                     help="a batch that is not full waits while requests keep arriving at most this far apart, "
                     "up to ten times this in all (default %(default)g; 0 = never)")
     add_template_args(sp)
@@ -64,16 +66,6 @@ def add_parser(sub) -> None:
 
 def cmd_serve(args) -> int:
     bundle = bundle_from(args)  # not a bundle: a one-line error before anything starts
-    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-audio-seconds", args.max_audio_seconds),
-                        ("--idle-unload", args.idle_unload), ("--max-seconds", args.max_seconds)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value:g}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0 <= args.batch_wait_ms <= 10000:
-        raise ValueError(f"--batch-wait-ms must be 0..10000, got {args.batch_wait_ms:g}")
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be 1..65535, got {args.port}")
     try:
         from ..server import ServerConfig, serve
     except ImportError as e:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from ...audio import AudioError
 from ...files import refuse_overwriting
+from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
-from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
-                   add_template_args, bundle_from, query_from, sources_from, template_from)
+from .args import (MAX_SECONDS, add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
+                   add_template_args, bundle_from, finite, integer, query_conflict, query_from, sources_from,
+                   template_from)
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +99,25 @@ def load_transcriber(args):
                             sources=sources_from(args))
 
 
-def cmd_transcribe(args) -> int:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+# What only the LLM does: with --ctc these flags would be silently ignored.
+LLM_FLAGS = {"translate": "--translate", "template": "--template", "template_file": "--template-file",
+             "no_loop_guard": "--no-loop-guard", "repetition_penalty": "--repetition-penalty",
+             "no_repeat_ngram": "--no-repeat-ngram", "speculate": "--speculate"}
+
+
+def conflicts(args) -> str | None:
     if args.batch_size > 1 and args.stream:
-        raise ValueError("--stream prints one input's text as it is decoded: use it with --batch-size 1")
+        return "--stream prints one input's text as it is decoded: use it with --batch-size 1"
+    if args.stream and args.json:
+        return "--stream prints text as it is decoded, --json one object per input once it is done: choose one"
+    llm_only = [flag for attr, flag in LLM_FLAGS.items() if getattr(args, attr) not in (None, False)]
+    if args.ctc and llm_only:
+        return f"{', '.join(llm_only)} set{'s' if len(llm_only) == 1 else ''} how the LLM decodes; --ctc uses " \
+               "SenseVoice's CTC head and no LLM: drop one or the other"
+    return query_conflict(args)
+
+
+def cmd_transcribe(args) -> int:
     inputs = expand(args.audio)
     said = Reports(args, inputs)
     refuse_overwriting([said.out_dir / f"{stem}.{fmt}" for stem in said.stems for fmt in said.formats],
@@ -201,14 +217,15 @@ def add_parser(sub) -> None:
                     help="one JSON object per file: text, timed segments and words, translation, tags, timings per "
                     "stage, tokens/s, LLM forward passes in decode and accepted draft tokens")
     tr.add_argument("--stream", action="store_true", help="print text as it is decoded")
-    tr.add_argument("--batch-size", type=int, default=1, metavar="N",
+    tr.add_argument("--batch-size", type=integer(1), default=1, metavar="N",
                     help="transcribe N inputs (their pieces, longest first) at once: more throughput on a GPU, "
                     "one token per pass per row instead of speculation; the reference backend still runs one at "
                     "a time (default 1)")
     tr.add_argument("--translate", action="store_true",
                     help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
-    tr.add_argument("--max-seconds", type=float, default=30.0,
-                    help="split longer audio at low-energy points (default 30; 0 = never split)")
+    tr.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
+                    help=f"split longer audio at low-energy points (default 30; 0 = never split; else at least "
+                    f"{MIN_SPLIT_SECONDS:g})")
     g = tr.add_argument_group("output files (one per input and format, written whole or not at all)")
     g.add_argument("--output-dir", metavar="DIR", help="write files here (default with --output-format: .)")
     g.add_argument("--output-format", choices=[*FORMATS, "all"],
@@ -217,9 +234,10 @@ def add_parser(sub) -> None:
     add_template_args(tr)
     g = tr.add_argument_group("decoding (greedy)")
     g.add_argument("--no-loop-guard", action="store_true", help="do not cut n-gram repetition loops")
-    g.add_argument("--repetition-penalty", type=float, help="Hugging Face repetition penalty over generated ids")
-    g.add_argument("--no-repeat-ngram", type=int, help="forbid repeating any n-gram of this size")
+    g.add_argument("--repetition-penalty", type=finite(above=0),
+                   help="Hugging Face repetition penalty over generated ids")
+    g.add_argument("--no-repeat-ngram", type=integer(1), help="forbid repeating any n-gram of this size")
     add_speculate_arg(g)
     add_query_args(tr)
     add_source_args(tr)
-    tr.set_defaults(func=cmd_transcribe)
+    tr.set_defaults(func=cmd_transcribe, conflicts=conflicts)

@@ -23,6 +23,7 @@ from ...audio import SAMPLE_RATE, AudioError
 from ...bundle import Bundle
 from ...config import Backend
 from ...decoding import DecodeConfig
+from .. import checks
 from ..transcriber import Transcriber
 from .errors import ApiError, Cancelled, ModelUnavailable, one_line
 
@@ -35,6 +36,7 @@ MODELS = {
     CTC_MODEL: "SenseVoiceSmall's own CTC head (needs only sensevoice; fast and small)",
 }
 OWNER = "funasr-qwen4b"
+MIN_UPLOAD_MB = 0.001  # about 1 KB: below it the limit would round to no bytes at all
 
 
 @dataclass
@@ -49,6 +51,16 @@ class ServerConfig:
     decode: DecodeConfig | None = None  # generation settings (default: the bundle's)
     batch_size: int = 8  # requests that wait together run as one batch of up to this many
     batch_wait: float = 0.02  # a batch that is not full waits while requests keep coming this often (10x at most)
+
+    def __post_init__(self):  # the command line's rules (cli/serve.py), for the app built in Python too
+        checks.number(self.idle_unload, "idle_unload", low=0)
+        checks.number(self.max_upload_mb, "max_upload_mb", low=MIN_UPLOAD_MB, zero="no limit")
+        checks.number(self.max_audio_seconds, "max_audio_seconds", low=0)
+        checks.max_seconds(self.max_seconds)
+        checks.positive_int(self.batch_size, "batch_size")
+        checks.number(self.batch_wait, "batch_wait", low=0, high=10)
+        if self.default_model is not None and self.default_model not in MODELS:
+            raise ValueError(f"default_model must be one of {', '.join(MODELS)}, got {self.default_model!r}")
 
 
 # --- memory --------------------------------------------------------------------
