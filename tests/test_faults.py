@@ -1179,3 +1179,48 @@ def test_9_api_arguments_are_checked_by_name(full_bundle, bundle):
                          ("max_seconds", 0.1), ("default_model", "whisper-1")):
         with pytest.raises(ValueError, match=field):
             ServerConfig("b", **{field: value})
+
+
+def test_8_inputs_parity_report_and_dump_never_replace_an_input(bundle, tmp_path, capsys):
+    """--report naming the audio (by a link), --dump whose DIR/mlx.npz is a file of the bundle (a hard
+    link to it): refused before anything runs."""
+    audio = Path(shutil.copy(CLIP, tmp_path / "a.wav"))
+    (tmp_path / "report.json").symlink_to(audio)
+    dump = tmp_path / "taps"
+    dump.mkdir()
+    os.link(bundle / "bundle.json", dump / "mlx.npz")
+    listing = sorted(p.name for p in tmp_path.rglob("*"))
+    for flags, hit in ((["--report", tmp_path / "report.json"], audio), (["--dump", dump], bundle / "bundle.json")):
+        err = check(Fault(["parity", "-m", bundle, "--audio", audio, *flags], words=("--report/--dump", "input"),
+                          inputs=(audio, bundle)), capsys)
+        assert str(hit) in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == listing
+
+
+def test_8_inputs_bench_json_never_replaces_a_bundle_file(bundle, capsys):
+    check(Fault(["bench", "-m", bundle, "--json", bundle / "sensevoice" / "config.json"],
+                words=("--json", "input", "config.json"), inputs=(bundle,)), capsys)
+
+
+def test_8_inputs_convert_never_writes_over_its_sources(ws, capsys):
+    """-o that is a source, lies inside one (through a link), or whose replacement (--force) holds one."""
+    src, pt = ws.sv(), adaptor_pt(ws.tmp / "a.pt")
+    (ws.tmp / "link").symlink_to(src)
+    cases = [(["convert", "sensevoice", src, "-o", src], "is the source"),
+             (["convert", "sensevoice", src, "-o", ws.tmp / "link" / "bundle"], "lies inside the source"),
+             (["convert", "adaptor", pt, "-o", pt, *HEADS], "is the source"),
+             (["convert", "bundle", "--sensevoice", src, "--adaptor", pt, *HEADS, "-o", ws.tmp / "link" / "b"],
+              "lies inside the source")]
+    for argv, words in cases:
+        check(Fault(argv, words=("-o", words, "sources are only read"), inputs=(src, pt)), capsys)
+    # a bundle that holds its own originals: converting into it replaces the component (or, for
+    # `convert bundle --force`, the whole bundle) and would take them with it
+    b = ws.ctc()
+    inside = Path(shutil.copytree(src, b / "sensevoice" / "original"))
+    bundle_json = (b / "bundle.json").read_bytes()
+    for argv in (["convert", "sensevoice", inside, "-o", b, "--force"],
+                 ["convert", "bundle", "--sensevoice", inside, "-o", b, "--force"]):
+        check(Fault(argv, words=("would replace", str(inside), "sources are only read"), inputs=(inside,)), capsys)
+    assert (b / "bundle.json").read_bytes() == bundle_json
+    # beside the bundle, not replaced by converting the adaptor: converted as asked
+    assert main(["convert", "adaptor", str(pt), "-o", str(b), *HEADS]) == 0 and inside.is_dir()

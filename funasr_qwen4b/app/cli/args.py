@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ... import hub
-from ...bundle import Bundle
+from ...bundle import BUNDLE_JSON, Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
 from ...decoding import SPECULATE
 from ...prompt import PRESETS
@@ -171,6 +171,19 @@ def pt_file(path: Path | None) -> Path | None:
         raise ValueError(f"{path} holds {len(pts)} .pt files ({', '.join(p.name for p in pts) or 'none'}); "
                          "name the checkpoint: DIR/FILE.pt or owner/name/FILE.pt")
     return pts[0]
+
+
+def bundle_inputs(bundle: Bundle, sources: dict[str, Path | None] | None = None) -> list[Path]:
+    """The files a command reads for a bundle: its own, and the originals it records (or those that
+    --*-src name instead, `sources` as sources_from gives them). No output may replace one."""
+    files = [bundle.root / BUNDLE_JSON]
+    for name, c in bundle.components.items():
+        files += [bundle.root / name / rel for rel in c.files]
+        files += [Path(r["path"]) for r in c.sources.values() if isinstance(r, dict) and "path" in r]
+    for p in (sources or {}).values():
+        if p is not None:
+            files += sorted(p.iterdir()) if p.is_dir() else [p]
+    return files
 
 
 def bundle_from(args) -> Bundle:

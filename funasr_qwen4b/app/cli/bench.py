@@ -7,7 +7,10 @@ import logging
 from pathlib import Path
 
 from ...atomic import write_json_atomic
-from .args import add_backend_arg, add_model_arg, backends_from, bundle_from, finite, integer, number_list
+from ...bundle import Bundle
+from ...files import refuse_overwriting
+from .args import (add_backend_arg, add_model_arg, backends_from, bundle_from, bundle_inputs, finite, integer,
+                   number_list)
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +35,20 @@ def conflicts(args) -> str | None:
     return None
 
 
+def bundle_for(args) -> Bundle | None:
+    """-m's bundle (None with --synthetic), once --json is known not to replace one of its files."""
+    bundle = bundle_from(args) if args.model else None
+    if args.json:
+        refuse_overwriting([args.json], bundle_inputs(bundle) if bundle else [], "--json")
+    return bundle
+
+
 def cmd_bench(args) -> int:
     from .. import bench
 
     if args.batch_sizes:
         return batching(args)
-    rep = bench.run_bench(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
+    rep = bench.run_bench(bundle=bundle_for(args), synthetic=args.synthetic,
                           backends=backends_from(args), clips=args.clips or DEFAULT_CLIPS, reps=args.reps,
                           warmup=args.warmup, tokens=args.tokens, q_bits=args.q_bits,
                           dtype=args.dtype or DEFAULT_DTYPE, adaptor_q_bits=args.adaptor_q_bits,
@@ -53,7 +64,7 @@ def cmd_bench(args) -> int:
 def batching(args) -> int:
     from .. import bench_batch
 
-    rep = bench_batch.run_batching(bundle=bundle_from(args) if args.model else None, synthetic=args.synthetic,
+    rep = bench_batch.run_batching(bundle=bundle_for(args), synthetic=args.synthetic,
                                    sizes=args.batch_sizes, tokens=args.tokens, reps=args.reps, warmup=args.warmup,
                                    q_bits=args.q_bits, dtype=args.dtype or DEFAULT_DTYPE,
                                    adaptor_q_bits=args.adaptor_q_bits)

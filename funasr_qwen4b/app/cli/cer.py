@@ -19,7 +19,7 @@ from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
 from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, bundle_from,
-                   backends_from, integer, query_conflict, query_from, sources_from, template_from)
+                   backends_from, bundle_inputs, integer, query_conflict, query_from, sources_from, template_from)
 
 if TYPE_CHECKING:
     from funasr_qwen4b.parity.shards import Shard
@@ -95,11 +95,6 @@ def report_files(report: str | Path) -> list[Path]:
     return [*reports.triplet(report), cer.partial_path(report)]
 
 
-def bundle_files(bundle: Bundle) -> list[Path]:
-    return [bundle.root / BUNDLE_JSON] + [bundle.root / name / rel for name, c in bundle.components.items()
-                                          for rel in c.files]
-
-
 def _check_options(limit: int | None, worst: int, batch_size: int, shard: Shard | None, report) -> None:
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
@@ -129,7 +124,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
                          f"CTC transcripts would be token ids, and their CER meaningless; put SenseVoice's "
                          f".bpe.model beside model.pt and reconvert")
     entries = load_manifest(manifest)
-    inputs = [manifest, *(e.audio for e in entries), *bundle_files(bundle)]  # what --report must not replace
+    inputs = [manifest, *(e.audio for e in entries), *bundle_inputs(bundle, sources)]  # no --report replaces one
     total = len(entries)
     entries = entries[:limit] if limit else entries
     if shard is not None and shard.count > len(entries):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
 from ...config import QueryConfig
 from .args import (add_hub_args, add_query_args, finite, integer, needs_extras, pt_file, query_conflict, query_from,
@@ -15,8 +17,47 @@ log = logging.getLogger(__name__)
 # Each command resolves its sources (hub ids) before importing its converter: a source that is
 # not there is reported without waiting for torch to import.
 
+def _within(path: Path, other: Path) -> bool:
+    """`path` is `other` or lies inside it: by path once links are followed, or as the same
+    directory (device and inode) anywhere up its parents."""
+    path, other = Path(os.path.realpath(path)), Path(os.path.realpath(other))
+    if path == other or other in path.parents:
+        return True
+    try:
+        st = other.stat()
+    except OSError:
+        return False
+    for p in (path, *path.parents):
+        try:
+            if (p.stat().st_dev, p.stat().st_ino) == (st.st_dev, st.st_ino):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def refuse_writing_over_sources(output: str, sources, replaced: list[Path]) -> None:
+    """Sources are only read: -o must not be a source nor lie inside one, and nothing conversion
+    writes or replaces (`replaced`: the component, bundle.json; the whole bundle for `convert bundle`)
+    may hold one. Checked before anything is converted."""
+    for src in (s for s in sources if s is not None):
+        if _within(Path(output), src):
+            where = "is" if _within(src, Path(output)) else "lies inside"
+            raise ValueError(f"-o {output} {where} the source {src}: sources are only read; choose another -o")
+        hit = next((r for r in replaced if _within(src, r)), None)
+        if hit is not None:
+            raise ValueError(f"-o {output}: converting would replace {hit}, which holds the source {src}; sources "
+                             f"are only read: move the source or choose another -o")
+
+
+def _component(args, name: str) -> list[Path]:
+    """What converting one component into -o writes or replaces."""
+    return [Path(args.output) / name, Path(args.output) / "bundle.json"]
+
+
 def cmd_sensevoice(args) -> int:
     src = resolve_from(args, args.src, "SenseVoice")
+    refuse_writing_over_sources(args.output, [src], _component(args, "sensevoice"))
     with needs_extras("convert"):
         from funasr_qwen4b.convert.sensevoice import convert_sensevoice
 
@@ -33,6 +74,7 @@ def _adaptor_options(args) -> dict:
 
 def cmd_adaptor(args) -> int:
     src = pt_file(resolve_from(args, args.pt, "adaptor"))
+    refuse_writing_over_sources(args.output, [src], _component(args, "adaptor"))
     with needs_extras("convert"):
         from funasr_qwen4b.convert.adaptor import convert_adaptor
 
@@ -44,6 +86,7 @@ def cmd_adaptor(args) -> int:
 
 def cmd_llm(args) -> int:
     src = resolve_from(args, args.hf_dir, "LLM")
+    refuse_writing_over_sources(args.output, [src], _component(args, "llm"))
     with needs_extras("convert llm"):
         from funasr_qwen4b.convert.llm import convert_llm
 
@@ -56,6 +99,7 @@ def cmd_llm(args) -> int:
 def cmd_bundle(args) -> int:
     sensevoice = resolve_from(args, args.sensevoice, "SenseVoice")
     adaptor, llm = pt_file(resolve_from(args, args.adaptor, "adaptor")), resolve_from(args, args.llm, "LLM")
+    refuse_writing_over_sources(args.output, [sensevoice, adaptor, llm], [Path(args.output)])
     with needs_extras("convert"):
         from funasr_qwen4b.convert.bundle import convert_bundle
 

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from ...audio import load_audio, packaged_clip
 from ...bundle import Bundle
-from .args import (add_model_arg, add_query_args, add_source_args, add_template_args, needs_extras,
+from ...files import refuse_overwriting
+from .args import (add_model_arg, add_query_args, add_source_args, add_template_args, bundle_inputs, needs_extras,
                    query_from, resolve_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = packaged_clip("zh_open_hours.wav")
+DUMPS = ("reference", "mlx")  # --dump DIR writes DIR/NAME.npz for each (parity.report.dump)
 
 
 def run_parity(bundle_path, args, *, sources: dict | None = None, template: bool = True) -> int:
@@ -25,6 +27,9 @@ def run_parity(bundle_path, args, *, sources: dict | None = None, template: bool
     from funasr_qwen4b.parity.harness import MODES, run_parity as harness
 
     bundle = Bundle.read(bundle_path)
+    refuse_overwriting([*(reports.triplet(args.report) if args.report else ()),
+                        *(Path(args.dump) / f"{side}.npz" for side in DUMPS if args.dump)],
+                       [args.audio, *bundle_inputs(bundle, sources)], "--report/--dump")
     samples = load_audio(args.audio)
     modes = MODES if args.mode == "both" else (args.mode,)
     rep = harness(bundle, samples, audio_name=str(args.audio), sources=sources,
