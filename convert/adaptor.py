@@ -20,7 +20,7 @@ from funasr_qwen4b.config import AdaptorConfig
 from funasr_qwen4b.keys import infer_adaptor_config
 from funasr_qwen4b.reference.torch_load import check_finite, embedded_config, load_pt, state_dict_of
 
-from .sensevoice import DTYPES, check_dtype_range
+from .sensevoice import DTYPES, check_dtype_range, check_float
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def convert_adaptor(pt: str | Path, bundle: str | Path, *, dtype: str = "float32
     cfg = infer_adaptor_config({k: tuple(v.shape) for k, v in sd.items()}, str(pt), nhead=nhead,
                                norm_first=norm_first, activation=activation, eps=eps)
     check_embedded_config(cfg, embedded_config(obj), pt)
+    check_float(sd, pt)
     check_finite(sd, pt)
     n_params = sum(v.numel() for v in sd.values())
     log.info(f"adaptor: {cfg.encoder_dim}→{cfg.d_model} × {cfg.num_layers} layers ({cfg.nhead} heads, "

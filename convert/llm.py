@@ -20,6 +20,7 @@ from funasr_qwen4b.prompt import DEFAULT_TEMPLATE, PRESETS
 log = logging.getLogger(__name__)
 
 LLM_DTYPES = ("float32", "float16", "bfloat16")
+_INTEGER = ("I", "U", "BOOL")  # safetensors dtypes that hold no floating-point weights
 
 
 def check_hf_dir(path: Path) -> dict:
@@ -42,7 +43,12 @@ def check_hf_dir(path: Path) -> dict:
     if not shards:
         raise FileNotFoundError(f"no *.safetensors in {path}; save the model with save_pretrained (safetensors)")
     for shard in shards:
-        safetensors_header(shard)
+        ints = sorted((name, t["dtype"]) for name, t in safetensors_header(shard).items()
+                      if t["dtype"].startswith(_INTEGER))
+        if ints:
+            more = f" (and {len(ints) - 1} more)" if len(ints) > 1 else ""
+            raise ValueError(f"{shard}: tensor {ints[0][0]} holds {ints[0][1]} values{more}, not floating-point "
+                             f"weights (cast to integers?); use the checkpoint as trained")
     if (path / "tokenizer.json").is_file():
         check_vocabulary(path / "tokenizer.json", config["vocab_size"])
     elif not (path / "vocab.json").is_file():

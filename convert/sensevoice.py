@@ -11,6 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -22,6 +23,16 @@ from funasr_qwen4b.reference.torch_load import load_sensevoice_state
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_float(sd: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse integer (or boolean) weights: a checkpoint cast to integers keeps its shapes, and would
+    convert and transcribe nonsense."""
+    bad = sorted(k for k, v in sd.items() if not v.is_floating_point())
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{path}: tensor {bad[0]} holds {str(sd[bad[0]].dtype).removeprefix('torch.')} values{more}, "
+                         f"not floating-point weights (cast to integers?); use the checkpoint as trained")
 
 
 def check_dtype_range(weights: dict[str, torch.Tensor], dtype: str, path: str | Path) -> None:
@@ -49,6 +60,7 @@ def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = 
     src = SenseVoiceSource.from_dir(src_dir)
     log.info(f"reading {src.model_pt} (weights_only=True)")
     cfg, sd = load_sensevoice_state(src)
+    check_float(sd, src.model_pt)
     e = cfg.encoder
     log.info(f"SenseVoiceSmall: {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}, "
         f"heads={e.attention_heads}, ffn={e.linear_units}, kernel={e.kernel_size}, vocab={cfg.vocab_size}")
@@ -64,6 +76,9 @@ def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = 
         shift, scale = parse_am_mvn(src.cmvn_file)
         if shift.size != e.input_size:
             raise ValueError(f"{src.cmvn_file} has {shift.size} values per vector; the frontend makes {e.input_size}")
+        if not (np.isfinite(shift).all() and np.isfinite(scale).all()):
+            raise ValueError(f"{src.cmvn_file} holds NaN or infinite values (every feature would be too); use the "
+                             f"am.mvn that came with the model")
         # CMVN stays float32 whatever the model dtype: it acts on raw log-mels.
         weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
         weights["frontend.cmvn.scale"] = torch.from_numpy(scale)

@@ -88,6 +88,32 @@ def safetensors_header(path: str | Path) -> dict[str, dict]:
     return header
 
 
+# A float is NaN or infinite exactly when its exponent bits are all set; so bfloat16 (which
+# numpy lacks) is checked as the integers of its width, every float format alike.
+_EXPONENT = {"F64": ("<u8", 0x7FF0000000000000), "F32": ("<u4", 0x7F800000), "F16": ("<u2", 0x7C00),
+             "BF16": ("<u2", 0x7F80)}
+
+
+def nonfinite_tensors(path: str | Path, chunk: int = 1 << 24) -> list[str]:
+    """The float tensors of a safetensors file that hold NaN or infinity (by bit pattern, through a
+    memory map `chunk` values at a time: memory stays flat whatever the file's size)."""
+    header = safetensors_header(path)
+    with open(path, "rb") as f:
+        start = 8 + int.from_bytes(f.read(8), "little")
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    bad = []
+    for name, t in header.items():
+        if t["dtype"] not in _EXPONENT:
+            continue
+        kind, mask = _EXPONENT[t["dtype"]]
+        begin, stop = t["data_offsets"]
+        values = data[start + begin:start + stop].view(kind)
+        mask = np.array(mask, dtype=kind)
+        if any(np.any((values[i:i + chunk] & mask) == mask) for i in range(0, values.size, chunk)):
+            bad.append(name)
+    return sorted(bad)
+
+
 def refuse_overwriting(outputs, inputs, flag: str) -> None:
     """Raise (one line) when a file about to be written is one of the command's inputs: the same
     path once links are followed, or the same file (device and inode: a hard link)."""

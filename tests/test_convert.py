@@ -234,3 +234,25 @@ def test_config_ranges_are_checked_and_named(cls, data, message):
     with pytest.raises(ValueError) as e:
         getattr(config, cls).from_dict(data, "X")
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 24])
+def test_nonfinite_tensors_by_bit_pattern_in_every_float_format(tmp_path, chunk):
+    """NaN and ±inf found in float64/32/16 and bfloat16 (numpy has no bfloat16: bits), the largest
+    finite values and integer tensors left alone; torch.isfinite is the oracle."""
+    from safetensors.torch import save_file
+
+    from funasr_qwen4b.files import nonfinite_tensors
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"int": torch.full((9,), -1, dtype=torch.int32), "u8": torch.full((5,), 255, dtype=torch.uint8)}
+    for dt in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        tensors[f"{dt}_max"] = torch.tensor([torch.finfo(dt).max, torch.finfo(dt).min, torch.finfo(dt).tiny], dtype=dt)
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            x = (torch.randn(37, generator=g) * 100).to(dt)
+            x[int(torch.randint(0, 37, (1,), generator=g))] = bad
+            tensors[f"{dt}_{bad}"] = x
+    save_file(tensors, str(tmp_path / "w.safetensors"))
+    expected = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    assert len(expected) == 12
+    assert nonfinite_tensors(tmp_path / "w.safetensors", chunk=chunk) == expected
