@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import AdaptorConfig, QueryConfig, SenseVoiceConfig
+from .config import DEFAULT_KIND, MODEL_KINDS, AdaptorConfig, NanoAdaptorConfig, QueryConfig, SenseVoiceConfig
 from .decoding import DecodeConfig
 from .files import read_json, sha256_file, sum64
 from .prompt import DEFAULT_TEMPLATE, PRESETS, template_text
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 BUNDLE_JSON = "bundle.json"
 COMPONENTS = ("sensevoice", "adaptor", "llm")
-_META_KEYS = {"format_version", "components", "prompt", "generation"}
+_META_KEYS = {"format_version", "components", "prompt", "generation", "kind"}
 _ENTRY_KEYS = {"dtype", "q_bits", "sources", "files", "query", "keep_query_frames", "embeddings_8bit", "source_dir"}
 # Which component feeds which: a component's widths are checked against its input's.
 _UPSTREAM = {"adaptor": "sensevoice", "llm": "adaptor"}
@@ -38,7 +38,7 @@ def _config_of(path: Path, name: str):
         return data
     if not isinstance(data.get("config"), dict):
         raise ValueError(f"{path / 'config.json'} has no `config` object; reconvert the {name} component")
-    cls = SenseVoiceConfig if name == "sensevoice" else AdaptorConfig
+    cls = SenseVoiceConfig if name == "sensevoice" else adaptor_config_class(data.get("layout"))
     return cls.from_dict(data["config"], f"{path / 'config.json'} config")
 
 
@@ -76,6 +76,19 @@ LAYOUTS = {
     "sensevoice": {"version": 1, "fsmn_block.weight": "mlx conv1d (C_out, K, C_in/groups)"},
     "adaptor": {"version": 1, "self_attn.in_proj": "split into q_proj, k_proj, v_proj (rows q, k, v)"},
 }
+
+
+# Fun-ASR-Nano's adaptor (FunASR's `Transformer`) keeps FunASR's names and layouts.
+NANO_ADAPTOR_LAYOUT = {"version": 1, "kind": "funasr-nano", "keys": "FunASR's Transformer adaptor, unchanged"}
+
+
+def adaptor_layout(kind: str) -> dict:
+    return NANO_ADAPTOR_LAYOUT if kind == "funasr-nano" else LAYOUTS["adaptor"]
+
+
+def adaptor_config_class(layout) -> type:
+    """The adaptor config a component's recorded layout holds."""
+    return NanoAdaptorConfig if layout == NANO_ADAPTOR_LAYOUT else AdaptorConfig
 
 
 def _is_int(v) -> bool:
@@ -141,6 +154,9 @@ class Bundle:
     presets: dict[str, str] = field(repr=False)
     default_template: str = DEFAULT_TEMPLATE
     keep_query_frames: bool = True
+    # which model: "qwen4b" (SenseVoiceSmall with query rows → AudioAdaptorQwen4B → Qwen3) or
+    # "funasr-nano" (Fun-ASR-Nano: the encoder alone → FunASR's Transformer adaptor → Qwen3)
+    kind: str = DEFAULT_KIND
 
     @classmethod
     def read(cls, root: str | Path) -> "Bundle":
@@ -199,13 +215,17 @@ class Bundle:
         if not isinstance(default, str) or default not in {**PRESETS, **presets}:
             raise ValueError(f"{path}: prompt.default {default!r} names no preset; use one of "
                              f"{sorted({**PRESETS, **presets})}")
+        kind = meta.get("kind", DEFAULT_KIND)
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"{path}: kind {kind!r} is not one this funasr-qwen4b knows ({', '.join(MODEL_KINDS)}); "
+                             f"upgrade, or reconvert")
         keep = raw.get("adaptor", {}).get("keep_query_frames", True)
         if not isinstance(keep, bool):
             raise ValueError(f"{path}: components.adaptor.keep_query_frames must be true or false, got {keep!r}")
         return cls(root, meta, components,
                    QueryConfig.from_dict(sv.get("query", {}), f"{path} components.sensevoice.query"),
                    DecodeConfig.from_dict(meta.get("generation", {}), f"{path} generation"),
-                   presets, default, keep)
+                   presets, default, keep, kind)
 
     def has(self, *names: str) -> bool:
         return all(n in self.components for n in names)
@@ -291,8 +311,9 @@ class Bundle:
         if name not in cache:
             path = self.dir(name) / "config.json"
             data = read_json(path, f"reconvert the {name} component")
-            if data.get("layout") != LAYOUTS[name]:
-                raise ValueError(f"{path}: layout {data.get('layout')} is not {LAYOUTS[name]}; reconvert with this version")
+            want = adaptor_layout(self.kind) if name == "adaptor" else LAYOUTS[name]
+            if data.get("layout") != want:
+                raise ValueError(f"{path}: layout {data.get('layout')} is not {want}; reconvert with this version")
             if not isinstance(data.get("config"), dict):
                 raise ValueError(f"{path} has no `config` object; reconvert")
             cache[name] = data
@@ -304,9 +325,11 @@ class Bundle:
                                           f"{self.root / 'sensevoice' / 'config.json'} config")
 
     @property
-    def adaptor_config(self) -> AdaptorConfig:
-        return AdaptorConfig.from_dict(self.component_config("adaptor")["config"],
-                                       f"{self.root / 'adaptor' / 'config.json'} config")
+    def adaptor_config(self) -> AdaptorConfig | NanoAdaptorConfig:
+        """The qwen4b adaptor's config, or Fun-ASR-Nano's (by the bundle's kind)."""
+        data = self.component_config("adaptor")
+        return adaptor_config_class(data["layout"]).from_dict(data["config"],
+                                                              f"{self.root / 'adaptor' / 'config.json'} config")
 
     @property
     def adaptor_quantization(self) -> dict | None:
@@ -320,6 +343,8 @@ class Bundle:
         by sha256: the SenseVoice directory, the adaptor .pt, the LLM directory."""
         comp = self.components[name]
         flag = {"sensevoice": "--sensevoice-src DIR", "adaptor": "--adaptor-src FILE", "llm": "--llm-src DIR"}[name]
+        if self.kind == "funasr-nano":
+            return self._nano_source(name, override, flag)
         if name == "sensevoice":
             root = Path(override) if override else Path(comp.sources["model.pt"]["path"]).parent
             self._verify(root / "model.pt", comp.sources["model.pt"], name, flag)
@@ -331,6 +356,16 @@ class Bundle:
         root = Path(override or comp.entry["source_dir"])
         for file_name, recorded in comp.sources.items():
             self._verify(root / file_name, recorded, "LLM", flag)
+        return root
+
+    def _nano_source(self, name: str, override: str | Path | None, flag: str) -> Path:
+        """Fun-ASR-Nano's components share one original directory (config.yaml, model.pt and the
+        Qwen3 folder its llm_conf names); each records the files it was converted from by their
+        path in that directory. `override`: the directory elsewhere."""
+        comp = self.components[name]
+        root = Path(override or comp.entry["source_dir"])
+        for rel, recorded in comp.sources.items():
+            self._verify(root / rel if override else Path(recorded["path"]), recorded, f"Fun-ASR-Nano {name}", flag)
         return root
 
     def _verify(self, path: Path, recorded: dict, what: str, flag: str) -> Path:

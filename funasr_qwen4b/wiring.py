@@ -13,7 +13,7 @@ from .config import QueryConfig
 from .ctc import CtcResult
 from . import taps
 from .decoding import DecodeConfig, Decoded, Decoder, DecodeStats, decode_loop
-from .prompt import Prompt, encode, stop_ids
+from .prompt import AUDIO_SLOT, Prompt, encode, stop_ids
 from .text import cer_text, strip_tags
 
 
@@ -41,6 +41,15 @@ class LlmSetup:
         """The same tokenizer and prompt under other decoding rules (one call's)."""
         return self if decode is None or decode == self.decode else replace(self, decode=decode)
 
+    def with_template(self, template: str | None) -> "LlmSetup":
+        """The same tokenizer and decoding rules under another prompt (one call's, or one batch's:
+        a Fun-ASR-Nano prompt with hotwords, a language, ITN off)."""
+        if template is None or template == self.template:
+            return self
+        if not isinstance(template, str) or template.count(AUDIO_SLOT) != 1:
+            raise ValueError(f"a template needs exactly one {AUDIO_SLOT} slot; got {template!r}")
+        return replace(self, template=template, prompt=Prompt.build(template, self.tokenizer))
+
     @property
     def stop(self) -> list[int]:
         return [] if self.decode.ignore_eos else stop_ids(self.tokenizer)
@@ -48,11 +57,11 @@ class LlmSetup:
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def draft(self, ctc: CtcResult) -> "Draft | None":
+    def draft(self, ctc: CtcResult | None) -> "Draft | None":
         """The CTC transcript as LLM tokens, then the ending the LLM likely writes after it
         (the tokenizer's eos among the stop ids): what speculation verifies; None when this
         setup decodes one token per pass."""
-        if not self.decode.speculative:
+        if not self.decode.speculative or ctc is None:  # no CTC head (Fun-ASR-Nano): nothing to draft from
             return None
         stop = self.stop  # none with ignore_eos: decoding runs to the cap
         eos = getattr(self.tokenizer, "eos_token_id", None)
@@ -147,7 +156,7 @@ class Draft:
 
 @dataclass
 class Output:
-    ctc: CtcResult
+    ctc: CtcResult | None  # None where the model has no CTC head (Fun-ASR-Nano)
     audio_embeds: np.ndarray | None = None  # adaptor output [T, llm_dim], float32
     decoded: Decoded | None = None
     text: str | None = None  # the LLM's transcript

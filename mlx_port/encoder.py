@@ -81,6 +81,12 @@ class EncoderLayerSANM(nn.Module):
         self.norm2 = nn.LayerNorm(size, eps=cfg.eps)
 
     def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
+        if self.in_size != self.size:
+            # encoders0 sees the scaled features, whose rows can sit far from zero (without CMVN,
+            # as Fun-ASR-Nano runs: means near 90, spreads near 100). mx.fast.layer_norm's one-pass
+            # variance then loses digits PyTorch's does not; centring first keeps them (the same
+            # norm in exact arithmetic).
+            x = x - x.mean(axis=-1, keepdims=True)
         attn = self.self_attn(self.norm1(x), mask)
         # encoders0 maps 560 → 512: no residual can be added there.
         x = x + attn if self.in_size == self.size else attn
@@ -127,13 +133,18 @@ def length_mask(lengths: mx.array, t: int) -> mx.array:
 
 
 class SenseVoiceSmall(nn.Module):
+    """SenseVoiceSmall; Fun-ASR-Nano's encoder is the same without query table (`cfg.embed`)
+    or CTC head (`cfg.vocab_size` None)."""
+
     def __init__(self, cfg: SenseVoiceConfig):
         super().__init__()
         self.cfg = cfg
         self.frontend = Frontend(cfg.frontend)
-        self.embed = nn.Embedding(EMBED_ROWS, cfg.encoder.input_size)
+        if cfg.embed:
+            self.embed = nn.Embedding(EMBED_ROWS, cfg.encoder.input_size)
         self.encoder = SenseVoiceEncoderSmall(cfg.encoder)
-        self.ctc = CTC(cfg.encoder.output_size, cfg.vocab_size)
+        if cfg.vocab_size is not None:
+            self.ctc = CTC(cfg.encoder.output_size, cfg.vocab_size)
 
     @classmethod
     def load(cls, path: str | Path, cfg: SenseVoiceConfig) -> "SenseVoiceSmall":
@@ -146,9 +157,12 @@ class SenseVoiceSmall(nn.Module):
 
     @property
     def dtype(self) -> mx.Dtype:
-        return self.embed.weight.dtype
+        return self.encoder.after_norm.weight.dtype
 
     def query_rows(self, query: QueryConfig, batch: int) -> mx.array:
+        if not self.cfg.embed:
+            raise ValueError("this encoder takes no query rows (Fun-ASR-Nano feeds it the features alone); "
+                             "its language goes into the prompt")
         rows = self.embed(mx.array([query.ids]))
         return mx.broadcast_to(rows, (batch, *rows.shape[1:]))
 
@@ -163,8 +177,11 @@ class SenseVoiceSmall(nn.Module):
         padded = bool(mx.any(lengths < speech.shape[1]))
         return self.encoder(speech, length_mask(lengths, speech.shape[1]) if padded else None, rec), lengths
 
-    def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> np.ndarray:
-        """Per-frame argmax of the CTC logits, [B, T] (log-softmax keeps the argmax)."""
+    def ctc_argmax(self, enc: mx.array, rec: TapRecorder | None = None) -> np.ndarray | None:
+        """Per-frame argmax of the CTC logits, [B, T] (log-softmax keeps the argmax); None
+        without a CTC head."""
+        if self.cfg.vocab_size is None:
+            return None
         logits = self.ctc.ctc_lo(enc)
         record(rec, taps.CTC_LOGITS, logits)
         return np.array(mx.argmax(logits, axis=-1))

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from funasr_qwen4b import taps
+from funasr_qwen4b import nano_taps, taps
 from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
-from funasr_qwen4b.config import QueryConfig
+from funasr_qwen4b.config import NanoAdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
 
 from .metrics import TOLERANCES, TapMetrics, compare
@@ -32,7 +32,7 @@ class ParityReport:
     meta: dict
     taps: list[str]
     results: dict[str, list[TapMetrics]]  # mode -> per-tap metrics, in tap order
-    ctc: dict
+    ctc: dict | None  # None where the model has no CTC head (Fun-ASR-Nano)
     reference_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     mlx_taps: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     llm: dict | None = None  # generated ids compared, logits top-k agreement, texts
@@ -45,7 +45,7 @@ class ParityReport:
         # CTC ids must match in the strict tier; at reduced precision a near-tie
         # may flip a frame's argmax, so there the agreement is reported, not required.
         strict = self.meta["dtype"] == "float32"
-        ids_ok = self.ctc["ids_equal"] or not strict
+        ids_ok = self.ctc is None or self.ctc["ids_equal"] or not strict
         tokens_ok = self.llm is None or self.llm["tokens"]["equal"] or not strict
         return all(self.first_failure(m) is None for m in self.results) and ids_ok and tokens_ok
 
@@ -95,10 +95,13 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     dtype = "float32" if b.strict else next(d for d in dtypes.values() if d != "float32")
     dtype = {"8bit": "bfloat16", "4bit": "bfloat16"}.get(dtype, dtype)  # quantized: bf16 tier, and reported
     tol = TOLERANCES[dtype]
-    names = taps.sensevoice_taps(mlx.sensevoice.cfg.encoder)
+    has_ctc = mlx.sensevoice.cfg.vocab_size is not None
+    names = [*taps.FRONTEND_TAPS, *taps.encoder_taps(mlx.sensevoice.cfg.encoder), *([taps.CTC_LOGITS] if has_ctc else [])]
     ref = RefPipeline.from_bundle(b, query, template=template, decode=mlx.setup.decode if mlx.setup else None,
                                   sources=sources)
-    names += taps.adaptor_taps(mlx.adaptor.cfg) if mlx.adaptor else []
+    if mlx.adaptor:
+        cfg = mlx.adaptor.cfg
+        names += nano_taps.nano_adaptor_taps(cfg) if isinstance(cfg, NanoAdaptorConfig) else taps.adaptor_taps(cfg)
     names += taps.llm_taps(mlx.llm.num_layers) if mlx.llm else []
 
     ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
@@ -115,22 +118,25 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     if "isolated" in modes:
         iso = run_isolated(mlx, samples, ref_rec.inputs, names)
         results["isolated"] = [compare(n, iso[n], ref_rec.outputs[n], tol) for n in names]
-    frames_ref = ref_rec.outputs[taps.CTC_LOGITS].argmax(-1)
-    frames_mlx = mlx_rec.outputs[taps.CTC_LOGITS].argmax(-1)
     llm = None
     if mlx.llm is not None:
         llm = {"tokens": compare_tokens(ref_rec.outputs[taps.LLM_TOKENS], mlx_rec.outputs[taps.LLM_TOKENS]),
                "logits": topk_agreement(ref_rec.outputs[taps.LLM_LOGITS], mlx_rec.outputs[taps.LLM_LOGITS]),
                "reference_text": ref_out.text, "mlx_text": mlx_out.text,
                "stop": {"reference": ref_out.decoded.stop, "mlx": mlx_out.decoded.stop}, "template": template}
-    ctc = {
-        "ids_equal": ref_out.ctc.ids == mlx_out.ctc.ids,
-        "frame_agreement": float(np.mean(frames_ref == frames_mlx)),
-        "reference": ref_out.ctc.to_dict(),
-        "mlx": mlx_out.ctc.to_dict(),
-    }
+    ctc = None
+    if has_ctc:
+        frames_ref = ref_rec.outputs[taps.CTC_LOGITS].argmax(-1)
+        frames_mlx = mlx_rec.outputs[taps.CTC_LOGITS].argmax(-1)
+        ctc = {
+            "ids_equal": ref_out.ctc.ids == mlx_out.ctc.ids,
+            "frame_agreement": float(np.mean(frames_ref == frames_mlx)),
+            "reference": ref_out.ctc.to_dict(),
+            "mlx": mlx_out.ctc.to_dict(),
+        }
     meta = {
         "bundle": str(b.root.resolve()),
+        "kind": b.kind,
         "audio": audio_name,
         "seconds": round(samples.size / SAMPLE_RATE, 3),
         "dtype": dtype,

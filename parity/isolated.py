@@ -18,6 +18,7 @@ from funasr_qwen4b import taps
 
 from funasr_qwen4b.mlx_port.adaptor import TransformerEncoderLayer
 from funasr_qwen4b.mlx_port.encoder import EncoderLayerSANM
+from funasr_qwen4b.mlx_port.nano_adaptor import EncoderLayer as NanoEncoderLayer
 from funasr_qwen4b.mlx_port.pipeline import Pipeline
 
 
@@ -31,7 +32,7 @@ def resolve(model: nn.Module, dotted: str) -> nn.Module:
 def _call(module: nn.Module, x: mx.array) -> mx.array:
     if isinstance(module, EncoderLayerSANM):  # one whole utterance: nothing masked
         return module(x, mx.ones(x.shape[:2], dtype=mx.bool_))
-    if isinstance(module, TransformerEncoderLayer):
+    if isinstance(module, (TransformerEncoderLayer, NanoEncoderLayer)):
         return module(x, None)
     return module(x)
 

@@ -24,12 +24,19 @@ from .torch_load import load_sensevoice_state
 
 class SenseVoiceSmall:
     """FunASR's SenseVoiceSmall, run the way its `inference` runs it, with the
-    WavFrontend AutoModel builds beside it (the MLX twin holds its frontend too)."""
+    WavFrontend AutoModel builds beside it (the MLX twin holds its frontend too).
+    Fun-ASR-Nano's encoder (`nano`) is the same class without query table or CTC head."""
 
-    def __init__(self, model: FunasrSenseVoiceSmall, cfg: SenseVoiceConfig, frontend: Frontend,
-                 source: SenseVoiceSource):
+    def __init__(self, model: torch.nn.Module, cfg: SenseVoiceConfig, frontend: Frontend,
+                 source: SenseVoiceSource | None):
         self.model = model.eval()
         self.cfg, self.frontend, self.source = cfg, frontend, source
+
+    @classmethod
+    def nano(cls, encoder: torch.nn.Module, cfg: SenseVoiceConfig, frontend: Frontend) -> "SenseVoiceSmall":
+        """FunASRNano's `audio_encoder` (FunASR's SenseVoiceEncoderSmall), held under the name
+        `encoder` so that its taps carry SenseVoiceSmall's names."""
+        return cls(torch.nn.ModuleDict({"encoder": encoder}), cfg, frontend, None)
 
     @classmethod
     def load(cls, path: str | Path) -> "SenseVoiceSmall":
@@ -44,6 +51,9 @@ class SenseVoiceSmall:
         return cls(model, cfg, Frontend(cfg.frontend, src.cmvn_file, dither=0.0), src)
 
     def query_rows(self, query: QueryConfig, batch: int) -> torch.Tensor:
+        if not self.cfg.embed:
+            raise ValueError("this encoder takes no query rows (Fun-ASR-Nano feeds it the features alone); "
+                             "its language goes into the prompt")
         ids = torch.LongTensor([query.ids])
         return self.model.embed(ids).repeat(batch, 1, 1)
 
@@ -66,8 +76,10 @@ class SenseVoiceSmall:
             return self.model.encoder(speech, lengths)
 
     @torch.no_grad()
-    def ctc_argmax(self, enc: torch.Tensor, rec: TapRecorder | None = None) -> np.ndarray:
-        """Per-frame argmax of the CTC log-probabilities, [B, T]."""
+    def ctc_argmax(self, enc: torch.Tensor, rec: TapRecorder | None = None) -> np.ndarray | None:
+        """Per-frame argmax of the CTC log-probabilities, [B, T]; None without a CTC head."""
+        if self.cfg.vocab_size is None:
+            return None
         if rec is None:
             return self.model.ctc.log_softmax(enc).argmax(-1).numpy()
         with rec.hooks(self.model, [taps.CTC_LOGITS]):

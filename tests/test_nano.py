@@ -71,3 +71,58 @@ def test_prompt_refuses_markers():
     for bad in (["{audio}"], ["a<|startofspeech|>"], [""]):
         with pytest.raises(ValueError, match="hotword"):
             nano_template(bad)
+
+
+# --- the tiny checkpoint, converted ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nano_dir(tmp_path_factory):
+    """A tiny Fun-ASR-Nano in FunASR's layout, by FunASR's own FunASRNano (seeded)."""
+    from funasr_qwen4b.testing_nano import make_nano_dir
+
+    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
+
+
+@pytest.fixture(scope="module")
+def nano_bundle(nano_dir, tmp_path_factory):
+    from funasr_qwen4b.convert.nano import convert_nano
+
+    return convert_nano(nano_dir, tmp_path_factory.mktemp("nb") / "bundle", dtype="float32")
+
+
+def test_bundle_kind(nano_bundle, bundle):
+    from funasr_qwen4b.bundle import Bundle
+    from funasr_qwen4b.prompt import NANO_TEMPLATE
+
+    b = Bundle.read(nano_bundle)
+    assert b.kind == "funasr-nano" and not b.query.enabled
+    assert isinstance(b.adaptor_config, NanoAdaptorConfig) and b.adaptor_config.use_low_frame_rate
+    assert b.sensevoice_config.vocab_size is None and not b.sensevoice_config.embed  # no CTC head, no query table
+    assert b.default_template == NANO_TEMPLATE and b.template() == nano_template()
+    assert Bundle.read(bundle).kind == "qwen4b"  # a bundle.json without `kind`
+    assert not b.verify()["llm"]
+
+
+def test_parity_float32(nano_bundle, clip):
+    """Reference (FunASR's FunASRNano modules, transformers' Qwen3) against MLX, chained and
+    isolated, every tap within the float32 tolerance, generated ids identical; then once more
+    under a per-call prompt with hotwords, language and ITN off."""
+    from funasr_qwen4b.parity.harness import run_parity
+
+    report = run_parity(nano_bundle, clip)
+    assert report.passed, report.to_dict()["first_failure"]
+    assert report.ctc is None and report.llm["tokens"]["equal"]
+    assert "adaptor.blocks.1" in report.taps and "ctc.ctc_lo" not in report.taps
+    rows = report.mlx_taps["llm.inputs_embeds"].shape[0]
+    ad = NanoAdaptorConfig(use_low_frame_rate=True)
+    frames = report.mlx_taps["encoder.tp_norm"].shape[0]
+    from funasr_qwen4b.prompt import Prompt
+    from funasr_qwen4b.reference.llm import load_tokenizer
+
+    tok = load_tokenizer(nano_bundle / "llm")
+    p = Prompt.build(nano_template(), tok)
+    assert rows == len(p.prefix_ids) + ad.audio_rows(frames) + len(p.suffix_ids)
+
+    hot = run_parity(nano_bundle, clip, template=nano_template(["开放时间"], "中文", itn=False), modes=("chained",))
+    assert hot.passed and hot.llm["tokens"]["equal"]
+    assert hot.mlx_taps["llm.inputs_embeds"].shape[0] > rows

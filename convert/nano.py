@@ -1,0 +1,151 @@
+"""`convert bundle --funasr-nano`: a Fun-ASR-Nano directory → a bundle of kind `funasr-nano`.
+
+FunASR's layout (config.yaml + model.pt + the Qwen3 folder llm_conf names) is read here;
+transformers' `-hf` layout is recognised and refused until its mapping onto FunASR's names
+exists. The three parts of model.pt become the three components, through the existing writers:
+`audio_encoder.*` the `sensevoice` component (SenseVoiceSmall's names and layouts, no query
+table, no CTC head), `audio_adaptor.*` the `adaptor` component (FunASR's names, unchanged) and
+`llm.*`, with the Qwen3 folder's config and tokenizer, a Hugging Face directory in the staging
+area that mlx-lm converts. Every component records the original files it came from, by their
+path in the source directory, so the reference backend finds and checks them. The bundle
+appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from funasr_qwen4b.atomic import staging, swap_in, write_json_atomic
+from funasr_qwen4b.bundle import BUNDLE_JSON, NANO_ADAPTOR_LAYOUT
+from funasr_qwen4b.files import read_json
+from funasr_qwen4b.hub import resolve
+from funasr_qwen4b.nano_keys import ADAPTOR, ENCODER, LLM
+from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
+from funasr_qwen4b.prompt import NANO_TEMPLATE, nano_template
+from funasr_qwen4b.reference.funasr_nano import load_nano_state
+from funasr_qwen4b.sources import parse_am_mvn
+
+from .card import write_card
+from .llm import convert_llm
+from .sensevoice import DTYPES, check_dtype_range, mlx_layout
+from .writing import source_entry, write_component, write_component_config
+
+log = logging.getLogger(__name__)
+
+KIND = "funasr-nano"
+
+
+def convert_nano(src: str | Path, out: str | Path, *, dtype: str | None = None, q_bits: int | None = None,
+                 force: bool = False, hub: str | None = None, revision: str | None = None) -> Path:
+    """`src`: a Fun-ASR-Nano directory or hub id. `dtype` None: float32 for the encoder and the
+    adaptor, bfloat16 for the LLM; `q_bits` quantizes the LLM."""
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    if q_bits not in (None, 4, 8):
+        raise ValueError(f"-q must be 4 or 8, got {q_bits}")
+    out = Path(out)
+    if out.exists():
+        if not force:
+            raise ValueError(f"{out} already exists; pass --force to replace it")
+        if not (out / BUNDLE_JSON).is_file():
+            raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+    root = resolve(src, hub=hub, revision=revision, what="Fun-ASR-Nano model")
+    if detect_layout(root) == TRANSFORMERS:
+        raise ValueError(f"{root} is transformers' Fun-ASR-Nano layout (-hf), which this version does not convert "
+                         f"yet; convert FunASR's layout (FunAudioLLM/Fun-ASR-Nano-2512)")
+    source = NanoSource.from_dir(root)
+    log.info(f"reading {source.model_pt} (weights_only=True)")
+    ckpt = load_nano_state(source)
+    sv_cfg, ad_cfg, llm_config, sd = ckpt.encoder, ckpt.adaptor, ckpt.llm_config, ckpt.state
+    if ckpt.has_ctc:
+        log.info("model.pt holds FunASRNano's CTC branch; it is not converted (its tokenizer is not read), so "
+                 "this bundle has no CTC transcript to draft from")
+    e = sv_cfg.encoder
+    log.info(f"Fun-ASR-Nano: encoder {e.num_blocks}+{e.tp_blocks} SAN-M layers, d={e.output_size}; adaptor "
+             f"{ad_cfg.encoder_dim}×{ad_cfg.downsample_rate}→{ad_cfg.ffn_dim}→{ad_cfg.llm_dim}, {ad_cfg.n_layer} blocks"
+             f"{', low frame rate' if ad_cfg.use_low_frame_rate else ''}; Qwen3 hidden {llm_config['hidden_size']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staging(out.parent, out.name) as work:
+        stage = work / "bundle"
+        _write_encoder(stage, source, sv_cfg, sd, dtype or "float32")
+        _write_adaptor(stage, source, ad_cfg, sd, dtype or "float32")
+        hf = _llm_hf_dir(work / "llm-hf", source, llm_config, sd)
+        convert_llm(hf, stage, dtype=dtype or "bfloat16", q_bits=q_bits)
+        _record_originals(stage, source)
+        write_card(stage, out.name)
+        swap_in(stage, out, work / "old")
+    return out
+
+
+def _sources(source: NanoSource, files: list[Path]) -> dict:
+    """The originals by their path in the source directory (absolute when outside it)."""
+    out = {}
+    for p in files:
+        try:
+            rel = p.relative_to(source.root).as_posix()
+        except ValueError:
+            rel = str(p.absolute())
+        out[rel] = source_entry(p)
+    return out
+
+
+def _entry(source: NanoSource, dtype: str, files: list[Path], **extra) -> dict:
+    return {"dtype": dtype, **extra, "sources": _sources(source, files), "source_dir": str(source.root.absolute())}
+
+
+def _write_encoder(stage: Path, source: NanoSource, cfg, sd: dict, dtype: str) -> None:
+    encoder = {"encoder." + k.removeprefix(ENCODER): v for k, v in sd.items() if k.startswith(ENCODER)}
+    weights = mlx_layout(encoder, DTYPES[dtype])
+    check_dtype_range(weights, dtype, source.model_pt)
+    if source.cmvn_file is not None:
+        shift, scale = parse_am_mvn(source.cmvn_file)
+        if shift.size != cfg.encoder.input_size:
+            raise ValueError(f"{source.cmvn_file} has {shift.size} values per vector; the frontend makes "
+                             f"{cfg.encoder.input_size}")
+        weights["frontend.cmvn.shift"], weights["frontend.cmvn.scale"] = torch.from_numpy(shift), torch.from_numpy(scale)
+    files = [p for p in (source.model_pt, source.config_yaml, source.cmvn_file) if p is not None]
+    entry = _entry(source, dtype, files, query={"enabled": False})
+    with write_component(stage, "sensevoice", entry, meta={"kind": KIND}) as out:
+        save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
+        write_component_config(out, "sensevoice", cfg.to_dict(), dtype=dtype)
+
+
+def _write_adaptor(stage: Path, source: NanoSource, cfg, sd: dict, dtype: str) -> None:
+    weights = {k.removeprefix(ADAPTOR): v.to(DTYPES[dtype]).contiguous() for k, v in sd.items() if k.startswith(ADAPTOR)}
+    check_dtype_range(weights, dtype, source.model_pt)
+    with write_component(stage, "adaptor", _entry(source, dtype, [source.model_pt, source.config_yaml])) as out:
+        save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
+        write_json_atomic(out / "config.json", {"layout": NANO_ADAPTOR_LAYOUT, "config": cfg.to_dict(), "dtype": dtype})
+
+
+def _llm_hf_dir(hf: Path, source: NanoSource, llm_config: dict, sd: dict) -> Path:
+    """model.pt's `llm.*` as the Hugging Face Qwen3 directory mlx-lm converts: the Qwen3
+    folder's config and tokenizer files beside the weights (a tied LM head written once)."""
+    hf.mkdir()
+    for p in source.llm_dir.iterdir():
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".safetensors", ".bin", ".json.index")):
+            shutil.copyfile(p, hf / p.name)
+    weights = {k.removeprefix(LLM): v.contiguous() for k, v in sd.items() if k.startswith(LLM)}
+    if llm_config.get("tie_word_embeddings", False):
+        weights.pop("lm_head.weight", None)
+    save_file({k: v.clone() for k, v in weights.items()}, str(hf / "model.safetensors"), metadata={"format": "pt"})
+    return hf
+
+
+def _record_originals(stage: Path, source: NanoSource) -> None:
+    """The LLM component as converted from the originals (not the staging directory), and the
+    Fun-ASR-Nano prompt as the bundle's default (FunASR's own call: no hotwords, no language, ITN)."""
+    meta = read_json(stage / BUNDLE_JSON, "the bundle being written")
+    meta["components"]["llm"].update(_entry(source, meta["components"]["llm"]["dtype"],
+                                            [source.model_pt, source.config_yaml, *_llm_files(source)]))
+    meta["prompt"] = {"default": NANO_TEMPLATE, "presets": {**meta["prompt"]["presets"], NANO_TEMPLATE: nano_template()}}
+    write_json_atomic(stage / BUNDLE_JSON, meta)
+
+
+def _llm_files(source: NanoSource) -> list[Path]:
+    return sorted(p for p in source.llm_dir.iterdir() if p.is_file() and not p.name.startswith("."))
