@@ -3,6 +3,10 @@
 Both paths must see bit-identical input, so loading, mono mixing and
 resampling live here once. Torch- and MLX-free: numpy, soundfile, soxr (ffmpeg, where
 installed, for formats libsndfile cannot read).
+
+What no audio is, is refused before any sample is read: a rate outside MIN_RATE..MAX_RATE,
+a length over the bound (MAX_AUDIO_SECONDS by default). Samples are then converted block by
+block, so memory follows the 16 kHz mono output whatever the input's rate and channels.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ MAX_AUDIO_SECONDS = 14400.0  # 4 h: a generous default bound, checked before any
 # +6 dB) and are kept as they are. Beyond that the scale is wrong (int16 values stored as
 # float, a gain of 1e30): the features would be garbage, so the samples are scaled to peak 1.
 MAX_PEAK = 2.0
+_BLOCK = 1 << 20  # frames converted at a time: memory follows the 16 kHz output, not the input
 
 
 class AudioError(ValueError):
@@ -115,7 +120,7 @@ def _check_duration(name: str, frames: int, rate: int, max_seconds: float | None
                          f"into shorter files, or raise the bound (--max-audio-seconds, or max_seconds= in Python)")
 
 
-def _read_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _read_file(path: Path, max_seconds: float | None, sample_rate) -> np.ndarray:
     if path.is_dir():
         raise AudioError(f"{path} is a directory, not an audio file; give the audio files inside it")
     if not path.is_file():
@@ -124,21 +129,31 @@ def _read_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
         f = sf.SoundFile(str(path))
     except (RuntimeError, TypeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
         raise AudioError(f"cannot read audio {path}: {_one_line(exc)}; WAV or FLAC expected") from None
-    data, rate = _read_checked(f, str(path), max_seconds)
+    if sample_rate is not None and sample_rate != f.samplerate:
+        f.close()
+        raise AudioError(f"audio {path} is {f.samplerate} Hz but sample_rate={sample_rate} was given; omit "
+                         f"sample_rate for files")
     st = path.stat()
     _check_file_once(path, st.st_size, st.st_mtime_ns)
-    return data, rate
+    return _read_checked(f, str(path), max_seconds)
 
 
-def _read_checked(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    """An open file's samples (float32) and rate, its rate and length checked from the header first;
-    closes `f`."""
+def _read_checked(f: sf.SoundFile, name: str, max_seconds: float | None) -> np.ndarray:
+    """An open file's audio, 16 kHz mono, its rate and length checked from the header before any
+    sample is read; closes `f`."""
     with f:
         rate = _check_rate(name, f.samplerate)
         _check_duration(name, f.frames, rate, max_seconds)
+
+        def blocks():
+            f.seek(0)
+            yield from f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True)
+
         try:
-            return f.read(dtype="float32", always_2d=False), rate
-        except (RuntimeError, ValueError) as exc:
+            return _mono_16k(name, blocks, rate)
+        except AudioError:
+            raise
+        except (RuntimeError, ValueError) as exc:  # damage past the header
             raise AudioError(f"cannot read audio {name}: {_one_line(exc)}") from None
 
 
@@ -159,17 +174,11 @@ def load_audio(source, sample_rate: int | None = None, *,
     non-finite samples. Float samples peaking above MAX_PEAK are scaled to peak 1, with a warning.
     """
     if isinstance(source, (str, os.PathLike)):
-        name = str(source)
-        data, rate = _read_file(Path(source), max_seconds)
-        if sample_rate is not None and sample_rate != rate:
-            raise AudioError(
-                f"audio {name} is {rate} Hz but sample_rate={sample_rate} was given; omit sample_rate for files"
-            )
-    elif isinstance(source, np.ndarray):
-        name = "array"
+        return _read_file(Path(source), max_seconds, sample_rate)
+    if isinstance(source, np.ndarray):
         if sample_rate is None:
             raise AudioError("sample_rate is required when passing a numpy array; e.g. load_audio(x, 16000)")
-        rate = _check_rate(name, sample_rate)
+        rate = _check_rate("array", sample_rate)
         data = source
         if data.ndim not in (1, 2):
             raise AudioError(
@@ -179,36 +188,51 @@ def load_audio(source, sample_rate: int | None = None, *,
             raise AudioError(
                 f"audio array shape {data.shape} looks like (channels, frames); pass (frames, channels), e.g. x.T"
             )
-        _check_duration(name, data.shape[0], rate, max_seconds)
-        if np.issubdtype(data.dtype, np.floating):
-            data = data.astype(np.float32)  # astype copies: caller's array untouched
-        else:
-            data = _int_to_float(data)
-    else:
-        raise AudioError(
-            f"unsupported audio source type {type(source).__name__}; pass a file path or a numpy array"
-        )
-    return _mono_16k(name, data, rate)
+        _check_duration("array", data.shape[0], rate, max_seconds)
+        if not np.issubdtype(data.dtype, np.floating):
+            _int_to_float(data[:0])  # an unsupported dtype refused before any work
+        return _mono_16k("array", lambda: _array_blocks(data), rate)
+    raise AudioError(
+        f"unsupported audio source type {type(source).__name__}; pass a file path or a numpy array"
+    )
 
 
-def _mono_16k(name: str, data: np.ndarray, rate: int) -> np.ndarray:
-    """Float32 samples of `name` (a fresh array, never the caller's), checked, mixed and resampled."""
-    if data.size == 0:
+def _array_blocks(data: np.ndarray):
+    """`data` as float32 blocks of (frames, channels), each a copy: the caller's array untouched."""
+    for i in range(0, data.shape[0], _BLOCK):
+        b = data[i:i + _BLOCK]
+        b = b.astype(np.float32) if np.issubdtype(b.dtype, np.floating) else _int_to_float(b)
+        yield b if b.ndim == 2 else b[:, None]
+
+
+def _mono_16k(name: str, blocks, rate: int) -> np.ndarray:
+    """The audio `blocks()` gives (a fresh iterator of float32 (frames, channels) blocks each call),
+    checked, mixed to mono and resampled to 16 kHz, block by block: two passes, the first for
+    what must be known of the whole (finite, its peak), so memory follows the output alone.
+    Returns a new C-contiguous float32 array, bit for bit what one pass over the whole would give."""
+    frames, peak = 0, 0.0
+    for b in blocks():
+        if not np.all(np.isfinite(b)):
+            raise AudioError(f"audio {name} contains NaN or infinite samples; clean the input first")
+        if b.size:
+            frames, peak = frames + b.shape[0], max(peak, float(np.max(np.abs(b))))
+    if frames == 0:
         raise AudioError(f"audio {name} is empty; provide at least one sample")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(f"audio {name} contains NaN or infinite samples; clean the input first")
-    peak = float(np.max(np.abs(data)))
-    if peak > MAX_PEAK:  # before mixing, which could overflow float32 at absurd scales
+    scale = peak > MAX_PEAK
+    if scale:
         log.warning("audio %s peaks at %.3g, far outside [-1, 1] (int16 values stored as float?); scaled to peak 1",
                     name, peak)
-        data = data / np.float32(peak)
-    if data.ndim == 2:
+    stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ") if rate != SAMPLE_RATE else None
+    out = []
+    for b in blocks():
+        if scale:  # before mixing, which could overflow float32 at absurd scales
+            b = b / np.float32(peak)
         # Average rather than pick a channel: matches common ASR frontends.
-        data = data.mean(axis=1, dtype=np.float32)
-
-    if rate != SAMPLE_RATE:
-        data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(data, dtype=np.float32)
+        mono = np.ascontiguousarray(b.mean(axis=1, dtype=np.float32) if b.shape[1] > 1 else b[:, 0])
+        out.append(stream.resample_chunk(mono, last=False) if stream else mono)
+    if stream:
+        out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
 def split_points(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[int]:
@@ -266,7 +290,7 @@ def read_audio(audio, sample_rate: int | None = None, *,
             f = sf.SoundFile(io.BytesIO(data))
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
             return _from_ffmpeg(data, name, " ".join(str(e).split()), max_seconds)
-        return _mono_16k(name, *_read_checked(f, name, max_seconds))
+        return _read_checked(f, name, max_seconds)
     if isinstance(audio, (str, os.PathLike)) and Path(audio).is_file():
         try:
             sf.info(str(audio))
@@ -278,7 +302,8 @@ def read_audio(audio, sample_rate: int | None = None, *,
 
 
 def _from_ffmpeg(source: Path | bytes, name: str, reason: str, max_seconds: float | None) -> np.ndarray:
-    return _mono_16k(name, _ffmpeg(source, name, reason, max_seconds), SAMPLE_RATE)
+    samples = _ffmpeg(source, name, reason, max_seconds)
+    return _mono_16k(name, lambda: _array_blocks(samples), SAMPLE_RATE)
 
 
 # --- where the speech is ------------------------------------------------------

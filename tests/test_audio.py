@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from funasr_qwen4b import audio as audio_mod
 from funasr_qwen4b.audio import (
@@ -348,3 +349,18 @@ def test_non_finite_float_wav_is_refused_naming_the_file(tmp_path, bad):
     sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
     with pytest.raises(AudioError, match=f"audio {path} contains NaN or infinite samples"):
         load_audio(path)
+
+
+@pytest.mark.parametrize("rate, channels", [(44100, 2), (16000, 3), (8000, 1)])
+def test_block_by_block_is_bit_for_bit_the_whole_at_once(tmp_path, monkeypatch, rate, channels):
+    """Files are mixed and resampled in blocks (memory follows the output); the result is what
+    soxr and numpy give over the whole signal at once."""
+    x = (np.random.default_rng(rate).standard_normal((3 * rate + 11, channels)) * 0.2).astype(np.float32)
+    path = tmp_path / "blocks.wav"
+    sf.write(str(path), x, rate, subtype="FLOAT")
+    mono = x.mean(axis=1, dtype=np.float32)
+    whole = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ") if rate != SAMPLE_RATE else mono
+    monkeypatch.setattr(audio_mod, "_BLOCK", 4097)  # many blocks, their edges anywhere
+    np.testing.assert_array_equal(load_audio(path), whole)
+    np.testing.assert_array_equal(load_audio(x, rate), whole)
+    np.testing.assert_array_equal(read_audio(path.read_bytes()), whole)
