@@ -33,6 +33,7 @@ import yaml
 
 from funasr_qwen4b import atomic
 from funasr_qwen4b.app.cli import build_parser, main
+from funasr_qwen4b.audio import load_audio
 from funasr_qwen4b.bundle import Bundle
 from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.testing import make_adaptor_pt
@@ -847,6 +848,7 @@ _PAUSED_CONVERT = """
 import pathlib, signal, sys
 import funasr_qwen4b.convert.llm as llm
 from funasr_qwen4b.app.cli import build_parser, main
+from funasr_qwen4b.audio import load_audio
 
 check = llm.check_finite_mlx
 
@@ -1110,6 +1112,8 @@ def test_9_numeric_flag_refuses_nonsense(cmd, flag, value, capsys):
     (["bench", "--draft-rate", "1.5"], ("--draft-rate", "from 0 to 1")),
     (["cer", "--shard", "3/2"], ("--shard", "I/N", "'3/2'")),
     (["convert", "adaptor", "--eps", "0"], ("--eps", "above 0")),
+    (["transcribe", "--max-audio-seconds", "0"], ("--max-audio-seconds", "above 0")),
+    (["cer", "--max-audio-seconds", "0"], ("--max-audio-seconds", "above 0")),
 ])
 def test_9_flag_out_of_range(argv, words, capsys):
     refused(argv, capsys, *words)
@@ -1224,3 +1228,30 @@ def test_8_inputs_convert_never_writes_over_its_sources(ws, capsys):
     assert (b / "bundle.json").read_bytes() == bundle_json
     # beside the bundle, not replaced by converting the adaptor: converted as asked
     assert main(["convert", "adaptor", str(pt), "-o", str(b), *HEADS]) == 0 and inside.is_dir()
+
+
+def test_9_audio_longer_than_the_bound_is_refused(bundle, tmp_path, capsys):
+    """--max-audio-seconds (and max_audio_seconds= in Python): a 4.1 s clip over a 3 s bound is refused
+    from its header, naming the file and the flag; the default bound (4 h) takes it."""
+    check(Fault(["transcribe", "--ctc", CLIP, "-m", bundle, "--max-audio-seconds", "3"],
+                words=(str(CLIP), "4.1 s long", "bound of 3 s", "--max-audio-seconds")), capsys)
+    m = manifest(tmp_path / "m.jsonl", [{"id": "long", "audio": str(CLIP), "text": "开放时间"}])
+    check(Fault(["cer", "-m", bundle, "--manifest", m, "--no-progress", "--max-audio-seconds", "3"],
+                words=(f"{m} line 1", "id 'long'", "bound of 3 s"), inputs=(m,)), capsys)
+    assert main(["cer", "-m", str(bundle), "--manifest", str(m), "--no-progress", "--max-audio-seconds", "5"]) == 0
+
+    from funasr_qwen4b import Transcriber
+    from funasr_qwen4b.audio import AudioError
+
+    t = Transcriber.load(bundle, ctc_only=True, max_audio_seconds=3)
+    for audio in (CLIP, CLIP.read_bytes(), load_audio(CLIP)):
+        with pytest.raises(AudioError, match="bound of 3 s"):
+            t.transcribe(audio, 16000 if isinstance(audio, np.ndarray) else None)
+    want = Transcriber.load(bundle, ctc_only=True).transcribe(CLIP)["text"]
+    assert t.transcribe(CLIP, max_audio_seconds=None)["text"] == want  # a call's own bound: none
+    assert t.transcribe_batch([CLIP], max_audio_seconds=5)[0]["text"] == want
+    for value in (0, float("nan"), float("inf"), "4"):
+        with pytest.raises(ValueError, match="max_audio_seconds must be a finite number above 0"):
+            Transcriber.load(bundle, ctc_only=True, max_audio_seconds=value)
+        with pytest.raises(ValueError, match="max_audio_seconds must be a finite number above 0"):
+            t.transcribe(CLIP, max_audio_seconds=value)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .. import ctc
-from ..audio import SAMPLE_RATE, read_audio, speech_regions, split_points
+from ..audio import MAX_AUDIO_SECONDS, SAMPLE_RATE, read_audio, speech_regions, split_points
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # English speech has more tokens a second than Chinese: its cap on generated tokens is higher.
 EN_TOKENS_PER_SECOND = 8.0
+AS_LOADED = "as loaded"  # a call's max_audio_seconds when it gives none: the Transcriber's own
 
 
 def _joinable(a: str, b: str) -> bool:
@@ -130,12 +131,14 @@ class Transcriber:
     backend: Backend = Backend.MLX
     max_seconds: float = 30.0
     ctc_only: bool = False
+    max_audio_seconds: float | None = MAX_AUDIO_SECONDS
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, language: str | None = None,
              ctc_only: bool = False, template: str | None = None, query: QueryConfig | None = None,
              decode: DecodeConfig | None = None, max_seconds: float = 30.0, sources: dict | None = None,
-             speculate: str | None = None, hub: str | None = None, revision: str | None = None) -> "Transcriber":
+             speculate: str | None = None, hub: str | None = None, revision: str | None = None,
+             max_audio_seconds: float | None = MAX_AUDIO_SECONDS) -> "Transcriber":
         """`bundle`: a directory or a hub id (`user/bundle`: from the local cache when there,
         else downloaded; `hub` "huggingface" or "modelscope" and `revision` as funasr_qwen4b.hub
         resolves them). `language`: the encoder's language query row for every call (a call's
@@ -144,8 +147,10 @@ class Transcriber:
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
         fewer passes; MLX only) or "off" (default: the bundle's generation setting);
         `max_seconds`: long audio is split into pieces at most this long (0: never; else at
-        least 0.2 s, checks.MIN_SPLIT_SECONDS)."""
+        least 0.2 s, checks.MIN_SPLIT_SECONDS); `max_audio_seconds`: longer audio is refused
+        from its header before it is decoded (default 4 h; None: no bound; each call may give its own)."""
         checks.max_seconds(max_seconds)
+        _max_audio_seconds(max_audio_seconds)
         llm_only = {"template": template, "decode": decode, "speculate": speculate}
         if ctc_only and any(v is not None for v in llm_only.values()):
             given = ", ".join(k for k, v in llm_only.items() if v is not None)
@@ -169,7 +174,7 @@ class Transcriber:
         if ctc_only and pipe.tokenizer is None:  # CTC ids without their pieces are no transcript
             raise ValueError(f"{b.root}/sensevoice has no tokenizer (its source had no .bpe.model): the CTC head's "
                              "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
-        return cls(pipe, backend, max_seconds, ctc_only)
+        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds)
 
     def _settings(self, language: str | None) -> tuple[QueryConfig, DecodeConfig | None]:
         """This call's query rows and decoding rules; the pipeline's own stay as they are."""
@@ -180,16 +185,18 @@ class Transcriber:
         return query, decode
 
     def transcribe(self, audio, sample_rate: int | None = None, *, language: str | None = None,
-                   on_text: Callable[[str], None] | None = None, translate: bool = False) -> dict:
+                   on_text: Callable[[str], None] | None = None, translate: bool = False,
+                   max_audio_seconds: float | None = AS_LOADED) -> dict:
         """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
         read_audio) → text, segments with their times and words, tags, timings. `language`
-        sets the encoder's language query row for this call (zh, en, ...)."""
+        sets the encoder's language query row for this call (zh, en, ...); `max_audio_seconds`
+        the longest audio this call accepts (default: as loaded; None: no bound)."""
         return _raising(self.transcribe_each([audio], sample_rate, language=language, on_texts=[on_text],
-                                             translate=translate))[0]
+                                             translate=translate, max_audio_seconds=max_audio_seconds))[0]
 
     def transcribe_batch(self, audios: list, sample_rate: int | None = None, *, language: str | None = None,
                          on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
-                         batch_size: int = 16) -> list[dict]:
+                         batch_size: int = 16, max_audio_seconds: float | None = AS_LOADED) -> list[dict]:
         """Several inputs, each result as `transcribe` gives it, in input order. Their pieces
         (long input split as `transcribe` splits it) go through the pipeline `batch_size` at a
         time, longest first so that a batch pads little: a batch decodes one token per pass
@@ -198,11 +205,13 @@ class Transcriber:
         error (the first in input order) once the others have run; `transcribe_each` gives each
         input's outcome instead. Timings are the batches' (each piece carries its batch's)."""
         return _raising(self.transcribe_each(_inputs(audios, "transcribe_batch"), sample_rate, language=language,
-                                             on_texts=on_texts, translate=translate, batch_size=batch_size))
+                                             on_texts=on_texts, translate=translate, batch_size=batch_size,
+                                             max_audio_seconds=max_audio_seconds))
 
     def transcribe_each(self, audios: Iterable, sample_rate: int | None = None, *, language: str | None = None,
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
-                        batch_size: int = 1, window: int | None = None) -> Iterator[tuple[int, dict | Exception]]:
+                        batch_size: int = 1, window: int | None = None,
+                        max_audio_seconds: float | None = AS_LOADED) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
@@ -211,6 +220,7 @@ class Transcriber:
         audios = _inputs(audios, "transcribe_each")
         if sample_rate is not None:
             checks.sample_rate(sample_rate)
+        bound = self.max_audio_seconds if max_audio_seconds is AS_LOADED else _max_audio_seconds(max_audio_seconds)
         for name, n in (("batch_size", batch_size), ("window", 1 if window is None else window)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"{name} must be a positive integer, got {n!r}")
@@ -218,16 +228,18 @@ class Transcriber:
             raise ValueError(f"on_texts has {len(on_texts)} entries for {len(audios)} inputs")
         on_texts = on_texts or [None] * len(audios)
         query, decode = self._settings(language)
-        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i]),
+        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound),
                              run=lambda pieces: self._run(pieces, query, decode), took=self._took,
                              finish=lambda job: self._result(job, query, translate), batch_size=batch_size,
                              window=window)
 
-    def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None) -> Job:
-        """One input read and cut into pieces; a piece without speech is not transcribed (the same
-        rule for both backends), its reason kept."""
+    def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None,
+                 max_audio_seconds: float | None) -> Job:
+        """One input read (refused from its header when longer than `max_audio_seconds`) and cut
+        into pieces; a piece without speech is not transcribed (the same rule for both backends),
+        its reason kept."""
         t = time.perf_counter()
-        samples = read_audio(audio, sample_rate)
+        samples = read_audio(audio, sample_rate, max_seconds=max_audio_seconds)
         read_s = time.perf_counter() - t
         bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
         stream = OrderedStream(on_text, len(bounds) - 1) if on_text is not None else None
@@ -355,6 +367,11 @@ def _template_text(template, bundle: Bundle) -> str:
         raise ValueError(f"template must be a preset name ({', '.join(names)}) or template text with exactly one "
                          f"{AUDIO_SLOT} slot, got {template!r}")
     return template
+
+
+def _max_audio_seconds(value: float | None) -> float | None:
+    """A bound on audio length: a positive number of seconds, or None (no bound)."""
+    return None if value is None else checks.number(value, "max_audio_seconds", above=0)
 
 
 def _inputs(audios, method: str) -> list:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ... import hub
+from ...audio import MAX_AUDIO_SECONDS
 from ...bundle import BUNDLE_JSON, Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
 from ...decoding import SPECULATE
@@ -62,6 +63,12 @@ def number_list(kind: type, low: float, high: float | None = None):
 
 
 MAX_SECONDS = finite(checks.MIN_SPLIT_SECONDS, zero="never split")  # --max-seconds
+
+
+def add_max_audio_seconds_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-audio-seconds", type=finite(above=0), default=MAX_AUDIO_SECONDS, metavar="SECONDS",
+                   help="refuse longer audio, judged from its header before it is decoded (default %(default)g: "
+                   "4 h)")
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ...audio import SAMPLE_RATE, AudioError, load_audio
+from ...audio import MAX_AUDIO_SECONDS, SAMPLE_RATE, AudioError, load_audio
 from ...bundle import BUNDLE_JSON, Bundle
 from ...files import refuse_overwriting, sha256_file
 from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
-from .args import (add_backend_arg, add_model_arg, add_query_args, add_source_args, add_template_args, bundle_from,
-                   backends_from, bundle_inputs, integer, query_conflict, query_from, sources_from, template_from)
+from .args import (add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args, add_source_args,
+                   add_template_args, backends_from, bundle_from, bundle_inputs, integer, query_conflict, query_from,
+                   sources_from, template_from)
 
 if TYPE_CHECKING:
     from funasr_qwen4b.parity.shards import Shard
@@ -60,13 +61,14 @@ def lazy_transcriber(bundle: Bundle, backend: Backend, *, batch_size: int = 1,
     return transcribe
 
 
-def _loader(manifest: str | Path, entries: list[Entry]) -> Callable[[Path], np.ndarray]:
-    """load_audio, with a failure naming the manifest's line and id."""
+def _loader(manifest: str | Path, entries: list[Entry],
+            max_audio_seconds: float | None) -> Callable[[Path], np.ndarray]:
+    """load_audio (longer audio refused from its header), with a failure naming the manifest's line and id."""
     by_audio = {e.audio: e for e in reversed(entries)}  # a clip listed twice: its first line
 
     def load(path: Path) -> np.ndarray:
         try:
-            return load_audio(path)
+            return load_audio(path, max_seconds=max_audio_seconds)
         except AudioError as err:
             e = by_audio[path]
             raise AudioError(f"{manifest} line {e.line} (id {e.id!r}): {err}") from None
@@ -110,11 +112,13 @@ def _check_options(limit: int | None, worst: int, batch_size: int, shard: Shard 
 def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = (Backend.MLX,), *,
           report: str | Path | None = None, limit: int | None = None, worst: int = 10,
           query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
-          progress: bool = True, batch_size: int = 1, shard: Shard | None = None) -> dict:
+          progress: bool = True, batch_size: int = 1, shard: Shard | None = None,
+          max_audio_seconds: float | None = MAX_AUDIO_SECONDS) -> dict:
     """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
     `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
     With `shard` (and `report`, which it renames: Shard.report), the report of that shard alone,
-    its partial file holding what `shards.merge_shards` needs to give the whole run's report."""
+    its partial file holding what `shards.merge_shards` needs to give the whole run's report.
+    An utterance longer than `max_audio_seconds` (None: no bound) is refused from its header."""
     from funasr_qwen4b.parity import cer, shards
 
     _check_options(limit, worst, batch_size, shard, report)
@@ -148,10 +152,11 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
     if report is not None:
         refuse_overwriting(report_files(report), inputs, "--report")
     transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template, query=query,
-                                              sources=sources) for b in backends}
+                                              sources=sources, max_audio_seconds=max_audio_seconds)
+                    for b in backends}
     results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,
                                  partial=cer.partial_path(report) if report else None,
-                                 load=_loader(manifest, entries))
+                                 load=_loader(manifest, entries, max_audio_seconds))
     return cer.build_report(entries, results, meta, worst=worst)
 
 
@@ -179,7 +184,8 @@ def cmd_cer(args) -> int:
     bundle = bundle_from(args)
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
-                sources=sources_from(args), progress=not args.no_progress, batch_size=args.batch_size, shard=shard)
+                sources=sources_from(args), progress=not args.no_progress, batch_size=args.batch_size, shard=shard,
+                max_audio_seconds=args.max_audio_seconds)
     if args.report:  # before printing: a reader that closes stdout early (| head) does not cost the report
         for p in cer.write(rep, shard.report(args.report) if shard else args.report):
             log.info("wrote %s", p)
@@ -216,6 +222,7 @@ def add_parser(sub) -> None:
                    "FILE.shardI-of-N.partial.jsonl (resumable as without --shard); merge the N shards with "
                    "funasr-qwen4b cer-merge FILE.shard*-of-N.partial.jsonl --report FILE.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_max_audio_seconds_arg(p)
     add_source_args(p)
     add_template_args(p)
     add_query_args(p)

@@ -14,9 +14,9 @@ from ...audio import AudioError
 from ...files import refuse_overwriting
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
-from .args import (MAX_SECONDS, add_backend_arg, add_model_arg, add_query_args, add_source_args, add_speculate_arg,
-                   add_template_args, bundle_from, finite, integer, query_conflict, query_from, sources_from,
-                   template_from)
+from .args import (MAX_SECONDS, add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
+                   add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
+                   query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def load_transcriber(args):
                          no_repeat_ngram=args.no_repeat_ngram)
     return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
                             query=query_from(args, None), decode=decode, max_seconds=args.max_seconds,
-                            sources=sources_from(args))
+                            max_audio_seconds=args.max_audio_seconds, sources=sources_from(args))
 
 
 # What only the LLM does: with --ctc these flags would be silently ignored.
@@ -226,6 +226,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
                     help=f"split longer audio at low-energy points (default 30; 0 = never split; else at least "
                     f"{MIN_SPLIT_SECONDS:g})")
+    add_max_audio_seconds_arg(tr)
     g = tr.add_argument_group("output files (one per input and format, written whole or not at all)")
     g.add_argument("--output-dir", metavar="DIR", help="write files here (default with --output-format: .)")
     g.add_argument("--output-format", choices=[*FORMATS, "all"],

@@ -75,7 +75,7 @@ def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.nd
         raise ApiError(400, f"cannot decode audio {filename!r}: {one_line(e)}", param="file",
                        code="invalid_audio") from None
     try:
-        samples = load_audio(raw, rate)
+        samples = load_audio(raw, rate, max_seconds=limit or None)
     except AudioError as e:
         raise ApiError(400, f"{filename!r}: {e}", param="file", code="invalid_audio") from None
     if limit and samples.size / SAMPLE_RATE > limit:

@@ -137,17 +137,19 @@ class ModelSlot:
         if self.model is not None:
             return self.model
         t0 = time.perf_counter()
+        # the upload was bounded when it was read (requests.decode_upload): the same bound, or none
+        bounds = {"max_seconds": self.cfg.max_seconds, "max_audio_seconds": self.cfg.max_audio_seconds or None}
         try:
             bundle = Bundle.read(self.cfg.bundle)
             if self.id == LLM_MODEL:
                 bundle.require("adaptor", "llm", why=f"{LLM_MODEL} needs them; {CTC_MODEL} needs only sensevoice")
                 model = Transcriber.load(bundle, Backend.MLX, template=self.cfg.template, decode=self.cfg.decode,
-                                         max_seconds=self.cfg.max_seconds)
+                                         **bounds)
             else:
                 if not (bundle.dir("sensevoice") / "tokenizer.model").is_file():
                     raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no "
                                      f".bpe.model), so CTC transcripts would be token ids; reconvert with it")
-                model = Transcriber.load(bundle, Backend.MLX, ctc_only=True, max_seconds=self.cfg.max_seconds)
+                model = Transcriber.load(bundle, Backend.MLX, ctc_only=True, **bounds)
         except Exception as e:  # missing component, missing/broken files, bad config
             self.last_error = f"{type(e).__name__}: {one_line(e)}"
             log.warning("cannot load %s: %s", self.id, self.last_error)
