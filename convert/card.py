@@ -14,6 +14,8 @@ from funasr_qwen4b.hub import repo_of
 CARD = "README.md"
 WHAT = {"sensevoice": "SenseVoiceSmall encoder + CTC head", "adaptor": "audio adaptor",
         "llm": "Qwen3 (mlx-lm directory)"}
+NANO_WHAT = {**WHAT, "sensevoice": "SenseVoiceSmall encoder (no query rows, no CTC head)",
+             "adaptor": "audio adaptor (FunASR's Transformer)"}
 
 
 def _precision(bundle: Bundle, name: str) -> str:
@@ -61,7 +63,9 @@ def card_text(bundle: Bundle, name: str) -> str:
     if base:
         front += ["base_model:", *(f"- {b}" for b in base)]
     front.append("---")
-    rows = [f"| `{n}/` | {WHAT[n]} | {_precision(bundle, n)} |" for n in COMPONENTS if n in bundle.components]
+    nano = bundle.kind == "funasr-nano"
+    what = NANO_WHAT if nano else WHAT
+    rows = [f"| `{n}/` | {what[n]} | {_precision(bundle, n)} |" for n in COMPONENTS if n in bundle.components]
     sources = [f"| {n} | {_origin(f, _source_path(bundle, n, f))} | {s['bytes']:,} | `{s['sha256']}` |"
                for n in COMPONENTS if n in bundle.components
                for f, s in bundle.components[n].sources.items()]
@@ -71,12 +75,14 @@ def card_text(bundle: Bundle, name: str) -> str:
     return "\n".join([
         *front, "",
         f"# {name}", "",
-        "SenseVoiceSmall → audio adaptor → Qwen3 speech recognition, converted for Apple MLX by "
+        ("Fun-ASR-Nano (SenseVoiceSmall's encoder → audio adaptor → Qwen3)" if nano else
+         "SenseVoiceSmall → audio adaptor → Qwen3") + " speech recognition, converted for Apple MLX by "
         f"funasr-qwen4b-mlx {__version__}. "
         "The converted weights compute what the original PyTorch modules compute; "
         "`funasr-qwen4b parity` checks it tap by tap against the originals below.", "",
         "## Components", "",
         "| directory | what | precision |", "| --- | --- | --- |", *rows, "",
+        f"Model kind: `{bundle.kind}`. "
         f"Encoder query rows: {'language ' + q.language + ', ' + q.textnorm if q.enabled else 'none'}; "
         f"prompt template: `{bundle.default_template}`.", "",
         "## Converted from", "",

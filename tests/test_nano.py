@@ -107,11 +107,13 @@ def test_parity_float32(nano_bundle, clip):
     """Reference (FunASR's FunASRNano modules, transformers' Qwen3) against MLX, chained and
     isolated, every tap within the float32 tolerance, generated ids identical; then once more
     under a per-call prompt with hotwords, language and ITN off."""
+    from funasr_qwen4b.decoding import DecodeConfig
     from funasr_qwen4b.parity.harness import run_parity
 
-    report = run_parity(nano_bundle, clip)
+    to_cap = DecodeConfig(loop_guard=False, min_tokens=24, max_tokens=24, ignore_eos=True)  # 24 ids compared
+    report = run_parity(nano_bundle, clip, decode=to_cap)
     assert report.passed, report.to_dict()["first_failure"]
-    assert report.ctc is None and report.llm["tokens"]["equal"]
+    assert report.ctc is None and report.llm["tokens"]["equal"] and len(report.llm["tokens"]["mlx"]) == 24
     assert "adaptor.blocks.1" in report.taps and "ctc.ctc_lo" not in report.taps
     rows = report.mlx_taps["llm.inputs_embeds"].shape[0]
     ad = NanoAdaptorConfig(use_low_frame_rate=True)
@@ -123,6 +125,84 @@ def test_parity_float32(nano_bundle, clip):
     p = Prompt.build(nano_template(), tok)
     assert rows == len(p.prefix_ids) + ad.audio_rows(frames) + len(p.suffix_ids)
 
-    hot = run_parity(nano_bundle, clip, template=nano_template(["开放时间"], "中文", itn=False), modes=("chained",))
+    hot = run_parity(nano_bundle, clip, template=nano_template(["开放时间"], "中文", itn=False), decode=to_cap,
+                     modes=("chained",))
     assert hot.passed and hot.llm["tokens"]["equal"]
     assert hot.mlx_taps["llm.inputs_embeds"].shape[0] > rows
+
+
+def _variant(nano_dir, tmp_path, edit=None, llm_folder: bool = True):
+    """The tiny checkpoint's files linked into `tmp_path`, config.yaml edited by `edit(cfg)`."""
+    import yaml
+
+    out = tmp_path / "variant"
+    out.mkdir(parents=True)
+    (out / "model.pt").symlink_to(nano_dir / "model.pt")
+    if llm_folder:
+        (out / "Qwen3-0.6B").symlink_to(nano_dir / "Qwen3-0.6B")
+    cfg = yaml.safe_load((nano_dir / "config.yaml").read_text(encoding="utf-8"))
+    if edit:
+        edit(cfg)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return out
+
+
+def _refused(src, tmp_path, match):
+    from funasr_qwen4b.convert.nano import convert_nano
+
+    (tmp_path / "out").mkdir(exist_ok=True)
+    out = tmp_path / "out" / "bundle"
+    with pytest.raises(ValueError, match=match) as e:
+        convert_nano(src, out, dtype="float32")
+    assert "\n" not in str(e.value)
+    assert not out.exists() and not any((tmp_path / "out").iterdir())  # nothing written, no staging left
+    return str(e.value)
+
+
+def test_convert_refuses(nano_dir, tmp_path):
+    (tmp_path / "neither").mkdir()
+    (tmp_path / "neither" / "model.safetensors").write_bytes(b"x")
+    _refused(tmp_path / "neither", tmp_path, "neither Fun-ASR-Nano layout")
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "fun_asr_nano"}', encoding="utf-8")
+    _refused(hf, tmp_path, r"transformers' Fun-ASR-Nano layout \(-hf\)")
+
+    def more_blocks(cfg):
+        cfg["audio_adaptor_conf"]["n_layer"] = 3
+    msg = _refused(_variant(nano_dir, tmp_path / "a", more_blocks), tmp_path, "does not match its config")
+    assert "model.pt" in msg and "audio_adaptor.blocks.2" in msg
+
+    def wider(cfg):
+        cfg["audio_encoder_conf"]["linear_units"] = 256
+    msg = _refused(_variant(nano_dir, tmp_path / "b", wider), tmp_path, "wrong shapes")
+    assert "audio_encoder.encoders0.0.feed_forward.w_1.weight" in msg
+
+    msg = _refused(_variant(nano_dir, tmp_path / "c", llm_folder=False), tmp_path, "init_param_path")
+    assert "config.yaml" in msg and "Qwen3-0.6B" in msg
+
+
+def test_hub_id_offline(nano_dir, tmp_path, monkeypatch):
+    """`FunAudioLLM/Fun-ASR-Nano-2512` resolves from a Hugging Face cache, offline, like every id;
+    the bundle records the snapshot's files and its card names the hub id."""
+    import huggingface_hub.constants
+
+    from funasr_qwen4b.bundle import Bundle
+    from funasr_qwen4b.convert.nano import convert_nano
+    from tests.test_hub import COMMIT, hf_layout
+
+    hf = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(hf))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf / "hub"))
+    snap = hf_layout(hf, "FunAudioLLM/Fun-ASR-Nano-2512", nano_dir)
+    out = convert_nano("FunAudioLLM/Fun-ASR-Nano-2512", tmp_path / "b", dtype="float32")
+    b = Bundle.read(out)
+    assert b.kind == "funasr-nano" and b.components["llm"].entry["source_dir"] == str(snap)
+    assert {"model.pt", "config.yaml", "Qwen3-0.6B/config.json"} <= set(b.components["llm"].sources)
+    assert b.source("llm") == snap
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"FunAudioLLM/Fun-ASR-Nano-2512@{COMMIT[:12]}" in card and "`funasr-nano`" in card
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
+        convert_nano("FunAudioLLM/Not-Cached", tmp_path / "c")
