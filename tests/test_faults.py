@@ -7,13 +7,14 @@ transcript, nothing left behind, and the user's input files byte for byte as the
 
 Classes (docs/reliability.md describes what each guarantees):
 1 confident wrong answers, 2 tracebacks, 3 misleading messages, 4 silent acceptance,
-5 the server, 6 files, 7 no speech, 8 inputs overwritten, 9 flags and arguments checked before
-any work.
+5 the server, 6 files, 7 no speech, 8 inputs overwritten, 9 flags, arguments and bounds checked
+before any work, 10 the environment (exit 74, not a bug).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -59,7 +60,7 @@ def digest(path: Path) -> str:
 @dataclass
 class Fault:
     argv: list
-    code: int = 2  # 2: the input is wrong; 1: a check failed; 0: done (with a warning)
+    code: int = 2  # 2: the input is wrong; 74: the machine failed it; 1: a check failed; 0: done (with a warning)
     words: tuple = ()  # key words of the message, all of them
     out: Path | None = None  # must not exist afterwards, nor any hidden staging beside it
     inputs: tuple = ()  # must be byte for byte as they were
@@ -74,7 +75,7 @@ def check(fault: Fault, capsys) -> str:
     assert "Traceback" not in err, err
     assert code == fault.code, (code, err)
     errors = [line for line in err.splitlines() if line.startswith("funasr-qwen4b:")]
-    if fault.code == 2:
+    if fault.code in (2, 74):
         assert len(errors) == 1, err  # one line says it all
         assert out == "", out  # and no transcript was printed
     for w in fault.words:
@@ -953,7 +954,8 @@ def test_6_files_replacing_a_bundle_keeps_the_old_one_when_the_last_step_fails(w
 
     monkeypatch.setattr(fb.os, "rename", fail_into_place)
     check(Fault(["convert", "bundle", "--sensevoice", ws.sv_dir, "--adaptor", adaptor_pt(ws.tmp / "a.pt"), *HEADS,
-                 "-o", b, "--force"], words=("No space left on device",), inputs=(b,)), capsys)
+                 "-o", b, "--force"], code=74, words=("no space left on the device", str(b), "GB free there"),
+                inputs=(b,)), capsys)
     assert _leftovers(ws.tmp, b.name) == []
 
 
@@ -965,7 +967,8 @@ def test_6_files_disk_full_mid_conversion_leaves_nothing(ws, monkeypatch, capsys
         raise OSError(28, "No space left on device", path)
 
     monkeypatch.setattr(cs, "save_file", full_disk)
-    check(Fault(["convert", "sensevoice", ws.sv_dir, "-o", ws.tmp / "out"], words=("No space left on device",),
+    check(Fault(["convert", "sensevoice", ws.sv_dir, "-o", ws.tmp / "out"], code=74,
+                words=("no space left on the device writing", "model.safetensors", "free some space"),
                 out=ws.tmp / "out", inputs=(ws.sv_dir,)), capsys)
 
 
@@ -1255,3 +1258,88 @@ def test_9_audio_longer_than_the_bound_is_refused(bundle, tmp_path, capsys):
             Transcriber.load(bundle, ctc_only=True, max_audio_seconds=value)
         with pytest.raises(ValueError, match="max_audio_seconds must be a finite number above 0"):
             t.transcribe(CLIP, max_audio_seconds=value)
+
+
+# --- class 10: the environment fails, and it is said so (exit 74), never called a bug ------------
+
+def test_10_environment_mlx_cannot_write_is_a_full_disk(ws, monkeypatch, capsys):
+    """MLX's own save fails on a full disk with "Unable to write N bytes": said as a full disk, with
+    the place and its free space; nothing left behind."""
+    import mlx.core as mx
+
+    def full(path, arrays, metadata=None):
+        Path(path).write_bytes(b"\0" * 100)
+        raise RuntimeError("[save_safetensors] Unable to write 4096 bytes.")
+
+    monkeypatch.setattr(mx, "save_safetensors", full)
+    check(Fault(["convert", "llm", ws.qwen_dir, "-o", ws.tmp / "out"], code=74,
+                words=("could not write 4,096 bytes under", str(ws.tmp / "out"), "GB free there", "disk is full"),
+                out=ws.tmp / "out", inputs=(ws.qwen_dir,)), capsys)
+
+
+@pytest.mark.parametrize("error, words", [
+    (errno.EACCES, ("permission denied", "check who owns it")),
+    (errno.EROFS, ("is on a read-only file system", "write elsewhere")),
+])
+def test_10_environment_a_directory_that_refuses_writes(error, words, ws, monkeypatch, capsys):
+    """A read-only place or one without permission (injected: tests may run as root, whom chmod does
+    not stop): the path and what to do, exit 74."""
+    import funasr_qwen4b.atomic as atomic_module
+
+    parent = ws.tmp / "locked"
+    parent.mkdir()
+    mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.parent == parent:
+            raise OSError(error, os.strerror(error), str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_module.Path, "mkdir", refuse)
+    err = check(Fault(["convert", "sensevoice", ws.sv_dir, "-o", parent / "out"], code=74, words=words,
+                      out=parent / "out", inputs=(ws.sv_dir,)), capsys)
+    assert str(parent / ".out.staging") in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod")
+def test_10_environment_a_real_read_only_directory(ws, capsys):
+    parent = ws.tmp / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        check(Fault(["convert", "sensevoice", ws.sv_dir, "-o", parent / "out"], code=74,
+                    words=("permission denied", str(parent)), out=parent / "out"), capsys)
+    finally:
+        parent.chmod(0o755)
+
+
+@pytest.mark.parametrize("tmpdir, words", [("missing", "does not exist"), ("a_file", "is not a directory")])
+def test_10_environment_tmpdir_that_is_not_a_directory(tmpdir, words, bundle, tmp_path, monkeypatch, capsys):
+    """TMPDIR pointing nowhere: said at once, before any library trips on it half-way."""
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / tmpdir))
+    check(Fault(["transcribe", "--ctc", CLIP, "-m", bundle], code=74,
+                words=(f"TMPDIR={tmp_path / tmpdir}", words)), capsys)
+
+
+def test_10_environment_tmpdir_missing_as_a_process(bundle, tmp_path):
+    """The same in a real process, where MLX would otherwise fail inside C++ ("temp_directory_path")."""
+    env = {**os.environ, "TMPDIR": str(tmp_path / "nowhere")}
+    r = subprocess.run([sys.executable, "-m", "funasr_qwen4b.app.cli", "transcribe", "--ctc", str(CLIP), "-m",
+                        str(bundle)], capture_output=True, text=True, timeout=HANG_S, cwd=ROOT, env=env)
+    assert r.returncode == 74 and r.stdout == "" and "Traceback" not in r.stderr, r.stderr
+    assert f"TMPDIR={tmp_path / 'nowhere'} does not exist" in r.stderr and "bug" not in r.stderr
+
+
+def test_10_environment_ffmpeg_missing(bundle, tmp_path, monkeypatch, capsys):
+    """A format only ffmpeg reads, with no ffmpeg on PATH: the tool named, and where it was looked for."""
+    m4a = tmp_path / "talk.m4a"
+    m4a.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    check(Fault(["transcribe", "--ctc", m4a, "-m", bundle], code=74,
+                words=(str(m4a), "ffmpeg", "not installed", f"not on PATH ({tmp_path})"), inputs=(m4a,)), capsys)
+
+
+def test_10_environment_input_errors_stay_input_errors(bundle, tmp_path, capsys):
+    """A file that is not there is the input's fault (2), not the machine's."""
+    check(Fault(["transcribe", "--ctc", tmp_path / "missing.wav", "-m", bundle], words=("not found",)), capsys)

@@ -5,29 +5,43 @@ is instant and the MLX commands never import torch.
 
 Exit status: 0 done; 1 a check failed (parity over tolerance, verify found damage);
 2 the input is wrong (one line: the file, what is wrong, what to do); 70 an internal
-error, a bug (one line; --debug or FUNASR_QWEN4B_DEBUG=1 shows the traceback);
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Nothing half-written is left behind.
+error, a bug (one line; --debug or FUNASR_QWEN4B_DEBUG=1 shows the traceback); 74 the
+machine failed the command (a full disk, no permission, a read-only file system, TMPDIR
+missing, ffmpeg missing: one line naming the resource and where); 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM). Nothing half-written is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 from ... import __version__
+from ...audio import AudioError
 from . import bench, cer, cer_merge, convert, parity, serve, transcribe, verify
 from .args import PROG, setup_logging
 
 log = logging.getLogger(PROG)
 
 DEBUG_ENV = "FUNASR_QWEN4B_DEBUG"
-EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 70, 130, 143
+EXIT_USAGE, EXIT_INTERNAL, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 70, 74, 130, 143  # 74: EX_IOERR
+# What the machine refused, by errno: said as such, with where, and never called a bug or bad input.
+ENVIRONMENT = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EROFS: "the file system is read-only", errno.EIO: "input/output error (the disk or its link)"}
+# Where a command writes, by the flag that says so: a failed write that names no file happened there.
+OUTPUT_FLAGS = {"output": "-o", "output_dir": "--output-dir", "report": "--report", "json": "--json",
+                "dump": "--dump", "keep": "--keep"}
 # Which extra of funasr-qwen4b-mlx brings each optional top-level module.
 EXTRAS = {"torch": "reference", "funasr": "reference", "kaldi_native_fbank": "reference", "torchaudio": "reference",
           "mlx": "mlx", "mlx_lm": "mlx", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
@@ -42,7 +56,8 @@ EXAMPLES = """examples:
   funasr-qwen4b verify -m bundle/                            # every byte against the checksums of conversion
 
 exit status: 0 done, 1 a check failed, 2 bad input (one line says what to do), 70 internal error (a bug:
---debug or FUNASR_QWEN4B_DEBUG=1 shows its traceback), 130 Ctrl-C, 143 SIGTERM
+--debug or FUNASR_QWEN4B_DEBUG=1 shows its traceback), 74 the machine failed (disk full, no permission,
+read-only, TMPDIR missing, ffmpeg missing: one line says which and where), 130 Ctrl-C, 143 SIGTERM
 """
 
 
@@ -90,6 +105,66 @@ def _missing_module(e: ModuleNotFoundError) -> str:
             f"pip install 'funasr-qwen4b-mlx[all]'")
 
 
+class EnvironmentFault(Exception):
+    """Something the command needs from the machine is not there or refused (exit 74)."""
+
+
+def _free(path: Path | None) -> str:
+    """`(N GB free there)` for the file system holding `path`, or "" when that cannot be told."""
+    for p in (path, *(path.parents if path else ())):
+        with contextlib.suppress(OSError, TypeError):
+            return f" ({shutil.disk_usage(p).free / 1e9:.2f} GB free there)"
+    return ""
+
+
+def _target(args) -> Path | None:
+    """Where the command writes, if it says (-o, --report, ...)."""
+    return next((Path(v) for attr in OUTPUT_FLAGS if (v := getattr(args, attr, None))), None)
+
+
+def environment_fault(e: BaseException, args) -> str | None:
+    """One line naming the resource and where, when `e` is the machine's refusal, not the input's or ours."""
+    if isinstance(e, EnvironmentFault):
+        return str(e)
+    if isinstance(e, OSError) and e.errno in ENVIRONMENT:
+        where = e.filename or _target(args)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return (f"{ENVIRONMENT[e.errno]} writing {where or 'the output'}{_free(Path(where) if where else None)}; "
+                    f"free some space or write elsewhere")
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return f"{ENVIRONMENT[e.errno]}: {where}; check who owns it and its permissions, or use another path"
+        if e.errno == errno.EROFS:
+            return f"{where} is on a read-only file system; write elsewhere"
+        return f"{ENVIRONMENT[e.errno]} on {where}"
+    text = str(e)
+    m = re.search(r"Unable to write (\d+) bytes", text)  # MLX's save on a failed write (a full disk)
+    if isinstance(e, RuntimeError) and m:
+        where = _target(args)
+        return (f"could not write {int(m.group(1)):,} bytes under {where or 'the output'}"
+                f"{_free(where)}: the disk is full or refused the write; free some space or write elsewhere")
+    if isinstance(e, RuntimeError) and "temp_directory_path" in text:  # MLX (C++) found no temporary directory
+        return _tmpdir_problem() or f"no usable temporary directory ({_one_line(e)}); set TMPDIR to one"
+    if isinstance(e, FileNotFoundError) and "No usable temporary directory" in text:  # Python's tempfile
+        return _tmpdir_problem() or _one_line(e)
+    if isinstance(e, AudioError) and "ffmpeg" in text and shutil.which("ffmpeg") is None:
+        return f"{_one_line(e)}; ffmpeg is not on PATH ({os.environ.get('PATH', '')})"
+    return None
+
+
+def _tmpdir_problem() -> str | None:
+    """What is wrong with $TMPDIR, if it is set and is no writable directory."""
+    tmp = os.environ.get("TMPDIR")
+    if not tmp:
+        return None
+    if not os.path.exists(tmp):
+        return f"the temporary directory TMPDIR={tmp} does not exist; create it, or set TMPDIR to one that does"
+    if not os.path.isdir(tmp):
+        return f"the temporary directory TMPDIR={tmp} is not a directory; set TMPDIR to one"
+    if not os.access(tmp, os.W_OK | os.X_OK):
+        return f"the temporary directory TMPDIR={tmp} is not writable; set TMPDIR to a directory you can write"
+    return None
+
+
 def _terminate(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
     raise Terminated()
@@ -121,7 +196,15 @@ def _run(args, debug: bool) -> int:
         log.error("%s: %s", PROG, text)
         return code
 
+    def internal(e: Exception) -> int:
+        hint = "the traceback is above" if debug else f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
+        return fail(EXIT_INTERNAL, f"internal error (a bug, not your input): {type(e).__name__}: {_one_line(e)}; "
+                                   f"{hint}, and please report it")
+
     try:
+        tmp = _tmpdir_problem()
+        if tmp:  # found now rather than half-way, in whichever library first wants a temporary file
+            raise EnvironmentFault(tmp)
         return args.func(args)
     except ModuleNotFoundError as e:
         return fail(EXIT_USAGE, f"error: {_missing_module(e)}")
@@ -129,14 +212,18 @@ def _run(args, debug: bool) -> int:
         with contextlib.suppress(OSError, ValueError):  # so that the flush at exit does not complain either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, OSError) as e:  # bad input: files, values, audio, manifests (AudioError is a ValueError)
+    except (ValueError, OSError, RuntimeError, EnvironmentFault) as e:
+        environment = environment_fault(e, args)
+        if environment:
+            return fail(EXIT_ENVIRONMENT, f"error: {environment}")
+        if isinstance(e, RuntimeError):
+            return internal(e)
+        # bad input: files, values, audio, manifests (AudioError is a ValueError)
         return fail(EXIT_USAGE, f"error: {_one_line(e)}")
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted")
     except Terminated:
         return fail(EXIT_TERMINATED, "terminated (SIGTERM)")
     except Exception as e:
-        hint = "the traceback is above" if debug else f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
-        return fail(EXIT_INTERNAL, f"internal error (a bug, not your input): {type(e).__name__}: {_one_line(e)}; "
-                                   f"{hint}, and please report it")
+        return internal(e)
 
