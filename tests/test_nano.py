@@ -206,3 +206,23 @@ def test_hub_id_offline(nano_dir, tmp_path, monkeypatch):
     assert f"FunAudioLLM/Fun-ASR-Nano-2512@{COMMIT[:12]}" in card and "`funasr-nano`" in card
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
         convert_nano("FunAudioLLM/Not-Cached", tmp_path / "c")
+
+
+def test_batch_equals_one_by_one(nano_bundle, clip):
+    """MLX batching of a Nano bundle (padded encoder and adaptor with their masks, the audio rows
+    each utterance's own count, one per-call prompt for the batch) gives each utterance's own ids."""
+    from funasr_qwen4b.decoding import DecodeConfig
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
+
+    pipe = Pipeline.from_bundle(nano_bundle)
+    cfg = DecodeConfig(loop_guard=False, min_tokens=12, max_tokens=12, ignore_eos=True)
+    template = nano_template(["开放时间"], "en")
+    clips = [clip, clip[: clip.size // 2]]
+    batch = pipe.run_batch(clips, decode=cfg, template=template)
+    for x, got in zip(clips, batch):
+        alone = pipe.run(x, decode=cfg, template=template)
+        assert got.ctc is None and got.audio_embeds.shape == alone.audio_embeds.shape
+        np.testing.assert_allclose(got.audio_embeds, alone.audio_embeds, rtol=0, atol=1e-4)
+        assert got.decoded.ids == alone.decoded.ids and len(got.decoded.ids) == 12
+    with pytest.raises(ValueError, match="no CTC head"):
+        Pipeline.from_bundle(nano_bundle, ctc_only=True)
