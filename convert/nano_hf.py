@@ -110,7 +110,8 @@ def original_config(cfg: dict, where: str, *, features: dict | None = None, use_
         "model_conf": {},
         "audio_encoder": "SenseVoiceEncoderSmall",
         "audio_encoder_conf": {
-            "output_size": _int(audio, "hidden_size", where), "attention_heads": _int(audio, "num_attention_heads", where),
+            "output_size": _int(audio, "hidden_size", where),
+            "attention_heads": _int(audio, "num_attention_heads", where),
             "linear_units": _int(audio, "intermediate_size", where), "num_blocks": layers - tp, "tp_blocks": tp,
             "dropout_rate": dropout, "positional_dropout_rate": dropout,
             "attention_dropout_rate": audio.get("attention_dropout", 0.1), "input_layer": "pe",
@@ -226,7 +227,8 @@ def read_hf_state(hf_dir: Path, cfg: dict) -> dict[str, torch.Tensor]:
     for k, (shape, f) in found.items():
         want = lm_head if k == "lm_head.weight" else expected.get(k)
         if want is None:
-            raise ValueError(f"{f}: unexpected tensor {k}; not a Fun-ASR-Nano -hf checkpoint of {hf_dir / 'config.json'}")
+            raise ValueError(f"{f}: unexpected tensor {k}; not a Fun-ASR-Nano -hf checkpoint of "
+                             f"{hf_dir / 'config.json'}")
         if shape != want:
             raise ValueError(f"{f}: {k} has shape {list(shape)}, config.json says {list(want)}")
     missing = sorted(set(expected) - set(found)) + ([] if tied or "lm_head.weight" in found else ["lm_head.weight"])

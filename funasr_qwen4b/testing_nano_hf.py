@@ -71,6 +71,10 @@ def make_nano_hf_dir(out: str | Path, *, seed: int = 0, config=None) -> Path:
                 p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
             elif name.endswith("bias"):
                 p.normal_(0.0, 0.02)
+            elif name.startswith("model.language_model."):
+                # Wider than transformers' 0.02: greedy ids then change from step to step, so
+                # a decoding that goes wrong after the first token shows.
+                p.normal_(0.0, 0.3)
     out = Path(out)
     model.save_pretrained(out)
     processor = FunAsrNanoProcessor(feature_extractor=FunAsrNanoFeatureExtractor(return_attention_mask=True),
