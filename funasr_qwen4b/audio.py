@@ -43,6 +43,14 @@ class AudioError(ValueError):
     """Bad audio input; the message is one line: what was wrong, what to do."""
 
 
+class FfmpegMissing(AudioError):
+    """A format only ffmpeg reads, and no ffmpeg installed: the machine lacks a tool, the input is fine."""
+
+
+# How the formats libsndfile reads begin: such a file it cannot open is damaged, not a format for ffmpeg.
+_DIRECT = {b"RIFF": "WAV", b"RIFX": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "OGG", b"FORM": "AIFF"}
+
+
 def _one_line(text: object) -> str:
     # libsndfile reasons can span lines; the message must stay one line.
     return " ".join(str(text).split())
@@ -256,11 +264,19 @@ def _ffmpeg(source: Path | bytes, name: str, reason: str, max_seconds: float | N
     Containers do not reliably say their length, so ffmpeg stops decoding 1 s past `max_seconds`
     and the length is judged on what it gave: the work stays bounded all the same."""
     exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise AudioError(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
-                         "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
-                         "install ffmpeg)")
     data = source if isinstance(source, bytes) else None
+    if exe is None:
+        if data is not None:
+            head = data[:4]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(4)
+        if head in _DIRECT:
+            raise AudioError(f"cannot read audio {name} ({reason}): it begins as a {_DIRECT[head]} file does but is "
+                             f"damaged, or in an encoding libsndfile lacks; export it again as PCM WAV or FLAC")
+        raise FfmpegMissing(f"cannot read audio {name} ({reason}); WAV, FLAC, OGG and MP3 are read directly, other "
+                            "formats (M4A, AAC, ...) need ffmpeg, which is not installed (apt install ffmpeg, brew "
+                            "install ffmpeg)")
     bound = [] if max_seconds is None else ["-t", f"{max_seconds + 1:.3f}"]
     cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
            *bound, "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]

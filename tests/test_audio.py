@@ -364,3 +364,21 @@ def test_block_by_block_is_bit_for_bit_the_whole_at_once(tmp_path, monkeypatch, 
     np.testing.assert_array_equal(load_audio(path), whole)
     np.testing.assert_array_equal(load_audio(x, rate), whole)
     np.testing.assert_array_equal(read_audio(path.read_bytes()), whole)
+
+
+@pytest.mark.parametrize("head, kind", [(b"RIFF1234junk", "WAV"), (b"fLaC\0\0\0\x22" + bytes(40), "FLAC")])
+def test_damaged_file_of_a_direct_format_is_bad_input_not_a_missing_ffmpeg(tmp_path, monkeypatch, head, kind):
+    """Without ffmpeg, a damaged WAV or FLAC is the file's fault (AudioError, no word of ffmpeg); only a
+    format ffmpeg alone reads is the machine's (FfmpegMissing)."""
+    monkeypatch.setattr(audio_mod.shutil, "which", lambda name: None)
+    path = tmp_path / "bad.wav"
+    path.write_bytes(head)
+    for source in (path, head):
+        with pytest.raises(AudioError) as e:
+            read_audio(source)
+        assert not isinstance(e.value, audio_mod.FfmpegMissing) and "ffmpeg" not in str(e.value)
+        assert f"it begins as a {kind} file does but is damaged" in str(e.value)
+    m4a = tmp_path / "a.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    with pytest.raises(audio_mod.FfmpegMissing, match="need ffmpeg, which is not installed"):
+        read_audio(m4a)
