@@ -293,3 +293,17 @@ def test_resume_cer_recomputes_changed_audio_and_counts_the_reused(bundle, tmp_p
     fresh = {u["id"]: u for u in first["utterances"]}
     assert by_id["c0"]["mlx"] == fresh["c0"]["mlx"] and by_id["c2"]["mlx"] == fresh["c2"]["mlx"]
     assert by_id["c1"]["mlx"]["hyp"] == strip_tags(_transcript(capsys, "--ctc", clips[1], "-m", bundle)["text"])
+
+
+def test_resume_cer_after_a_changed_setting_reuses_nothing(bundle, tmp_path, capsys):
+    m = manifest(tmp_path / "m.jsonl", [{"id": f"c{i}", "audio": str(CLIP), "text": "开放时间"} for i in range(2)])
+    report = tmp_path / "r.json"
+    argv = ["cer", "-m", str(bundle), "--manifest", str(m), "--report", str(report), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--language", "en"]) == 0  # another query row: other transcripts
+    err = capsys.readouterr().err
+    assert "holds results of another run (query.language differ): none are reused" in err
+    assert json.loads(report.read_text())["resume"] == {"reused": 0, "computed": 2}
+    lines = [json.loads(x) for x in (tmp_path / "r.partial.jsonl").read_text().splitlines()]
+    assert lines[0]["partial_header"]["query"]["language"] == "en" and len(lines) == 3  # this run's alone
