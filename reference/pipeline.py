@@ -17,7 +17,7 @@ from funasr_qwen4b import ctc
 from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import AdaptorConfig, QueryConfig
-from funasr_qwen4b.nano_sources import NanoSource
+from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
 from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
 from funasr_qwen4b.prompt import PRESETS
 from funasr_qwen4b.wiring import LlmSetup, Output, adaptor_start, timed
@@ -81,6 +81,9 @@ class Pipeline:
         root = b.source("sensevoice", sources.get("sensevoice"))
         for name in ("adaptor", "llm"):
             b.source(name, root if sources.get("sensevoice") else None)
+        if detect_layout(root) == TRANSFORMERS:
+            raise ValueError(f"{b.root} was converted from transformers' layout ({root}); FunASR's FunASRNano reads "
+                             f"FunASR's: convert FunASR's layout of the same model for a reference run")
         src = NanoSource.from_dir(root)
         log.info("reference: FunASR FunASRNano from %s (float32, dither 0)", root)
         model, sv_cfg, ad_cfg = load_nano(src)

@@ -167,7 +167,7 @@ def test_convert_refuses(nano_dir, tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text('{"model_type": "fun_asr_nano"}', encoding="utf-8")
-    _refused(hf, tmp_path, r"transformers' Fun-ASR-Nano layout \(-hf\)")
+    assert "config.json" in _refused(hf, tmp_path, "")  # transformers' layout, through its mapping, refused
 
     def more_blocks(cfg):
         cfg["audio_adaptor_conf"]["n_layer"] = 3
@@ -226,3 +226,33 @@ def test_batch_equals_one_by_one(nano_bundle, clip):
         assert got.decoded.ids == alone.decoded.ids and len(got.decoded.ids) == 12
     with pytest.raises(ValueError, match="no CTC head"):
         Pipeline.from_bundle(nano_bundle, ctc_only=True)
+
+
+def test_transformers_layout(tmp_path, clip):
+    """transformers' -hf layout (written by transformers' own classes) converts through its mapping
+    onto FunASR's names: the bundle records the -hf files, holds the mapped weights, and runs;
+    the reference, which reads FunASR's layout, says so in one line."""
+    import torch
+    from safetensors.numpy import load_file
+
+    from funasr_qwen4b.bundle import Bundle
+    from funasr_qwen4b.convert.nano import convert_nano
+    from funasr_qwen4b.convert.nano_hf import write_original
+    from funasr_qwen4b.decoding import DecodeConfig
+    from funasr_qwen4b.mlx_port.pipeline import Pipeline
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+
+    hf = make_nano_hf_dir(tmp_path / "Fun-ASR-Nano-hf")
+    b = Bundle.read(convert_nano(hf, tmp_path / "bundle", dtype="float32"))
+    assert b.kind == "funasr-nano" and {"config.json", "model.safetensors"} <= set(b.components["adaptor"].sources)
+    mapped = torch.load(write_original(hf, tmp_path / "original") / "model.pt", weights_only=True)
+    adaptor = load_file(str(b.dir("adaptor") / "model.safetensors"))
+    assert adaptor.keys() == {k.removeprefix("audio_adaptor.") for k in mapped if k.startswith("audio_adaptor.")}
+    for k, v in adaptor.items():
+        np.testing.assert_array_equal(v, mapped[f"audio_adaptor.{k}"].float().numpy())
+    out = Pipeline.from_bundle(b).run(clip, decode=DecodeConfig(loop_guard=False, min_tokens=8, max_tokens=8,
+                                                                ignore_eos=True))
+    assert len(out.decoded.ids) == 8
+    with pytest.raises(ValueError, match="converted from transformers' layout"):
+        RefPipeline.from_bundle(b)
