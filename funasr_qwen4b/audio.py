@@ -125,7 +125,7 @@ def _check_duration(name: str, frames: int, rate: int, max_seconds: float | None
     check_max_seconds(max_seconds)
     if max_seconds is not None and frames > max_seconds * rate:
         raise AudioError(f"audio {name} is {frames / rate:.1f} s long, over the bound of {max_seconds:g} s; cut it "
-                         f"into shorter files, or raise the bound (--max-audio-seconds, or max_seconds= in Python)")
+                         f"into shorter files, or raise the bound (--max-audio-seconds, or max_audio_seconds= in Python)")
 
 
 def _read_file(path: Path, max_seconds: float | None, sample_rate) -> np.ndarray:

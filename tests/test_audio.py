@@ -292,7 +292,7 @@ def test_length_over_the_bound_is_refused_from_the_header(tmp_path, monkeypatch)
     with pytest.raises(AudioError) as e:
         load_audio(path, max_seconds=2.5)
     assert str(e.value) == (f"audio {path} is 3.0 s long, over the bound of 2.5 s; cut it into shorter files, or "
-                            f"raise the bound (--max-audio-seconds, or max_seconds= in Python)")
+                            f"raise the bound (--max-audio-seconds, or max_audio_seconds= in Python)")
 
 
 def test_length_bound_for_arrays_and_none_is_no_bound():
