@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from funasr_qwen4b.bundle import llm_hidden_size
-from funasr_qwen4b.files import read_json, safetensors_header
+from funasr_qwen4b.files import nonfinite_tensors, read_json, safetensors_header
 
 from .writing import source_entry, write_component
 from funasr_qwen4b.decoding import DecodeConfig
@@ -25,7 +25,8 @@ _INTEGER = ("I", "U", "BOOL")  # safetensors dtypes that hold no floating-point 
 
 def check_hf_dir(path: Path) -> dict:
     """The Hugging Face Qwen3 directory's config, after checking what conversion needs: the
-    config's types, every safetensors file whole, the tokenizer there and within the vocabulary."""
+    config's types, every safetensors file whole, of float weights, all finite, the tokenizer
+    there and within the vocabulary."""
     if not path.is_dir():
         raise FileNotFoundError(f"LLM directory not found: {path} (a Hugging Face Qwen3 directory)")
     cfg_path = path / "config.json"
@@ -49,6 +50,10 @@ def check_hf_dir(path: Path) -> dict:
             more = f" (and {len(ints) - 1} more)" if len(ints) > 1 else ""
             raise ValueError(f"{shard}: tensor {ints[0][0]} holds {ints[0][1]} values{more}, not floating-point "
                              f"weights (cast to integers?); use the checkpoint as trained")
+        bad = nonfinite_tensors(shard)  # by bit pattern, at memory speed: before the long conversion
+        if bad:
+            raise ValueError(f"{shard} holds NaN or infinite weights in [{', '.join(bad[:5])}"
+                             f"{', ...' if len(bad) > 5 else ''}]; use a checkpoint saved before training diverged")
     if (path / "tokenizer.json").is_file():
         check_vocabulary(path / "tokenizer.json", config["vocab_size"])
     elif not (path / "vocab.json").is_file():

@@ -221,6 +221,18 @@ def weights_int_llm(w):
                  out=w.tmp / "out", inputs=(q,))
 
 
+def weights_nan_llm(w):
+    """NaN in the source LLM: refused before mlx-lm converts anything, naming the file and the tensor."""
+    q = w.qwen()
+    shard = max(q.glob("*.safetensors"))
+    sd = load_file(str(shard))
+    name = max(k for k, v in sd.items() if v.ndim == 2)
+    sd[name][1, 2] = float("nan")
+    save_file(sd, str(shard), metadata={"format": "pt"})
+    return Fault(["convert", "llm", q, "-o", w.tmp / "out"], words=(str(shard), name, "NaN or infinite"),
+                 out=w.tmp / "out", inputs=(q,))
+
+
 def weights_nan_am_mvn(w):
     src = w.sv()
     mvn = src / "am.mvn"
@@ -234,7 +246,7 @@ def weights_nan_am_mvn(w):
                  out=w.tmp / "out", inputs=(src,))
 
 
-WEIGHTS = [weights_int32_adaptor, weights_int_sensevoice, weights_int_llm, weights_nan_am_mvn]
+WEIGHTS = [weights_int32_adaptor, weights_int_sensevoice, weights_int_llm, weights_nan_llm, weights_nan_am_mvn]
 
 
 @pytest.mark.parametrize("case", WEIGHTS, ids=lambda f: f.__name__)
