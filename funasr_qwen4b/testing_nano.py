@@ -4,7 +4,8 @@ with FunASR's own `FunASRNano` class: what the tests and `bench --synthetic` sta
 The directory is shaped like the published `FunAudioLLM/Fun-ASR-Nano-2512`: config.yaml
 (FunASRNano with a SenseVoiceEncoderSmall encoder, the `Transformer` adaptor, Qwen3 named by
 `llm_conf.init_param_path` relative to the directory, WavFrontend with `cmvn_file: null`),
-model.pt (a flat state_dict: `audio_encoder.*`, `audio_adaptor.*`, `llm.*`),
+model.pt (a flat state_dict: `audio_encoder.*`, `audio_adaptor.*`, `llm.*`, and with `ctc_vocab`
+FunASRNano's CTC branch `ctc_decoder.*` + `ctc.*`, built by FunASR's own classes),
 configuration.json, and the Qwen3 folder (config.json and Qwen's tokenizer, no weights:
 the LLM's weights are model.pt's `llm.*`).
 """
@@ -52,7 +53,7 @@ def nano_config_yaml(encoder_conf: dict, adaptor_conf: dict, *, encoder_dim: int
 
 
 def make_nano_dir(out: str | Path, encoder_conf: dict = TINY, adaptor_conf: dict = NANO_ADAPTOR_TINY,
-                  qwen_dims: dict = QWEN3_TINY, *, seed: int = 0) -> Path:
+                  qwen_dims: dict = QWEN3_TINY, *, ctc_vocab: int | None = None, seed: int = 0) -> Path:
     """Write a Fun-ASR-Nano directory in FunASR's layout; returns it."""
     import torch
 
@@ -72,9 +73,28 @@ def make_nano_dir(out: str | Path, encoder_conf: dict = TINY, adaptor_conf: dict
             if "norm" in name:
                 base = 1.0 if name.endswith("weight") else 0.0
                 p.copy_(base + 0.1 * torch.randn_like(p))
-    torch.save(model.state_dict(), out / "model.pt")
+    state = model.state_dict()
+    if ctc_vocab:
+        state.update(_ctc_branch(cfg, encoder_conf["output_size"], ctc_vocab))
+    torch.save(state, out / "model.pt")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
     (out / "configuration.json").write_text(json.dumps(
         {"framework": "pytorch", "task": "auto-speech-recognition", "model": {"type": "funasr"},
          "file_path_metas": {"init_param": "model.pt", "config": "config.yaml"}}, indent=2), encoding="utf-8")
     return out
+
+
+def _ctc_branch(cfg: dict, d: int, vocab: int) -> dict:
+    """FunASRNano's CTC branch (a Transformer adaptor over the encoder, then a CTC head), random,
+    as its keys in model.pt; `cfg` gains the sections that declare it. FunASRNano itself would
+    also need the branch's tokenizer to build it."""
+    from .reference import quiet_funasr  # noqa: F401
+    from funasr.models.fun_asr_nano.ctc import CTC
+    from funasr.models.llm_asr.adaptor import Transformer
+
+    conf = {"downsample_rate": 1, "ffn_dim": 2 * d, "llm_dim": d, "encoder_dim": d, "n_layer": 1}
+    cfg.update({"ctc_decoder": "Transformer", "ctc_decoder_conf": conf, "ctc_vocab_size": vocab,
+                "ctc_conf": {"dropout_rate": 0.0}})
+    parts = {"ctc_decoder": Transformer(**conf), "ctc": CTC(odim=vocab, encoder_output_size=d, blank_id=vocab - 1)}
+    return {f"{name}.{k}": v for name, m in parts.items() for k, v in m.state_dict().items()}
+

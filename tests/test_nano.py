@@ -77,10 +77,11 @@ def test_prompt_refuses_markers():
 
 @pytest.fixture(scope="module")
 def nano_dir(tmp_path_factory):
-    """A tiny Fun-ASR-Nano in FunASR's layout, by FunASR's own FunASRNano (seeded)."""
+    """A tiny Fun-ASR-Nano in FunASR's layout, by FunASR's own FunASRNano (seeded), with the CTC
+    branch the published file may hold (conversion leaves it out)."""
     from funasr_qwen4b.testing_nano import make_nano_dir
 
-    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
+    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny", ctc_vocab=50)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def nano_bundle(nano_dir, tmp_path_factory):
     return convert_nano(nano_dir, tmp_path_factory.mktemp("nb") / "bundle", dtype="float32")
 
 
-def test_bundle_kind(nano_bundle, bundle):
+def test_bundle_kind(nano_dir, nano_bundle, bundle):
     from funasr_qwen4b.bundle import Bundle
     from funasr_qwen4b.prompt import NANO_TEMPLATE
 
@@ -98,6 +99,9 @@ def test_bundle_kind(nano_bundle, bundle):
     assert b.kind == "funasr-nano" and not b.query.enabled
     assert isinstance(b.adaptor_config, NanoAdaptorConfig) and b.adaptor_config.use_low_frame_rate
     assert b.sensevoice_config.vocab_size is None and not b.sensevoice_config.embed  # no CTC head, no query table
+    import torch
+
+    assert any(k.startswith("ctc_decoder.") for k in torch.load(nano_dir / "model.pt", weights_only=True))
     assert b.default_template == NANO_TEMPLATE and b.template() == nano_template()
     assert Bundle.read(bundle).kind == "qwen4b"  # a bundle.json without `kind`
     assert not b.verify()["llm"]
@@ -167,7 +171,7 @@ def test_convert_refuses(nano_dir, tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text('{"model_type": "fun_asr_nano"}', encoding="utf-8")
-    assert "config.json" in _refused(hf, tmp_path, "")  # transformers' layout, through its mapping, refused
+    _refused(hf, tmp_path, "config.json")  # transformers' layout, through its mapping, refused
 
     def more_blocks(cfg):
         cfg["audio_adaptor_conf"]["n_layer"] = 3
@@ -197,8 +201,9 @@ def test_hub_id_offline(nano_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf / "hub"))
     snap = hf_layout(hf, "FunAudioLLM/Fun-ASR-Nano-2512", nano_dir)
-    out = convert_nano("FunAudioLLM/Fun-ASR-Nano-2512", tmp_path / "b", dtype="float32")
+    out = convert_nano("FunAudioLLM/Fun-ASR-Nano-2512", tmp_path / "b", q_bits=4)  # dtypes: the defaults
     b = Bundle.read(out)
+    assert b.precisions == {"sensevoice": "float32", "adaptor": "float32", "llm": "4bit"}
     assert b.kind == "funasr-nano" and b.components["llm"].entry["source_dir"] == str(snap)
     assert {"model.pt", "config.yaml", "Qwen3-0.6B/config.json"} <= set(b.components["llm"].sources)
     assert b.source("llm") == snap
