@@ -265,3 +265,58 @@ def test_write_refuses_an_existing_output(hf_dir, original):
     with pytest.raises(ValueError, match="already exists; pass --force"):
         write_original(hf_dir, original)
     assert {p: p.stat().st_mtime_ns for p in original.rglob("*")} == before
+
+
+# --- the transformers oracle's runner: the project's taps, as FunASR's modules give them -----------
+
+def test_transformers_runner_taps_equal_funasr(hf_dir, funasr, funasr_all_rows, clip):
+    """reference/nano_transformers.py (transformers' model under the project's tap names, aligned to
+    FunASR: its eps, its ⌈T/8⌉ audio rows) against FunASR's FunASRNano hooked by the same names:
+    every tap within the float32 tolerance, isolated inputs where the layer's input is, greedy ids
+    identical. Unaligned on rows (transformers' own splicing), it equals FunASR without the cut."""
+    from funasr_qwen4b import nano_taps, taps
+    from funasr_qwen4b.config import NanoAdaptorConfig
+    from funasr_qwen4b.decoding import DecodeConfig
+    from funasr_qwen4b.prompt import nano_template
+    from funasr_qwen4b.reference.nano_transformers import TransformersNano
+    from funasr_qwen4b.reference.taps import TapRecorder
+
+    model, frontend, tokenizer = funasr
+    steps = DecodeConfig(loop_guard=False, min_tokens=8, max_tokens=8, ignore_eos=True)
+    rows = NanoAdaptorConfig(use_low_frame_rate=True).audio_rows
+    runner = TransformersNano.load(hf_dir, nano_template(), steps, adaptor_eps=1e-12, audio_rows=rows)
+    got = TapRecorder()
+    out = runner.run(clip, got)
+
+    ref = TapRecorder()
+    encoder = [taps.ENCODERS0, taps.encoder_layer(0), taps.encoder_layer(1), taps.AFTER_NORM, taps.tp_layer(0),
+               taps.tp_layer(1), taps.TP_NORM]
+    adaptor = nano_taps.nano_adaptor_taps(NanoAdaptorConfig(n_layer=2, llm_dim=64, attention_heads=4))
+    llm = [taps.llm_layer(0), taps.llm_layer(1), taps.LLM_NORM]
+    with ref.hooks(model.audio_encoder, encoder, prefix="encoder."), \
+            ref.hooks(model.audio_adaptor, adaptor, prefix=taps.ADAPTOR):
+        embeds, *_ = funasr_prepare(model, tokenizer, frontend, clip)
+    with torch.no_grad():
+        with ref.hooks(model.llm, llm, prefix=taps.LLM):
+            logits = model.llm(inputs_embeds=embeds).logits
+        ids = model.llm.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
+                                 max_new_tokens=8, do_sample=False, pad_token_id=model.llm.config.eos_token_id)
+    feats = funasr_features(frontend, clip)[0].numpy()
+    np.testing.assert_allclose(got.outputs[taps.CMVN], feats, rtol=0, atol=TOL)
+    np.testing.assert_array_equal(got.outputs[taps.ENCODER_INPUT], feats)
+    for name in encoder + adaptor + llm:
+        np.testing.assert_allclose(got.outputs[name], ref.outputs[name], rtol=0, atol=TOL, err_msg=name)
+        np.testing.assert_allclose(got.inputs[name], ref.inputs[name], rtol=0, atol=TOL, err_msg=f"{name} (input)")
+    np.testing.assert_allclose(got.outputs[taps.LLM_INPUTS_EMBEDS], embeds[0].numpy(), rtol=0, atol=TOL)
+    np.testing.assert_allclose(got.outputs[taps.LLM_LOGITS], logits[0, -1].numpy(), rtol=0, atol=TOL)
+    assert out.decoded.ids == ids[0].tolist() and got.outputs[taps.LLM_TOKENS].tolist() == out.decoded.ids
+    assert out.audio_embeds.shape == (rows(got.outputs[taps.TP_NORM].shape[0]), 64)
+
+    # Every row, as transformers splices them: FunASR without the cut (the model shared, not reloaded).
+    own = TransformersNano(runner.model, runner.feature_extractor, runner.setup)
+    every = TapRecorder()
+    assert own.run(clip, every).decoded.ids != out.decoded.ids  # the rows the LLM reads matter
+    full, *_ = funasr_prepare(funasr_all_rows, tokenizer, frontend, clip)
+    with torch.no_grad():
+        logits = funasr_all_rows.llm(inputs_embeds=full).logits[0, -1].numpy()
+    np.testing.assert_allclose(every.outputs[taps.LLM_LOGITS], logits, rtol=0, atol=TOL)
