@@ -320,3 +320,32 @@ def test_transformers_runner_taps_equal_funasr(hf_dir, funasr, funasr_all_rows, 
     with torch.no_grad():
         logits = funasr_all_rows.llm(inputs_embeds=full).logits[0, -1].numpy()
     np.testing.assert_allclose(every.outputs[taps.LLM_LOGITS], logits, rtol=0, atol=TOL)
+
+
+def test_sharded_and_without_funasr(hf_dir, tmp_path):
+    """Weights split over shards with an index map the same; the mapping imports no FunASR (a
+    machine that converts needs none): run where `import funasr` fails."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file, save_file
+
+    sharded = _copy(hf_dir, tmp_path)
+    sd = load_file(str(sharded / "model.safetensors"))
+    (sharded / "model.safetensors").unlink()
+    keys = sorted(sd)
+    names = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in names.items():
+        save_file({k: sd[k] for k in part}, str(sharded / name), metadata={"format": "pt"})
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: name for name, part in names.items() for k in part}}))
+    one, two = read_hf(hf_dir), read_hf(sharded)
+    assert one.config == two.config and one.state_dict.keys() == two.state_dict.keys()
+    assert all(torch.equal(v, two.state_dict[k]) for k, v in one.state_dict.items())
+
+    code = ("import sys; sys.modules['funasr'] = None\n"
+            "from funasr_qwen4b.convert.nano_hf import write_original\n"
+            f"write_original({str(sharded)!r}, {str(tmp_path / 'orig')!r})\n"
+            "assert 'funasr' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert torch.load(tmp_path / "orig" / "model.pt", weights_only=True).keys() == one.state_dict.keys()
