@@ -38,6 +38,7 @@ QWEN_DIR = "Qwen3-0.6B"  # the folder name the published config.yaml gives llm_c
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json")
 SENSEVOICE_EPS = 1e-5  # FunASR's SenseVoice LayerNorm: torch's default, not a config value
+QWEN3_HEAD_DIM = 128  # Qwen3Config's default where config.json leaves head_dim out
 LLM_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # FunASRNano's llm_dtype names
 # Inside one SAN-M or adaptor layer: transformers' name → FunASR's.
 _LAYER = {"input_layernorm": "norm1", "post_attention_layernorm": "norm2", "mlp.fc1": "feed_forward.w_1",
@@ -94,6 +95,8 @@ def original_config(cfg: dict, where: str, *, features: dict | None = None, use_
     layers, tp = _int(audio, "num_hidden_layers", where), _int(audio, "num_timestamp_prediction_layers", where, 0)
     if layers <= tp:
         raise ValueError(f"{where}: audio_config has {layers} layers, not more than its {tp} timestamp layers")
+    for key in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size"):
+        _int(text, key, f"{where} text_config")
     width, llm_width = _int(adaptor, "hidden_size", where), _int(text, "hidden_size", where)
     if width != llm_width or _int(adaptor, "intermediate_size", where) != width // 4:
         raise ValueError(f"{where}: adaptor_config hidden_size {width} / intermediate_size "
@@ -179,7 +182,7 @@ def hf_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
     linear("model.multi_modal_projector.linear_2", a, adaptor["projector_hidden_size"])
     for i in range(adaptor["num_hidden_layers"]):
         layer(f"model.multi_modal_projector.layers.{i}", a, a, adaptor["intermediate_size"], False)
-    h, hd = text["hidden_size"], text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    h, hd = text["hidden_size"], text.get("head_dim", QWEN3_HEAD_DIM)
     q, kv, bias = text["num_attention_heads"] * hd, text["num_key_value_heads"] * hd, bool(text.get("attention_bias"))
     out["model.language_model.embed_tokens.weight"] = (text["vocab_size"], h)
     for i in range(text["num_hidden_layers"]):
