@@ -85,10 +85,6 @@ class TransformersNano:
         fe = FunAsrNanoFeatureExtractor.from_pretrained(str(hf_dir))
         return cls(model, fe, LlmSetup.build(load_tokenizer(hf_dir), template, decode), audio_rows)
 
-    @property
-    def num_layers(self) -> int:
-        return self.model.config.text_config.num_hidden_layers
-
     def features(self, samples: np.ndarray, rec: TapRecorder | None = None) -> torch.Tensor:
         """16 kHz mono float samples → [T', n_mels × lfr]: the extractor's Kaldi fbank call (torchaudio's
         `compliance.kaldi.fbank` with its options; FunASR's `utils.fbank` is that function, or
