@@ -92,6 +92,8 @@ def nano_bundle(nano_dir, tmp_path_factory):
 
 
 def test_bundle_kind(nano_dir, nano_bundle, bundle):
+    import torch
+
     from funasr_qwen4b.bundle import Bundle
     from funasr_qwen4b.prompt import NANO_TEMPLATE
 
@@ -99,8 +101,6 @@ def test_bundle_kind(nano_dir, nano_bundle, bundle):
     assert b.kind == "funasr-nano" and not b.query.enabled
     assert isinstance(b.adaptor_config, NanoAdaptorConfig) and b.adaptor_config.use_low_frame_rate
     assert b.sensevoice_config.vocab_size is None and not b.sensevoice_config.embed  # no CTC head, no query table
-    import torch
-
     assert any(k.startswith("ctc_decoder.") for k in torch.load(nano_dir / "model.pt", weights_only=True))
     assert b.default_template == NANO_TEMPLATE and b.template() == nano_template()
     assert Bundle.read(bundle).kind == "qwen4b"  # a bundle.json without `kind`
@@ -113,21 +113,18 @@ def test_parity_float32(nano_bundle, clip):
     under a per-call prompt with hotwords, language and ITN off."""
     from funasr_qwen4b.decoding import DecodeConfig
     from funasr_qwen4b.parity.harness import run_parity
+    from funasr_qwen4b.reference.llm import load_tokenizer
 
     to_cap = DecodeConfig(loop_guard=False, min_tokens=24, max_tokens=24, ignore_eos=True)  # 24 ids compared
     report = run_parity(nano_bundle, clip, decode=to_cap)
     assert report.passed, report.to_dict()["first_failure"]
     assert report.ctc is None and report.llm["tokens"]["equal"] and len(report.llm["tokens"]["mlx"]) == 24
     assert "adaptor.blocks.1" in report.taps and "ctc.ctc_lo" not in report.taps
+    # the LLM reads the prompt's text and the adaptor's first ceil(frames / 8) rows
     rows = report.mlx_taps["llm.inputs_embeds"].shape[0]
-    ad = NanoAdaptorConfig(use_low_frame_rate=True)
     frames = report.mlx_taps["encoder.tp_norm"].shape[0]
-    from funasr_qwen4b.prompt import Prompt
-    from funasr_qwen4b.reference.llm import load_tokenizer
-
-    tok = load_tokenizer(nano_bundle / "llm")
-    p = Prompt.build(nano_template(), tok)
-    assert rows == len(p.prefix_ids) + ad.audio_rows(frames) + len(p.suffix_ids)
+    p = Prompt.build(nano_template(), load_tokenizer(nano_bundle / "llm"))
+    assert rows == len(p.prefix_ids) + -(-frames // 8) + len(p.suffix_ids)
 
     hot = run_parity(nano_bundle, clip, template=nano_template(["开放时间"], "中文", itn=False), decode=to_cap,
                      modes=("chained",))
