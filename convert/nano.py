@@ -26,7 +26,7 @@ from funasr_qwen4b.bundle import BUNDLE_JSON, NANO_ADAPTOR_LAYOUT
 from funasr_qwen4b.files import read_json
 from funasr_qwen4b.hub import resolve
 from funasr_qwen4b.nano_keys import ADAPTOR, ENCODER, LLM
-from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
+from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout, llm_files
 from funasr_qwen4b.prompt import NANO_TEMPLATE, nano_template
 from funasr_qwen4b.reference.funasr_nano import load_nano_state
 from funasr_qwen4b.sources import parse_am_mvn
@@ -108,8 +108,8 @@ class Originals:
     @classmethod
     def funasr(cls, source: NanoSource) -> "Originals":
         common = [source.model_pt, source.config_yaml]
-        llm = sorted(p for p in source.llm_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-        return cls(source.root, [*common, *([source.cmvn_file] if source.cmvn_file else [])], common, [*common, *llm])
+        return cls(source.root, [*common, *([source.cmvn_file] if source.cmvn_file else [])], common,
+                   [*common, *llm_files(source.llm_dir)])
 
     @classmethod
     def whole(cls, root: Path) -> "Originals":
@@ -159,9 +159,8 @@ def _llm_hf_dir(hf: Path, source: NanoSource, llm_config: dict, sd: dict) -> Pat
     """model.pt's `llm.*` as the Hugging Face Qwen3 directory mlx-lm converts: the Qwen3
     folder's config and tokenizer files beside the weights (a tied LM head written once)."""
     hf.mkdir()
-    for p in source.llm_dir.iterdir():
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".safetensors", ".bin", ".json.index")):
-            shutil.copyfile(p, hf / p.name)
+    for p in llm_files(source.llm_dir):
+        shutil.copyfile(p, hf / p.name)
     weights = {k.removeprefix(LLM): v.contiguous() for k, v in sd.items() if k.startswith(LLM)}
     if llm_config.get("tie_word_embeddings", False):
         weights.pop("lm_head.weight", None)

@@ -65,6 +65,16 @@ class NanoSource:
                    _resolve(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]))
 
 
+# Weights a Qwen3 folder may also hold: FunASRNano never reads them (its LLM's are model.pt's).
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
+
+
+def llm_files(llm_dir: Path) -> list[Path]:
+    """The Qwen3 folder's files FunASRNano reads: config.json and the tokenizer's (no weights)."""
+    return sorted(p for p in llm_dir.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(_WEIGHTS))
+
+
 def _llm_dir(root: Path, name: str, config_yaml: Path) -> Path:
     """FunASR reads llm_conf.init_param_path relative to the model's directory unless it is
     absolute; an absolute path that is not there (the trainer's machine) is looked for by its

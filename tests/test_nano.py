@@ -258,3 +258,15 @@ def test_transformers_layout(tmp_path, clip):
     assert len(out.decoded.ids) == 8
     with pytest.raises(ValueError, match="converted from transformers' layout"):
         RefPipeline.from_bundle(b)
+
+
+def test_qwen3_folder_weights_left_alone(tmp_path):
+    """A Qwen3 folder that also holds weights (a full download): FunASRNano reads only its config and
+    tokenizer, and so do conversion and the sources a bundle records."""
+    from funasr_qwen4b.nano_sources import llm_files
+
+    names = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
+             "model.safetensors.index.json", "pytorch_model.bin", ".hidden"]
+    for n in names:
+        (tmp_path / n).write_text("{}", encoding="utf-8")
+    assert [p.name for p in llm_files(tmp_path)] == ["config.json", "tokenizer.json", "tokenizer_config.json"]
