@@ -174,6 +174,21 @@ def test_encoder_and_adaptor(funasr, hf_model, hf_aligned, clip):
     np.testing.assert_allclose(same.numpy(), meta["audio_adaptor_out"].numpy(), rtol=0, atol=TOL)
 
 
+def test_encoder_length(funasr, hf_model):
+    """A third difference, asserted: transformers' position table holds max_position_embeddings − 1
+    frames (2048 LFR frames, 122.88 s), FunASR's encoder computes positions for any length."""
+    limit = hf_model.config.audio_config.max_position_embeddings - 1
+    feats = torch.randn(1, limit + 1, 560, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(feats.shape[:2], dtype=torch.long)
+    with torch.no_grad():
+        out, lengths = funasr[0].audio_encoder(feats.clone(), torch.tensor([limit + 1]))
+        assert out.shape == (1, limit + 1, 64) and bool(torch.isfinite(out).all())
+        with pytest.raises(RuntimeError):
+            hf_model.model.audio_tower(input_features=feats, input_features_mask=mask)
+        ok = hf_model.model.audio_tower(input_features=feats[:, :limit], input_features_mask=mask[:, :limit])
+    assert ok.last_hidden_state.shape == (1, limit, 64)
+
+
 @pytest.mark.parametrize("hotwords,language", [((), None), (("开放", "时间"), "英文")])
 def test_prompt_and_audio_rows(hf_dir, funasr, funasr_all_rows, hf_model, hf_tokenizer, clip, hotwords, language):
     """The -hf chat template tokenizes to FunASR's ChatML token for token, with transformers'
