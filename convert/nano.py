@@ -2,7 +2,8 @@
 
 FunASR's layout (config.yaml + model.pt + the Qwen3 folder llm_conf names) is read here;
 transformers' `-hf` layout is first written in FunASR's layout inside the staging area
-(convert/nano_hf.py maps its names) and then read the same way. The three parts of model.pt become the three components, through the existing writers:
+(convert/nano_hf.py maps its names) and then read the same way. The three parts of model.pt
+become the three components, through the existing writers:
 `audio_encoder.*` the `sensevoice` component (SenseVoiceSmall's names and layouts, no query
 table, no CTC head), `audio_adaptor.*` the `adaptor` component (FunASR's names, unchanged) and
 `llm.*`, with the Qwen3 folder's config and tokenizer, a Hugging Face directory in the staging
@@ -140,7 +141,8 @@ def _write_encoder(stage: Path, source: NanoSource, originals: Originals, cfg, s
         if shift.size != cfg.encoder.input_size:
             raise ValueError(f"{source.cmvn_file} has {shift.size} values per vector; the frontend makes "
                              f"{cfg.encoder.input_size}")
-        weights["frontend.cmvn.shift"], weights["frontend.cmvn.scale"] = torch.from_numpy(shift), torch.from_numpy(scale)
+        weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
+        weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
     entry = originals.entry(dtype, originals.encoder, query={"enabled": False})
     with write_component(stage, "sensevoice", entry, meta={"kind": KIND}) as out:
         save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
@@ -148,7 +150,8 @@ def _write_encoder(stage: Path, source: NanoSource, originals: Originals, cfg, s
 
 
 def _write_adaptor(stage: Path, source: NanoSource, originals: Originals, cfg, sd: dict, dtype: str) -> None:
-    weights = {k.removeprefix(ADAPTOR): v.to(DTYPES[dtype]).contiguous() for k, v in sd.items() if k.startswith(ADAPTOR)}
+    weights = {k.removeprefix(ADAPTOR): v.to(DTYPES[dtype]).contiguous()
+               for k, v in sd.items() if k.startswith(ADAPTOR)}
     check_dtype_range(weights, dtype, source.model_pt)
     with write_component(stage, "adaptor", originals.entry(dtype, originals.adaptor)) as out:
         save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
@@ -173,6 +176,7 @@ def _record_originals(stage: Path, originals: Originals) -> None:
     Fun-ASR-Nano prompt as the bundle's default (FunASR's own call: no hotwords, no language, ITN)."""
     meta = read_json(stage / BUNDLE_JSON, "the bundle being written")
     meta["components"]["llm"].update(originals.entry(meta["components"]["llm"]["dtype"], originals.llm))
-    meta["prompt"] = {"default": NANO_TEMPLATE, "presets": {**meta["prompt"]["presets"], NANO_TEMPLATE: nano_template()}}
+    presets = {**meta["prompt"]["presets"], NANO_TEMPLATE: nano_template()}
+    meta["prompt"] = {"default": NANO_TEMPLATE, "presets": presets}
     write_json_atomic(stage / BUNDLE_JSON, meta)
 

@@ -244,8 +244,8 @@ class Bundle:
         if name not in checked:
             problems = self.check_files(name)
             if problems:
-                how = (f"funasr-qwen4b convert bundle --funasr-nano SRC -o {self.root} --force" if self.kind == "funasr-nano"
-                       else f"{_RECONVERT[name]} -o {self.root} --force")
+                how = (f"funasr-qwen4b convert bundle --funasr-nano SRC -o {self.root} --force"
+                       if self.kind == "funasr-nano" else f"{_RECONVERT[name]} -o {self.root} --force")
                 raise ValueError(f"{self.root / name} is damaged: {problems[0]}"
                                  f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; restore it or "
                                  f"reconvert: `{how}`")

@@ -306,7 +306,8 @@ class NanoAdaptorConfig:
         _at_least(self, 1, "encoder_dim", "llm_dim", "ffn_dim", "downsample_rate", "attention_heads")
         _at_least(self, 0, "n_layer")
         if self.llm_dim % self.attention_heads:
-            raise ValueError(f"adaptor llm_dim {self.llm_dim} is not divisible by attention_heads {self.attention_heads}")
+            raise ValueError(f"adaptor llm_dim {self.llm_dim} is not divisible by attention_heads "
+                             f"{self.attention_heads}")
         if self.llm_dim < 4:
             raise ValueError(f"adaptor llm_dim must be >= 4 (its blocks' FFN is llm_dim // 4), got {self.llm_dim}")
         if self.use_low_frame_rate and self.downsample_rate > LOW_FRAME_RATE:

@@ -96,7 +96,8 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     dtype = {"8bit": "bfloat16", "4bit": "bfloat16"}.get(dtype, dtype)  # quantized: bf16 tier, and reported
     tol = TOLERANCES[dtype]
     has_ctc = mlx.sensevoice.cfg.vocab_size is not None
-    names = [*taps.FRONTEND_TAPS, *taps.encoder_taps(mlx.sensevoice.cfg.encoder), *([taps.CTC_LOGITS] if has_ctc else [])]
+    names = [*taps.FRONTEND_TAPS, *taps.encoder_taps(mlx.sensevoice.cfg.encoder),
+             *([taps.CTC_LOGITS] if has_ctc else [])]
     ref = RefPipeline.from_bundle(b, query, template=template, decode=mlx.setup.decode if mlx.setup else None,
                                   sources=sources)
     if mlx.adaptor:
