@@ -389,8 +389,15 @@ def sensevoice_config_from_yaml(cfg: dict, *, vocab_size: int, has_cmvn: bool,
     return _encoder_config(cfg, "encoder", vocab_size=vocab_size, has_cmvn=has_cmvn, embed=True, where=where)
 
 
-# FunASRNano's keys of audio_encoder_conf that change nothing at inference.
-_NANO_ENCODER_IGNORED = {"hub", "freeze", "freeze_layer_num", "activation_checkpoint", "feat_permute"}
+# What FunASR's classes take from Fun-ASR-Nano's sections; they ignore any other key (their
+# **kwargs), and so does this mapping.
+_NANO_ENCODER_ARGS = {
+    "output_size", "attention_heads", "linear_units", "num_blocks", "tp_blocks", "dropout_rate",
+    "positional_dropout_rate", "attention_dropout_rate", "stochastic_depth_rate", "input_layer", "pos_enc_class",
+    "normalize_before", "concat_after", "positionwise_layer_type", "positionwise_conv_kernel_size", "padding_idx",
+    "kernel_size", "sanm_shfit", "selfattention_layer_type",
+}
+_NANO_ADAPTOR_ARGS = {"downsample_rate", "ffn_dim", "n_layer", "attention_heads", "use_low_frame_rate"}
 
 
 def nano_encoder_config_from_yaml(cfg: dict, *, has_cmvn: bool, where: str = "config.yaml") -> SenseVoiceConfig:
@@ -401,11 +408,10 @@ def nano_encoder_config_from_yaml(cfg: dict, *, has_cmvn: bool, where: str = "co
     conf = cfg.get("audio_encoder_conf") or {}
     if not isinstance(conf, dict):
         raise ValueError(f"{where}: audio_encoder_conf must be a mapping, got {type(conf).__name__}")
-    if conf.get("hub") is not None:
-        raise ValueError(f"{where}: audio_encoder_conf.hub={conf['hub']!r} loads the encoder from another model; "
-                         f"only an encoder built from this config is supported")
-    mapped = {**cfg, "encoder_conf": {k: v for k, v in conf.items() if k not in _NANO_ENCODER_IGNORED},
-              "model_conf": {}}
+    if conf.get("hub") == "ms":  # FunASRNano then takes the encoder, and its config, from another model
+        raise ValueError(f"{where}: audio_encoder_conf.hub=ms loads the encoder from another model; only an "
+                         f"encoder built from this config is supported")
+    mapped = {**cfg, "encoder_conf": {k: v for k, v in conf.items() if k in _NANO_ENCODER_ARGS}, "model_conf": {}}
     return _encoder_config(mapped, "audio_encoder", vocab_size=None, has_cmvn=has_cmvn, embed=False, where=where)
 
 
@@ -419,8 +425,7 @@ def nano_adaptor_config_from_yaml(cfg: dict, *, encoder_dim: int, llm_dim: int,
     conf = cfg.get("audio_adaptor_conf") or {}
     if not isinstance(conf, dict):
         raise ValueError(f"{where}: audio_adaptor_conf must be a mapping, got {type(conf).__name__}")
-    ignored = {"dropout_rate", "attention_dropout_rate", "freeze", "encoder_dim", "llm_dim"}
-    kept = {k: v for k, v in conf.items() if k not in ignored}
+    kept = {k: v for k, v in conf.items() if k in _NANO_ADAPTOR_ARGS}
     return from_dict(NanoAdaptorConfig, {**kept, "encoder_dim": encoder_dim, "llm_dim": llm_dim},
                      f"{where} audio_adaptor_conf")
 

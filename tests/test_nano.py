@@ -270,3 +270,20 @@ def test_qwen3_folder_weights_left_alone(tmp_path):
     for n in names:
         (tmp_path / n).write_text("{}", encoding="utf-8")
     assert [p.name for p in llm_files(tmp_path)] == ["config.json", "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_config_sections_read_as_funasr_reads_them(nano_dir):
+    """Keys FunASR's classes ignore (their **kwargs: training switches and the like) are ignored
+    here too; encoder_dim and llm_dim come from the encoder and the LLM, as FunASRNano sets them."""
+    import yaml
+
+    from funasr_qwen4b.config import nano_adaptor_config_from_yaml, nano_encoder_config_from_yaml
+
+    cfg = yaml.safe_load((nano_dir / "config.yaml").read_text(encoding="utf-8"))
+    more = {**cfg, "audio_encoder_conf": {**cfg["audio_encoder_conf"], "freeze_layer_num": -1, "hub": "hf"},
+            "audio_adaptor_conf": {**cfg["audio_adaptor_conf"], "activation_checkpoint": False, "llm_dim": 4096}}
+    assert nano_encoder_config_from_yaml(more, has_cmvn=False) == nano_encoder_config_from_yaml(cfg, has_cmvn=False)
+    ad = nano_adaptor_config_from_yaml(more, encoder_dim=64, llm_dim=64)
+    assert ad == nano_adaptor_config_from_yaml(cfg, encoder_dim=64, llm_dim=64) and ad.llm_dim == 64
+    with pytest.raises(ValueError, match="hub=ms"):
+        nano_encoder_config_from_yaml({**cfg, "audio_encoder_conf": {"hub": "ms"}}, has_cmvn=False)
