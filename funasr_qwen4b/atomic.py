@@ -1,6 +1,10 @@
 """Writing files and directories whole or not at all: a temporary file or a hidden staging
 directory beside the destination, renamed into place, with the modes the user's umask gives
-(and what a killed run left behind removed by the next one)."""
+(and what a killed run left behind removed by the next one).
+
+Every staging directory and temporary file in use is known here, so that a process ending at
+once on a signal (the command line's, while its work runs in another thread) removes them
+first: `abandon`."""
 
 from __future__ import annotations
 
@@ -12,10 +16,17 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 log = logging.getLogger(__name__)
+
+# The staging directories and temporary files in use, and the lock held while one is made, renamed
+# into place or removed (abandon holds it until the process ends: nothing is made or renamed after).
+_live: set[Path] = set()
+_lock = threading.RLock()
 
 
 def umask() -> int:
@@ -77,15 +88,30 @@ def _alive(pid: int) -> bool:
 
 def swap_in(new: Path, dest: Path, trash: Path) -> None:
     """Rename `new` to `dest`; a `dest` already there is moved to `trash` first, and put back
-    if the rename fails, so what is being replaced stays where it was."""
-    try:
-        if dest.exists():
-            os.rename(dest, trash)
-        os.rename(new, dest)
-    except BaseException:
-        if trash.exists() and not dest.exists():
-            os.rename(trash, dest)
-        raise
+    if the rename fails, so what is being replaced stays where it was (both renames under the
+    lock: a process stopped at once never stops between them)."""
+    with _lock:
+        try:
+            if dest.exists():
+                os.rename(dest, trash)
+            os.rename(new, dest)
+        except BaseException:
+            if trash.exists() and not dest.exists():
+                os.rename(trash, dest)
+            raise
+
+
+def abandon() -> None:
+    """For a process about to end at once: remove every staging directory and temporary file in
+    use, and keep the lock, so that no other thread makes or renames one in the moments left."""
+    _lock.acquire()
+    for p in sorted(_live):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+    _live.clear()
 
 
 @contextlib.contextmanager
@@ -95,17 +121,36 @@ def staging(parent: str | Path, name: str) -> Iterator[Path]:
     ones left by killed runs are removed first."""
     parent = Path(parent)
     clean_stale(parent, name)
-    while True:
-        path = parent / _temp_name(name, "staging")
-        try:
-            path.mkdir()  # mode 0777 less the umask, unlike mkdtemp's 0700
-            break
-        except FileExistsError:
-            continue
+    with _lock:
+        while True:
+            path = parent / _temp_name(name, "staging")
+            try:
+                path.mkdir()  # mode 0777 less the umask, unlike mkdtemp's 0700
+                break
+            except FileExistsError:
+                continue
+        _live.add(path)
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        with _lock:
+            shutil.rmtree(path, ignore_errors=True)
+            _live.discard(path)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A new directory under the system's temporary directory, removed on the way out (and by
+    `abandon`)."""
+    with _lock:
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        _live.add(path)
+    try:
+        yield path
+    finally:
+        with _lock:
+            shutil.rmtree(path, ignore_errors=True)
+            _live.discard(path)
 
 
 def write_atomic(path: str | Path, write_fn, suffix: str | None = None) -> None:
@@ -114,20 +159,26 @@ def write_atomic(path: str | Path, write_fn, suffix: str | None = None) -> None:
     The file gets the user's umask. (Only SIGKILL can leave the temporary file; the next
     conversion into the same place removes it, see `staging`.)"""
     path = Path(path)
-    while True:
-        tmp = path.parent / (_temp_name(path.name, "tmp") + (suffix or path.suffix or ".tmp"))
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    with _lock:
+        while True:
+            tmp = path.parent / (_temp_name(path.name, "tmp") + (suffix or path.suffix or ".tmp"))
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
+        _live.add(tmp)
     try:
         write_fn(str(tmp))
         apply_umask(tmp)
-        os.replace(tmp, path)
+        with _lock:
+            os.replace(tmp, path)
+            _live.discard(tmp)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with _lock:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            _live.discard(tmp)
         raise
 
 

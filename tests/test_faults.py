@@ -842,45 +842,79 @@ def _leftovers(parent: Path, name: str) -> list[str]:
     return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}.")]
 
 
-# The command line in a process of its own, paused in the middle of `convert bundle` (SenseVoice and
-# the adaptor written into the hidden staging, the LLM's weights converted beside them, nothing in
-# place yet): it says so by creating the file argv[1], then waits for a signal.
+# The command line in a process of its own (its work in a worker thread, as the console script
+# runs it), held in the middle of `convert bundle` (SenseVoice and the adaptor written into the
+# hidden staging, the LLM's weights converted beside them, nothing in place yet) as a long
+# computation holds it, never returning to Python: it says so by creating the file argv[1].
 _PAUSED_CONVERT = """
-import pathlib, signal, sys
+import pathlib, sys, threading
 import funasr_qwen4b.convert.llm as llm
-from funasr_qwen4b.app.cli import build_parser, main
-from funasr_qwen4b.audio import load_audio
+from funasr_qwen4b.app.cli import main
 
-check = llm.check_finite_mlx
+mid, check = pathlib.Path(sys.argv.pop(1)), llm.check_finite_mlx
 
 def paused(*args, **kwargs):
     check(*args, **kwargs)
-    pathlib.Path(sys.argv[1]).touch()
-    while True:
-        signal.pause()
+    mid.touch()
+    threading.Event().wait()
 
 llm.check_finite_mlx = paused
-sys.exit(main(sys.argv[2:]))
+sys.exit(main())
 """
+
+STOPS = [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")]
+
+
+def _stoppable_process(argv: list, **kwargs) -> subprocess.Popen:
+    """The command line as a process whose stderr the test reads, with Python's own Ctrl-C handler
+    (a job started in the background inherits SIGINT ignored, and Python then installs none)."""
+    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def test_6_files_sigterm_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path):
-    """A process stopped by SIGTERM mid-conversion (a service manager, a CI timeout)."""
+    """A process stopped by SIGTERM mid-conversion (a service manager, a CI timeout); Ctrl-C: below."""
+    sig, code, said = STOPS[0]
     pt = adaptor_pt(tmp_path / "a.pt")
     out, mid = tmp_path / "out", tmp_path / "mid-conversion"
     before = [digest(p) for p in (sv_dir, qwen_dir, pt)]
-    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_CONVERT, str(mid), "convert", "bundle", "--sensevoice",
-                             str(sv_dir), "--adaptor", str(pt), *HEADS, "--llm", str(qwen_dir), "-o", str(out)],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = _stoppable_process([sys.executable, "-c", _PAUSED_CONVERT, str(mid), "convert", "bundle", "--sensevoice",
+                               str(sv_dir), "--adaptor", str(pt), *HEADS, "--llm", str(qwen_dir), "-o", str(out)])
     poll_until(lambda: mid.exists() or proc.poll() is not None)
     assert proc.poll() is None and mid.exists(), proc.stderr.read()
     assert _leftovers(tmp_path, "out") and not out.exists()  # caught mid-conversion
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     err = proc.communicate(timeout=HANG_S)[1]
-    assert proc.returncode == 143, err
-    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert said in err and "Traceback" not in err
     assert not out.exists() and _leftovers(tmp_path, "out") == []
     assert [digest(p) for p in (sv_dir, qwen_dir, pt)] == before
+
+
+@pytest.mark.parametrize("sig, code, said", STOPS, ids=["SIGTERM", "SIGINT"])
+def test_6_files_signal_during_a_long_decode_ends_it(sig, code, said, demo_bundle, tmp_path):
+    """A 3-minute clip decoded whole (--max-seconds 0): the encoder and the LLM run for minutes inside
+    MLX without returning to Python, and the signal still ends the run, with nothing written. The
+    test waits for the line that says decoding began (-v), never for a time."""
+    x, rate = sf.read(ROOT / "datasets" / "zh_synth" / "zh_long_pauses.wav", dtype="float32")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(x, 3), rate, subtype="PCM_16")
+    out = tmp_path / "out"
+    proc = _stoppable_process([sys.executable, "-m", "funasr_qwen4b.app.cli", "-v", "transcribe", str(long), "-m",
+                               str(demo_bundle), "--max-seconds", "0", "--output-dir", str(out)],
+                              stdout=subprocess.PIPE)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("decoding 1 piece(s), 188.7 s of audio"):
+            break
+    assert proc.poll() is None, "".join(seen)
+    proc.send_signal(sig)
+    stdout, err = proc.communicate(timeout=HANG_S)
+    assert proc.returncode == code, "".join(seen) + err
+    assert err.strip().splitlines()[-1] == f"funasr-qwen4b: {said}" and "Traceback" not in err
+    assert stdout == "" and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]  # no temporary file either
 
 
 def test_6_files_ctrl_c_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_path, capsys, monkeypatch):

@@ -258,6 +258,7 @@ class Transcriber:
         """One pipeline call over pieces; a piece alone takes the pipeline's own path (speculation
         where it applies). The LLM's text streams as it is decoded; CTC text once it is there (_took)."""
         audio = [job.pieces[k] for job, k in pieces]
+        log.debug("decoding %d piece(s), %.1f s of audio", len(audio), sum(a.size for a in audio) / SAMPLE_RATE)
         feeds = [job.stream.run_feed(k) if job.stream is not None and not self.ctc_only else None
                  for job, k in pieces]
         if len(pieces) == 1:

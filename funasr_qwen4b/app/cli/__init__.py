@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from ... import __version__
+from ...atomic import abandon
 from ...audio import AudioError
 from . import bench, cer, cer_merge, convert, parity, serve, transcribe, verify
 from .args import PROG, setup_logging
@@ -62,7 +63,8 @@ read-only, TMPDIR missing, ffmpeg missing: one line says which and where), 130 C
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every `finally` (staging directories) runs."""
+    """SIGTERM, raised in the main thread (for `main(argv)` from Python) so that every `finally`
+    (staging directories) runs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +173,10 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Without `argv` (the process's own: the console script, `python -m`) a
+    signal ends the process at once, whatever the work is doing (`_stoppable`); with `argv`
+    (called from Python, tests) a signal raises in the main thread (KeyboardInterrupt,
+    Terminated) and every `finally` runs."""
     args = build_parser().parse_args(argv)
     conflict = args.conflicts(args) if hasattr(args, "conflicts") else None
     if conflict:  # options that contradict each other: refused by name, as argparse refuses a bad value
@@ -182,10 +188,63 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
+        if argv is None and main_thread and not getattr(args, "handles_signals", False):
+            return _stoppable(args, debug)
         return _run(args, debug)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _stoppable(args, debug: bool) -> int:
+    """The process's own command line, stoppable at once: the work runs here, in the main thread,
+    and may sit inside MLX or torch for minutes on a long input, where Python runs no signal
+    handler. But the C-level handler of a signal Python handles writes the signal's number to the
+    wakeup fd at once, and a watchdog thread waiting on it removes the staging directories and
+    temporary files in use (atomic.abandon), says why, and ends the process with 130 or 143
+    (os._exit: the work cannot be unwound). The Python-level handlers do nothing."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    handled = [sig for sig in (signal.SIGINT, signal.SIGTERM)
+               if signal.getsignal(sig) is not signal.SIG_IGN]  # a background job's ignored Ctrl-C stays so
+    previous = {sig: signal.signal(sig, _noted) for sig in handled}
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        got = os.read(read, 1)
+        if got:  # b"": the pipe closed, the command done
+            _stop(*STOPPED[got[0]])
+
+    threading.Thread(target=watch, name="signal-watchdog", daemon=True).start()
+    try:
+        return _run(args, debug)
+    finally:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(write)  # the watchdog reads b"" and ends
+        os.close(read)
+
+
+STOPPED = {signal.SIGINT: (EXIT_INTERRUPTED, "interrupted"), signal.SIGTERM: (EXIT_TERMINATED, "terminated (SIGTERM)")}
+
+
+def _noted(signum, frame) -> None:
+    """The Python-level handler of SIGINT and SIGTERM while the watchdog ends the process."""
+
+
+def _stop(code: int, text: str) -> None:
+    """End the process now: nothing half-written left, the reason said, the streams flushed.
+    (A second signal only writes to the wakeup fd again: nobody reads it now.)"""
+    abandon()
+    log.error("%s: %s", PROG, text)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(OSError, ValueError):
+            handler.flush()
+    os._exit(code)
 
 
 def _run(args, debug: bool) -> int:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
+from ...atomic import scratch
 from ...audio import load_audio, packaged_clip
 from ...bundle import Bundle
 from ...files import refuse_overwriting
@@ -64,8 +64,7 @@ def selfcheck(args) -> int:
     from funasr_qwen4b.testing import (ADAPTOR_TINY, QWEN3_TINY, TINY, make_adaptor_pt, make_qwen3_dir,
                                        make_sensevoice_dir)
 
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="funasr-qwen4b-selfcheck-"))
-    try:
+    with contextlib.nullcontext(Path(args.keep)) if args.keep else scratch("funasr-qwen4b-selfcheck-") as work:
         log.info("building small original-format checkpoints with the upstream classes (random, seeded) in %s:", work)
         log.info("  SenseVoiceSmall %s (FunASR), adaptor %s, Qwen3 %s with Qwen's tokenizer", TINY, ADAPTOR_TINY,
                  QWEN3_TINY)
@@ -75,9 +74,6 @@ def selfcheck(args) -> int:
         bundle = convert_bundle(work / "bundle", sensevoice=src, adaptor=pt, llm=hf, dtype="float32",
                                 adaptor_options={"nhead": ADAPTOR_TINY["nhead"]}, force=True)
         return run_parity(bundle, args, template=False)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _parity_args(q, audio_default: Path | None = None) -> None:

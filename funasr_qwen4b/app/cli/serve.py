@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
     add_speculate_arg(sp)
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn log level (default %(default)s)")
-    sp.set_defaults(func=cmd_serve)
+    # uvicorn handles Ctrl-C and SIGTERM itself: a graceful shutdown, the models unloaded
+    sp.set_defaults(func=cmd_serve, handles_signals=True)
 
 
 def cmd_serve(args) -> int:
