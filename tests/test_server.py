@@ -8,6 +8,7 @@ directly, never with the reference transcript.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 from funasr_qwen4b.audio import load_audio  # noqa: E402
-from funasr_qwen4b.app.server import CTC_MODEL, LLM_MODEL, MODELS, create_app  # noqa: E402
+from funasr_qwen4b.app.server import CTC_MODEL, LLM_MODEL, MODELS, create_app, uvicorn_options  # noqa: E402
 from tests.conftest import HANG_S, poll_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,8 @@ class LiveServer:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="error", lifespan="on"))
+        config = uvicorn.Config(self.app, log_level="error", lifespan="on", **uvicorn_options())  # as serve's
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def __enter__(self):
@@ -250,6 +252,36 @@ def test_faults(server, tmp_path):
     assert e.value.code == "model_not_found"
     # and the server still answers
     assert server.post(audio=wav, model=CTC_MODEL).status_code == 200
+
+
+def _raw(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """What the server answers to these bytes: (status line and headers, body)."""
+    u = httpx.URL(url)
+    with socket.create_connection((u.host, u.port), timeout=HANG_S) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # headers over the limit: h11 refuses them once over 16 KB are buffered without the headers' end
+    # (all of it read by then: the server closes with nothing unread, so the answer is not reset away)
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000,
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost x\r\n\r\n",  # a header without its colon
+    b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n",
+], ids=["oversized_headers", "not_http", "header_without_colon", "bad_content_length"])
+def test_http_errors_uvicorn_answers_are_openai_errors_too(server, request_bytes):
+    """What uvicorn refuses before the app sees a request comes in OpenAI's error shape as well."""
+    head, body = _raw(server.url, request_bytes)
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower(), head
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    assert err["code"] == "invalid_http_request" and "headers are too large" in err["message"]
+    assert server.post(audio=EN, model=CTC_MODEL).status_code == 200  # and it serves on
 
 
 def test_broken_model_is_503_and_the_other_keeps_serving(full_bundle, bundle, ctc_direct, tmp_path):

@@ -31,17 +31,17 @@ next. Each request streams and is cancelled on its own: a client that goes ends
 its own row. A model is loaded on first use and unloaded after `idle_unload`
 seconds without a request, or on request.
 
-    errors.py    ApiError and OpenAI's error shape
+    errors.py    ApiError and OpenAI's error shape, for uvicorn's own 400 too
     slots.py     ServerConfig, the models' slots and lifetimes, memory figures
     requests.py  the form parsed and checked, the upload decoded, the upload limit
     formats.py   json/text/verbose_json/srt/vtt, server-sent events
-    routes.py    create_app (the endpoints), serve
+    routes.py    create_app (the endpoints), uvicorn_options, serve
 
 Importing this package imports neither torch nor MLX; MLX is imported when a
 model loads.
 """
 
-from .routes import create_app, serve
+from .routes import create_app, serve, uvicorn_options
 from .slots import CTC_MODEL, LLM_MODEL, MODELS, ServerConfig
 
-__all__ = ["CTC_MODEL", "LLM_MODEL", "MODELS", "ServerConfig", "create_app", "serve"]
+__all__ = ["CTC_MODEL", "LLM_MODEL", "MODELS", "ServerConfig", "create_app", "serve", "uvicorn_options"]

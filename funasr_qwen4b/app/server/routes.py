@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import ApiError, Cancelled, internal, one_line
+from .errors import ApiError, Cancelled, http_protocol, internal, one_line
 from .formats import render, sse
 from .requests import TranscriptionRequest, UploadLimit, parse
 from .slots import ModelManager, ServerConfig, memory_info
@@ -170,11 +170,18 @@ async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app under uvicorn until interrupted. All its logging goes to stderr."""
-    import uvicorn
+def uvicorn_options() -> dict:
+    """uvicorn's settings beyond the address: errors of HTTP itself in OpenAI's shape
+    (http_protocol), all logging on stderr."""
     from uvicorn.config import LOGGING_CONFIG
 
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # uvicorn's default: stdout
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, log_config=log_config)
+    return {"http": http_protocol(), "log_config": log_config}
+
+
+def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app under uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, **uvicorn_options())
