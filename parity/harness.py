@@ -16,14 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from funasr_qwen4b import nano_taps, taps
+from funasr_qwen4b.atomic import scratch
 from funasr_qwen4b.audio import SAMPLE_RATE
 from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import NanoAdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
+from funasr_qwen4b.files import read_json
+from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
+from funasr_qwen4b.wiring import LlmSetup
 
 from .metrics import TOLERANCES, TapMetrics, compare
 
 MODES = ("chained", "isolated")
+# What the reference side runs: FunASR's own modules (every kind), or transformers' own
+# Fun-ASR-Nano (FunAsrNanoForConditionalGeneration, a funasr-nano bundle only).
+ORACLES = ("funasr", "transformers")
 log = logging.getLogger(__name__)
 
 
@@ -76,18 +83,24 @@ def topk_agreement(ref_logits: np.ndarray, mlx_logits: np.ndarray) -> dict:
 def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: str = "<samples>",
                sources: dict[str, str | Path | None] | None = None, template: str | None = None,
                decode: DecodeConfig | None = None, query: QueryConfig | None = None,
-               modes: tuple[str, ...] = MODES) -> ParityReport:
+               modes: tuple[str, ...] = MODES, oracle: str = "funasr") -> ParityReport:
     """Every stage the bundle has, in both paths, compared tap by tap. `sources`:
-    where the originals are, when not where conversion recorded them."""
+    where the originals are, when not where conversion recorded them (a Fun-ASR-Nano
+    bundle's one directory: `sources["sensevoice"]`). `oracle`: what the reference side
+    runs (ORACLES); "transformers" reads a Fun-ASR-Nano's -hf directory."""
     # Imported here: the two paths are heavy, and the command line stays light.
     from funasr_qwen4b.mlx_port.pipeline import Pipeline as MlxPipeline
     from funasr_qwen4b.mlx_port.taps import TapRecorder as MlxRecorder
-    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
     from funasr_qwen4b.reference.taps import TapRecorder as RefRecorder
 
     from .isolated import run_isolated
 
     b = as_bundle(bundle)
+    if oracle not in ORACLES:
+        raise ValueError(f"unknown oracle {oracle!r}; use one of {', '.join(ORACLES)}")
+    if oracle == "transformers" and b.kind != "funasr-nano":
+        raise ValueError(f"the transformers oracle runs Fun-ASR-Nano; {b.root} is a {b.kind} bundle: use the "
+                         f"funasr oracle")
     template = template or (b.template() if b.has("llm") else None)
     mlx = MlxPipeline.from_bundle(b, query, template=template, decode=decode)
     query = mlx.query
@@ -98,8 +111,9 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     has_ctc = mlx.sensevoice.cfg.vocab_size is not None
     names = [*taps.FRONTEND_TAPS, *taps.encoder_taps(mlx.sensevoice.cfg.encoder),
              *([taps.CTC_LOGITS] if has_ctc else [])]
-    ref = RefPipeline.from_bundle(b, query, template=template, decode=mlx.setup.decode if mlx.setup else None,
-                                  sources=sources)
+    with scratch("funasr-qwen4b-parity-") as work:  # an -hf source's FunASR layout, while it loads
+        ref, oracle_meta = _reference(b, oracle, query, template, mlx.setup.decode if mlx.setup else None,
+                                      sources or {}, work)
     if mlx.adaptor:
         cfg = mlx.adaptor.cfg
         names += nano_taps.nano_adaptor_taps(cfg) if isinstance(cfg, NanoAdaptorConfig) else taps.adaptor_taps(cfg)
@@ -138,6 +152,7 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     meta = {
         "bundle": str(b.root.resolve()),
         "kind": b.kind,
+        "oracle": oracle_meta,
         "audio": audio_name,
         "seconds": round(samples.size / SAMPLE_RATE, 3),
         "dtype": dtype,
@@ -153,9 +168,104 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
     return ParityReport(meta, names, results, ctc, ref_rec.outputs, mlx_rec.outputs, llm)
 
 
+def _reference(b: Bundle, oracle: str, query: QueryConfig, template: str | None, decode: DecodeConfig | None,
+               sources: dict, work: Path):
+    """The reference side and what the report says of it: FunASR's modules from the originals
+    the bundle records (a Fun-ASR-Nano converted from transformers' -hf layout: that directory
+    mapped onto FunASR's layout in `work`), or transformers' Fun-ASR-Nano from an -hf directory."""
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
+
+    if b.kind != "funasr-nano":
+        given = {k: str(v) for k, v in sources.items() if v}
+        return RefPipeline.from_bundle(b, query, template=template, decode=decode, sources=sources), \
+            {"name": oracle, "source": given or "as bundle.json records"}
+    override = sources.get("sensevoice")
+    if oracle == "transformers":
+        return _transformers(b, template, decode, override)
+    if not _converted_from_hf(b):
+        ref = RefPipeline.from_bundle(b, query, template=template, decode=decode, sources=sources)
+        return ref, {"name": oracle, "source": str(override or b.components["sensevoice"].entry["source_dir"]),
+                     "layout": "funasr"}
+    from funasr_qwen4b.convert.nano_hf import write_original
+
+    root = b.source("sensevoice", override)
+    for name in ("adaptor", "llm"):
+        b.source(name, override)
+    original = write_original(root, work / "original", use_low_frame_rate=b.adaptor_config.use_low_frame_rate)
+    log.info("reference: %s is transformers' layout; FunASR's FunASRNano reads it mapped onto FunASR's layout "
+             "(convert.nano_hf.write_original)", root)
+    return _funasr_nano(original, b, query, template, decode), \
+        {"name": oracle, "source": str(root), "layout": "transformers",
+         "read_as": "FunASR's layout written from it by convert.nano_hf.write_original"}
+
+
+def _funasr_nano(root: Path, b: Bundle, query: QueryConfig, template: str | None, decode: DecodeConfig | None):
+    """FunASR's FunASRNano from a FunASR-layout directory that the bundle does not record (one
+    written from the -hf files it does), assembled as the reference pipeline assembles it."""
+    from funasr_qwen4b.reference.encoder import SenseVoiceSmall
+    from funasr_qwen4b.reference.frontend import Frontend
+    from funasr_qwen4b.reference.funasr_nano import load_nano
+    from funasr_qwen4b.reference.llm import Qwen3, load_tokenizer
+    from funasr_qwen4b.reference.nano_adaptor import NanoAdaptor
+    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
+
+    src = NanoSource.from_dir(root)
+    model, sv_cfg, ad_cfg = load_nano(src)
+    frontend = Frontend(sv_cfg.frontend, src.cmvn_file, dither=0.0)
+    pipe = RefPipeline(SenseVoiceSmall.nano(model.audio_encoder, sv_cfg, frontend), None, query or b.query,
+                       NanoAdaptor(model.audio_adaptor, ad_cfg), True, Qwen3(model.llm))
+    pipe.setup = LlmSetup.build(load_tokenizer(src.llm_dir), template or b.template(), decode or b.decode)
+    return pipe
+
+
+def _converted_from_hf(b: Bundle) -> bool:
+    """Whether conversion read transformers' -hf layout: FunASR's records its model.pt."""
+    return "model.pt" not in b.components["sensevoice"].sources
+
+
+def _transformers(b: Bundle, template: str | None, decode: DecodeConfig | None, override: str | Path | None):
+    """transformers' Fun-ASR-Nano from the -hf directory the bundle was converted from (checked by
+    sha256), or from `override` (checked only where the bundle records -hf files), aligned to FunASR
+    where the two oracles read the model differently: the adaptor's LayerNorm eps and the adaptor
+    rows the prompt takes. The ×32768 waveform scaling FunASR's frontend applies the runner always
+    applies."""
+    from funasr_qwen4b.reference.nano_transformers import TransformersNano
+
+    from_hf = _converted_from_hf(b)
+    if override is None and not from_hf:
+        raise ValueError(f"{b.root} was converted from FunASR's layout; the transformers oracle reads transformers' "
+                         f"-hf layout of the same model: pass that directory (--sensevoice-src DIR)")
+    if from_hf:
+        root = b.source("sensevoice", override)
+        for name in ("adaptor", "llm"):
+            b.source(name, override)
+    else:
+        root = Path(override)
+        if detect_layout(root) != TRANSFORMERS:
+            raise ValueError(f"{root} is not transformers' -hf layout (config.json of model_type fun_asr_nano); the "
+                             f"transformers oracle reads that layout")
+    cfg = b.adaptor_config
+    hf_eps = read_json(root / "config.json", "the -hf repository's config").get("adaptor_config", {}).get(
+        "layer_norm_eps")
+    ref = TransformersNano.load(root, template or b.template(), decode or b.decode, adaptor_eps=cfg.eps,
+                                audio_rows=cfg.audio_rows)
+    rows = "ceil(T/8) (use_low_frame_rate)" if cfg.use_low_frame_rate else "all T"
+    meta = {"name": "transformers", "source": str(root), "layout": "transformers",
+            "checked_against_bundle": from_hf,
+            "aligned_to_funasr": {
+                "adaptor_layernorm_eps": {"transformers": hf_eps, "used": cfg.eps},
+                "audio_rows": {"transformers": "all T", "used": rows},
+                "waveform_scale": {"transformers": 1, "used": 32768}}}
+    log.info("reference: transformers' FunAsrNanoForConditionalGeneration from %s, aligned to FunASR: adaptor eps "
+             "%g (its config: %s), audio rows %s, waveform x32768", root, cfg.eps, hf_eps, rows)
+    return ref, meta
+
+
 def _versions() -> dict:
     import funasr
     import mlx.core as mx
     import torch
+    import transformers
 
-    return {"mlx": mx.__version__, "torch": torch.__version__, "funasr": funasr.__version__}
+    return {"mlx": mx.__version__, "torch": torch.__version__, "funasr": funasr.__version__,
+            "transformers": transformers.__version__}

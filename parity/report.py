@@ -14,10 +14,12 @@ from .harness import ParityReport
 def to_markdown(report: ParityReport) -> str:
     m = report.meta
     modes = list(report.results)
+    oracle = m.get("oracle") or {"name": "funasr"}  # reports written before the oracle was recorded
     lines = [
-        "# Parity: MLX port vs reference",
+        f"# Parity: MLX port vs reference ({ORACLE_NAMES[oracle['name']]})",
         "",
-        f"- audio: `{m['audio']}` ({m['seconds']} s); bundle `{m['bundle']}`",
+        f"- audio: `{m['audio']}` ({m['seconds']} s); bundle `{m['bundle']}`, model kind `{m.get('kind', 'qwen4b')}`",
+        f"- reference: {oracle_line(oracle)}",
         f"- MLX dtype **{m['dtype']}**, tolerance rel L2 ≤ {m['tolerance']['value']:g} "
         f"(tiers: {', '.join(f'{k} {v:g}' for k, v in m['tolerance']['tiers'].items())}); "
         f"MLX_ENABLE_TF32={m['MLX_ENABLE_TF32']}",
@@ -30,8 +32,11 @@ def to_markdown(report: ParityReport) -> str:
         first = report.first_failure(mode)
         lines.append(f"- {mode}: " + (f"first tap over tolerance **`{first}`**" if first else "every tap within tolerance"))
     c = report.ctc
-    lines.append(f"- CTC ids identical: **{c['ids_equal']}** (frame argmax agreement {c['frame_agreement']:.4f}); "
-                 f"MLX text: `{c['mlx']['text']}`; tags {c['mlx']['tags']}")
+    if c is None:
+        lines.append("- CTC: none (the model has no CTC head)")
+    else:
+        lines.append(f"- CTC ids identical: **{c['ids_equal']}** (frame argmax agreement {c['frame_agreement']:.4f}); "
+                     f"MLX text: `{c['mlx']['text']}`; tags {c['mlx']['tags']}")
     if report.llm:
         t, lg = report.llm["tokens"], report.llm["logits"]
         first = "none" if t["first_difference"] is None else t["first_difference"]
@@ -48,6 +53,25 @@ def to_markdown(report: ParityReport) -> str:
         ok = "✓" if all(r.passed for r in rows) else "✗ " + "; ".join(r.note for r in rows if r.note)
         lines.append(f"| `{name}` | {rows[0].shape} | {cells} | {rows[0].cosine:.8f} | {ok} |")
     return "\n".join(lines) + "\n"
+
+
+ORACLE_NAMES = {"funasr": "FunASR's modules", "transformers": "transformers' FunAsrNanoForConditionalGeneration"}
+
+
+def oracle_line(oracle: dict) -> str:
+    """What the reference side ran, from where, and where it was aligned to FunASR."""
+    line = ORACLE_NAMES[oracle["name"]]
+    if "source" in oracle:
+        line += f" from `{oracle['source']}`"
+    if oracle.get("read_as"):
+        line += f" ({oracle['read_as']})"
+    if "checked_against_bundle" in oracle and not oracle["checked_against_bundle"]:
+        line += " (not checked against the bundle: it records FunASR's layout)"
+    aligned = oracle.get("aligned_to_funasr")
+    if aligned:
+        line += "; aligned to FunASR (the parity run follows FunASR, the trained original): " + ", ".join(
+            f"{k} {v['used']} (transformers: {v['transformers']})" for k, v in aligned.items())
+    return line
 
 
 def tap_component(tap: str) -> str:

@@ -1,0 +1,161 @@
+"""Fun-ASR-Nano parity against both oracles: FunASR's own FunASRNano and transformers' own
+FunAsrNanoForConditionalGeneration, on tiny checkpoints of both published layouts (each written
+by its oracle's classes), float32, every tap within tolerance and the generated ids identical;
+the report of a model without a CTC head; the refusals; a planted adaptor fault located."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+STEPS = {"loop_guard": False, "min_tokens": 8, "max_tokens": 8, "ignore_eos": True}  # 8 ids compared
+
+
+@pytest.fixture(scope="module")
+def nano_dir(tmp_path_factory):
+    from funasr_qwen4b.testing_nano import make_nano_dir
+
+    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+
+    return make_nano_hf_dir(tmp_path_factory.mktemp("nano_hf") / "Fun-ASR-Nano-tiny-hf")
+
+
+def _convert(src, tmp_path_factory, name):
+    from funasr_qwen4b.convert.nano import convert_nano
+
+    return convert_nano(src, tmp_path_factory.mktemp(name) / "bundle", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def funasr_bundle(nano_dir, tmp_path_factory):
+    return _convert(nano_dir, tmp_path_factory, "nb_funasr")
+
+
+@pytest.fixture(scope="module")
+def hf_bundle(hf_dir, tmp_path_factory):
+    return _convert(hf_dir, tmp_path_factory, "nb_hf")
+
+
+def _parity(bundle, clip, **kw):
+    from funasr_qwen4b.decoding import DecodeConfig
+    from funasr_qwen4b.parity.harness import run_parity
+
+    return run_parity(bundle, clip, decode=DecodeConfig(**STEPS), **kw)
+
+
+def _clean(rep):
+    assert rep.passed, rep.to_dict()["first_failure"]
+    assert set(rep.results) == {"chained", "isolated"}
+    worst = max((m for ms in rep.results.values() for m in ms), key=lambda m: m.rel_l2)
+    assert worst.rel_l2 <= 1e-5, worst
+    assert rep.ctc is None and rep.llm["tokens"]["equal"] and len(rep.llm["tokens"]["mlx"]) == 8
+    assert rep.llm["logits"]["top1"] and rep.llm["logits"]["top5_overlap"] == 1.0
+    assert rep.meta["kind"] == "funasr-nano" and rep.meta["dtype"] == "float32"
+    assert "adaptor.linear1" in rep.taps and "ctc.ctc_lo" not in rep.taps
+
+
+def test_funasr_layout_against_funasr(funasr_bundle, nano_dir, clip):
+    rep = _parity(funasr_bundle, clip)
+    _clean(rep)
+    assert rep.meta["oracle"] == {"name": "funasr", "source": str(nano_dir.absolute()), "layout": "funasr"}
+
+
+def test_hf_layout_against_both_oracles(hf_bundle, hf_dir, clip):
+    """A bundle converted from -hf: FunASR's FunASRNano reads it mapped onto FunASR's layout (in
+    a scratch directory, gone afterwards), transformers' model reads it as it is, aligned to
+    FunASR; both agree with MLX tap by tap, and so with each other."""
+    funasr = _parity(hf_bundle, clip)
+    _clean(funasr)
+    assert funasr.meta["oracle"]["name"] == "funasr" and funasr.meta["oracle"]["layout"] == "transformers"
+
+    hf = _parity(hf_bundle, clip, oracle="transformers")
+    _clean(hf)
+    oracle = hf.meta["oracle"]
+    assert oracle["name"] == "transformers" and oracle["source"] == str(hf_dir.absolute())
+    assert oracle["checked_against_bundle"]
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    assert oracle["aligned_to_funasr"] == {
+        "adaptor_layernorm_eps": {"transformers": cfg["adaptor_config"]["layer_norm_eps"], "used": 1e-12},
+        "audio_rows": {"transformers": "all T", "used": "ceil(T/8) (use_low_frame_rate)"},
+        "waveform_scale": {"transformers": 1, "used": 32768}}
+    assert funasr.llm["tokens"]["reference"] == hf.llm["tokens"]["reference"]
+    for name in hf.taps:
+        np.testing.assert_allclose(hf.reference_taps[name], funasr.reference_taps[name], rtol=0, atol=1e-5,
+                                   err_msg=name)
+    # the LLM reads the first ceil(frames / 8) adaptor rows under both oracles
+    assert hf.reference_taps["llm.inputs_embeds"].shape == funasr.reference_taps["llm.inputs_embeds"].shape
+
+
+def test_funasr_layout_against_transformers_given_its_hf_dir(hf_dir, tmp_path, clip):
+    """A bundle of FunASR's layout records no -hf files: the transformers oracle runs on the -hf
+    directory given (the same model's, not checked against the bundle) and the report says so."""
+    from funasr_qwen4b.convert.nano import convert_nano
+    from funasr_qwen4b.convert.nano_hf import write_original
+
+    original = write_original(hf_dir, tmp_path / "Fun-ASR-Nano-tiny")
+    bundle = convert_nano(original, tmp_path / "bundle", dtype="float32")
+    rep = _parity(bundle, clip, oracle="transformers", sources={"sensevoice": hf_dir}, modes=("chained",))
+    assert rep.passed and rep.llm["tokens"]["equal"]
+    assert rep.meta["oracle"]["checked_against_bundle"] is False
+
+
+def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
+    from funasr_qwen4b.parity import report as reports
+
+    rep = _parity(hf_bundle, clip, oracle="transformers", modes=("chained",))
+    md = reports.to_markdown(rep)
+    assert md.startswith("# Parity: MLX port vs reference (transformers' FunAsrNanoForConditionalGeneration)")
+    assert "model kind `funasr-nano`" in md and "CTC: none (the model has no CTC head)" in md
+    assert "adaptor_layernorm_eps 1e-12 (transformers: 1e-05)" in md and "**Result: PASS**" in md
+    assert "| `adaptor.blocks.1` |" in md
+    paths = reports.write(rep, tmp_path / "r.json")
+    assert [p.name for p in paths] == ["r.json", "r.md", "r.png"] and all(p.stat().st_size for p in paths)
+    data = json.loads(paths[0].read_text())
+    assert data["ctc"] is None and data["passed"] and data["meta"]["oracle"]["name"] == "transformers"
+    assert data["meta"]["kind"] == "funasr-nano" and data["llm"]["tokens"]["equal"]
+
+
+def test_refusals_are_one_line(funasr_bundle, bundle, nano_dir, clip):
+    from funasr_qwen4b.parity.harness import run_parity
+
+    cases = [({"bundle": bundle, "oracle": "transformers"}, "the transformers oracle runs Fun-ASR-Nano"),
+             ({"bundle": funasr_bundle, "oracle": "onnx"}, "unknown oracle 'onnx'"),
+             ({"bundle": funasr_bundle, "oracle": "transformers"}, "converted from FunASR's layout"),
+             ({"bundle": funasr_bundle, "oracle": "transformers", "sources": {"sensevoice": nano_dir}},
+              "is not transformers' -hf layout")]
+    for kw, words in cases:
+        with pytest.raises(ValueError) as e:
+            run_parity(kw.pop("bundle"), clip, modes=("chained",), **kw)
+        assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_planted_adaptor_fault_is_located(funasr_bundle, clip, tmp_path):
+    """One weight of the converted adaptor's first projection changed (the bundle re-sealed, as
+    one who edits it on purpose would): the paths part at the adaptor's first tap, in both modes,
+    and not before."""
+    from funasr_qwen4b.files import safetensors_header
+    from tests.test_faults_data import _reseal
+
+    b = shutil.copytree(funasr_bundle, tmp_path / "bundle")
+    f = b / "adaptor" / "model.safetensors"
+    header = safetensors_header(f)
+    start = 8 + int.from_bytes(f.read_bytes()[:8], "little") + header["linear1.weight"]["data_offsets"][0]
+    with open(f, "r+b") as out:
+        out.seek(start + 4 * 5)
+        value = np.frombuffer(out.read(4), dtype="<f4")[0]
+        out.seek(start + 4 * 5)
+        out.write(np.array([value + 0.5], dtype="<f4").tobytes())
+    _reseal(b, "adaptor", "model.safetensors")
+    rep = _parity(b, clip)
+    assert not rep.passed
+    assert rep.first_failure("chained") == "adaptor.linear1" == rep.first_failure("isolated")
+    first = rep.taps.index("adaptor.linear1")
+    assert all(m.passed for m in rep.results["chained"][:first])
