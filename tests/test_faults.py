@@ -1377,3 +1377,33 @@ def test_10_environment_ffmpeg_missing(bundle, tmp_path, monkeypatch, capsys):
 def test_10_environment_input_errors_stay_input_errors(bundle, tmp_path, capsys):
     """A file that is not there is the input's fault (2), not the machine's."""
     check(Fault(["transcribe", "--ctc", tmp_path / "missing.wav", "-m", bundle], words=("not found",)), capsys)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_fd"])
+def test_3_message_streams_as_audio_paths_are_read(kind, bundle, tmp_path, capsys):
+    """A named pipe, or /dev/fd/N (a shell's `<(ffmpeg ...)`), is read once as a stream, as
+    standard input is: the transcript of the bytes written into it."""
+    import threading
+
+    assert main(["transcribe", "--ctc", str(CLIP), "-m", str(bundle)]) == 0
+    want = capsys.readouterr().out
+    if kind == "fifo":
+        path = tmp_path / "talk.wav"
+        os.mkfifo(path)
+        def write():  # opening blocks until the reader opens it
+            path.write_bytes(CLIP.read_bytes())
+    else:
+        r, w = os.pipe()
+        path = Path(f"/dev/fd/{r}")
+        def write():
+            with os.fdopen(w, "wb") as f:
+                f.write(CLIP.read_bytes())
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert main(["transcribe", "--ctc", str(path), "-m", str(bundle)]) == 0
+    finally:
+        writer.join(HANG_S)
+        if kind == "dev_fd":
+            os.close(r)
+    assert capsys.readouterr().out == want

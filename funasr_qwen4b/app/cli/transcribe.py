@@ -4,8 +4,11 @@ like whisper tools, files: --output-dir D --output-format txt|srt|vtt|tsv|json|a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +46,29 @@ def expand(args_audio: list[str]) -> list[str]:
     if inputs.count(STDIN) > 1:
         raise ValueError("`-` (standard input) can be given once")
     return inputs
+
+
+class Stream:
+    """An input path that is no file but a stream (a FIFO, /dev/fd/N of a shell's `<(...)`): read
+    once, whole, when its turn comes, as standard input is."""
+
+    def __init__(self, path: str):
+        self.name = path
+
+    def read(self) -> bytes:
+        with open(self.name, "rb") as f:
+            return f.read()
+
+
+def source(name: str):
+    """What the Transcriber reads for an input: standard input, a stream, or the path itself."""
+    if name == STDIN:
+        return sys.stdin.buffer
+    with contextlib.suppress(OSError):
+        mode = os.stat(name).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+            return Stream(name)
+    return name
 
 
 def stems(inputs: list[str]) -> list[str]:
@@ -124,7 +150,7 @@ def cmd_transcribe(args) -> int:
                        [name for name in inputs if name != STDIN], "--output-dir/--output-format")
     t = load_transcriber(args)
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
-    for i, r in t.transcribe_each([sys.stdin.buffer if name == STDIN else name for name in inputs],
+    for i, r in t.transcribe_each([source(name) for name in inputs],
                                   on_texts=said.printed, translate=args.translate, batch_size=args.batch_size,
                                   window=args.batch_size):
         said.outcome(i, r)
