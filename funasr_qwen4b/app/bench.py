@@ -1,5 +1,6 @@
 """`bench`: speed and memory per stage, for a bundle or for real-size random
-weights (`--synthetic full`), MLX and/or the PyTorch reference.
+weights (`--synthetic full`: the qwen4b model; `--synthetic nano`: Fun-ASR-Nano, built
+as a bundle by bench_nano), MLX and/or the PyTorch reference.
 
 Timings are wall clock after warm-up, synchronised at stage ends (mx.eval /
 host copies), medians and spread over repetitions. Decoding always runs to
@@ -10,6 +11,7 @@ when on a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from ..bundle import as_bundle
@@ -17,63 +19,88 @@ from ..config import Backend
 from .backends import load_pipeline
 from .bench_mlx import (MEASURED_DRAFT_RATE, encoder_vs_peer, mlx_decode_vs_bare, mlx_synthetic, projection,
                         speculation_vs_plain)
+from .bench_nano import nano_synthetic
 from .bench_reference import reference_bench
 from .bench_stages import CLIPS, STAGES, bench_decode, clip, machine, run_stages
 
 log = logging.getLogger(__name__)
 
 
+SYNTHETIC = ("full", "nano")  # real-size random weights: the qwen4b model, Fun-ASR-Nano
+
+
 def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ...], clips=CLIPS,
               reps: int = 5, warmup: int = 2, tokens: int = 64, q_bits: int | None = None,
               dtype: str = "float16", adaptor_q_bits: int | None = None, draft_rate: float | None = None,
               peer: bool = False) -> dict:
-    """`bundle`: a Bundle (or path); `synthetic`: "full" for real-size random weights instead.
-    `draft_rate`: speculation with a simulated draft (default for synthetic weights, whose CTC
-    transcript is noise: MEASURED_DRAFT_RATE); None with a bundle: the clip's CTC transcript."""
-    bundle = as_bundle(bundle) if bundle is not None else None
-    report = {"machine": machine(), "settings": {"reps": reps, "warmup": warmup, "tokens": tokens,
-                                                  "clips_s": list(clips), "q_bits": q_bits,
-                                                  "adaptor_q_bits": adaptor_q_bits,
-                                                  "encoder_adaptor_dtype": dtype if synthetic else "bundle",
-                                                  "source": str(bundle.root) if bundle else f"synthetic {synthetic}"},
-              "results": {}}
-    samples = {s: clip(s) for s in clips}
-    if Backend.MLX in backends:
-        import mlx.core as mx
+    """`bundle`: a Bundle (or path); `synthetic`: one of SYNTHETIC for real-size random weights
+    instead ("nano": converted at `dtype`, every component). `draft_rate`: speculation with a
+    simulated draft (default for `full`, whose CTC transcript is noise: MEASURED_DRAFT_RATE); None
+    with a bundle: the clip's CTC transcript, and no speculation where the model has no CTC head."""
+    if synthetic is not None and synthetic not in SYNTHETIC:
+        raise ValueError(f"unknown synthetic model {synthetic!r}; use one of {', '.join(SYNTHETIC)}")
+    if synthetic == "nano" and adaptor_q_bits:
+        raise ValueError("--adaptor-q-bits quantizes the qwen4b adaptor; Fun-ASR-Nano's is converted unquantized")
+    with nano_synthetic(dtype, q_bits) if synthetic == "nano" else contextlib.nullcontext(bundle) as built:
+        bundle = as_bundle(built) if built is not None else None
+        in_memory = synthetic == "full"  # MLX modules built here; otherwise a bundle (nano's built one included)
+        report = {"machine": machine(), "settings": {"reps": reps, "warmup": warmup, "tokens": tokens,
+                                                      "clips_s": list(clips), "q_bits": q_bits,
+                                                      "adaptor_q_bits": adaptor_q_bits,
+                                                      "encoder_adaptor_dtype": dtype if in_memory else "bundle",
+                                                      "source": f"synthetic {synthetic}" if synthetic else str(bundle.root)},
+                  "results": {}}
+        if bundle is not None:
+            report["settings"]["kind"] = bundle.kind
+            report["settings"]["component_dtypes"] = bundle.precisions
+        samples = {s: clip(s) for s in clips}
+        if Backend.MLX in backends:
+            report["results"]["mlx"] = mlx_bench(bundle, in_memory, samples, reps, warmup, tokens, q_bits, dtype,
+                                                 adaptor_q_bits, draft_rate)
+        if peer:
+            report["encoder_vs_peer"] = encoder_vs_peer(min(clips, key=lambda k: abs(k - 10)), ("float16", "float32"),
+                                                        reps, warmup)
+        if Backend.REFERENCE in backends:
+            report["results"]["reference"] = reference_bench(bundle, in_memory, samples, reps, warmup, tokens)
+            report["mlx_over_pytorch_speed"] = stage_ratios(report)
+        return report
 
-        if synthetic:
-            pipe, mem = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
-            draft_rate = MEASURED_DRAFT_RATE if draft_rate is None else draft_rate
-        else:
-            mx.reset_peak_memory()
-            pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
-            mem = {"all_weights": mx.get_active_memory()}
-        r = {"weights_bytes": mem, "clips": {}}
-        for s, x in samples.items():
-            log.info(f"MLX: {s:.0f} s clip ...")
-            r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, mx.get_peak_memory, mx.reset_peak_memory)
-        if pipe.llm is not None:
-            x = samples[min(samples, key=lambda k: abs(k - 10))]
-            r["decode_vs_bare_mlx_lm"] = mlx_decode_vs_bare(pipe, x, tokens, reps)
-            spec = speculation_vs_plain(pipe, x, tokens, reps, draft_rate)
-            c = r["clips"][f"{min(samples, key=lambda k: abs(k - 10)):.0f}s"]
-            decode = c["stages_s"]["llm_decode"]["median"]
-            if decode:  # the stage table's run with its decode stage sped up as measured
-                spec["rtf_with_speculation"] = (c["total_s"]["median"] - decode + decode / spec["decode_speedup"]) \
-                    / c["audio_s"]
-            r["speculation"] = spec
-            llm_bytes = mem.get("llm") or mem.get("all_weights")
-            r["apple_projection"] = {"note": "projection, not a measurement: weight bytes per token vs bandwidth",
-                                     "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
-        report["results"]["mlx"] = r
-        del pipe
-    if peer:
-        report["encoder_vs_peer"] = encoder_vs_peer(min(clips, key=lambda k: abs(k - 10)), ("float16", "float32"),
-                                                    reps, warmup)
-    if Backend.REFERENCE in backends:
-        report["results"]["reference"] = reference_bench(bundle, synthetic, samples, reps, warmup, tokens)
-        report["mlx_over_pytorch_speed"] = stage_ratios(report)
-    return report
+
+def mlx_bench(bundle, in_memory: bool, samples: dict, reps: int, warmup: int, tokens: int, q_bits: int | None,
+              dtype: str, adaptor_q_bits: int | None, draft_rate: float | None) -> dict:
+    """The MLX stage table of the bundle, or of `--synthetic full`'s models built in memory, with
+    decoding against bare mlx-lm and speculation against plain decoding."""
+    import mlx.core as mx
+
+    if in_memory:
+        pipe, mem = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
+        draft_rate = MEASURED_DRAFT_RATE if draft_rate is None else draft_rate
+    else:
+        mx.reset_peak_memory()
+        pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
+        mem = {"all_weights": mx.get_active_memory()}
+    r = {"weights_bytes": mem, "clips": {}}
+    for s, x in samples.items():
+        log.info(f"MLX: {s:.0f} s clip ...")
+        r["clips"][f"{s:.0f}s"] = run_stages(pipe, x, reps, warmup, mx.get_peak_memory, mx.reset_peak_memory)
+    if pipe.llm is None:
+        return r
+    near_10 = min(samples, key=lambda k: abs(k - 10))
+    r["decode_vs_bare_mlx_lm"] = mlx_decode_vs_bare(pipe, samples[near_10], tokens, reps)
+    if draft_rate is None and pipe.sensevoice.cfg.vocab_size is None:
+        r["speculation"] = {"draft": None, "note": "no CTC head: nothing to draft from (--draft-rate simulates one)"}
+    else:
+        spec = speculation_vs_plain(pipe, samples[near_10], tokens, reps, draft_rate)
+        c = r["clips"][f"{near_10:.0f}s"]
+        decode = c["stages_s"]["llm_decode"]["median"]
+        if decode:  # the stage table's run with its decode stage sped up as measured
+            spec["rtf_with_speculation"] = (c["total_s"]["median"] - decode + decode / spec["decode_speedup"]) \
+                / c["audio_s"]
+        r["speculation"] = spec
+    llm_bytes = mem.get("llm") or mem.get("all_weights")
+    r["apple_projection"] = {"note": "projection, not a measurement: weight bytes per token vs bandwidth",
+                             "llm_weight_bytes": llm_bytes, **projection(llm_bytes)}
+    return r
 
 
 def stage_ratios(report: dict) -> dict:
@@ -109,7 +136,9 @@ def to_markdown(report: dict) -> str:
             d = r["decode_vs_bare_mlx_lm"]
             lines.append(f"\n{backend} decode, alternating runs: pipeline {d['pipeline_tok_s']:.1f} tok/s, bare mlx-lm "
                          f"generate_step {d['bare_mlx_lm_tok_s']:.1f} tok/s; pipeline / bare = {d['ratio']:.3f}")
-        if "speculation" in r:
+        if r.get("speculation", {}).get("draft", "") is None:
+            lines.append(f"{backend} speculation: n/a ({r['speculation']['note']})")
+        elif "speculation" in r:
             sp = r["speculation"]
             what = f"simulated draft at rate {sp['draft_rate']:g}" if sp["draft"] == "simulated" else "CTC draft"
             lines.append(f"{backend} speculation ({what}): {sp['speculative_tok_s']:.1f} vs plain {sp['plain_tok_s']:.1f} "

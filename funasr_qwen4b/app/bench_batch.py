@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
@@ -21,6 +22,7 @@ from ..audio import SAMPLE_RATE
 from ..config import Backend
 from .backends import load_pipeline
 from .bench_mlx import mlx_synthetic
+from .bench_nano import nano_synthetic
 from .bench_stages import bench_decode, clip, machine, repeat
 
 log = logging.getLogger(__name__)
@@ -93,22 +95,25 @@ def verify_cost(llm, sizes: tuple[int, ...], reps: int) -> dict:
 def run_batching(*, bundle=None, synthetic: str | None, sizes: tuple[int, ...], tokens: int, reps: int,
                  warmup: int, q_bits: int | None = None, dtype: str = "float16",
                  adaptor_q_bits: int | None = None) -> dict:
-    """The batching report for a bundle or `synthetic` "full" (real-size random weights)."""
+    """The batching report for a bundle or `synthetic` "full" or "nano" (real-size random weights,
+    as bench.run_bench builds them)."""
     import mlx.core as mx
 
-    if synthetic:
-        pipe, _ = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
-    else:
-        pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
-    if pipe.llm is None:
-        raise ValueError("--batch-sizes needs the LLM: the bundle has no llm component")
-    weights = mx.get_active_memory()
-    return {"machine": machine(), "settings": {"batch_sizes": list(sizes), "tokens": tokens, "reps": reps,
-                                               "warmup": warmup, "q_bits": q_bits, "adaptor_q_bits": adaptor_q_bits,
-                                               "source": f"synthetic {synthetic}" if synthetic else str(bundle.root),
-                                               "weights_bytes": weights},
-            "throughput": throughput(pipe, sizes, tokens, reps, warmup),
-            "verify_cost": verify_cost(pipe.llm, sizes, reps)}
+    if synthetic == "nano" and adaptor_q_bits:
+        raise ValueError("--adaptor-q-bits quantizes the qwen4b adaptor; Fun-ASR-Nano's is converted unquantized")
+    with nano_synthetic(dtype, q_bits) if synthetic == "nano" else contextlib.nullcontext(bundle) as built:
+        if synthetic == "full":
+            pipe, _ = mlx_synthetic(q_bits, dtype, tokens, adaptor_q_bits)
+        else:
+            pipe = load_pipeline(built, Backend.MLX, decode=bench_decode(tokens))
+        if pipe.llm is None:
+            raise ValueError("--batch-sizes needs the LLM: the bundle has no llm component")
+        weights = mx.get_active_memory()
+        settings = {"batch_sizes": list(sizes), "tokens": tokens, "reps": reps, "warmup": warmup, "q_bits": q_bits,
+                    "adaptor_q_bits": adaptor_q_bits,
+                    "source": f"synthetic {synthetic}" if synthetic else str(built.root), "weights_bytes": weights}
+        return {"machine": machine(), "settings": settings, "throughput": throughput(pipe, sizes, tokens, reps, warmup),
+                "verify_cost": verify_cost(pipe.llm, sizes, reps)}
 
 
 def to_markdown(rep: dict) -> str:

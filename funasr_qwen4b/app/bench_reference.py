@@ -14,9 +14,10 @@ from .bench_stages import QWEN3_4B, STAGES, bench_decode, repeat, run_stages, st
 log = logging.getLogger(__name__)
 
 
-def reference_bench(bundle, synthetic, samples, reps, warmup, tokens) -> dict:
-    """The PyTorch reference, float32 on the CPU as its path is written (RSS peak)."""
-    if synthetic:
+def reference_bench(bundle, in_memory: bool, samples, reps, warmup, tokens) -> dict:
+    """The PyTorch reference, float32 on the CPU as its path is written (RSS peak), of the bundle;
+    `in_memory`: `--synthetic full`'s models instead, built here (`torch_synthetic`)."""
+    if in_memory:
         return torch_synthetic(samples, reps, warmup, tokens)
     pipe = load_pipeline(bundle, Backend.REFERENCE, decode=bench_decode(tokens))
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731
