@@ -49,12 +49,22 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        # CTC ids must match in the strict tier; at reduced precision a near-tie
-        # may flip a frame's argmax, so there the agreement is reported, not required.
-        strict = self.meta["dtype"] == "float32"
-        ids_ok = self.ctc is None or self.ctc["ids_equal"] or not strict
-        tokens_ok = self.llm is None or self.llm["tokens"]["equal"] or not strict
-        return all(self.first_failure(m) is None for m in self.results) and ids_ok and tokens_ok
+        return self.failure() is None
+
+    def failure(self) -> str | None:
+        """Why the run fails, in words (None when it passes): the first tap over tolerance, else
+        ids that differ. CTC and generated ids must match in the strict tier; at reduced
+        precision a near-tie may flip an argmax, so there their agreement is reported, not required."""
+        for mode in self.results:
+            if self.first_failure(mode):
+                return f"{mode}: {self.first_failure(mode)} over tolerance"
+        if self.meta["dtype"] != "float32":
+            return None
+        if self.ctc is not None and not self.ctc["ids_equal"]:
+            return "CTC ids differ"
+        if self.llm is not None and not self.llm["tokens"]["equal"]:
+            return f"generated ids differ from position {self.llm['tokens']['first_difference']}"
+        return None
 
     def to_dict(self) -> dict:
         return {

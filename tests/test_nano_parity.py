@@ -108,9 +108,14 @@ def test_funasr_layout_against_transformers_given_its_hf_dir(hf_dir, tmp_path, c
 
 
 def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
+    """The report of a Nano run (here against transformers, under a per-call prompt with hotwords
+    and a language) in Markdown, JSON and the plot."""
     from funasr_qwen4b.parity import report as reports
+    from funasr_qwen4b.prompt import nano_template
 
-    rep = _parity(hf_bundle, clip, oracle="transformers", modes=("chained",))
+    template = nano_template(["开放时间"], "中文", itn=False)
+    rep = _parity(hf_bundle, clip, oracle="transformers", modes=("chained",), template=template)
+    assert rep.llm["template"] == template and rep.llm["tokens"]["equal"]
     md = reports.to_markdown(rep)
     assert md.startswith("# Parity: MLX port vs reference (transformers' FunAsrNanoForConditionalGeneration)")
     assert "model kind `funasr-nano`" in md and "CTC: none (the model has no CTC head)" in md
@@ -155,7 +160,19 @@ def test_planted_adaptor_fault_is_located(funasr_bundle, clip, tmp_path):
         out.write(np.array([value + 0.5], dtype="<f4").tobytes())
     _reseal(b, "adaptor", "model.safetensors")
     rep = _parity(b, clip)
-    assert not rep.passed
+    assert not rep.passed and rep.failure() == "chained: adaptor.linear1 over tolerance"
     assert rep.first_failure("chained") == "adaptor.linear1" == rep.first_failure("isolated")
     first = rep.taps.index("adaptor.linear1")
     assert all(m.passed for m in rep.results["chained"][:first])
+
+
+def test_failure_says_why():
+    """Without CTC, a float32 run whose taps all pass fails on its generated ids, and says where
+    they part; at reduced precision the ids are reported, not required."""
+    from funasr_qwen4b.parity.harness import ParityReport, compare_tokens
+
+    tokens = compare_tokens(np.array([5, 6, 7]), np.array([5, 6, 9]))
+    rep = ParityReport({"dtype": "float32"}, [], {"chained": []}, None, llm={"tokens": tokens})
+    assert tokens["first_difference"] == 2 and not rep.passed
+    assert rep.failure() == "generated ids differ from position 2"
+    assert ParityReport({"dtype": "bfloat16"}, [], {}, None, llm={"tokens": tokens}).failure() is None
