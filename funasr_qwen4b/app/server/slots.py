@@ -210,11 +210,11 @@ class ModelSlot:
     def _done(self, item: "Waiting", outcome) -> None:
         self.stats["requests"] += 1
         self.last_used = time.monotonic()
+        self.queued -= 1  # before the outcome is given: a client that has its answer sees the counters final
         if isinstance(outcome, BaseException):
             self._fail(item, outcome)
         else:
             item.future.set_result(outcome)
-        self.queued -= 1  # last: a request counts as queued until its counters are final
 
     def _gather(self) -> None:
         """Requests sent together arrive some ms apart (each upload is read and decoded first): a
