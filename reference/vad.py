@@ -7,6 +7,9 @@ reads the checkpoint with torch alone.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +99,15 @@ class FsmnVad:
         if max_single_segment_ms is not None:
             opts.max_single_segment_time = max_single_segment_ms
         model.GetFrameState = recording
+        printed = io.StringIO()  # FunASR prints its state machine's complaints: stdout is for results
         try:
             x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-            results, _ = model.inference([x], key=["vad"], frontend=self.frontend, **kwargs)
+            with contextlib.redirect_stdout(printed):
+                results, _ = model.inference([x], key=["vad"], frontend=self.frontend, **kwargs)
         finally:
             del model.GetFrameState
             vars(opts).update(saved)
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                logging.getLogger("funasr").debug(line.strip())
         return VadResult([(int(s), int(e)) for s, e in results[0]["value"]], states)
