@@ -57,7 +57,7 @@ def write_vad(src: VadSource, out: Path, *, dtype: str = "float32") -> None:
                              f"am.mvn that came with the model")
         weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
         weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
-    log.info(f"writing {len(weights)} tensors ({dtype}) to {out}")
+    log.info(f"writing {len(weights)} tensors ({dtype})")
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
     write_json_atomic(out / "config.json", {"layout": LAYOUT, "config": cfg.to_dict(), "dtype": dtype})
 
@@ -67,6 +67,7 @@ def convert_vad(src_dir: str | Path, bundle: str | Path, *, dtype: str = "float3
     (swapped in whole), or a new bundle holding the VAD alone."""
     src = VadSource.from_dir(src_dir)
     sources = {p.name: source_entry(p) for p in (src.model_pt, src.config_yaml, src.cmvn_file) if p}
+    log.info(f"converting {src.root} into {Path(bundle) / 'vad'}")
     with write_component(bundle, "vad", {"dtype": dtype, "sources": sources}, force=force) as stage:
         write_vad(src, stage, dtype=dtype)
     return Path(bundle)
