@@ -1,7 +1,8 @@
 """Fun-ASR-Nano parity against both oracles: FunASR's own FunASRNano and transformers' own
-FunAsrNanoForConditionalGeneration, on tiny checkpoints of both published layouts (each written
-by its oracle's classes), float32, every tap within tolerance and the generated ids identical;
-the report of a model without a CTC head; the refusals; a planted adaptor fault located."""
+FunAsrNanoForConditionalGeneration, on one tiny model in both published layouts (the -hf one
+written by transformers' classes, FunASR's by the -hf mapping), float32, every tap within
+tolerance and the generated ids identical; the report of a model without a CTC head; the
+refusals; a planted adaptor fault located."""
 
 from __future__ import annotations
 
@@ -12,13 +13,6 @@ import numpy as np
 import pytest
 
 STEPS = {"loop_guard": False, "min_tokens": 8, "max_tokens": 8, "ignore_eos": True}  # 8 ids compared
-
-
-@pytest.fixture(scope="module")
-def nano_dir(tmp_path_factory):
-    from funasr_qwen4b.testing_nano import make_nano_dir
-
-    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +29,17 @@ def _convert(src, tmp_path_factory, name):
 
 
 @pytest.fixture(scope="module")
-def funasr_bundle(nano_dir, tmp_path_factory):
-    return _convert(nano_dir, tmp_path_factory, "nb_funasr")
+def original(hf_dir, tmp_path_factory):
+    """The same model in FunASR's layout (FunASR's own layout written by the -hf mapping; a
+    checkpoint written by FunASR's own class is tested against FunASR in tests/test_nano.py)."""
+    from funasr_qwen4b.convert.nano_hf import write_original
+
+    return write_original(hf_dir, tmp_path_factory.mktemp("nano_orig") / "Fun-ASR-Nano-tiny")
+
+
+@pytest.fixture(scope="module")
+def funasr_bundle(original, tmp_path_factory):
+    return _convert(original, tmp_path_factory, "nb_funasr")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +65,17 @@ def _clean(rep):
     assert "adaptor.linear1" in rep.taps and "ctc.ctc_lo" not in rep.taps
 
 
-def test_funasr_layout_against_funasr(funasr_bundle, nano_dir, clip):
+def test_funasr_layout_against_both_oracles(funasr_bundle, original, hf_dir, clip):
+    """A bundle of FunASR's layout against FunASR, then against transformers on the same model's
+    -hf directory given: a FunASR-layout bundle records no -hf files, so that directory is not
+    checked against the bundle, and the report says so."""
     rep = _parity(funasr_bundle, clip)
     _clean(rep)
-    assert rep.meta["oracle"] == {"name": "funasr", "source": str(nano_dir.absolute()), "layout": "funasr"}
+    assert rep.meta["oracle"] == {"name": "funasr", "source": str(original.absolute()), "layout": "funasr"}
+
+    hf = _parity(funasr_bundle, clip, oracle="transformers", sources={"sensevoice": hf_dir}, modes=("chained",))
+    assert hf.passed and hf.llm["tokens"]["equal"] and hf.llm["tokens"]["reference"] == rep.llm["tokens"]["reference"]
+    assert hf.meta["oracle"]["checked_against_bundle"] is False
 
 
 def test_hf_layout_against_both_oracles(hf_bundle, hf_dir, clip):
@@ -94,19 +104,6 @@ def test_hf_layout_against_both_oracles(hf_bundle, hf_dir, clip):
     assert hf.reference_taps["llm.inputs_embeds"].shape == funasr.reference_taps["llm.inputs_embeds"].shape
 
 
-def test_funasr_layout_against_transformers_given_its_hf_dir(hf_dir, tmp_path, clip):
-    """A bundle of FunASR's layout records no -hf files: the transformers oracle runs on the -hf
-    directory given (the same model's, not checked against the bundle) and the report says so."""
-    from funasr_qwen4b.convert.nano import convert_nano
-    from funasr_qwen4b.convert.nano_hf import write_original
-
-    original = write_original(hf_dir, tmp_path / "Fun-ASR-Nano-tiny")
-    bundle = convert_nano(original, tmp_path / "bundle", dtype="float32")
-    rep = _parity(bundle, clip, oracle="transformers", sources={"sensevoice": hf_dir}, modes=("chained",))
-    assert rep.passed and rep.llm["tokens"]["equal"]
-    assert rep.meta["oracle"]["checked_against_bundle"] is False
-
-
 def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
     """The report of a Nano run (here against transformers, under a per-call prompt with hotwords
     and a language) in Markdown, JSON and the plot."""
@@ -128,13 +125,13 @@ def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
     assert data["meta"]["kind"] == "funasr-nano" and data["llm"]["tokens"]["equal"]
 
 
-def test_refusals_are_one_line(funasr_bundle, bundle, nano_dir, clip):
+def test_refusals_are_one_line(funasr_bundle, bundle, original, clip):
     from funasr_qwen4b.parity.harness import run_parity
 
     cases = [({"bundle": bundle, "oracle": "transformers"}, "the transformers oracle runs Fun-ASR-Nano"),
              ({"bundle": funasr_bundle, "oracle": "onnx"}, "unknown oracle 'onnx'"),
              ({"bundle": funasr_bundle, "oracle": "transformers"}, "converted from FunASR's layout"),
-             ({"bundle": funasr_bundle, "oracle": "transformers", "sources": {"sensevoice": nano_dir}},
+             ({"bundle": funasr_bundle, "oracle": "transformers", "sources": {"sensevoice": original}},
               "is not transformers' -hf layout")]
     for kw, words in cases:
         with pytest.raises(ValueError) as e:
@@ -176,3 +173,18 @@ def test_failure_says_why():
     assert tokens["first_difference"] == 2 and not rep.passed
     assert rep.failure() == "generated ids differ from position 2"
     assert ParityReport({"dtype": "bfloat16"}, [], {}, None, llm={"tokens": tokens}).failure() is None
+
+
+def test_cli_parity_on_an_hf_bundle(hf_bundle, tmp_path, capsys):
+    """`funasr-qwen4b parity -m B` on a bundle converted from -hf: exit 0 against FunASR (its
+    FunASRNano on the mapped files), the report written, with the bundle's own decoding rules."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.audio import packaged_clip
+
+    out = tmp_path / "p.json"
+    assert main(["parity", "-m", str(hf_bundle), "--audio", str(packaged_clip("zh_open_hours.wav")), "--mode",
+                 "chained", "--report", str(out)]) == 0
+    assert "model kind `funasr-nano`" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["passed"] and data["ctc"] is None and data["llm"]["tokens"]["equal"]
+    assert data["meta"]["oracle"]["name"] == "funasr" and data["meta"]["oracle"]["layout"] == "transformers"
