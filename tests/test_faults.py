@@ -1407,3 +1407,9 @@ def test_3_message_streams_as_audio_paths_are_read(kind, bundle, tmp_path, capsy
         if kind == "dev_fd":
             os.close(r)
     assert capsys.readouterr().out == want
+
+
+def test_9_a_template_for_a_bundle_without_llm_is_refused(bundle, tmp_path, capsys):
+    m = manifest(tmp_path / "m.jsonl", [{"id": "a", "audio": str(CLIP), "text": "开放时间"}])
+    check(Fault(["cer", "-m", bundle, "--manifest", m, "--template", "chatml"],
+                words=("no adaptor and LLM", "--template", "would do nothing")), capsys)

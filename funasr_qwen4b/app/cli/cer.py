@@ -137,6 +137,9 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
                          f"{len(entries)}")
     query = query or bundle.query
     kind = transcriber_kind(bundle)
+    if kind == "ctc" and template is not None:
+        raise ValueError(f"{bundle.root} has no adaptor and LLM: its transcripts come from SenseVoice's CTC head, so a "
+                         f"prompt template (--template, --template-file) would do nothing; drop it")
     header = {"manifest": str(Path(manifest).resolve()), "bundle": str(bundle.root.resolve()),
               "bundle_json_sha256": sha256_file(bundle.root / BUNDLE_JSON), "query": query.to_dict(),
               "transcriber": kind, "template": template}
