@@ -186,9 +186,9 @@ def _reference(b: Bundle, oracle: str, query: QueryConfig, template: str | None,
     from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
 
     if b.kind != "funasr-nano":
-        given = {k: str(v) for k, v in sources.items() if v}
+        given = {k: str(v) for k, v in sources.items() if v}  # else where bundle.json records
         return RefPipeline.from_bundle(b, query, template=template, decode=decode, sources=sources), \
-            {"name": oracle, "source": given or "as bundle.json records"}
+            {"name": oracle, **({"source": given} if given else {})}
     override = sources.get("sensevoice")
     if oracle == "transformers":
         return _transformers(b, template, decode, override)

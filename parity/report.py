@@ -16,7 +16,7 @@ def to_markdown(report: ParityReport) -> str:
     modes = list(report.results)
     oracle = m.get("oracle") or {"name": "funasr"}  # reports written before the oracle was recorded
     lines = [
-        f"# Parity: MLX port vs reference ({ORACLE_NAMES[oracle['name']]})",
+        f"# Parity: MLX port vs reference ({oracle['name']} oracle)",
         "",
         f"- audio: `{m['audio']}` ({m['seconds']} s); bundle `{m['bundle']}`, model kind `{m.get('kind', 'qwen4b')}`",
         f"- reference: {oracle_line(oracle)}",
@@ -55,14 +55,17 @@ def to_markdown(report: ParityReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-ORACLE_NAMES = {"funasr": "FunASR's modules", "transformers": "transformers' FunAsrNanoForConditionalGeneration"}
+ORACLE_NAMES = {"funasr": "the reference path (FunASR's own modules)",
+                "transformers": "transformers' own FunAsrNanoForConditionalGeneration"}
 
 
 def oracle_line(oracle: dict) -> str:
     """What the reference side ran, from where, and where it was aligned to FunASR."""
-    line = ORACLE_NAMES[oracle["name"]]
-    if "source" in oracle:
-        line += f" from `{oracle['source']}`"
+    line, source = ORACLE_NAMES[oracle["name"]], oracle.get("source")
+    if isinstance(source, dict):  # the originals given instead of those bundle.json records
+        line += " from " + ", ".join(f"{k} `{v}`" for k, v in source.items())
+    elif source:
+        line += f" from `{source}`"
     if oracle.get("read_as"):
         line += f" ({oracle['read_as']})"
     if "checked_against_bundle" in oracle and not oracle["checked_against_bundle"]:

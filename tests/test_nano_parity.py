@@ -104,7 +104,7 @@ def test_hf_layout_against_both_oracles(hf_bundle, hf_dir, clip):
     assert hf.reference_taps["llm.inputs_embeds"].shape == funasr.reference_taps["llm.inputs_embeds"].shape
 
 
-def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
+def test_report_renders_without_ctc(hf_bundle, hf_dir, clip, tmp_path):
     """The report of a Nano run (here against transformers, under a per-call prompt with hotwords
     and a language) in Markdown, JSON and the plot."""
     from funasr_qwen4b.parity import report as reports
@@ -114,7 +114,8 @@ def test_report_renders_without_ctc(hf_bundle, clip, tmp_path):
     rep = _parity(hf_bundle, clip, oracle="transformers", modes=("chained",), template=template)
     assert rep.llm["template"] == template and rep.llm["tokens"]["equal"]
     md = reports.to_markdown(rep)
-    assert md.startswith("# Parity: MLX port vs reference (transformers' FunAsrNanoForConditionalGeneration)")
+    assert md.startswith("# Parity: MLX port vs reference (transformers oracle)")
+    assert f"- reference: transformers' own FunAsrNanoForConditionalGeneration from `{hf_dir.absolute()}`" in md
     assert "model kind `funasr-nano`" in md and "CTC: none (the model has no CTC head)" in md
     assert "adaptor_layernorm_eps 1e-12 (transformers: 1e-05)" in md and "**Result: PASS**" in md
     assert "| `adaptor.blocks.1` |" in md
