@@ -50,6 +50,23 @@ def test_full_size_adaptor_chained_from_encoder(tmp_path, clip_10s):
     assert max(m.rel_l2 for m in adaptor) <= 1e-5, adaptor
 
 
+@pytest.mark.slow
+def test_nano_real_size_fp32(clip_10s):
+    """Fun-ASR-Nano at its real size (`bench --synthetic nano`'s random checkpoint: FunASR's
+    FunASRNano, 70 encoder layers, the 2-layer adaptor, Qwen3-0.6B) converted at float32, on
+    10 s: every tap within the float32 tolerance in both modes, generated ids identical."""
+    from funasr_qwen4b.app.bench_nano import nano_synthetic
+    from funasr_qwen4b.decoding import DecodeConfig
+    from funasr_qwen4b.parity.harness import run_parity
+
+    with nano_synthetic("float32", None) as b:
+        rep = run_parity(b, clip_10s, decode=DecodeConfig(loop_guard=False, min_tokens=16, max_tokens=16,
+                                                          ignore_eos=True))
+    assert len([t for t in rep.taps if "encoders" in t]) == 70 and "adaptor.blocks.1" in rep.taps
+    assert len([t for t in rep.taps if t.startswith("llm.model.layers.")]) == 28
+    assert rep.passed, rep.failure()
+    assert rep.ctc is None and len(rep.llm["tokens"]["mlx"]) == 16
+
 # --- bench --synthetic nano, shrunk (the real size is GPU work) ------------------------------------
 
 @pytest.fixture
