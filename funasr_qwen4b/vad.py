@@ -284,10 +284,6 @@ class VadResult:
     segments: list[tuple[int, int]]  # speech, [start_ms, end_ms), in FunASR's order
     frame_states: np.ndarray  # int8 per score frame: SPEECH, SILENCE or NOT_EVALUATED
 
-    @property
-    def seconds(self) -> list[tuple[float, float]]:
-        return [(s / 1000, e / 1000) for s, e in self.segments]
-
 
 def fbank_frames(n_samples: int, fe: FrontendConfig) -> int:
     """Frames Kaldi's fbank (snip_edges) makes of `n_samples`: one VAD score each."""

@@ -18,8 +18,10 @@ from funasr_qwen4b.vad import (
     FsmnConfig, VadConfig, VadResult, detect, fbank_frames, vad_fsmn_layer,
 )
 
-from .frontend import Frontend
+from .frontend import Frontend, lfr_indices
 from .taps import TapRecorder, record
+
+BLOCK_FRAMES = CHUNK_MS // 10  # scored a block at a time, as FunASR's 60 s chunks: long audio never sits whole in memory
 
 
 class Linear(nn.Module):
@@ -105,11 +107,40 @@ class Vad(nn.Module):
         model.eval()
         return model
 
-    def scores(self, samples: np.ndarray, rec: TapRecorder | None = None) -> np.ndarray:
-        """Per-frame output probabilities, [T, output_dim] float32 (T = fbank frames)."""
-        if fbank_frames(samples.size, self.cfg.frontend) == 0:
-            return np.zeros((0, self.cfg.encoder.output_dim), np.float32)
-        feats = self.frontend(mx.array(np.asarray(samples, np.float32)))
+    def scores(self, samples: np.ndarray, rec: TapRecorder | None = None,
+               block_frames: int = BLOCK_FRAMES) -> np.ndarray:
+        """Per-frame output probabilities, [T, output_dim] float32 (T = fbank frames), computed
+        `block_frames` at a time; taps hold the whole clip."""
+        cfg = self.cfg
+        total = fbank_frames(samples.size, cfg.frontend)
+        if total == 0:
+            return np.zeros((0, cfg.encoder.output_dim), np.float32)
+        x = np.asarray(samples, np.float32)
+        lfr = lfr_indices(total, cfg.frontend.lfr_m, 1)
+        # A score looks back through every FSMN layer's memory: a block starts that far early.
+        reach = cfg.encoder.fsmn_layers * (cfg.encoder.lorder - 1) * cfg.encoder.lstride
+        parts, tapped = [], {}
+        for start in range(0, total, block_frames):
+            end = min(total, start + block_frames)
+            first = max(0, start - reach)
+            block_rec = None if rec is None else TapRecorder()
+            scores = self._block(x, lfr[first:end], block_rec)
+            parts.append(scores[start - first:])
+            for name, value in (block_rec.outputs.items() if block_rec else ()):
+                tapped.setdefault(name, []).append(value[start - first:])
+        if rec is not None:
+            rec.outputs.update({name: np.concatenate(values) for name, values in tapped.items()})
+        return np.concatenate(parts)
+
+    def _block(self, x: np.ndarray, lfr: np.ndarray, rec: TapRecorder | None) -> np.ndarray:
+        """Scores of the frames whose LFR rows (global fbank frame indices) are `lfr`."""
+        fe = self.cfg.frontend
+        low, high = int(lfr.min()), int(lfr.max()) + 1
+        fbank = self.frontend.fbank(mx.array(x[low * fe.frame_shift_samples:
+                                               (high - 1) * fe.frame_shift_samples + fe.frame_length_samples]))
+        feats = fbank[mx.array(lfr - low)].reshape(lfr.shape[0], -1)
+        if fe.cmvn:
+            feats = self.frontend.cmvn(feats)
         record(rec, VAD_FEATS, feats)
         dtype = self.encoder.in_linear1.linear.weight.dtype
         return np.array(self.encoder(feats[None].astype(dtype), rec)[0])

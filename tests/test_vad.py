@@ -107,6 +107,23 @@ def test_scores_match_funasr_tap_by_tap(vad_pair, clips, name):
     np.testing.assert_array_equal(mlx_rec.outputs[VAD_SCORES], mlx_scores)
 
 
+@pytest.mark.parametrize("block_frames", [300, 40])  # 40: shorter than the reach
+def test_scores_by_blocks_match_funasr(vad_pair, clips, block_frames):
+    """Scored a block at a time (each block starting early by the FSMN's reach, 76 frames), the
+    scores and every tap are FunASR's whole-clip ones."""
+    from funasr_qwen4b.mlx_port.taps import TapRecorder as MlxRecorder
+    from funasr_qwen4b.reference.taps import TapRecorder as RefRecorder
+
+    ref, port = vad_pair
+    x = clips["zh_10s"]
+    ref_rec, mlx_rec = RefRecorder(), MlxRecorder()
+    ref_scores, mlx_scores = ref.scores(x, ref_rec), port.scores(x, mlx_rec, block_frames=block_frames)
+    assert np.abs(mlx_scores - ref_scores).max() <= 1e-5
+    for tap, want in ref_rec.outputs.items():
+        assert mlx_rec.outputs[tap].shape == want.shape, tap
+        assert rel_l2(mlx_rec.outputs[tap], want) <= 1e-5, tap
+
+
 OPTIONS = [{}, {"max_end_silence_ms": 100}, {"max_end_silence_ms": 300, "max_single_segment_ms": 2500},
            {"max_single_segment_ms": 1500, "chunk_ms": 1000}]
 
