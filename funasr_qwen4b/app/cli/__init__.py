@@ -211,9 +211,10 @@ def _stoppable(args, debug: bool) -> int:
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watch() -> None:
-        got = os.read(read, 1)
-        if got:  # b"": the pipe closed, the command done
-            _stop(*STOPPED[got[0]])
+        while got := os.read(read, 1):  # b"": the command is done and closed the other end
+            if got[0] in STOPPED:  # (another signal a library handles writes here too)
+                _stop(*STOPPED[got[0]])
+        os.close(read)  # here, not there: never under a read still running, nor a number reused meanwhile
 
     threading.Thread(target=watch, name="signal-watchdog", daemon=True).start()
     try:
@@ -223,7 +224,6 @@ def _stoppable(args, debug: bool) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.close(write)  # the watchdog reads b"" and ends
-        os.close(read)
 
 
 STOPPED = {signal.SIGINT: (EXIT_INTERRUPTED, "interrupted"), signal.SIGTERM: (EXIT_TERMINATED, "terminated (SIGTERM)")}
