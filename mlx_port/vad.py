@@ -87,7 +87,7 @@ class FSMN(nn.Module):
         return scores
 
 
-class Vad(nn.Module):
+class FsmnVad(nn.Module):
     def __init__(self, cfg: VadConfig):
         super().__init__()
         self.cfg = cfg
@@ -95,7 +95,7 @@ class Vad(nn.Module):
         self.encoder = FSMN(cfg.encoder)
 
     @classmethod
-    def load(cls, path: str | Path) -> Vad:
+    def load(cls, path: str | Path) -> FsmnVad:
         """A converted VAD component directory (`BUNDLE/vad`: config.json + model.safetensors)."""
         path = Path(path)
         data = read_json(path / "config.json", "reconvert the vad component")

@@ -40,12 +40,12 @@ def vad_dir(tmp_path_factory):
 def vad_pair(vad_dir, tmp_path_factory):
     """(FunASR's model, the MLX port converted from the same files)."""
     from funasr_qwen4b.convert.vad import write_vad
-    from funasr_qwen4b.mlx_port.vad import Vad
-    from funasr_qwen4b.reference.vad import FsmnVad
+    from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
+    from funasr_qwen4b.reference.vad import FsmnVad as RefVad
 
     out = tmp_path_factory.mktemp("vad-converted")
     write_vad(VadSource.from_dir(vad_dir), out)
-    return FsmnVad.load(vad_dir), Vad.load(out)
+    return RefVad.load(vad_dir), MlxVad.load(out)
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +183,10 @@ def test_state_machine_on_funasr_scores(tmp_path, clips, model_conf, capsys):
     """The floor's decisions fed FunASR's scores equal FunASR's `inference`, under options the
     published config never sets (chunks of 3 and 7 s: the schedule and the chunk ends move),
     with and without 1.5 s of faint noise in front."""
-    from funasr_qwen4b.reference.vad import FsmnVad
+    from funasr_qwen4b.reference.vad import FsmnVad as RefVad
     from funasr_qwen4b.testing_vad import make_vad_dir
 
-    ref = FsmnVad.load(make_vad_dir(tmp_path / "vad", **model_conf))
+    ref = RefVad.load(make_vad_dir(tmp_path / "vad", **model_conf))
     speech = concatenation(clips, 25)
     lead = (3e-5 * np.random.default_rng(1).standard_normal(24000)).astype(np.float32)
     found = {}
@@ -307,6 +307,7 @@ def test_converted_component(vad_dir, tmp_path):
     from safetensors.numpy import load_file
 
     from funasr_qwen4b.convert.vad import write_vad
+    from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
 
     write_vad(VadSource.from_dir(vad_dir), tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
@@ -319,17 +320,20 @@ def test_converted_component(vad_dir, tmp_path):
     assert weights[conv].shape == (128, 20, 1)
     np.testing.assert_array_equal(weights[conv][:, :, 0], sd[conv][:, 0, :, 0].numpy())
     assert weights["frontend.cmvn.shift"].dtype == np.float32
+    (tmp_path / "config.json").write_text(json.dumps({**meta, "layout": {"version": 0}}))
+    with pytest.raises(ValueError, match=r"config.json: layout \{'version': 0\} is not .*; reconvert"):
+        MlxVad.load(tmp_path)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_dtype_scores_close(vad_dir, vad_pair, clips, tmp_path, dtype):
     from funasr_qwen4b.convert.vad import write_vad
-    from funasr_qwen4b.mlx_port.vad import Vad
+    from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
 
     write_vad(VadSource.from_dir(vad_dir), tmp_path, dtype=dtype)
     ref, _ = vad_pair
     x = clips["en_weather"]
-    got, want = Vad.load(tmp_path).scores(x), ref.scores(x)
+    got, want = MlxVad.load(tmp_path).scores(x), ref.scores(x)
     assert got.dtype == np.float32
     assert np.abs(got[:, 0] - want[:, 0]).max() <= 0.05
     assert (got[:, 0] <= 0.25).mean() == pytest.approx((want[:, 0] <= 0.25).mean(), abs=0.03)
@@ -387,7 +391,7 @@ def test_convert_vad_into_a_bundle(vad_dir, vad_pair, bundle, clips, tmp_path):
 
     from funasr_qwen4b.bundle import Bundle
     from funasr_qwen4b.convert.vad import convert_vad
-    from funasr_qwen4b.mlx_port.vad import Vad
+    from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
 
     ref, _ = vad_pair
     b = shutil.copytree(bundle, tmp_path / "b")
@@ -395,7 +399,7 @@ def test_convert_vad_into_a_bundle(vad_dir, vad_pair, bundle, clips, tmp_path):
     read = Bundle.read(b)
     assert read.has("sensevoice", "vad") and read.components["vad"].sources["model.pt"]["bytes"] > 0
     x = clips["zh_10s"]
-    assert Vad.load(read.dir("vad")).detect(x).segments == ref.detect(x).segments
+    assert MlxVad.load(read.dir("vad")).detect(x).segments == ref.detect(x).segments
     with pytest.raises(ValueError, match="already exists; pass --force"):
         convert_vad(vad_dir, b)
     convert_vad(vad_dir, b, force=True, dtype="float16")
