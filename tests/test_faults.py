@@ -1314,7 +1314,7 @@ def test_10_environment_mlx_cannot_write_is_a_full_disk(ws, monkeypatch, capsys)
 @pytest.mark.parametrize("error, words", [
     (errno.EACCES, ("permission denied", "check who owns it")),
     (errno.EROFS, ("is on a read-only file system", "write elsewhere")),
-])
+], ids=["EACCES", "EROFS"])
 def test_10_environment_a_directory_that_refuses_writes(error, words, ws, monkeypatch, capsys):
     """A read-only place or one without permission (injected: tests may run as root, whom chmod does
     not stop): the path and what to do, exit 74."""
