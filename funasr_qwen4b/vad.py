@@ -294,7 +294,7 @@ def fbank_frames(n_samples: int, fe: FrontendConfig) -> int:
 
 def chunk_ends(n_samples: int, fe: FrontendConfig, chunk_ms: int = CHUNK_MS) -> list[int]:
     """How many score frames exist after each of `inference`'s chunks. WavFrontendOnline holds
-    back the frames whose LFR right context (lfr_m // 2 frames) is still to come, until the last."""
+    back the frames whose LFR right context ((lfr_m - 1) // 2 frames) is still to come, until the last."""
     stride = int(chunk_ms * fe.fs / 1000)
     if stride < 1:
         raise ValueError(f"chunk_ms {chunk_ms} is shorter than one sample")

@@ -21,7 +21,8 @@ from funasr_qwen4b.vad import (
 from .frontend import Frontend, lfr_indices
 from .taps import TapRecorder, record
 
-BLOCK_FRAMES = CHUNK_MS // 10  # scored a block at a time, as FunASR's 60 s chunks: long audio never sits whole in memory
+# Scored a block at a time, as FunASR's 60 s chunks: long audio never sits whole in memory.
+BLOCK_FRAMES = CHUNK_MS // 10
 
 
 class Linear(nn.Module):

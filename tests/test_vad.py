@@ -209,6 +209,19 @@ def test_state_machine_on_funasr_scores(tmp_path, clips, model_conf, capsys):
         assert len(with_lead.segments) >= 3 and alone.segments
 
 
+@pytest.mark.parametrize("chunk_ms", [25, 2367])
+def test_any_chunk_size(vad_pair, clips, chunk_ms):
+    """Chunks shorter than a frame's LFR context, and a last chunk of 14 samples (2367.875 ms of audio)."""
+    ref, _ = vad_pair
+    x = clips["en_weather"]
+    scores = ref.scores(x)
+    for options in ({}, {"max_end_silence_ms": 100}):
+        want = ref.detect(x, chunk_ms=chunk_ms, **options)
+        got = detect(scores, x, ref.cfg, chunk_ms=chunk_ms, **options)
+        assert got.segments == want.segments and want.segments
+        np.testing.assert_array_equal(got.frame_states, want.frame_states)
+
+
 def test_short_audio_has_no_segments(vad_pair):
     ref, port = vad_pair
     for n in (0, 399):
