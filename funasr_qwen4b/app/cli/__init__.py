@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ... import __version__
 from ...atomic import abandon
-from ...audio import AudioError
+from ...audio import FfmpegMissing
 from . import bench, cer, cer_merge, convert, parity, serve, transcribe, verify
 from .args import PROG, setup_logging
 
@@ -148,7 +148,7 @@ def environment_fault(e: BaseException, args) -> str | None:
         return _tmpdir_problem() or f"no usable temporary directory ({_one_line(e)}); set TMPDIR to one"
     if isinstance(e, FileNotFoundError) and "No usable temporary directory" in text:  # Python's tempfile
         return _tmpdir_problem() or _one_line(e)
-    if isinstance(e, AudioError) and "ffmpeg" in text and shutil.which("ffmpeg") is None:
+    if isinstance(e, FfmpegMissing):
         return f"{_one_line(e)}; ffmpeg is not on PATH ({os.environ.get('PATH', '')})"
     return None
 
