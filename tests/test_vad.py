@@ -413,6 +413,7 @@ def test_convert_vad_into_a_bundle(vad_dir, vad_pair, bundle, clips, tmp_path):
     assert read.has("sensevoice", "vad") and read.components["vad"].sources["model.pt"]["bytes"] > 0
     x = clips["zh_10s"]
     assert MlxVad.load(read.dir("vad")).detect(x).segments == ref.detect(x).segments
+    assert read.source("vad") == vad_dir.resolve()  # what the reference twin loads (the sha256 checked)
     with pytest.raises(ValueError, match="already exists; pass --force"):
         convert_vad(vad_dir, b)
     convert_vad(vad_dir, b, force=True, dtype="float16")
