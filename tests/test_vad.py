@@ -4,6 +4,7 @@ clips and on a long concatenation, and against AutoModel's own output; the floor
 machine on FunASR's scores; the config's checks; the converter and its refusals."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -338,6 +339,24 @@ def test_converted_component(vad_dir, tmp_path):
         MlxVad.load(tmp_path)
 
 
+def test_without_am_mvn(vad_dir, tmp_path, clips):
+    """No am.mvn beside model.pt: both run the features unnormalised, as FunASR does."""
+    from funasr_qwen4b.convert.vad import write_vad
+    from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
+    from funasr_qwen4b.reference.vad import FsmnVad as RefVad
+
+    src = shutil.copytree(vad_dir, tmp_path / "src")
+    (src / "am.mvn").unlink()
+    source = VadSource.from_dir(src)
+    assert source.cmvn_file is None and not source.vad_config.frontend.cmvn
+    out = tmp_path / "out"
+    out.mkdir()
+    write_vad(source, out)
+    x = clips["en_weather"]
+    want, got = RefVad.load(src).scores(x), MlxVad.load(out).scores(x)
+    assert np.abs(got - want).max() <= 1e-5
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_dtype_scores_close(vad_dir, vad_pair, clips, tmp_path, dtype):
     from funasr_qwen4b.convert.vad import write_vad
@@ -350,12 +369,6 @@ def test_reduced_dtype_scores_close(vad_dir, vad_pair, clips, tmp_path, dtype):
     assert got.dtype == np.float32
     assert np.abs(got[:, 0] - want[:, 0]).max() <= 0.05
     assert (got[:, 0] <= 0.25).mean() == pytest.approx((want[:, 0] <= 0.25).mean(), abs=0.03)
-
-
-def _copy(vad_dir, dest):
-    import shutil
-
-    return shutil.copytree(vad_dir, dest)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -371,7 +384,7 @@ def test_bad_originals_refused(vad_dir, tmp_path, damage, message):
     from funasr_qwen4b.convert.vad import write_vad
     from funasr_qwen4b.testing import write_am_mvn
 
-    src = _copy(vad_dir, tmp_path / "src")
+    src = shutil.copytree(vad_dir, tmp_path / "src")
     sd = torch.load(src / "model.pt", weights_only=True)
     if damage == "nan":
         sd["encoder.out_linear2.linear.bias"][3] = float("nan")
@@ -400,8 +413,6 @@ def test_bad_originals_refused(vad_dir, tmp_path, damage, message):
 @pytest.mark.skipif("vad" not in COMPONENTS, reason="bundle.py does not list the vad component yet")
 def test_convert_vad_into_a_bundle(vad_dir, vad_pair, bundle, clips, tmp_path):
     """Added to an existing bundle (swapped in whole, recorded with its sources), or a new one."""
-    import shutil
-
     from funasr_qwen4b.bundle import Bundle
     from funasr_qwen4b.convert.vad import convert_vad
     from funasr_qwen4b.mlx_port.vad import FsmnVad as MlxVad
