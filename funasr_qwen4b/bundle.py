@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 # 2: each component records the files conversion wrote (bytes, sha256, sum64).
 FORMAT_VERSION = 2
 BUNDLE_JSON = "bundle.json"
-COMPONENTS = ("sensevoice", "adaptor", "llm")
+COMPONENTS = ("sensevoice", "adaptor", "llm", "vad")
 _META_KEYS = {"format_version", "components", "prompt", "generation", "kind"}
 _ENTRY_KEYS = {"dtype", "q_bits", "sources", "files", "query", "keep_query_frames", "embeddings_8bit", "source_dir"}
 # Which component feeds which: a component's widths are checked against its input's.
 _UPSTREAM = {"adaptor": "sensevoice", "llm": "adaptor"}
 _RECONVERT = {"sensevoice": "funasr-qwen4b convert sensevoice SRC_DIR", "adaptor": "funasr-qwen4b convert adaptor FILE.pt",
-              "llm": "funasr-qwen4b convert llm HF_DIR"}
+              "llm": "funasr-qwen4b convert llm HF_DIR", "vad": "funasr-qwen4b convert vad SRC_DIR"}
 
 
 # --- components that fit together ------------------------------------------------
@@ -52,7 +52,7 @@ def llm_hidden_size(config: dict, where: str | Path) -> int:
 def check_fit(dirs: dict[str, Path], what: str) -> None:
     """Raise unless the adaptor's widths fit SenseVoice's encoder output and the LLM's hidden size.
     `dirs`: component name → its directory (converted layout; the LLM's config.json as Hugging Face writes it)."""
-    configs = {n: _config_of(p, n) for n, p in dirs.items()}
+    configs = {n: _config_of(p, n) for n, p in dirs.items() if n != "vad"}  # the VAD reads the audio alone
     ad = configs.get("adaptor")
     if ad is None:
         return
@@ -344,10 +344,11 @@ class Bundle:
         """The original a component was converted from (or `override`), checked
         by sha256: the SenseVoice directory, the adaptor .pt, the LLM directory."""
         comp = self.components[name]
-        flag = {"sensevoice": "--sensevoice-src DIR", "adaptor": "--adaptor-src FILE", "llm": "--llm-src DIR"}[name]
-        if self.kind == "funasr-nano":
+        flag = {"sensevoice": "--sensevoice-src DIR", "adaptor": "--adaptor-src FILE", "llm": "--llm-src DIR",
+                "vad": "--vad-src DIR"}[name]
+        if self.kind == "funasr-nano" and name != "vad":
             return self._nano_source(name, override, flag)
-        if name == "sensevoice":
+        if name in ("sensevoice", "vad"):
             root = Path(override) if override else Path(comp.sources["model.pt"]["path"]).parent
             self._verify(root / "model.pt", comp.sources["model.pt"], name, flag)
             return root

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .files import read_json
-from .sources import _file_path_metas, _resolve
+from .sources import file_path_metas, resolve_file
 
 NANO_FILES = "config.yaml + model.pt + the Qwen3 folder its llm_conf.init_param_path names"
 FUNASR, TRANSFORMERS = "funasr", "transformers"
@@ -60,9 +60,9 @@ class NanoSource:
         name = llm_conf.get("init_param_path") if isinstance(llm_conf, dict) else None
         if not isinstance(name, str) or not name:
             raise ValueError(f"{config_yaml}: llm_conf.init_param_path must name the Qwen3 folder")
-        metas = _file_path_metas(root)
+        metas = file_path_metas(root)
         return cls(root, model_pt, config_yaml, config, _llm_dir(root, name, config_yaml),
-                   _resolve(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]))
+                   resolve_file(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]))
 
 
 # Weights a Qwen3 folder may also hold: FunASRNano never reads them (its LLM's are model.pt's).

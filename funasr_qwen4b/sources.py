@@ -37,14 +37,14 @@ class SenseVoiceSource:
             raise ValueError(f"cannot parse {config_yaml}: {str(e).splitlines()[0]}") from None
         if not isinstance(config, dict):
             raise ValueError(f"{config_yaml} is not a YAML mapping")
-        metas = _file_path_metas(root)
+        metas = file_path_metas(root)
         return cls(root, model_pt, config_yaml, config,
-                   _resolve(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]),
-                   _resolve(root, metas, config, "tokenizer_conf", "bpemodel",
+                   resolve_file(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]),
+                   resolve_file(root, metas, config, "tokenizer_conf", "bpemodel",
                             ["chn_jpn_yue_eng_ko_spectok.bpe.model", "bpe.model"]))
 
 
-def _file_path_metas(root: Path) -> dict:
+def file_path_metas(root: Path) -> dict:
     """configuration.json's `file_path_metas`: how FunASR finds am.mvn and the
     bpe model although config.yaml says `cmvn_file: null`."""
     path = root / "configuration.json"
@@ -56,7 +56,7 @@ def _file_path_metas(root: Path) -> dict:
         raise ValueError(f"cannot parse {path}: {e}") from None
 
 
-def _resolve(root: Path, metas: dict, config: dict, section: str, key: str, fallbacks: list[str]) -> Path | None:
+def resolve_file(root: Path, metas: dict, config: dict, section: str, key: str, fallbacks: list[str]) -> Path | None:
     """Same precedence as FunASR: configuration.json, then a file of the usual
     name beside model.pt (download_model_from_hub), then config.yaml's own value."""
     candidates = [(metas.get(section) or {}).get(key), *fallbacks, (config.get(section) or {}).get(key)]

@@ -25,7 +25,7 @@ import yaml
 
 from .config import FrontendConfig, _at_least, from_dict
 from .keys import check_shapes
-from .sources import _file_path_metas, _resolve
+from .sources import file_path_metas, resolve_file
 
 # --- tap names (the reference module names under FsmnVADStreaming, prefixed `vad.`) -----------
 
@@ -262,7 +262,7 @@ class VadSource:
         if not isinstance(config, dict):
             raise ValueError(f"{config_yaml} is not a YAML mapping")
         return cls(root, model_pt, config_yaml, config,
-                   _resolve(root, _file_path_metas(root), config, "frontend_conf", "cmvn_file", ["am.mvn"]))
+                   resolve_file(root, file_path_metas(root), config, "frontend_conf", "cmvn_file", ["am.mvn"]))
 
     @property
     def vad_config(self) -> VadConfig:
