@@ -176,11 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     """The command line. Without `argv` (the process's own: the console script, `python -m`) a
     signal ends the process at once, whatever the work is doing (`_stoppable`); with `argv`
     (called from Python, tests) a signal raises in the main thread (KeyboardInterrupt,
-    Terminated) and every `finally` runs."""
-    args = build_parser().parse_args(argv)
-    conflict = args.conflicts(args) if hasattr(args, "conflicts") else None
-    if conflict:  # options that contradict each other: refused by name, as argparse refuses a bad value
-        args.parser.error(conflict)
+    Terminated) and every `finally` runs. It returns the exit status, argparse's too."""
+    try:
+        args = build_parser().parse_args(argv)
+        conflict = args.conflicts(args) if hasattr(args, "conflicts") else None
+        if conflict:  # options that contradict each other: refused by name, as argparse refuses a bad value
+            args.parser.error(conflict)
+    except SystemExit as e:  # argparse has said it all: --help or --version (0), a refused flag (2)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else EXIT_USAGE
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if getattr(args, "strict_fp32", False):
