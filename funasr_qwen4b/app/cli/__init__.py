@@ -211,7 +211,7 @@ def _stoppable(args, debug: bool) -> int:
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM)
                if signal.getsignal(sig) is not signal.SIG_IGN]  # a background job's ignored Ctrl-C stays so
     previous = {sig: signal.signal(sig, _noted) for sig in handled}
-    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watch() -> None:
         while got := os.read(read, 1):  # b"": the command is done and closed the other end
@@ -223,7 +223,7 @@ def _stoppable(args, debug: bool) -> int:
     try:
         return _run(args, debug)
     finally:
-        signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.close(write)  # the watchdog reads b"" and ends
