@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import shutil
+import stat
 import struct
 import subprocess
 from pathlib import Path
@@ -128,7 +129,23 @@ def _check_duration(name: str, frames: int, rate: int, max_seconds: float | None
                          f"into shorter files, or raise the bound (--max-audio-seconds, or max_audio_seconds= in Python)")
 
 
+def _is_stream(path: Path) -> bool:
+    """A FIFO, a character device or a socket: /dev/fd/N of a shell's `<(...)`, `mkfifo`."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def _read_file(path: Path, max_seconds: float | None, sample_rate) -> np.ndarray:
+    if _is_stream(path):
+        if sample_rate is not None:
+            raise AudioError(f"audio {path} is encoded audio with its own rate; omit sample_rate")
+        with open(path, "rb") as f:  # a stream can be read only once: whole, then decoded as bytes
+            data = io.BytesIO(f.read())
+        data.name = str(path)
+        return read_audio(data, max_seconds=max_seconds)
     if path.is_dir():
         raise AudioError(f"{path} is a directory, not an audio file; give the audio files inside it")
     if not path.is_file():

@@ -35,12 +35,15 @@ def load_pt(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
+        # torch words a refused global two ways ("Unsupported global: GLOBAL x", "unsupported GLOBAL x whose
+        # module ... is blocked"); any "Weights only load failed" is a refusal, never damage.
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(e), re.IGNORECASE)
+        if found or str(e).startswith("Weights only load failed"):
+            what = f" ({found.group(1)})" if found else ""
             raise ValueError(
-                f"{path} stores a Python object ({found.group(1)}), not just tensors: loading it needs a full "
-                f"unpickle, which can run arbitrary code; we only load with weights_only=True. Re-save it "
-                f"as a plain state_dict: torch.save(model.state_dict(), path)") from None
+                f"{path} stores a Python object{what}, not just tensors: loading it needs a full unpickle, "
+                f"which can run arbitrary code, so it was refused without running it (we only load with "
+                f"weights_only=True). Re-save it as a plain state_dict: torch.save(model.state_dict(), path)") from None
         raise ValueError(f"cannot read {path}: its pickle is damaged; the file is truncated or not a PyTorch "
                          f"checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:

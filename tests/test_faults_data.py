@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +320,54 @@ def test_resume_cer_after_a_changed_setting_reuses_nothing(bundle, tmp_path, cap
     assert json.loads(report.read_text())["resume"] == {"reused": 0, "computed": 2}
     lines = [json.loads(x) for x in (tmp_path / "r.partial.jsonl").read_text().splitlines()]
     assert lines[0]["partial_header"]["query"]["language"] == "en" and len(lines) == 3  # this run's alone
+
+
+# --- streams and pickles ------------------------------------------------------------------------
+
+def _fifo_of(tmp_path: Path, data: bytes) -> tuple[Path, threading.Thread]:
+    """A named pipe fed `data` by a thread; the write blocks until a reader opens the pipe."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return fifo, writer
+
+
+@pytest.mark.parametrize("reader", [audio.load_audio, read_audio])
+def test_stream_path_is_read_once_as_the_file_it_carries(reader, tmp_path):
+    """A FIFO (what /dev/fd/N of a shell's <(...) is) holds the same audio as the file fed into it."""
+    fifo, writer = _fifo_of(tmp_path, CLIP.read_bytes())
+    got = reader(str(fifo))
+    writer.join()
+    np.testing.assert_array_equal(got, audio.load_audio(CLIP))
+
+
+def test_stream_path_of_no_audio_names_it(tmp_path):
+    fifo, writer = _fifo_of(tmp_path, b"not audio at all" * 64)
+    with pytest.raises(AudioError, match=str(fifo)):
+        read_audio(fifo)
+    writer.join()
+
+
+def test_pickle_that_calls_os_system_is_refused_unrun(ws, capsys):
+    """torch words this refusal differently from a refused `open` ("unsupported GLOBAL posix.system
+    whose module posix is blocked"): still a refusal, never "truncated", and never run."""
+    pt, marker = ws.tmp / "system.pt", ws.tmp / "ran"
+    torch.save({"state_dict": torch.load(adaptor_pt(ws.tmp / "a.pt"), weights_only=True),
+                "hook": _System(f"touch {marker}")}, pt)
+    check(Fault(["convert", "adaptor", pt, "-o", ws.tmp / "out", *HEADS],
+                words=("refused without running it", "posix.system"), out=ws.tmp / "out", inputs=(pt,)), capsys)
+    assert not marker.exists()
+
+
+class _System:
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
