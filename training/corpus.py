@@ -464,18 +464,27 @@ def open_heldout(lang: str, n: int, seed: int, shares: tuple[float, float], prob
     """n compositions of 3-5 draws, and the token sequences of their adjacent pieces. A candidate
     is refused when one of those pairs occurs in `probe` training-like sentences (another seed),
     so the pairs are rare in any training text; training then refuses every sentence holding one."""
+    compositions, keys = open_pieces(lang, n, seed, shares, probe, exclude)
+    return [join(lang, parts) for parts in compositions], keys
+
+
+def open_pieces(lang: str, n: int, seed: int, shares: tuple[float, float], probe: int = 20000,
+                exclude: set[str] = frozenset()) -> tuple[list[list[str]], set[tuple[str, ...]]]:
+    """open_heldout's sentences as their pieces (where training.analyse finds the junctions)."""
     pr = random.Random(f"{seed}-{lang}-probe")
     seen = "|".join(_flat(lang, tokens(lang, train_sentence(lang, pr, *shares))) for _ in range(probe))
     r = random.Random(f"{seed}-{lang}-open")
-    out: list[str] = []
+    out: list[list[str]] = []
+    texts: set[str] = set()
     keys: set[tuple[str, ...]] = set()
     while len(out) < n:
         parts = pieces(lang, r, r.randint(3, 5))
         text = join(lang, parts)
         mine = {tokens(lang, join(lang, parts[i:i + 2])) for i in range(len(parts) - 1)}
-        if (len(tokens(lang, text)) <= OPEN_MAX_TOKENS[lang] and text not in exclude and text not in out
+        if (len(tokens(lang, text)) <= OPEN_MAX_TOKENS[lang] and text not in exclude and text not in texts
                 and not any(_flat(lang, k) in seen for k in mine)):
-            out.append(text)
+            out.append(parts)
+            texts.add(text)
             keys |= mine
     return out, keys
 

@@ -1,0 +1,268 @@
+"""Where the demonstration model's errors on the open sets come from, measured (the reference
+pipeline on the CPU, from the original files as training.evaluate reads them):
+
+- the LLM's transcript against the CTC head's, per set and per utterance (which of the two is
+  worse, and how often the LLM repairs or adds errors);
+- the LLM's errors classified, each run of edits between two matching stretches once:
+  `same_sound` (espeak-ng gives the reference and the transcript the same phonemes: 是/事,
+  sites/sights: no voice tells them apart), `tone_or_stress` (the same phonemes but a tone or a
+  stress mark), `word_boundary` (English: the same letters, cut into other words), `number` (a
+  run inside a number, time, date or money piece), `end_deletion`, `insertion`, and `other`;
+  and how many runs touch a junction of two pieces (the pairs training never heard together);
+- the cost of the held-out voices: each sentence spoken again, clean, (a) by the held-out
+  speaker (so the noisy clips' noise is measured), (b) by the held-out voice at the nearest
+  training speed and pitch, and (c) by a training voice at those, against the committed clips.
+
+Run:  python -m training.analyse models/demo [--json training/analysis.json] [--limit N]
+
+Needs espeak-ng (the re-spoken clips and the phoneme comparisons).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import jiwer
+
+from funasr_qwen4b.manifest import load_manifest
+from funasr_qwen4b.text import Counts, cer_text, char_counts, normalize, word_counts
+
+from . import corpus, data, speech
+from .evaluate import SETS
+
+OPEN_SETS = ("zh_open", "en_open")
+CATEGORIES = ("same_sound", "tone_or_stress", "word_boundary", "number", "end_deletion", "insertion", "other")
+CONDITIONS = {
+    "committed": "the committed clips (held-out voices, speeds and pitches; the last 10 with noise)",
+    "clean": "the same speakers, no noise",
+    "training_speed_pitch": "the held-out voice at the nearest training speed and pitch, clean",
+    "training_voice": "a training voice at the nearest training speed and pitch, clean",
+}
+# espeak-ng's phoneme strings: these characters mark tone (Mandarin) or stress (English).
+_TONE_STRESS = str.maketrans("", "", "0123456789',")
+
+
+@cache
+def phonemes(lang: str, text: str) -> str:
+    """What espeak-ng's default voice of the language says for `text` (its phoneme mnemonics,
+    word separators dropped)."""
+    voice = speech.ZH_VOICE if lang == "zh" else "en-us"
+    out = subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], check=True, capture_output=True,
+                         text=True).stdout
+    return "".join(out.replace("_|", "").replace("_", "").split())
+
+
+def nearest(value: int, choices: list[int]) -> int:
+    return min(choices, key=lambda c: (abs(c - value), c))
+
+
+def respoken(lang: str, spk: speech.Speaker, r: random.Random) -> dict[str, speech.Speaker]:
+    """The speakers of the re-spoken conditions for one committed clip's speaker."""
+    base, _, _ = spk.voice.partition("+")
+    speed, pitch = nearest(spk.speed, speech.SPEEDS), nearest(spk.pitch, speech.PITCHES)
+    trained_base = base if lang == "zh" or base in speech.EN_ACCENTS else speech.EN_ACCENTS[0]
+    variant = r.choice(speech.VARIANTS)
+    return {"clean": spk, "training_speed_pitch": speech.Speaker(spk.voice, speed, pitch),
+            "training_voice": speech.Speaker(f"{trained_base}+{variant}" if variant else trained_base, speed, pitch)}
+
+
+def tokens(lang: str, text: str) -> list[str]:
+    return list(cer_text(text)) if lang == "zh" else normalize(text).split()
+
+
+def junctions(lang: str, parts: list[str]) -> tuple[set[int], set[int]]:
+    """Token places (in tokens(lang, sentence)) next to a junction of two pieces, and those inside
+    a number, time, date or money piece (one that is neither a listed word nor a domain word)."""
+    words = set(corpus._word_table(lang)[0]) | set(corpus.DOMAIN[lang])
+    edge, number, at = set(), set(), 0
+    for i, p in enumerate(parts):
+        n = len(tokens(lang, p))
+        if i:
+            edge |= {at - 1, at}
+        if p not in words:
+            number |= set(range(at, at + n))
+        at += n
+    return edge, number
+
+
+def error_runs(ref: list[str], hyp: list[str]) -> list[tuple[int, int, int, int, int]]:
+    """(ref start, ref end, hyp start, hyp end, edits) of each run of edits between matches
+    (jiwer's alignment, as funasr_qwen4b.text counts them)."""
+    if not ref:
+        return [(0, 0, 0, len(hyp), len(hyp))] if hyp else []
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp)) if hyp else None
+    if out is None:
+        return [(0, len(ref), 0, 0, len(ref))]
+    runs, cur = [], None
+    for c in out.alignments[0]:
+        if c.type == "equal":
+            if cur:
+                runs.append(tuple(cur))
+            cur = None
+            continue
+        edits = (c.ref_end_idx - c.ref_start_idx) if c.type != "insert" else (c.hyp_end_idx - c.hyp_start_idx)
+        if cur is None:
+            cur = [c.ref_start_idx, c.ref_end_idx, c.hyp_start_idx, c.hyp_end_idx, edits]
+        else:
+            cur[1], cur[3], cur[4] = c.ref_end_idx, c.hyp_end_idx, cur[4] + edits
+    if cur:
+        runs.append(tuple(cur))
+    return runs
+
+
+def classify(lang: str, ref: list[str], hyp: list[str], parts: list[str]) -> list[dict]:
+    """Each run of the LLM's edits, with its category and whether it touches a junction."""
+    edge, number = junctions(lang, parts)
+    sep = "" if lang == "zh" else " "
+    out = []
+    for rs, re_, hs, he, edits in error_runs(ref, hyp):
+        r_text, h_text = sep.join(ref[rs:re_]), sep.join(hyp[hs:he])
+        places = set(range(rs, max(re_, rs + 1)))
+        if lang == "en" and r_text and h_text and r_text.replace(" ", "") == h_text.replace(" ", ""):
+            kind = "word_boundary"
+        elif r_text and h_text and phonemes(lang, r_text) == phonemes(lang, h_text):
+            kind = "same_sound"
+        elif r_text and h_text and phonemes(lang, r_text).translate(_TONE_STRESS) == \
+                phonemes(lang, h_text).translate(_TONE_STRESS):
+            kind = "tone_or_stress"
+        elif places & number and r_text:
+            kind = "number"
+        elif not h_text and re_ == len(ref):
+            kind = "end_deletion"
+        elif not r_text:
+            kind = "insertion"
+        else:
+            kind = "other"
+        out.append({"ref": r_text, "hyp": h_text, "edits": edits, "kind": kind, "junction": bool(places & edge)})
+    return out
+
+
+def score(lang: str, ref: str, hyp: str) -> Counts:
+    return char_counts(ref, hyp) if lang == "zh" else word_counts(ref, hyp)
+
+
+def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
+    from funasr_qwen4b.reference.pipeline import Pipeline
+
+    from funasr_qwen4b.audio import load_audio
+    from funasr_qwen4b.config import QueryConfig
+
+    d = Path(model_dir)
+    pipe = Pipeline.from_originals(d / "sensevoice", QueryConfig(language="zh"), adaptor=d / "adaptor.pt",
+                                   llm=d / "qwen3")
+    recipe = data.Recipe()
+    exclude = data.committed_texts()
+    result: dict = {"model": str(model_dir), "pipeline": "reference (PyTorch, float32), CPU", "unit": {}, "sets": {}}
+    for name in OPEN_SETS:
+        lang = name[:2]
+        result["unit"][name] = "characters" if lang == "zh" else "words"
+        old = corpus.heldout(lang, recipe.heldout_per_lang, recipe.seed, exclude)
+        compositions, _ = corpus.open_pieces(lang, recipe.open_per_lang, recipe.seed, data.OPEN_PROBE_SHARES,
+                                             exclude=exclude | set(old))
+        entries = load_manifest(SETS[name] / "test.jsonl")[:limit]
+        rows = [json.loads(line) for line in (SETS[name] / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+        r = random.Random(f"{recipe.seed}-{lang}-analyse")
+        totals = {c: {"llm": Counts(), "ctc": Counts()} for c in CONDITIONS}
+        noisy = {"clean": {"llm": Counts(), "ctc": Counts()}, "noise": {"llm": Counts(), "ctc": Counts()}}
+        by_voice: dict[str, Counts] = {}
+        kinds = {k: {"runs": 0, "edits": 0} for k in CATEGORIES}
+        junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
+        compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
+        utterances = []
+        for e, row, parts in zip(entries, rows, compositions):
+            if corpus.join(lang, parts) != e.text:
+                raise ValueError(f"{name}/{e.id}: the recipe's open sentence is not the committed one")
+            spk = speech.Speaker(row["voice"], row["speed"], row["pitch"])
+            outs = {"committed": pipe.run(load_audio(e.audio))}
+            for cond, s in respoken(lang, spk, r).items():
+                if cond == "clean" and row["condition"] == "clean":
+                    outs[cond] = outs["committed"]  # the committed clip is this speaker's clean speech
+                else:
+                    outs[cond] = pipe.run(speech.synthesize(e.text, s))
+            for cond, o in outs.items():
+                totals[cond]["llm"] += score(lang, e.text, o.text)
+                totals[cond]["ctc"] += score(lang, e.text, o.ctc.text)
+            o = outs["committed"]
+            llm, ctc = score(lang, e.text, o.text), score(lang, e.text, o.ctc.text)
+            noisy[row["condition"]]["llm"] += llm
+            noisy[row["condition"]]["ctc"] += ctc
+            variant = row["voice"].partition("+")[2] or "(none)"
+            by_voice[variant] = by_voice.get(variant, Counts()) + llm
+            compare["llm_better" if llm.errors < ctc.errors else "ctc_better" if ctc.errors < llm.errors else "same"] += 1
+            ref = tokens(lang, e.text)
+            edge, _ = junctions(lang, parts)
+            edge_tokens, ref_tokens = edge_tokens + len(edge & set(range(len(ref)))), ref_tokens + len(ref)
+            runs = classify(lang, ref, tokens(lang, o.text), parts)
+            for run in runs:
+                kinds[run["kind"]]["runs"] += 1
+                kinds[run["kind"]]["edits"] += run["edits"]
+                junction_runs += run["junction"]
+            runs_total += len(runs)
+            utterances.append({"id": e.id, "voice": row["voice"], "speed": row["speed"], "pitch": row["pitch"],
+                               "condition": row["condition"], "ref": e.text, "pieces": parts,
+                               **{f"{c}_llm": outs[c].text for c in CONDITIONS}, "committed_ctc": o.ctc.text,
+                               "errors": runs})
+        result["sets"][name] = {
+            "utterances": len(entries),
+            "conditions": {c: {"llm": totals[c]["llm"].rate, "ctc": totals[c]["ctc"].rate} for c in CONDITIONS},
+            "noise": {k: {"llm": v["llm"].rate, "ctc": v["ctc"].rate, "ref": v["llm"].ref} for k, v in noisy.items()},
+            "llm_vs_ctc": compare,
+            "llm_errors": {"edits": sum(k["edits"] for k in kinds.values()), "runs": runs_total, "kinds": kinds,
+                           "runs_at_junction": junction_runs,
+                           "tokens_at_junction_share": edge_tokens / max(1, ref_tokens)},
+            "by_voice": {v: {"rate": c.rate, "ref": c.ref} for v, c in sorted(by_voice.items())},
+            "utterance_rows": utterances,
+        }
+    return result
+
+
+def table(result: dict) -> str:
+    """The breakdown as the model card's Markdown table."""
+    sets = result["sets"]
+    head = "| | " + " | ".join(f"{n} ({'CER' if n.startswith('zh') else 'WER'})" for n in sets) + " |"
+    lines = [head, "| --- |" + " --- |" * len(sets)]
+
+    def row(label: str, cells) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    pct = lambda x: f"{100 * x:.1f} %"
+    row("LLM, committed clips", [pct(s["conditions"]["committed"]["llm"]) for s in sets.values()])
+    row("CTC head, committed clips", [pct(s["conditions"]["committed"]["ctc"]) for s in sets.values()])
+    row("utterances LLM better / CTC better / same",
+        [f"{s['llm_vs_ctc']['llm_better']} / {s['llm_vs_ctc']['ctc_better']} / {s['llm_vs_ctc']['same']}"
+         for s in sets.values()])
+    row("LLM, clean clips (first 50) / noisy (last 10, 20 dB)",
+        [f"{pct(s['noise']['clean']['llm'])} / {pct(s['noise']['noise']['llm'])}" for s in sets.values()])
+    for c in ("clean", "training_speed_pitch", "training_voice"):
+        row(f"LLM, re-spoken: {CONDITIONS[c]}", [pct(s["conditions"][c]["llm"]) for s in sets.values()])
+        row(f"CTC head, re-spoken: {CONDITIONS[c]}", [pct(s["conditions"][c]["ctc"]) for s in sets.values()])
+    for k in CATEGORIES:
+        row(f"LLM errors: {k.replace('_', ' ')} (edits, share)",
+            [f"{s['llm_errors']['kinds'][k]['edits']} ({100 * s['llm_errors']['kinds'][k]['edits'] / max(1, s['llm_errors']['edits']):.0f} %)"
+             for s in sets.values()])
+    row("error runs touching a junction of two pieces (tokens next to one)",
+        [f"{100 * s['llm_errors']['runs_at_junction'] / max(1, s['llm_errors']['runs']):.0f} % "
+         f"({100 * s['llm_errors']['tokens_at_junction_share']:.0f} %)" for s in sets.values()])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_dir")
+    ap.add_argument("--json", default="training/analysis.json", help="the full result (default %(default)s)")
+    ap.add_argument("--limit", type=int, help="the first N utterances of each set only")
+    args = ap.parse_args(argv)
+    result = analyse(args.model_dir, args.limit)
+    Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
