@@ -10,10 +10,14 @@
     for r in t.transcribe_files(paths): ...
     for i, r in t.transcribe_each(paths, batch_size=8): ...   # r: input i's result, or its own exception
     Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
+    Transcriber.load("nano/").transcribe("a.wav", hotwords=["通义", "FunASR"])   # a Fun-ASR-Nano bundle
 
 Long input is split at low-energy points (see `max_seconds`) and the texts are
 joined. Segments carry times from the CTC alignment (ctc.timed_segments): a new
-segment at each pause and after each sentence, with its words.
+segment at each pause and after each sentence, with its words. A Fun-ASR-Nano
+bundle (kind `funasr-nano`) has no CTC head: its results have no CTC fields
+(ctc_text, ctc_ids, tags), its segments are each piece's speech span, untimed
+within (no words), and `language` and `hotwords` make its prompt (prompt.nano_template).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
 from ..hub import resolve
 from ..nospeech import no_speech
-from ..prompt import AUDIO_SLOT, PRESETS, TRANSLATE_TEMPLATE, encode
+from ..prompt import AUDIO_SLOT, NANO_LANGUAGES, PRESETS, TRANSLATE_TEMPLATE, encode, nano_template
 from . import batching, checks
 from .backends import load_pipeline
 from .batching import Job
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 # English speech has more tokens a second than Chinese: its cap on generated tokens is higher.
 EN_TOKENS_PER_SECOND = 8.0
 AS_LOADED = "as loaded"  # a call's max_audio_seconds when it gives none: the Transcriber's own
+NANO = "funasr-nano"  # Bundle.kind of Fun-ASR-Nano: no CTC head, its prompt carries language and hotwords
 
 
 def _joinable(a: str, b: str) -> bool:
@@ -132,6 +137,9 @@ class Transcriber:
     max_seconds: float = 30.0
     ctc_only: bool = False
     max_audio_seconds: float | None = MAX_AUDIO_SECONDS
+    kind: str = "qwen4b"  # the bundle's model kind (Bundle.kind)
+    language: str | None = None  # Fun-ASR-Nano: the prompt's language for every call (None: auto)
+    fixed_template: bool = False  # Fun-ASR-Nano: load's `template=` holds the prompt; calls cannot make one
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, language: str | None = None,
@@ -142,7 +150,8 @@ class Transcriber:
         """`bundle`: a directory or a hub id (`user/bundle`: from the local cache when there,
         else downloaded; `hub` "huggingface" or "modelscope" and `revision` as funasr_qwen4b.hub
         resolves them). `language`: the encoder's language query row for every call (a call's
-        own `language=` wins); `template`: template text (default: the bundle's); `sources`:
+        own `language=` wins; for Fun-ASR-Nano the prompt's language: zh, en, ja or a language
+        name as FunASR takes it); `template`: template text (default: the bundle's); `sources`:
         where the reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
         fewer passes; MLX only) or "off" (default: the bundle's generation setting);
@@ -159,7 +168,13 @@ class Transcriber:
         if not isinstance(bundle, Bundle):
             bundle = resolve(bundle, hub=hub, revision=revision, what="bundle")
         b = as_bundle(bundle)
-        if language is not None:
+        nano = b.kind == NANO
+        if nano and query is not None:
+            raise ValueError(f"{b.root} is a Fun-ASR-Nano bundle: its encoder has no query rows; give language= "
+                             "(its prompt names the language)")
+        if nano and language is not None:
+            nano_template(language=language)  # a bad one refused now, not at the first call
+        elif language is not None:
             query = replace(query or b.query, language=language)
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
@@ -174,29 +189,59 @@ class Transcriber:
         if ctc_only and pipe.tokenizer is None:  # CTC ids without their pieces are no transcript
             raise ValueError(f"{b.root}/sensevoice has no tokenizer (its source had no .bpe.model): the CTC head's "
                              "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
-        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds)
+        if nano and speculate == "ctc":
+            log.warning("%s is a Fun-ASR-Nano bundle: it has no CTC head, so no CTC draft; decoding plain", b.root)
+        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language if nano else None,
+                   nano and template is not None)
+
+    def _template(self, language: str | None, hotwords) -> str | None:
+        """This call's prompt template: for Fun-ASR-Nano, its language and hotwords (None: the
+        pipeline's own); a hotword for a model without hotword training is refused."""
+        if hotwords is not None and (isinstance(hotwords, str) or not all(isinstance(w, str) for w in hotwords)):
+            raise TypeError(f"hotwords is a list of words, got {hotwords!r}")
+        hotwords = list(hotwords or [])
+        if self.kind != NANO:
+            if hotwords:
+                raise ValueError(f"hotwords: this model ({self.kind}) has no hotword training; hotwords work with a "
+                                 "Fun-ASR-Nano bundle")
+            return None
+        language = self.language if language is None else language
+        if not hotwords and language is None:
+            return None
+        if self.fixed_template:
+            raise ValueError("this Transcriber was loaded with template=, which holds the whole prompt: hotwords "
+                             "and language cannot be added to it; load it without template=")
+        return nano_template(hotwords, language)
 
     def _settings(self, language: str | None) -> tuple[QueryConfig, DecodeConfig | None]:
-        """This call's query rows and decoding rules; the pipeline's own stay as they are."""
-        query = self.pipeline.query if language is None else replace(self.pipeline.query, language=language)
+        """This call's query rows and decoding rules; the pipeline's own stay as they are (a
+        Fun-ASR-Nano language goes into its prompt, not the query)."""
+        nano = self.kind == NANO
+        query = self.pipeline.query if language is None or nano else replace(self.pipeline.query, language=language)
+        english = (self.language if language is None else language) in ("en", NANO_LANGUAGES["en"]) if nano \
+            else query.language == "en"
         decode = None if self.ctc_only else self.pipeline.setup.decode
-        if decode is not None and query.language == "en" and decode.tokens_per_second < EN_TOKENS_PER_SECOND:
+        if decode is not None and english and decode.tokens_per_second < EN_TOKENS_PER_SECOND:
             decode = replace(decode, tokens_per_second=EN_TOKENS_PER_SECOND)
         return query, decode
 
     def transcribe(self, audio, sample_rate: int | None = None, *, language: str | None = None,
                    on_text: Callable[[str], None] | None = None, translate: bool = False,
-                   max_audio_seconds: float | None = AS_LOADED) -> dict:
+                   hotwords: list[str] | None = None, max_audio_seconds: float | None = AS_LOADED) -> dict:
         """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
         read_audio) → text, segments with their times and words, tags, timings. `language`
-        sets the encoder's language query row for this call (zh, en, ...); `max_audio_seconds`
-        the longest audio this call accepts (default: as loaded; None: no bound)."""
+        sets the encoder's language query row for this call (zh, en, ...; Fun-ASR-Nano: its
+        prompt's language); `hotwords` (Fun-ASR-Nano only: a ValueError for a model without
+        hotword training) the words its prompt lists; `max_audio_seconds` the longest audio
+        this call accepts (default: as loaded; None: no bound)."""
         return _raising(self.transcribe_each([audio], sample_rate, language=language, on_texts=[on_text],
-                                             translate=translate, max_audio_seconds=max_audio_seconds))[0]
+                                             translate=translate, hotwords=hotwords,
+                                             max_audio_seconds=max_audio_seconds))[0]
 
     def transcribe_batch(self, audios: list, sample_rate: int | None = None, *, language: str | None = None,
                          on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
-                         batch_size: int = 16, max_audio_seconds: float | None = AS_LOADED) -> list[dict]:
+                         hotwords: list[str] | None = None, batch_size: int = 16,
+                         max_audio_seconds: float | None = AS_LOADED) -> list[dict]:
         """Several inputs, each result as `transcribe` gives it, in input order. Their pieces
         (long input split as `transcribe` splits it) go through the pipeline `batch_size` at a
         time, longest first so that a batch pads little: a batch decodes one token per pass
@@ -205,18 +250,19 @@ class Transcriber:
         error (the first in input order) once the others have run; `transcribe_each` gives each
         input's outcome instead. Timings are the batches' (each piece carries its batch's)."""
         return _raising(self.transcribe_each(_inputs(audios, "transcribe_batch"), sample_rate, language=language,
-                                             on_texts=on_texts, translate=translate, batch_size=batch_size,
-                                             max_audio_seconds=max_audio_seconds))
+                                             on_texts=on_texts, translate=translate, hotwords=hotwords,
+                                             batch_size=batch_size, max_audio_seconds=max_audio_seconds))
 
     def transcribe_each(self, audios: Iterable, sample_rate: int | None = None, *, language: str | None = None,
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
-                        batch_size: int = 1, window: int | None = None,
+                        hotwords: list[str] | None = None, batch_size: int = 1, window: int | None = None,
                         max_audio_seconds: float | None = AS_LOADED) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
         the input at fault gets an error, its own; inputs are read `window` at a time (default:
-        all), a window's outcomes given once it is done. Arguments as for transcribe_batch."""
+        all), a window's outcomes given once it is done. Arguments as for transcribe_batch: one
+        language and one hotword list, so one prompt, for every input of a call."""
         audios = _inputs(audios, "transcribe_each")
         if sample_rate is not None:
             checks.sample_rate(sample_rate)
@@ -227,10 +273,12 @@ class Transcriber:
         if on_texts is not None and len(on_texts) != len(audios):
             raise ValueError(f"on_texts has {len(on_texts)} entries for {len(audios)} inputs")
         on_texts = on_texts or [None] * len(audios)
+        template = self._template(language, hotwords)
         query, decode = self._settings(language)
+        shown = (language or self.language or "auto") if self.kind == NANO else query.language
         return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound),
-                             run=lambda pieces: self._run(pieces, query, decode), took=self._took,
-                             finish=lambda job: self._result(job, query, translate), batch_size=batch_size,
+                             run=lambda pieces: self._run(pieces, query, decode, template), took=self._took,
+                             finish=lambda job: self._result(job, shown, translate), batch_size=batch_size,
                              window=window)
 
     def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None,
@@ -254,7 +302,8 @@ class Transcriber:
                 stream.done(k)
         return job
 
-    def _run(self, pieces: list[batching.Piece], query: QueryConfig, decode: DecodeConfig | None) -> list:
+    def _run(self, pieces: list[batching.Piece], query: QueryConfig, decode: DecodeConfig | None,
+             template: str | None) -> list:
         """One pipeline call over pieces; a piece alone takes the pipeline's own path (speculation
         where it applies). The LLM's text streams as it is decoded; CTC text once it is there (_took)."""
         audio = [job.pieces[k] for job, k in pieces]
@@ -262,8 +311,8 @@ class Transcriber:
         feeds = [job.stream.run_feed(k) if job.stream is not None and not self.ctc_only else None
                  for job, k in pieces]
         if len(pieces) == 1:
-            return [self.pipeline.run(audio[0], on_text=feeds[0], query=query, decode=decode)]
-        return self.pipeline.run_batch(audio, feeds, query=query, decode=decode)
+            return [self.pipeline.run(audio[0], on_text=feeds[0], query=query, decode=decode, template=template)]
+        return self.pipeline.run_batch(audio, feeds, query=query, decode=decode, template=template)
 
     def _took(self, job: Job, k: int, out) -> None:
         if self.ctc_only:
@@ -273,13 +322,14 @@ class Transcriber:
         if job.stream is not None:
             job.stream.done(k)
 
-    def _result(self, job: Job, query: QueryConfig, translate: bool) -> dict:
+    def _result(self, job: Job, language: str, translate: bool) -> dict:
         """One input's result from its pieces' outputs and the stage times of the pipeline calls
         they were in."""
         outs = [job.outs[k] for k in sorted(job.outs)]
         seconds = round(job.samples.size / SAMPLE_RATE, 3)
         result = {"text": join_texts([o.text for o in outs]), "segments": self._all_segments(job),
-                  "language": query.language, **_ctc_fields(outs), "seconds": seconds, "chunks": len(job.bounds) - 1,
+                  "language": language, **({} if self.kind == NANO else _ctc_fields(outs)), "seconds": seconds,
+                  "chunks": len(job.bounds) - 1,
                   **self._decoded_fields(outs), "backend": self.backend.value}
         if job.silent and not outs:
             reasons = list(job.silent.values())
@@ -319,13 +369,15 @@ class Transcriber:
 
     def _segments(self, out, samples, offset: float) -> list[dict]:
         """One piece's transcript as timed segments (seconds into the whole audio), each with
-        its words and the ids that decode to it; the CTC alignment places them (ctc.timed_segments)."""
+        its words and the ids that decode to it; the CTC alignment places them (ctc.timed_segments).
+        Without a CTC head (Fun-ASR-Nano) the piece's speech is one segment, untimed within."""
         if self.ctc_only:
             text, ids, tok = out.ctc.text, out.ctc.text_ids, self.pipeline.tokenizer
             decode = tok.decode if tok is not None else None
         else:
             text, ids, decode = out.text, out.decoded.ids, self.pipeline.setup.text
-        found = ctc.timed_segments(text, out.ctc, self.pipeline.tokenizer, speech_regions(samples),
+        tokenizer = None if out.ctc is None else self.pipeline.tokenizer  # nothing to align with
+        found = ctc.timed_segments(text, out.ctc, tokenizer, speech_regions(samples),
                                    samples.size / SAMPLE_RATE)
         if not found:  # speech without a transcript: the piece, untimed within
             return [{"start": round(offset, 3), "end": round(offset + samples.size / SAMPLE_RATE, 3), "text": "",

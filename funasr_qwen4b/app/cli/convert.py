@@ -97,6 +97,8 @@ def cmd_llm(args) -> int:
 
 
 def cmd_bundle(args) -> int:
+    if args.funasr_nano is not None:
+        return cmd_nano(args)
     sensevoice = resolve_from(args, args.sensevoice, "SenseVoice")
     adaptor, llm = pt_file(resolve_from(args, args.adaptor, "adaptor")), resolve_from(args, args.llm, "LLM")
     refuse_writing_over_sources(args.output, [sensevoice, adaptor, llm], [Path(args.output)])
@@ -108,6 +110,40 @@ def cmd_bundle(args) -> int:
                        llm_options={"q_bits": args.q_bits, "embeddings_8bit": args.embeddings_8bit}, force=args.force)
     log.info("done: %s", args.output)
     return 0
+
+
+def cmd_nano(args) -> int:
+    src = resolve_from(args, args.funasr_nano, "Fun-ASR-Nano model")
+    refuse_writing_over_sources(args.output, [src], [Path(args.output)])
+    with needs_extras("convert"):
+        from funasr_qwen4b.convert.nano import convert_nano
+
+        convert_nano(src, args.output, dtype=args.dtype, q_bits=args.q_bits, force=args.force)
+    log.info("done: %s (Fun-ASR-Nano)", args.output)
+    return 0
+
+
+# What `convert bundle --funasr-nano` takes from its one source: these flags describe the
+# qwen4b model's parts and would be silently ignored. (flag, attribute, value when not given)
+NOT_FOR_NANO = (("--sensevoice", "sensevoice", None), ("--adaptor", "adaptor", None), ("--llm", "llm", None),
+                ("--embeddings-8bit", "embeddings_8bit", False), ("--language", "language", None),
+                ("--textnorm", "textnorm", None), ("--no-query", "no_query", False), ("--heads", "heads", 8),
+                ("--norm-first", "norm_first", False), ("--activation", "activation", "gelu"),
+                ("--eps", "eps", 1e-5), ("--drop-query-frames", "drop_query_frames", False),
+                ("--adaptor-q-bits", "adaptor_q_bits", None))
+
+
+def bundle_conflicts(args) -> str | None:
+    if args.funasr_nano is None:
+        if args.sensevoice is None:
+            return "give --sensevoice DIR (with --adaptor and --llm), or --funasr-nano SRC for a Fun-ASR-Nano bundle"
+        return conflicts(args)
+    given = [flag for flag, attr, unset in NOT_FOR_NANO if getattr(args, attr) != unset]
+    if given:
+        one = len(given) == 1
+        return f"--funasr-nano converts one Fun-ASR-Nano model whole (its encoder, adaptor and Qwen3 as " \
+               f"published): {', '.join(given)} {'does' if one else 'do'} not apply; drop {'it' if one else 'them'}"
+    return None
 
 
 def conflicts(args) -> str | None:
@@ -185,12 +221,17 @@ def add_parser(sub) -> None:
                          epilog="examples:\n  funasr-qwen4b convert bundle --sensevoice SenseVoiceSmall/ "
                          "--adaptor adaptor.pt --llm Qwen3-4B/ -o bundle/ -q 8\n"
                          "  funasr-qwen4b convert bundle --sensevoice iic/SenseVoiceSmall --adaptor adaptor.pt "
-                         "--llm Qwen/Qwen3-4B -o bundle/",
+                         "--llm Qwen/Qwen3-4B -o bundle/\n"
+                         "  funasr-qwen4b convert bundle --funasr-nano FunAudioLLM/Fun-ASR-Nano-2512 -o nano/\n"
+                         "  funasr-qwen4b convert bundle --funasr-nano Fun-ASR-Nano-2512-hf/ -o nano/ -q 4",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    bu.add_argument("--sensevoice", required=True,
-                    help="FunASR SenseVoiceSmall directory or hub id (iic/SenseVoiceSmall)")
+    bu.add_argument("--sensevoice", help="FunASR SenseVoiceSmall directory or hub id (iic/SenseVoiceSmall)")
     bu.add_argument("--adaptor", help="trained adaptor .pt (or owner/name[/FILE.pt] on a hub)")
     bu.add_argument("--llm", help="Hugging Face Qwen3 directory or hub id (Qwen/Qwen3-4B)")
+    bu.add_argument("--funasr-nano", metavar="SRC",
+                    help="instead of the three above: a Fun-ASR-Nano model whole, FunASR's layout (config.yaml, "
+                    "model.pt, its Qwen3 folder) or transformers' (-hf), a directory or hub id "
+                    "(FunAudioLLM/Fun-ASR-Nano-2512); --dtype, -q, --hub and --revision apply")
     _output_args(bu, "bundle")
     add_hub_args(bu)
     bu.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
@@ -199,7 +240,7 @@ def add_parser(sub) -> None:
     _llm_quant_args(bu)
     add_query_args(bu)
     _adaptor_args(bu)
-    bu.set_defaults(func=cmd_bundle, conflicts=conflicts)
+    bu.set_defaults(func=cmd_bundle, conflicts=bundle_conflicts)
 
     lm = csub.add_parser("llm", help="Hugging Face Qwen3 directory → BUNDLE/llm (mlx-lm conversion)",
                          description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "

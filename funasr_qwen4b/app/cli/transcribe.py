@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ...audio import AudioError
 from ...files import refuse_overwriting
+from ...prompt import NANO_LANGUAGES, nano_instruction
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
 from .args import (MAX_SECONDS, add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
@@ -111,24 +113,96 @@ class Printed:
             print(flush=True)
 
 
+NANO = "funasr-nano"  # Bundle.kind of Fun-ASR-Nano
+
+
+def hotword_list(text: str) -> list[str]:
+    """--hotwords: words separated by commas (ASCII or full-width), each stripped."""
+    words = [w.strip() for w in re.split("[,，]", text) if w.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(f"expected words separated by commas, e.g. \"通义,FunASR\"; got {text!r}")
+    for w in words:
+        try:
+            nano_instruction([w])
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return words
+
+
+hotword_list.__name__ = "list"
+
+
+def read_hotwords(path: str) -> list[str]:
+    """--hotwords-file: one hotword a line, UTF-8; empty lines skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--hotwords-file {path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                         f"UTF-8, one hotword a line") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--hotwords-file {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"--hotwords-file {path} is a directory; give a text file, one hotword a line") from None
+    words = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                nano_instruction([line.strip()])
+            except ValueError as e:
+                raise ValueError(f"--hotwords-file {path} line {n}: {e}") from None
+            words.append(line.strip())
+    if not words:
+        raise ValueError(f"--hotwords-file {path} holds no hotword (empty lines are skipped); one hotword a line")
+    return words
+
+
+def hotwords_from(args) -> list[str] | None:
+    return read_hotwords(args.hotwords_file) if args.hotwords_file else args.hotwords
+
+
+def nano_refusal(args, bundle) -> str | None:
+    """What a flag asks of a model kind that has no part to do it: one line, naming the flag."""
+    if bundle.kind != NANO:
+        if args.hotwords or args.hotwords_file:
+            flag = "--hotwords" if args.hotwords else "--hotwords-file"
+            return f"{flag}: {bundle.root} is a {bundle.kind} bundle, a model without hotword training; hotwords " \
+                   f"work with a Fun-ASR-Nano bundle (convert bundle --funasr-nano)"
+        return None
+    if args.ctc:
+        return f"--ctc: {bundle.root} is a Fun-ASR-Nano bundle, which has no CTC head; drop --ctc"
+    given = [f for f, v in (("--textnorm", args.textnorm), ("--no-query", args.no_query)) if v]
+    if given:
+        return f"{', '.join(given)}: {bundle.root} is a Fun-ASR-Nano bundle, whose encoder has no query rows; " \
+               f"drop {'it' if len(given) == 1 else 'them'} (--language goes into its prompt)"
+    if args.language not in (None, "auto", *NANO_LANGUAGES):
+        return f"--language {args.language}: Fun-ASR-Nano's prompt names {', '.join(NANO_LANGUAGES)} (or auto)"
+    return None
+
+
 def load_transcriber(args):
     from ..transcriber import Transcriber
 
     bundle = bundle_from(args)
+    refusal = nano_refusal(args, bundle)
+    if refusal is not None:
+        raise ValueError(refusal)
+    nano = bundle.kind == NANO
     decode = None
     if not args.ctc:
         decode = replace(bundle.decode, loop_guard=not args.no_loop_guard, speculate=args.speculate or
                          bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
                          no_repeat_ngram=args.no_repeat_ngram)
     return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
-                            query=query_from(args, None), decode=decode, max_seconds=args.max_seconds,
+                            query=None if nano else query_from(args, None), language=args.language if nano else None,
+                            decode=decode, speculate=args.speculate, max_seconds=args.max_seconds,
                             max_audio_seconds=args.max_audio_seconds, sources=sources_from(args))
 
 
 # What only the LLM does: with --ctc these flags would be silently ignored.
 LLM_FLAGS = {"translate": "--translate", "template": "--template", "template_file": "--template-file",
              "no_loop_guard": "--no-loop-guard", "repetition_penalty": "--repetition-penalty",
-             "no_repeat_ngram": "--no-repeat-ngram", "speculate": "--speculate"}
+             "no_repeat_ngram": "--no-repeat-ngram", "speculate": "--speculate", "hotwords": "--hotwords",
+             "hotwords_file": "--hotwords-file"}
 
 
 def conflicts(args) -> str | None:
@@ -148,11 +222,12 @@ def cmd_transcribe(args) -> int:
     said = Reports(args, inputs)
     refuse_overwriting([said.out_dir / f"{stem}.{fmt}" for stem in said.stems for fmt in said.formats],
                        [name for name in inputs if name != STDIN], "--output-dir/--output-format")
+    hotwords = hotwords_from(args)  # a bad file refused before the model loads
     t = load_transcriber(args)
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
     for i, r in t.transcribe_each([source(name) for name in inputs],
-                                  on_texts=said.printed, translate=args.translate, batch_size=args.batch_size,
-                                  window=args.batch_size):
+                                  on_texts=said.printed, translate=args.translate, hotwords=hotwords,
+                                  batch_size=args.batch_size, window=args.batch_size):
         said.outcome(i, r)
     return said.close()
 
@@ -227,13 +302,17 @@ def add_parser(sub) -> None:
                         "greedy, repeats collapsed, blanks dropped; the 4 query frames give the tags. Segments "
                         "(srt, vtt, tsv, json) are timed from the CTC alignment: a new one at each pause and after "
                         "each sentence. With several inputs a bad one is reported and skipped; the exit status is "
-                        "1 when any failed.",
+                        "1 when any failed. A Fun-ASR-Nano bundle (convert bundle --funasr-nano) has no CTC head: "
+                        "no --ctc, no tags, each piece's speech one segment without word times; --language (zh, en, "
+                        "ja) and --hotwords go into its prompt as FunASR writes it.",
                         epilog="examples:\n  funasr-qwen4b transcribe a.wav b.flac -m bundle/\n"
                         "  funasr-qwen4b transcribe talks/ -m bundle/ --output-dir subs/ --output-format srt\n"
                         "  ffmpeg -i a.mp4 -f wav - | funasr-qwen4b transcribe - -m bundle/\n"
                         "  funasr-qwen4b transcribe a.wav -m bundle/ --stream --language en\n"
                         "  funasr-qwen4b transcribe clips/ -m bundle/ --batch-size 16 --json > results.jsonl\n"
-                        "  funasr-qwen4b transcribe --ctc a.wav -m user/bundle --json",
+                        "  funasr-qwen4b transcribe --ctc a.wav -m user/bundle --json\n"
+                        "  funasr-qwen4b transcribe a.wav -m nano/ --hotwords \"通义,FunASR\" --language zh\n"
+                        "  funasr-qwen4b transcribe clips/ -m nano/ --hotwords-file names.txt --batch-size 8",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("audio", nargs="+", help="audio files, directories (their audio files), or - for standard input")
     add_model_arg(tr)
@@ -259,6 +338,12 @@ def add_parser(sub) -> None:
                    help="txt (one line per segment), srt, vtt, tsv (start/end in ms), json (the whole result); "
                    "default with --output-dir: all")
     add_template_args(tr)
+    g = tr.add_argument_group("hotwords (Fun-ASR-Nano only: its prompt lists them, as FunASR's hotwords= does; a "
+                              "model without hotword training refuses them)").add_mutually_exclusive_group()
+    g.add_argument("--hotwords", type=hotword_list, metavar="WORDS",
+                   help="words separated by commas, e.g. \"通义,FunASR\"")
+    g.add_argument("--hotwords-file", metavar="FILE",
+                   help="a UTF-8 text file, one hotword a line (empty lines skipped)")
     g = tr.add_argument_group("decoding (greedy)")
     g.add_argument("--no-loop-guard", action="store_true", help="do not cut n-gram repetition loops")
     g.add_argument("--repetition-penalty", type=finite(above=0),

@@ -42,7 +42,7 @@ def render(result: dict, fmt: str, *, task: str, model: str) -> JSONResponse | P
         "task": task, "language": "english" if task == "translate" else result["language"],
         "duration": duration, "text": text, "segments": [openai_segment(s) for s in segments],
         "usage": {"type": "duration", "seconds": duration},
-        "model": model, "tags": list(result["tags"]), "tokens": result["tokens"]})
+        "model": model, "tags": list(result.get("tags", [])), "tokens": result["tokens"]})  # no tags: no CTC head
 
 
 def sse(event: dict) -> str:

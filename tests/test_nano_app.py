@@ -1,0 +1,193 @@
+"""Fun-ASR-Nano on the user's side: `convert bundle --funasr-nano` (both published layouts, a hub
+id from a Hugging Face cache), `transcribe` (hotwords by flag and by file, batches, output files),
+the Python API, the refusals that name their flag, and a server holding a Nano and a qwen4b
+bundle at once, each request's `model` picking one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from funasr_qwen4b.app.cli import main
+from funasr_qwen4b.prompt import nano_template
+from tests.conftest import CLIPS
+
+CLIP = CLIPS / "zh_open_hours.wav"
+
+
+@pytest.fixture(scope="module")
+def nano_dir(tmp_path_factory):
+    """A tiny Fun-ASR-Nano in FunASR's layout, by FunASR's own FunASRNano (seeded)."""
+    from funasr_qwen4b.testing_nano import make_nano_dir
+
+    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
+
+
+@pytest.fixture(scope="module")
+def nano(nano_dir, tmp_path_factory):
+    """The FunASR-layout model converted by the command a user types."""
+    out = tmp_path_factory.mktemp("nano_bundle") / "nano"
+    assert main(["convert", "bundle", "--funasr-nano", str(nano_dir), "-o", str(out), "--dtype", "float32"]) == 0
+    return out
+
+
+class Spy:
+    """A pipeline wrapped to record the template each call passes (the prompt ids a template
+    makes are FunASR's own, token for token: tests/test_nano.py)."""
+
+    def __init__(self, pipeline):
+        self.pipeline, self.templates = pipeline, []
+
+    def __getattr__(self, name):
+        return getattr(self.pipeline, name)
+
+    def run(self, *args, template=None, **kwargs):
+        self.templates.append(("run", template))
+        return self.pipeline.run(*args, template=template, **kwargs)
+
+    def run_batch(self, *args, template=None, **kwargs):
+        self.templates.append(("run_batch", template))
+        return self.pipeline.run_batch(*args, template=template, **kwargs)
+
+
+def test_convert_both_layouts_and_hub_id(nano_dir, nano, tmp_path, monkeypatch, capsys):
+    """FunASR's layout (the fixture), transformers' -hf layout and a hub id resolved offline from a
+    Hugging Face cache all convert by `convert bundle --funasr-nano`; flags of the qwen4b parts are
+    refused by name, before any work."""
+    import huggingface_hub.constants
+
+    from funasr_qwen4b.bundle import Bundle
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+    from tests.test_hub import hf_layout
+
+    b = Bundle.read(nano)
+    assert b.kind == "funasr-nano" and b.precisions == {"sensevoice": "float32", "adaptor": "float32",
+                                                        "llm": "float32"}
+    hf = make_nano_hf_dir(tmp_path / "Fun-ASR-Nano-hf")
+    assert main(["convert", "bundle", "--funasr-nano", str(hf), "-o", str(tmp_path / "from_hf"), "-q", "8"]) == 0
+    b = Bundle.read(tmp_path / "from_hf")
+    assert b.kind == "funasr-nano" and b.precisions["llm"] == "8bit"
+    assert "config.json" in b.components["adaptor"].sources
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache / "hub"))
+    snap = hf_layout(cache, "FunAudioLLM/Fun-ASR-Nano-2512", nano_dir)
+    assert main(["convert", "bundle", "--funasr-nano", "FunAudioLLM/Fun-ASR-Nano-2512", "-o",
+                 str(tmp_path / "by_id"), "--hub", "huggingface"]) == 0
+    b = Bundle.read(tmp_path / "by_id")
+    assert b.kind == "funasr-nano" and b.components["llm"].entry["source_dir"] == str(snap)
+    capsys.readouterr()
+    assert main(["convert", "bundle", "--funasr-nano", "FunAudioLLM/Not-Cached", "-o", str(tmp_path / "x"),
+                 "--hub", "huggingface"]) == 2
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+    for extra in (["--llm", "Qwen3/"], ["--sensevoice", "sv/", "--heads", "4"], ["--adaptor-q-bits", "8"]):
+        assert main(["convert", "bundle", "--funasr-nano", str(hf), "-o", str(tmp_path / "y"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--funasr-nano" in err and all(f in err for f in extra if f.startswith("--"))
+    assert main(["convert", "bundle", "-o", str(tmp_path / "y")]) == 2
+    assert "--funasr-nano SRC" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_transcribe_plain_json_hotwords_batch_outputs(nano, tmp_path, capsys, monkeypatch):
+    """`transcribe` on a Nano bundle: plain text, --json without CTC fields, --hotwords and
+    --hotwords-file becoming the prompt FunASR builds, --batch-size 2 (one prompt for the batch),
+    output files; the segment is the piece's speech, without word times."""
+    from funasr_qwen4b.app import transcriber as tr
+
+    spies = []
+    load = tr.Transcriber.load.__func__
+
+    def spied(cls, *args, **kwargs):
+        t = load(cls, *args, **kwargs)
+        t.pipeline = Spy(t.pipeline)
+        spies.append(t.pipeline)
+        return t
+
+    monkeypatch.setattr(tr.Transcriber, "load", classmethod(spied))
+    assert main(["transcribe", str(CLIP), "-m", str(nano)]) == 0
+    plain = capsys.readouterr().out
+    assert spies[-1].templates == [("run", None)]  # the bundle's own: nano_template()
+
+    assert main(["transcribe", str(CLIP), "-m", str(nano), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["text"] + "\n" == plain and r["language"] == "auto" and r["tokens"] > 0
+    assert not {"ctc_text", "ctc_ids", "tags", "tag_ids"} & set(r)
+    [seg] = r["segments"]
+    assert seg["words"] == [] and 0.0 <= seg["start"] < seg["end"] <= r["seconds"]
+
+    assert main(["transcribe", str(CLIP), "-m", str(nano), "--hotwords", "通义， FunASR,", "--language", "en",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["language"] == "en"
+    assert spies[-1].templates == [("run", nano_template(["通义", "FunASR"], "en"))]
+
+    words = tmp_path / "hotwords.txt"
+    words.write_text("通义\n\n  阿里巴巴 \n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["transcribe", str(CLIP), str(CLIP), "-m", str(nano), "--hotwords-file", str(words),
+                 "--batch-size", "2", "--output-dir", str(out), "--output-format", "all"]) == 0
+    assert spies[-1].templates == [("run_batch", nano_template(["通义", "阿里巴巴"]))]
+    stored = json.loads((out / "zh_open_hours.wav.json").read_text(encoding="utf-8"))
+    assert stored["segments"][0]["tokens"] == seg["tokens"]  # the batch row decodes as the call alone
+    assert {p.suffix for p in out.iterdir()} == {".txt", ".srt", ".vtt", ".tsv", ".json"}
+
+
+def test_transcribe_refusals(nano, bundle, tmp_path, capsys):
+    """Each a one line naming its flag, exit 2, before any model loads: hotwords for a model
+    without hotword training, --ctc on Nano, both hotword flags, a bad hotwords file, a language
+    the Nano prompt does not name, query-row flags on Nano."""
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00")
+    marker = tmp_path / "marker.txt"
+    marker.write_text("ok\nx{audio}\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    cases = [(["-m", str(bundle), "--hotwords", "a,b"], "--hotwords: "),
+             (["-m", str(nano), "--ctc"], "--ctc: "),
+             (["-m", str(nano), "--hotwords-file", str(bad)], f"--hotwords-file {bad}: not UTF-8"),
+             (["-m", str(nano), "--hotwords-file", str(marker)], f"--hotwords-file {marker} line 2"),
+             (["-m", str(nano), "--hotwords-file", str(empty)], "holds no hotword"),
+             (["-m", str(nano), "--hotwords-file", str(tmp_path / "none.txt")], "no such file"),
+             (["-m", str(nano), "--language", "ko"], "--language ko"),
+             (["-m", str(nano), "--textnorm", "woitn"], "--textnorm")]
+    for args, said in cases:
+        assert main(["transcribe", str(CLIP), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    for args, said in [(["--hotwords", "a", "--hotwords-file", str(marker)], "not allowed with argument --hotwords"),
+                       (["--hotwords", " , "], "--hotwords"), (["--ctc", "--hotwords", "a"], "--hotwords")]:
+        assert main(["transcribe", str(CLIP), "-m", str(nano), *args]) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_api_hotwords_and_refusals(nano, bundle, caplog):
+    """Transcriber on a Nano bundle: hotwords and language per call (one prompt a call, whatever
+    the batch), --speculate ctc said in one line and decoded plain; hotwords on qwen4b a
+    ValueError; ctc_only on Nano refused."""
+    import logging
+
+    from funasr_qwen4b.app.transcriber import Transcriber
+
+    with caplog.at_level(logging.WARNING):
+        t = Transcriber.load(nano, speculate="ctc")
+    assert "no CTC draft; decoding plain" in caplog.text
+    spy = t.pipeline = Spy(t.pipeline)
+    r = t.transcribe(str(CLIP), hotwords=["开放时间"], language="ja")
+    assert r["drafted"] == 0 and r["language"] == "ja" and "ctc_text" not in r
+    rs = t.transcribe_batch([str(CLIP), str(CLIP)], hotwords=["开放时间"], language="ja", batch_size=2)
+    prompt = nano_template(["开放时间"], "ja")
+    assert spy.templates == [("run", prompt), ("run_batch", prompt)]
+    assert [x["segments"][0]["tokens"] for x in rs] == [r["segments"][0]["tokens"]] * 2
+    with pytest.raises(TypeError, match="list of words"):
+        t.transcribe(str(CLIP), hotwords="开放时间")
+    with pytest.raises(ValueError, match="hotword"):
+        t.transcribe(str(CLIP), hotwords=["{audio}"])
+    with pytest.raises(ValueError, match="no CTC head"):
+        Transcriber.load(nano, ctc_only=True)
+    with pytest.raises(ValueError, match="template="):
+        Transcriber.load(nano, template="funasr-nano").transcribe(str(CLIP), hotwords=["a"])
+    with pytest.raises(ValueError, match="no hotword training"):
+        Transcriber.load(bundle, ctc_only=True).transcribe(str(CLIP), hotwords=["a"])
