@@ -168,6 +168,7 @@ class Qwen3:
                 if len(out) >= max_tokens:
                     return
                 if bet is not None and ok == len(ahead):  # the bet holds: the next pass is already queued
+                    draft.after(y, at + ok)  # told of every token of the LLM's own (a simulated draft re-aligns)
                     at, ahead, preds = bet_at, bet, nxt
                     continue
                 stats.voided += bet is not None

@@ -45,7 +45,7 @@ def test_speedup_divides_by_the_best_plain_of_the_run():
     assert s["ratio_over_blocks"]["median"] == 2.5  # blocks: 2.0, 2.5, 3.125
     s = speedup(rep, "spec", "plain", others=[15.0])  # the stage table's plain was faster still
     assert s["best_plain_tok_s"] == 15.0 and s["over_best"] == 25.0 / 15.0
-    assert s["plain_tok_s"]["median"] == 10.0 and s["spec_tok_s"]["max"] == 30.0
+    assert s["speeds"]["plain"]["median"] == 10.0 and s["speeds"]["spec"]["max"] == 30.0
 
 
 def test_disagreement_beyond_the_spread_is_said():

@@ -86,16 +86,17 @@ def mlx_bench(bundle, in_memory: bool, samples: dict, reps: int, warmup: int, to
     if pipe.llm is None:
         return r
     near_10 = min(samples, key=lambda k: abs(k - 10))
-    r["decode_vs_bare_mlx_lm"] = mlx_decode_vs_bare(pipe, samples[near_10], tokens, reps)
+    c = r["clips"][f"{near_10:.0f}s"]
+    r["decode_vs_bare_mlx_lm"] = mlx_decode_vs_bare(pipe, samples[near_10], tokens, reps, warmup)
     if draft_rate is None and pipe.sensevoice.cfg.vocab_size is None:
         r["speculation"] = {"draft": None, "note": "no CTC head: nothing to draft from (--draft-rate simulates one)"}
     else:
-        spec = speculation_vs_plain(pipe, samples[near_10], tokens, reps, draft_rate)
-        c = r["clips"][f"{near_10:.0f}s"]
+        spec = speculation_vs_plain(pipe, samples[near_10], tokens, reps, draft_rate, warmup,
+                                    table_plain_tok_s=c.get("decode_tok_s"))
         decode = c["stages_s"]["llm_decode"]["median"]
-        if decode:  # the stage table's run with its decode stage sped up as measured
-            spec["rtf_with_speculation"] = (c["total_s"]["median"] - decode + decode / spec["decode_speedup"]) \
-                / c["audio_s"]
+        if decode:  # the stage table's run with its decode at speculation's median speed
+            spec["rtf_with_speculation"] = (c["total_s"]["median"] - decode
+                                            + (c["generated_tokens"] - 1) / spec["speculative_tok_s"]) / c["audio_s"]
         r["speculation"] = spec
     llm_bytes = mem.get("llm") or mem.get("all_weights")
     r["apple_projection"] = {"note": "projection, not a measurement: weight bytes per token vs bandwidth",
@@ -118,6 +119,10 @@ def stage_ratios(report: dict) -> dict:
     return out
 
 
+def spread_text(s: dict) -> str:
+    return f"blocks {s['min']:.2f}-{s['max']:.2f}, IQR {s['iqr'][0]:.2f}-{s['iqr'][1]:.2f}"
+
+
 def to_markdown(report: dict) -> str:
     m, st = report["machine"], report["settings"]
     lines = [f"# bench: {st['source']}", "",
@@ -134,17 +139,29 @@ def to_markdown(report: dict) -> str:
                          f"{c.get('peak_gib', float('nan')):.2f} |")
         if "decode_vs_bare_mlx_lm" in r:
             d = r["decode_vs_bare_mlx_lm"]
-            lines.append(f"\n{backend} decode, alternating runs: pipeline {d['pipeline_tok_s']:.1f} tok/s, bare mlx-lm "
-                         f"generate_step {d['bare_mlx_lm_tok_s']:.1f} tok/s; pipeline / bare = {d['ratio']:.3f}")
+            lines.append(f"\n{backend} decode, {d['blocks']['n']} interleaved blocks: pipeline {d['pipeline_tok_s']:.1f} "
+                         f"tok/s, bare mlx-lm generate_step {d['bare_mlx_lm_tok_s']:.1f} tok/s; pipeline / bare = "
+                         f"{d['ratio']:.3f} ({spread_text(d['ratio_over_blocks'])})")
         if r.get("speculation", {}).get("draft", "") is None:
             lines.append(f"{backend} speculation: n/a ({r['speculation']['note']})")
         elif "speculation" in r:
             sp = r["speculation"]
             what = f"simulated draft at rate {sp['draft_rate']:g}" if sp["draft"] == "simulated" else "CTC draft"
-            lines.append(f"{backend} speculation ({what}): {sp['speculative_tok_s']:.1f} vs plain {sp['plain_tok_s']:.1f} "
-                         f"tok/s = {sp['decode_speedup']:.2f}x decode, {sp['tokens_per_pass']:.2f} tokens per pass, "
-                         f"ids identical: {sp['ids_identical']}"
-                         + (f"; RTF with speculation {sp['rtf_with_speculation']:.4f}" if "rtf_with_speculation" in sp else ""))
+            v = sp["verify_vs_single"]
+            lines.append(f"{backend} speculation ({what}), {sp['blocks']['n']} interleaved blocks: "
+                         f"{sp['speculative_tok_s']:.1f} tok/s = {sp['decode_speedup']:.2f}x the best plain "
+                         f"{sp['best_plain_tok_s']:.1f} tok/s of the run; over each block's plain "
+                         f"{sp['ratio_over_blocks']['median']:.2f}x ({spread_text(sp['ratio_over_blocks'])}); "
+                         f"{sp['tokens_per_pass']:.2f} tokens per pass, ids identical: {sp['ids_identical']}"
+                         + (f" (first difference at {sp['first_difference']})" if sp["first_difference"] is not None
+                            else "")
+                         + (f"; draft re-aligned {sp['draft_realigned']} times" if "draft_realigned" in sp else "")
+                         + f"; a {v['pass_positions']}-position pass and one-position passes disagree at "
+                         f"{v['differ']} of {v['positions']} positions"
+                         + (f"; RTF with speculation {sp['rtf_with_speculation']:.4f}" if "rtf_with_speculation" in sp
+                            else ""))
+            if "warning" in sp:
+                lines.append(f"WARNING: {sp['warning']}")
         for name, c in r["clips"].items():
             if "peak_after_stage_gib" in c:
                 lines.append(f"{backend} {name} peak after each stage: " + ", ".join(

@@ -53,8 +53,9 @@ def speedup(blocks: dict, a: str, b: str, others: Iterable[float] = ()) -> dict:
     of B's block medians and `others` (B's speed measured elsewhere in the run, the stage table's)."""
     best = max([*blocks["speeds"][b], *others])
     a_med = statistics.median(blocks["speeds"][a])
-    return {"ratio_over_blocks": ratio(blocks, a, b), f"{a}_tok_s": spread(blocks["speeds"][a]),
-            f"{b}_tok_s": spread(blocks["speeds"][b]), f"best_{b}_tok_s": best, "over_best": a_med / best}
+    return {"ratio_over_blocks": ratio(blocks, a, b), "speeds": {a: spread(blocks["speeds"][a]),
+                                                                b: spread(blocks["speeds"][b])},
+            f"best_{b}_tok_s": best, "over_best": a_med / best}
 
 
 def disagreement(what: str, figure: float, blocks: dict, name: str) -> str | None:

@@ -9,8 +9,11 @@ import time
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..config import AdaptorConfig, EncoderConfig, FrontendConfig, QueryConfig, SenseVoiceConfig
 from ..prompt import PRESETS
+from ..wiring import Draft
+from .bench_blocks import disagreement, ratio, run_blocks, speedup, tokens_per_s
 from .bench_stages import QWEN3_4B, bench_decode, repeat
 
 log = logging.getLogger(__name__)
@@ -71,16 +74,70 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, adaptor_q_bits: i
     return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
 
 
-def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, reps: int, draft_rate: float | None) -> dict:
+class SimulatedDraft(Draft):
+    """A draft simulated from the LLM's own greedy ids, each kept with probability `rate` (iid,
+    seeded) and otherwise replaced by another id, re-aligned as a real CTC draft is: where the
+    LLM's token parts from plain greedy's (a near-tie a pass over several positions resolves
+    otherwise), the draft goes on from plain greedy's ids continued from the token the LLM chose
+    (`continue_from(prefix)`: the greedy ids given exactly `prefix`, `prefix` first), not from ids
+    of a text the LLM no longer writes. Draft positions are output positions. `spent`: seconds of
+    re-deriving (the draft's own work, not speculation's); `realigned`: how often."""
+
+    def __init__(self, plain_ids: list[int], rate: float, vocab: int, continue_from, seed: int = 0):
+        self.keep = np.random.default_rng(seed).random(len(plain_ids)) < rate
+        self.vocab, self.continue_from = vocab, continue_from
+        self.base, self.known, self.own = list(plain_ids), {}, {}
+        self.spent, self.realigned = 0.0, 0
+        super().__init__(self.noisy(self.base), None)
+
+    def noisy(self, base: list[int]) -> list[int]:
+        return [i if k else (i + 1) % self.vocab for i, k in zip(base, self.keep)]
+
+    def after(self, own: int, at: int, reach: int = 3) -> int:
+        if at == 0:  # a decode starts
+            self.own = {}
+        self.own[at] = own
+        if at >= len(self.ids):
+            return len(self.ids)
+        # what the LLM wrote so far: its own tokens where told, the draft's it accepted elsewhere
+        prefix = [self.own.get(i, self.ids[i]) for i in range(at + 1)]
+        if prefix != self.base[: at + 1]:
+            key = tuple(prefix)
+            if key not in self.known:
+                t = time.perf_counter()
+                self.known[key] = self.continue_from(prefix)[: len(self.ids)]
+                self.spent += time.perf_counter() - t
+            self.realigned += 1
+            self.base = self.known[key]
+            self.ids[at + 1:] = self.noisy(self.base)[at + 1:]
+        return at + 1
+
+
+def greedy_continuation(llm, embeds, tokens: int):
+    """prefix -> `prefix` and plain greedy's ids after it, `tokens` in all, given `embeds`."""
+    import mlx.core as mx
+
+    cfg = bench_decode(tokens, "off")
+
+    def continue_from(prefix: list[int]) -> list[int]:
+        mx.synchronize()  # a pass in flight is speculation's time, not the draft's
+        h = mx.concatenate([embeds, llm.embed(prefix)[None].astype(embeds.dtype)], axis=1)
+        return [*prefix, *llm.tokens(h, cfg, max(tokens - len(prefix), 1))]
+    return continue_from
+
+
+def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, blocks: int, draft_rate: float | None,
+                         warmup: int = 1, table_plain_tok_s: float | None = None) -> dict:
     """Decode with speculation against plain greedy decoding, on the same weights and input
-    embeddings, alternating run by run; both time the tokens after the first. The draft is
-    the clip's CTC transcript, or with `draft_rate` a simulated one: the LLM's own greedy ids,
-    each kept with that probability (iid, seeded) and otherwise replaced by another id.
-    `voided`: passes queued on a bet that failed (computed, thrown away)."""
+    embeddings, in interleaved blocks (bench_blocks); both time the tokens after the first. The
+    speed-up divides by the best plain figure of the run (`table_plain_tok_s`, the stage table's,
+    included); a stage table whose plain speed the blocks' contradict beyond their spread is
+    said. The draft is the clip's CTC transcript, or with `draft_rate` a SimulatedDraft.
+    `voided`: passes queued on a bet that failed (computed, thrown away); `verify_vs_single`: at
+    how many positions one pass over a whole window and one-position passes disagree."""
     import mlx.core as mx
 
     from ..decoding import DecodeStats
-    from ..wiring import Draft
 
     plain_cfg, spec_cfg = bench_decode(tokens, "off"), bench_decode(tokens, "ctc")
     out = pipe.run(samples, decode=plain_cfg)
@@ -89,56 +146,93 @@ def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, reps: int, draf
     if draft_rate is None:
         draft = pipe.setup.with_decode(spec_cfg).draft(out.ctc)
     else:
-        rng = np.random.default_rng(0)
-        keep = rng.random(len(plain_ids)) < draft_rate
-        ids = [i if k else (i + 1) % pipe.llm.model.args.vocab_size for i, k in zip(plain_ids, keep)]
-        draft = Draft(ids, pipe.setup.tokenizer)
+        draft = SimulatedDraft(plain_ids, draft_rate, pipe.llm.model.args.vocab_size,
+                               greedy_continuation(pipe.llm, embeds, tokens))
+    seen = {"plain": [], "speculative": []}
+    stats = DecodeStats()
 
-    def timed_decode(cfg, **kw) -> tuple[float, list[int]]:
-        gen = pipe.llm.tokens(embeds, cfg, tokens, **kw)
-        first = next(gen)
-        t = time.perf_counter()
-        rest = list(gen)
-        return len(rest) / (time.perf_counter() - t), [first, *rest]
+    def plain() -> float:
+        speed, ids = tokens_per_s(pipe.llm.tokens(embeds, plain_cfg, tokens))
+        seen["plain"].append(ids)
+        return speed
 
-    plain_tok_s, spec_tok_s, identical, stats = [], [], True, DecodeStats()
-    for keep_it in repeat(reps, 1):
-        p, ids_p = timed_decode(plain_cfg)
+    def speculative() -> float:
+        nonlocal stats
         stats = DecodeStats()
-        q, ids_q = timed_decode(spec_cfg, draft=draft, stats=stats)
-        identical &= ids_p == ids_q == plain_ids
-        if keep_it:
-            plain_tok_s.append(p)
-            spec_tok_s.append(q)
-    plain_med, spec_med = statistics.median(plain_tok_s), statistics.median(spec_tok_s)
-    return {"draft": "simulated" if draft_rate is not None else "ctc", "draft_rate": draft_rate,
-            "plain_tok_s": plain_med, "speculative_tok_s": spec_med, "decode_speedup": spec_med / plain_med,
-            "ids_identical": identical, "forwards": stats.forwards, "drafted": stats.drafted,
-            "accepted": stats.accepted, "voided": stats.voided,
-            "tokens_per_pass": (tokens - 1) / max(stats.forwards, 1), "pairs": reps}
+        speed, ids = tokens_per_s(pipe.llm.tokens(embeds, spec_cfg, tokens, draft=draft, stats=stats),
+                                  excluded=lambda: getattr(draft, "spent", 0.0))
+        seen["speculative"].append(ids)
+        return speed
+
+    rep = run_blocks({"speculative": speculative, "plain": plain}, n=blocks, warmup=warmup)
+    up = speedup(rep, "speculative", "plain", [table_plain_tok_s] if table_plain_tok_s else [])
+    spec_ids = seen["speculative"][-1]
+    parted = next((i for i, (a, b) in enumerate(zip(spec_ids, plain_ids)) if a != b), None)
+    r = {"draft": "simulated" if draft_rate is not None else "ctc", "draft_rate": draft_rate,
+         "plain_tok_s": up["speeds"]["plain"]["median"], "speculative_tok_s": up["speeds"]["speculative"]["median"],
+         "decode_speedup": up["over_best"], **up, "blocks": rep,
+         "ids_identical": all(ids == plain_ids for ids in seen["plain"] + seen["speculative"]),
+         "first_difference": parted, "forwards": stats.forwards, "drafted": stats.drafted,
+         "accepted": stats.accepted, "voided": stats.voided, "tokens_per_pass": (tokens - 1) / max(stats.forwards, 1),
+         "verify_vs_single": verify_vs_single(pipe.llm, embeds, plain_ids, spec_cfg.draft_tokens + 1)}
+    if draft_rate is not None:
+        r["draft_realigned"], r["draft_upkeep_s"] = draft.realigned, draft.spent
+    if table_plain_tok_s and (warn := disagreement("the stage table's plain decode", table_plain_tok_s, rep, "plain")):
+        log.warning(warn)
+        r["warning"] = warn
+    return r
 
 
-def mlx_decode_vs_bare(pipe, samples: np.ndarray, tokens: int, reps: int) -> dict:
-    """Our pipeline's decode against mlx-lm's generate_step alone, on the same
-    weights and input embeddings, alternating run by run so clocks and caches
-    treat both alike. Both time the tokens after the first (prefill excluded)."""
+def verify_vs_single(llm, embeds, plain_ids: list[int], positions: int) -> dict:
+    """Plain greedy's ids (one-position passes) fed back `positions` at a time, as a verify pass
+    feeds them: at how many positions the pass's argmax differs from the id plain greedy chose
+    there (near-ties that several rows resolve otherwise)."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from funasr_qwen4b.mlx_port.llm import greedy
+
+    cache = make_prompt_cache(llm.model)
+    h = embeds
+    for i in range(0, h.shape[1] - 1, llm.prefill_step):  # as speculation prefills
+        llm.model.model(None, cache, input_embeddings=h[:, i: min(i + llm.prefill_step, h.shape[1] - 1)])
+        mx.eval([c.state for c in cache])
+    first = greedy(llm.model(None, cache, input_embeddings=h[:, -1:])[0])[-1]
+    differ = int(first != plain_ids[0])
+    for start in range(0, len(plain_ids) - 1, positions):
+        fed = plain_ids[start: start + positions]
+        want = plain_ids[start + 1: start + 1 + len(fed)]
+        got = greedy(llm.model(mx.array(fed, dtype=mx.uint32)[None], cache)[0])[: len(want)]
+        differ += sum(a != b for a, b in zip(got, want))
+    return {"positions": len(plain_ids), "pass_positions": positions, "differ": differ,
+            "share": differ / len(plain_ids)}
+
+
+def mlx_decode_vs_bare(pipe, samples: np.ndarray, tokens: int, blocks: int, warmup: int = 1) -> dict:
+    """Our pipeline's decode (its token source under the shared rules) against mlx-lm's
+    generate_step alone, on the same weights and input embeddings, in interleaved blocks
+    (bench_blocks). Both time the tokens after the first (prefill excluded)."""
     import mlx.core as mx
     from mlx_lm.generate import generate_step
 
-    ours, bare = [], []
-    for timed in repeat(reps, 1):  # the first pair warms up
-        out = pipe.run(samples)
-        embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(out.audio_embeds))
-        gen = generate_step(mx.array([], dtype=mx.int32), pipe.llm.model, max_tokens=tokens + 1,
-                            input_embeddings=embeds[0])
-        next(gen)
-        t = time.perf_counter()
-        n = sum(1 for _ in gen)
-        if timed:
-            bare.append(n / (time.perf_counter() - t))
-            ours.append((len(out.decoded.ids) - 1) / out.decoded.decode_s)
-    return {"pipeline_tok_s": statistics.median(ours), "bare_mlx_lm_tok_s": statistics.median(bare),
-            "ratio": statistics.median(ours) / statistics.median(bare), "pairs": reps}
+    cfg = bench_decode(tokens)
+    out = pipe.run(samples, decode=cfg)
+    embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(out.audio_embeds))
+    setup, seconds = pipe.setup.with_decode(cfg), samples.size / SAMPLE_RATE
+
+    def pipeline() -> float:
+        d = setup.decoder(seconds).run(pipe.llm.tokens(embeds, cfg, cfg.token_cap(seconds) + 1))
+        return (len(d.ids) - 1) / d.decode_s
+
+    def bare() -> float:
+        return tokens_per_s(generate_step(mx.array([], dtype=mx.int32), pipe.llm.model, max_tokens=tokens,
+                                          input_embeddings=embeds[0]))[0]
+
+    rep = run_blocks({"pipeline": pipeline, "bare": bare}, n=blocks, warmup=warmup)
+    r = ratio(rep, "pipeline", "bare")
+    return {"pipeline_tok_s": statistics.median(rep["speeds"]["pipeline"]),
+            "bare_mlx_lm_tok_s": statistics.median(rep["speeds"]["bare"]), "ratio": r["median"],
+            "ratio_over_blocks": r, "blocks": rep}
 
 
 def projection(llm_bytes: int) -> dict:
