@@ -1125,7 +1125,7 @@ def test_9_every_numeric_flag_is_checked_at_parse_time():
     """No option takes a bare int or float (which take nan, inf, and any sign): each goes through a
     type of cli/args.py that names its range."""
     bare = [f"{' '.join(cmd)} {flag}" for cmd, flag, t in numeric_flags() if t in (int, float)]
-    assert bare == ["verify --workers"], bare  # verify.py's own (see docs/reliability.md)
+    assert bare == [], bare
 
 
 @pytest.mark.parametrize("cmd, flag", [(c, f) for c, f, t in numeric_flags() if t not in (int, float)],

@@ -191,3 +191,32 @@ def test_api_hotwords_and_refusals(nano, bundle, caplog):
         Transcriber.load(nano, template="funasr-nano").transcribe(str(CLIP), hotwords=["a"])
     with pytest.raises(ValueError, match="no hotword training"):
         Transcriber.load(bundle, ctc_only=True).transcribe(str(CLIP), hotwords=["a"])
+
+
+def test_parity_oracles_by_flag(tmp_path, capsys):
+    """`parity --oracle transformers --hf-dir DIR` on a bundle converted from FunASR's layout of the
+    same model (the -hf checkpoint mapped by convert.nano_hf.write_original): float32, exit 0,
+    the report names the oracle; the flags that do not go together refused by name."""
+    from funasr_qwen4b.convert.nano_hf import write_original
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+
+    hf = make_nano_hf_dir(tmp_path / "Fun-ASR-Nano-hf")
+    original = write_original(hf, tmp_path / "Fun-ASR-Nano")
+    b = tmp_path / "bundle"
+    assert main(["convert", "bundle", "--funasr-nano", str(original), "-o", str(b), "--dtype", "float32"]) == 0
+    report = tmp_path / "rep" / "parity.json"
+    capsys.readouterr()
+    assert main(["parity", "-m", str(b), "--audio", str(CLIP), "--mode", "chained", "--oracle", "transformers",
+                 "--hf-dir", str(hf), "--report", str(report)]) == 0
+    assert "(transformers oracle)" in capsys.readouterr().out
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["passed"] and data["meta"]["oracle"]["name"] == "transformers"
+    for args, said in [(["--hf-dir", str(hf)], "--hf-dir is where the transformers oracle"),
+                       (["--oracle", "transformers", "--hf-dir", str(hf), "--sensevoice-src", str(hf)],
+                        "--hf-dir and --sensevoice-src")]:
+        assert main(["parity", "-m", str(b), "--audio", str(CLIP), *args]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["parity", "-m", str(b), "--audio", str(CLIP), "--oracle", "transformers"]) == 2
+    assert "converted from FunASR's layout" in capsys.readouterr().err
+    assert main(["bench", "--synthetic", "nano", "--adaptor-q-bits", "8"]) == 2
+    assert "--adaptor-q-bits" in capsys.readouterr().err

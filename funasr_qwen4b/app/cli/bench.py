@@ -23,10 +23,13 @@ DEFAULT_CLIPS, DEFAULT_DTYPE = (5.0, 10.0, 30.0), "float16"
 
 def conflicts(args) -> str | None:
     if bool(args.model) == bool(args.synthetic):
-        return "give either -m BUNDLE or --synthetic full"
+        return "give either -m BUNDLE or --synthetic full|nano"
     given = lambda names: [flag for attr, flag in names.items() if getattr(args, attr) not in (None, False)]  # noqa: E731
     if args.model and given(SYNTHETIC_ONLY):
         return f"{', '.join(given(SYNTHETIC_ONLY))} shape the --synthetic models; -m BUNDLE's are as converted"
+    if args.synthetic == "nano" and args.adaptor_q_bits:
+        return "--adaptor-q-bits quantizes the qwen4b adaptor of --synthetic full; Fun-ASR-Nano's adaptor stays " \
+               "in --dtype"
     if args.batch_sizes and given(STAGES_ONLY):
         return f"{', '.join(given(STAGES_ONLY))} belong to the stage table; --batch-sizes measures whole batches " \
                "of 7-10 s clips instead"
@@ -82,13 +85,18 @@ def add_parser(sub) -> None:
                         "factor, prefill and decode tokens/s (decoding always runs --tokens tokens, EOS ignored), "
                         "measured memory (MLX active/peak; RSS for PyTorch), and for MLX the decode speed of bare "
                         "mlx-lm generate_step on the same weights. --synthetic full: real-size random weights "
-                        "(SenseVoiceSmall, the adaptor, Qwen3-4B), no download.",
+                        "(SenseVoiceSmall, the adaptor, Qwen3-4B), no download. --synthetic nano: Fun-ASR-Nano-2512's "
+                        "shapes, FunASR's FunASRNano written and converted; needs torch+FunASR; --dtype applies to "
+                        "every component.",
                         epilog="examples:\n  funasr-qwen4b bench -m bundle/ --json bench.json\n"
                         "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64\n"
-                        "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json",
+                        "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json\n"
+                        "  funasr-qwen4b bench --synthetic nano -q 4 --backend both",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(be, required=False)
-    be.add_argument("--synthetic", choices=["full"], help="real-size random weights instead of a bundle (MLX)")
+    be.add_argument("--synthetic", choices=["full", "nano"],
+                    help="real-size random weights instead of a bundle: full, the qwen4b model (MLX); nano, "
+                    "Fun-ASR-Nano-2512's shapes (FunASR's FunASRNano written and converted; needs torch+FunASR)")
     add_backend_arg(be, both=True)
     be.add_argument("--json", help="write the results as JSON")
     be.add_argument("--reps", type=integer(1), default=5, help="timed repetitions per clip (default 5)")
@@ -98,7 +106,7 @@ def add_parser(sub) -> None:
                     help="clip lengths in seconds, 1 to 600 each (default 5,10,30)")
     be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
     be.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
-                    help="--synthetic: encoder and adaptor dtype (default float16)")
+                    help="--synthetic: encoder and adaptor dtype (default float16); nano: every component's")
     be.add_argument("--adaptor-q-bits", type=int, choices=[4, 8],
                     help="--synthetic: quantize the adaptor's linear layers (as convert --adaptor-q-bits)")
     be.add_argument("--peer", action="store_true",

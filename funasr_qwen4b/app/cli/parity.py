@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 from pathlib import Path
@@ -12,7 +13,7 @@ from ...audio import load_audio, packaged_clip
 from ...bundle import Bundle
 from ...files import refuse_overwriting
 from .args import (add_model_arg, add_query_args, add_source_args, add_template_args, bundle_inputs, needs_extras,
-                   query_from, resolve_from, sources_from, template_from)
+                   query_conflict, query_from, resolve_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def run_parity(bundle_path, args, *, sources: dict | None = None, template: bool
     modes = MODES if args.mode == "both" else (args.mode,)
     rep = harness(bundle, samples, audio_name=str(args.audio), sources=sources,
                   template=template_from(args, bundle) if template else None,
-                  query=query_from(args, None) if template else None, modes=modes)
+                  query=query_from(args, None) if template else None, modes=modes,
+                  oracle=getattr(args, "oracle", "funasr"))
     print(reports.to_markdown(rep))
     if args.report:
         for p in reports.write(rep, args.report):
@@ -43,15 +45,25 @@ def run_parity(bundle_path, args, *, sources: dict | None = None, template: bool
         for p in reports.dump(rep, args.dump):
             log.info("wrote %s", p)
     if not rep.passed:
-        first = next((f"{m}: {rep.first_failure(m)}" for m in rep.results if rep.first_failure(m)), "CTC ids differ")
-        log.error("parity FAILED (%s)", first)
+        log.error("parity FAILED (%s)", rep.failure())
         return 1
     return 0
 
 
 def cmd_parity(args) -> int:
     with needs_extras("parity", torch="reference"):
-        return run_parity(resolve_from(args, args.model, "bundle"), args, sources=sources_from(args))
+        sources = sources_from(args)
+        if args.hf_dir is not None:  # transformers' Fun-ASR-Nano reads the -hf layout of the bundle's model
+            sources["sensevoice"] = resolve_from(args, args.hf_dir, "Fun-ASR-Nano -hf directory")
+        return run_parity(resolve_from(args, args.model, "bundle"), args, sources=sources)
+
+
+def conflicts(args) -> str | None:
+    if args.hf_dir is not None and args.oracle != "transformers":
+        return "--hf-dir is where the transformers oracle reads the model: give it with --oracle transformers"
+    if args.hf_dir is not None and args.sensevoice_src is not None:
+        return "--hf-dir and --sensevoice-src both say where the Fun-ASR-Nano original is: give one"
+    return query_conflict(args)
 
 
 def cmd_selfcheck(args) -> int:
@@ -95,13 +107,24 @@ def add_parser(sub) -> None:
                         "Tolerance: rel L2 ≤ 1e-5 for float32 bundles (MLX_ENABLE_TF32=0 is set unless you set it), "
                         "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance, or when CTC ids differ "
                         "in a float32 bundle (at reduced precision their agreement is reported).",
-                        epilog="example: funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json --dump taps/")
+                        epilog="examples:\n  funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json "
+                        "--dump taps/\n"
+                        "  funasr-qwen4b parity -m nano/ --audio a.wav                       # FunASR's FunASRNano\n"
+                        "  funasr-qwen4b parity -m nano/ --audio a.wav --oracle transformers --hf-dir "
+                        "Fun-ASR-Nano-2512-hf/",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(pa)
     _parity_args(pa)
+    pa.add_argument("--oracle", choices=["funasr", "transformers"], default="funasr",
+                    help="what the reference side runs: FunASR's own modules (default), or for a Fun-ASR-Nano "
+                    "bundle transformers' FunAsrNanoForConditionalGeneration")
+    pa.add_argument("--hf-dir", metavar="DIR",
+                    help="with --oracle transformers: the model's transformers (-hf) directory or hub id, for a "
+                    "bundle converted from FunASR's layout (one converted from -hf reads the directory it records)")
     add_template_args(pa)
     add_query_args(pa)
     add_source_args(pa)
-    pa.set_defaults(func=cmd_parity, strict_fp32=True)
+    pa.set_defaults(func=cmd_parity, strict_fp32=True, conflicts=conflicts)
 
     sc = sub.add_parser("selfcheck", help="build small original-format checkpoints, convert them, run parity",
                         description="No download: builds a small SenseVoiceSmall with FunASR's own class (random "

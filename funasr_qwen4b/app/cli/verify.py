@@ -9,7 +9,7 @@ import logging
 import time
 
 from ...files import nonfinite_tensors
-from .args import add_model_arg, bundle_from
+from .args import add_model_arg, bundle_from, integer
 
 log = logging.getLogger(__name__)
 
@@ -65,5 +65,5 @@ def add_parser(sub) -> None:
                        epilog="example: funasr-qwen4b verify -m bundle/")
     add_model_arg(p)
     p.add_argument("--sources", action="store_true", help="also check the original files by sha256")
-    p.add_argument("--workers", type=int, default=0, help="files hashed in parallel (default: one per CPU core)")
+    p.add_argument("--workers", type=integer(0), default=0, help="files hashed in parallel (default: one per CPU core)")
     p.set_defaults(func=cmd_verify)
