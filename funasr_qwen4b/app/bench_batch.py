@@ -2,8 +2,9 @@
 
 - Throughput: B clips of different lengths (about 10 s each) through the whole pipeline as
   one batch (Pipeline.run_batch), every row decoding exactly `tokens` tokens (EOS ignored):
-  audio seconds and decoded tokens per second of wall time, against a batch of one; the
-  peak memory of each size and what one more stream adds.
+  audio seconds and decoded tokens per second of wall time, against a batch of one block by
+  block (the sizes in interleaved blocks: bench_blocks); the peak memory of each size and what
+  one more stream adds.
 - Why rows do not speculate: one LLM forward pass over B rows of k new positions each, on a
   200-position cache, for k = 1 (plain decoding) and k = 8 (a verify pass): where k = 8
   costs about k times k = 1, a batch has no idle compute left for speculation to use.
@@ -21,6 +22,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..config import Backend
 from .backends import load_pipeline
+from .bench_blocks import ratio, run_blocks
 from .bench_mlx import mlx_synthetic
 from .bench_nano import nano_synthetic
 from .bench_stages import bench_decode, clip, machine, repeat
@@ -38,33 +40,47 @@ def ragged_clips(n: int, seconds: float = 10.0) -> list[np.ndarray]:
 
 
 def throughput(pipe, sizes: tuple[int, ...], tokens: int, reps: int, warmup: int) -> dict:
+    """Each size's whole-batch throughput, the sizes timed in interleaved blocks (bench_blocks:
+    `reps` blocks), each against batch 1 block by block."""
     import mlx.core as mx
 
-    cfg, rows = bench_decode(tokens), {}
-    for b in sizes:
+    cfg, peaks, walls, decode = bench_decode(tokens), {b: 0 for b in sizes}, {b: [] for b in sizes}, {}
+
+    def runner(b: int):
         clips = ragged_clips(b)
-        log.info("MLX: batch of %d ...", b)
-        walls = []
-        mx.reset_peak_memory()
-        for keep in repeat(reps, warmup):
+
+        def run() -> float:
+            mx.reset_peak_memory()
             t = time.perf_counter()
             outs = pipe.run_batch(clips, decode=cfg)
-            if keep:
-                walls.append(time.perf_counter() - t)
-        assert all(len(o.decoded.ids) == tokens for o in outs)
-        wall = statistics.median(walls)
-        rows[b] = {"wall_s": wall, "audio_s": sum(c.size for c in clips) / SAMPLE_RATE, "tokens": b * tokens,
-                   "audio_s_per_s": sum(c.size for c in clips) / SAMPLE_RATE / wall, "tokens_per_s": b * tokens / wall,
-                   "decode_tokens_per_s": b * (tokens - 1) / max(o.decoded.decode_s for o in outs),
-                   "peak_bytes": mx.get_peak_memory()}
+            wall = time.perf_counter() - t
+            assert all(len(o.decoded.ids) == tokens for o in outs)
+            peaks[b] = max(peaks[b], mx.get_peak_memory())
+            walls[b].append(wall)
+            decode[b] = b * (tokens - 1) / max(o.decoded.decode_s for o in outs)
+            return b * tokens / wall
+        return run, sum(c.size for c in clips) / SAMPLE_RATE
+
+    runs = {b: runner(b) for b in sizes}
+    log.info("MLX: batches of %s in %d interleaved blocks ...", ", ".join(map(str, sizes)), reps)
+    rep = run_blocks({str(b): run for b, (run, _) in runs.items()}, n=reps, warmup=warmup)
+    rows = {}
+    for b, (_, audio) in runs.items():
+        speed = statistics.median(rep["speeds"][str(b)])
+        wall = b * tokens / speed
+        rows[b] = {"wall_s": wall, "audio_s": audio, "tokens": b * tokens, "audio_s_per_s": audio / wall,
+                   "tokens_per_s": speed, "tokens_per_s_blocks": rep["speeds"][str(b)],
+                   "decode_tokens_per_s": decode[b], "peak_bytes": peaks[b]}
     one = rows.get(1)
     for b, r in rows.items():
         if one is not None:
-            r["speedup_vs_1"] = r["tokens_per_s"] / one["tokens_per_s"]
+            r["speedup_vs_1"] = ratio(rep, str(b), "1")
+            r["speedup_vs_best_1"] = r["tokens_per_s"] / max(rep["speeds"]["1"])
             if b > 1:
                 r["bytes_per_extra_stream"] = (r["peak_bytes"] - one["peak_bytes"]) / (b - 1)
-    return {"note": f"every row decodes {tokens} tokens (EOS ignored); clips 7-10 s, one batch per size",
-            "sizes": {str(b): r for b, r in rows.items()}}
+    return {"note": f"every row decodes {tokens} tokens (EOS ignored); clips 7-10 s; sizes timed in {reps} "
+                    f"interleaved blocks of {rep['k']} runs each",
+            "order": rep["order"], "sizes": {str(b): r for b, r in rows.items()}}
 
 
 def verify_cost(llm, sizes: tuple[int, ...], reps: int) -> dict:
@@ -120,15 +136,16 @@ def to_markdown(rep: dict) -> str:
     m, st = rep["machine"], rep["settings"]
     lines = [f"# Batching: {st['source']}", "",
              f"- machine: {m.get('system')} {m.get('machine')}, MLX {m.get('mlx')} on "
-             f"{m.get('mlx_gpu') or m.get('mlx_device')}; {st['tokens']} tokens a row, median of {st['reps']} after "
-             f"{st['warmup']} warm-up; weights {st['weights_bytes'] / 2**30:.2f} GiB", "",
-             "| batch | wall s | audio s / s | tokens / s | vs batch 1 | peak GiB | MiB per extra stream |",
+             f"{m.get('mlx_gpu') or m.get('mlx_device')}; {st['tokens']} tokens a row, {st['reps']} interleaved blocks "
+             f"after {st['warmup']} warm-up; weights {st['weights_bytes'] / 2**30:.2f} GiB", "",
+             "| batch | wall s | audio s / s | tokens / s | vs batch 1, median over blocks (min-max) | peak GiB "
+             + "| MiB per extra stream |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for b, r in rep["throughput"]["sizes"].items():
-        extra = r.get("bytes_per_extra_stream")
-        lines.append(f"| {b} | {r['wall_s']:.3f} | {r['audio_s_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
-                     f"{r.get('speedup_vs_1', float('nan')):.2f}x | {r['peak_bytes'] / 2**30:.2f} | "
-                     f"{'' if extra is None else f'{extra / 2**20:.0f}'} |")
+        extra, up = r.get("bytes_per_extra_stream"), r.get("speedup_vs_1")
+        vs_1 = f"{up['median']:.2f}x ({up['min']:.2f}-{up['max']:.2f})" if up else "-"
+        lines.append(f"| {b} | {r['wall_s']:.3f} | {r['audio_s_per_s']:.1f} | {r['tokens_per_s']:.0f} | {vs_1} | "
+                     f"{r['peak_bytes'] / 2**30:.2f} | {'' if extra is None else f'{extra / 2**20:.0f}'} |")
     lines += ["", f"One LLM pass, B rows × k positions ({rep['verify_cost']['note']}):", "",
               f"| batch | k = 1 ms | k = {VERIFY} ms | ratio |", "| ---: | ---: | ---: | ---: |"]
     for b, r in rep["verify_cost"]["batch"].items():
