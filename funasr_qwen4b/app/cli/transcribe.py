@@ -120,16 +120,13 @@ def hotword_list(text: str) -> list[str]:
     """--hotwords: words separated by commas (ASCII or full-width), each stripped."""
     words = [w.strip() for w in re.split("[,，]", text) if w.strip()]
     if not words:
-        raise argparse.ArgumentTypeError(f"expected words separated by commas, e.g. \"通义,FunASR\"; got {text!r}")
+        raise ValueError(f"--hotwords: expected words separated by commas, e.g. \"通义,FunASR\"; got {text!r}")
     for w in words:
         try:
             nano_instruction([w])
         except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+            raise ValueError(f"--hotwords: {e}") from None
     return words
-
-
-hotword_list.__name__ = "list"
 
 
 def read_hotwords(path: str) -> list[str]:
@@ -157,7 +154,9 @@ def read_hotwords(path: str) -> list[str]:
 
 
 def hotwords_from(args) -> list[str] | None:
-    return read_hotwords(args.hotwords_file) if args.hotwords_file else args.hotwords
+    if args.hotwords_file:
+        return read_hotwords(args.hotwords_file)
+    return None if args.hotwords is None else hotword_list(args.hotwords)
 
 
 def nano_refusal(args, bundle) -> str | None:
@@ -214,6 +213,11 @@ def conflicts(args) -> str | None:
     if args.ctc and llm_only:
         return f"{', '.join(llm_only)} set{'s' if len(llm_only) == 1 else ''} how the LLM decodes; --ctc uses " \
                "SenseVoice's CTC head and no LLM: drop one or the other"
+    if args.hotwords is not None:
+        try:
+            hotword_list(args.hotwords)
+        except ValueError as e:
+            return str(e)
     return query_conflict(args)
 
 
@@ -340,7 +344,7 @@ def add_parser(sub) -> None:
     add_template_args(tr)
     g = tr.add_argument_group("hotwords (Fun-ASR-Nano only: its prompt lists them, as FunASR's hotwords= does; a "
                               "model without hotword training refuses them)").add_mutually_exclusive_group()
-    g.add_argument("--hotwords", type=hotword_list, metavar="WORDS",
+    g.add_argument("--hotwords", metavar="WORDS",
                    help="words separated by commas, e.g. \"通义,FunASR\"")
     g.add_argument("--hotwords-file", metavar="FILE",
                    help="a UTF-8 text file, one hotword a line (empty lines skipped)")
