@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from funasr_qwen4b.text import normalize
 from training import corpus, data, speech, wordlists
 from training.tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
 from tests.conftest import HANG_S
@@ -115,6 +116,23 @@ def test_open_sentences_combine_pieces_training_never_combines(lang):
     assert all(len(corpus.tokens(lang, s)) <= corpus.OPEN_MAX_TOKENS[lang] for s in data.texts(recipe)[lang]["open"])
 
 
+def test_open_sentences_adjacent_words_never_said_together_in_training():
+    """English: where two pieces of an open sentence meet ("... five cents" + "men ..."), those two
+    words occur next to each other in no training sentence (templates included), found here by
+    plain text search; Mandarin has no word boundaries in its text, its pieces are its words."""
+    recipe = data.Recipe()
+    t = data.texts(recipe)["en"]
+    compositions, _ = corpus.open_pieces("en", recipe.open_per_lang, recipe.seed, data.OPEN_PROBE_SHARES,
+                                         exclude=data.committed_texts() | set(t["heldout"]))
+    assert [corpus.join("en", parts) for parts in compositions] == t["open"]
+    meet = {f" {normalize(a).split()[-1]} {normalize(b).split()[0]} " for parts in compositions
+            for a, b in zip(parts, parts[1:])}
+    assert len(meet) > recipe.open_per_lang
+    said = "|".join(f" {normalize(s)} " for s in t["train"])
+    assert not [m for m in meet if m in said]
+    assert " cents men " in meet  # the pair of en_open_007 ("... five cents" + "men ..."): the check sees it
+
+
 def test_training_text_mixes_templates_words_and_numbers():
     recipe = data.Recipe(train_per_lang=4000)
     train = data.texts(recipe)["en"]["train"]
@@ -138,10 +156,15 @@ def test_heldout_speakers_never_in_training():
         assert variant in variants and speed in speech.SPEEDS_HELDOUT and pitch in speech.PITCHES_HELDOUT
     assert not set(speech.VARIANTS_OPEN) & set(speech.VARIANTS)
     assert not set(speech.SPEEDS_HELDOUT) & set(speech.SPEEDS) and not set(speech.PITCHES_HELDOUT) & set(speech.PITCHES)
+    generated = set(speech.generated_variants(recipe.generated_voices))
+    assert not generated & set(speech.VARIANTS_OPEN) and len(generated) == recipe.generated_voices
+    said = [settings(it.speaker)[0] for it in train if it.text]
+    assert abs(sum(v in generated for v in said) / len(said) - recipe.generated_share) < 0.05
     for it in train:
         if it.text:
             variant, speed, pitch = settings(it.speaker)
-            assert variant in speech.VARIANTS and speed in speech.SPEEDS and pitch in speech.PITCHES
+            assert (variant in speech.VARIANTS or variant in generated) and speed in speech.SPEEDS \
+                and pitch in speech.PITCHES
             assert it.speaker.voice.partition("+")[0] not in speech.EN_ACCENTS_HELDOUT
         else:
             assert isinstance(it.speaker, speech.Sound)
@@ -150,13 +173,45 @@ def test_heldout_speakers_never_in_training():
 @needs_espeak
 def test_heldout_voices_sound_unlike_training_voices():
     """espeak-ng has aliases (caleb and klatt6 sound like klatt): no held-out variant may be one
-    of a training variant."""
+    of a training variant, named or generated; the generated ones are voices of their own."""
     def say(variant: str) -> bytes:
         voice = f"{speech.ZH_VOICE}+{variant}" if variant else speech.ZH_VOICE
         return speech.synthesize("今天下午三点", speech.Speaker(voice, 175, 50)).tobytes()
 
-    trained = {say(v) for v in speech.VARIANTS}
-    assert not [v for v in speech.VARIANTS_OPEN if say(v) in trained]
+    named = {say(v) for v in speech.VARIANTS}
+    generated = {say(v) for v in speech.generated_variants(speech.GENERATED_MAX)}
+    assert not [v for v in speech.VARIANTS_OPEN if say(v) in named | generated]
+    assert len(generated) == speech.GENERATED_MAX and not generated & named
+
+
+def test_generated_voices_are_drawn_from_their_names():
+    text = speech.variant_text("fq0007")
+    assert text == speech.variant_text("fq0007") != speech.variant_text("fq0008")
+    lines = dict(line.split(" ", 1) for line in text.splitlines())
+    assert lines["language"] == "variant" and lines["name"] == "fq0007"
+    low, high = map(int, lines["pitch"].split())
+    assert 65 <= low < high <= 310
+    with pytest.raises(ValueError, match="0..200"):
+        speech.generated_variants(speech.GENERATED_MAX + 1)
+
+
+def test_spec_augment_masks_the_same_bins_in_every_stacked_frame():
+    """FunASR's SpecAugLFR as the trainer builds it: one band of mel bins, the same in each of
+    the 7 stacked frames of a 560-wide LFR row, and one run of frames, each narrower than asked."""
+    import torch
+
+    from training import train
+
+    torch.manual_seed(0)
+    aug = train.spec_augment(train.Settings())
+    x, _ = aug(torch.ones(64, 40, 560), torch.full((64,), 40))
+    for row in x:
+        kept_frames = row.abs().sum(1) > 0
+        assert (~kept_frames).sum() < train.Settings.spec_time_width
+        bins = row[kept_frames.nonzero()[0, 0]].view(7, 80) == 0
+        assert (bins == bins[0]).all() and bins[0].sum() < train.Settings.spec_freq_width
+    assert (x == 0).any() and (x == 1).any()
+    assert train.spec_augment(train.Settings(spec_freq_width=0, spec_time_width=0)) is None
 
 
 def test_committed_heldout_sets_follow_the_recipe():

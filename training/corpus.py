@@ -489,6 +489,15 @@ def open_pieces(lang: str, n: int, seed: int, shares: tuple[float, float], probe
     return out, keys
 
 
+def junction_words(lang: str, compositions: list[list[str]]) -> set[tuple[str, ...]]:
+    """English: the two words that meet at each junction of two pieces ("... cents" + "men ...":
+    ("cents", "men")), which training must not say together either; Mandarin text has no word
+    boundaries, so its pairs are the pieces' own (open_pieces' keys)."""
+    if lang == "zh":
+        return set()
+    return {(tokens(lang, a)[-1], tokens(lang, b)[0]) for parts in compositions for a, b in zip(parts, parts[1:])}
+
+
 def training(lang: str, n: int, seed: int, shares: tuple[float, float], banned: set[str], pairs: Pairs) -> list[str]:
     """n training sentences (repeats allowed), none in `banned`, none holding one of `pairs`."""
     r = random.Random(f"{seed}-{lang}-train")

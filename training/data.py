@@ -48,20 +48,25 @@ class Recipe:
     """Everything that decides the data; stored in the checkpoint's config."""
 
     seed: int = 20261124
-    train_per_lang: int = 90000  # speech utterances
+    train_per_lang: int = 105000  # speech utterances
     heldout_per_lang: int = 50
     open_per_lang: int = 60
     open_nospeech: int = 7  # non-speech clips per open set: one of each kind
     # Of training sentences: templates (learnt early, and the old held-out sets are theirs), word
     # sequences, and the rest compositions (what the open sets are made of).
-    template_share: float = 0.15
-    broad_share: float = 0.40
+    # Templates are learnt (0 % on their held-out sets), so fewer of them and more word sequences.
+    template_share: float = 0.08
+    broad_share: float = 0.46
     nonspeech_share: float = 0.05  # non-speech clips per speech utterance
     copies: int = 1  # augmented copies per training clip (training.features makes one)
     snr_db: tuple[float, float] = (5.0, 35.0)  # white noise, drawn per copy
     noise_prob: float = 0.5
     gain_db: tuple[float, float] = (-12.0, 4.0)
     pad_s: float = 1.0  # up to this much silence before and after
+    # Training speakers: this share get one of the first N generated voice variants
+    # (speech.variant_text), the others one of espeak-ng's named ones.
+    generated_voices: int = speech.GENERATED_MAX
+    generated_share: float = 0.6
 
     @property
     def shares(self) -> tuple[float, float]:
@@ -92,15 +97,18 @@ def committed_texts() -> set[str]:
 def texts(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
     """Per language: the template held-out sentences ("heldout"), the open ones ("open") and the
     training sentences ("train"), which share no sentence with any held-out or committed set
-    and hold no adjacent pair of an open sentence's pieces."""
+    and hold no adjacent pair of an open sentence's pieces, nor (English) the two words that meet
+    where two of its pieces do."""
     exclude = committed_texts()
     out = {}
     for lang in LANGS:
         old = corpus.heldout(lang, recipe.heldout_per_lang, recipe.seed, exclude)
-        opened, pairs = corpus.open_heldout(lang, recipe.open_per_lang, recipe.seed, OPEN_PROBE_SHARES,
-                                            exclude=exclude | set(old))
+        pieces, pairs = corpus.open_pieces(lang, recipe.open_per_lang, recipe.seed, OPEN_PROBE_SHARES,
+                                           exclude=exclude | set(old))
+        opened = [corpus.join(lang, parts) for parts in pieces]
         train = corpus.training(lang, recipe.train_per_lang, recipe.seed, recipe.shares,
-                                exclude | set(old) | set(opened), corpus.Pairs(lang, pairs))
+                                exclude | set(old) | set(opened),
+                                corpus.Pairs(lang, pairs | corpus.junction_words(lang, pieces)))
         out[lang] = {"heldout": old, "open": opened, "train": train}
     return out
 
@@ -112,7 +120,8 @@ def items(recipe: Recipe) -> tuple[list[Item], list[Item]]:
         r = random.Random(f"{recipe.seed}-{lang}-speakers")
         heldout += [Item(f"{lang}_heldout_{i:03d}", lang, s, speech.draw_speaker(lang, r, True))
                     for i, s in enumerate(t["heldout"])]
-        train += [Item(f"{lang}_train_{i:05d}", lang, s, speech.draw_speaker(lang, r, False))
+        generated = (recipe.generated_voices, recipe.generated_share)
+        train += [Item(f"{lang}_train_{i:05d}", lang, s, speech.draw_speaker(lang, r, False, generated=generated))
                   for i, s in enumerate(t["train"])]
         rs = random.Random(f"{recipe.seed}-{lang}-nonspeech")
         quiet += [Item(f"{lang}_nonspeech_{i:05d}", lang, "", speech.draw_sound(rs))

@@ -3,7 +3,7 @@
 # the device machine's copy of the working tree; what is written to $OUT comes back.
 #
 #   bash training/gpu_calls.sh 1   # stage (once a machine), features, tokenizers, train until the pause
-#   bash training/gpu_calls.sh 2   # resume, finish the schedule, pack the model into $OUT
+#   bash training/gpu_calls.sh 2   # resume, finish the schedule, pack the model into $OUT, score it
 #
 # Call 2 needs the machine call 1 ran on: the checkpoint and the feature cache are in its /tmp.
 # Without them it stops at once and says so (exit 3); if call 1 finished the whole schedule,
@@ -48,8 +48,8 @@ case $call in
     if [ -f "$work/checkpoint.pt" ]; then
         use_stage
         rm -rf "$run"
-        # 10 s kept for packing
-        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - 10)))" \
+        # 15 s kept for packing and 75 s for the held-out scores
+        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - 90)))" \
             2>&1 | tee "$OUT/train2.log"
     elif [ -d "$run" ]; then
         echo "call 1 finished the schedule: packing $run" | tee "$OUT/train2.log"
@@ -61,6 +61,14 @@ case $call in
     tar czf - -C "$(dirname "$run")" "$(basename "$run")" | split -b 15m - "$OUT/demo.tgz."
     cp "$run/training_log.json" "$OUT/"
     echo "----- packed ($SECONDS s): $(ls "$OUT" | tr "\n" " ")" >> "$OUT/train2.log"
+    # The reference pipeline's scores on the held-out sets, in what is left of the call (the
+    # model is already packed: a failure here loses only these, which training.evaluate gives
+    # again on any CPU).
+    [ -n "$stage" ] && eval_args=(--funasr-modules-only) || eval_args=()
+    timeout "$((budget - SECONDS > 5 ? budget - SECONDS : 5))" "$py" -m training.evaluate "$run" \
+        --json "$OUT/evaluation.json" "${eval_args[@]}" >> "$OUT/train2.log" 2>&1 \
+        || echo "----- evaluation failed or ran out of time (exit $?): run training.evaluate here" >> "$OUT/train2.log"
+    echo "----- done ($SECONDS s)" >> "$OUT/train2.log"
     ;;
 *)
     echo "usage: gpu_calls.sh 1|2" >&2

@@ -8,10 +8,14 @@ training, so a held-out CER measures more than memorised sentences.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
+import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,69 @@ SPEEDS = [120, 130, 140, 150, 160, 170, 180, 190, 200, 210, 220, 230]  # words p
 SPEEDS_HELDOUT = [145, 175, 205]
 PITCHES = [25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
 PITCHES_HELDOUT = [42, 52, 62]
+# Generated voice variants (training only): vocal-tract length, formant heights and widths,
+# pitch range, voicing, breath and roughness drawn per name, since the open sets showed that a
+# voice never heard costs more than its sentence (training/analysis.json). Named fq0000...
+GENERATED_PREFIX = "fq"
+GENERATED_MAX = 200  # espeak-ng's list of voices holds 349; its own take about 111 of them
+
+
+def generated_variants(n: int) -> list[str]:
+    if not 0 <= n <= GENERATED_MAX:
+        raise ValueError(f"generated voices: {n} is not within 0..{GENERATED_MAX}")
+    return [f"{GENERATED_PREFIX}{i:04d}" for i in range(n)]
+
+
+def variant_text(name: str) -> str:
+    """A generated variant's espeak-ng voice file, drawn from its name alone."""
+    r = random.Random(f"espeak-variant-{name}")
+    female = r.random() < 0.5
+    base = r.randint(130, 210) if female else r.randint(65, 135)
+    tract = r.uniform(1.0, 1.16) if female else r.uniform(0.86, 1.03)  # formant frequencies scale together
+    lines = ["language variant", f"name {name}", f"gender {'female' if female else 'male'}",
+             f"pitch {base} {base + r.randint(15, 100)}"]
+    for k in range(9):
+        freq = round(100 * tract * r.uniform(0.94, 1.06)) if 1 <= k <= 5 else 100
+        lines.append(f"formant {k} {freq} {r.randint(65, 135)} {r.randint(70, 170)}")
+    lines += [f"voicing {r.randint(55, 115)}", f"consonants {r.randint(75, 135)} {r.randint(75, 135)}",
+              f"flutter {r.randint(0, 40)}", f"roughness {r.choice([0, 0, 0, 1, 2, 3])}"]
+    if r.random() < 0.3:
+        lines.append("breath " + " ".join(str(r.randint(0, 4)) for _ in range(8)))
+    return "\n".join(lines) + "\n"
+
+
+@cache
+def espeak_data() -> str:
+    """A data directory (--path) that holds espeak-ng's own data and the generated variants:
+    made once a machine, beside espeak-ng's data as `espeak-ng --version` names it (the staged
+    copy exports ESPEAK_DATA_PATH, which that line follows)."""
+    line = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True, text=True).stdout
+    src = Path(line.split("Data at:", 1)[1].strip())
+    texts = [(name, variant_text(name)) for name in generated_variants(GENERATED_MAX)]
+    key = hashlib.sha256(f"{src}\n".encode() + "".join(t for _, t in texts).encode()).hexdigest()[:12]
+    dest = Path(tempfile.gettempdir()) / f"fq-espeak-{key}"
+    if dest.is_dir():
+        return str(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    data = tmp / "espeak-ng-data"
+    data.mkdir()
+    for entry in src.iterdir():
+        if entry.name not in ("voices", "lang"):
+            (data / entry.name).symlink_to(entry)
+    # espeak-ng lists at most 349 voices and variants: only the two languages' voices go in.
+    for voice in [*(src / "lang").glob("gmw/en*"), *(src / "lang").glob("sit/cmn*")]:
+        (data / "lang" / voice.parent.name).mkdir(parents=True, exist_ok=True)
+        (data / "lang" / voice.parent.name / voice.name).symlink_to(voice)
+    (data / "voices" / "!v").mkdir(parents=True)
+    for variant in (src / "voices" / "!v").iterdir():
+        (data / "voices" / "!v" / variant.name).symlink_to(variant)
+    for name, text in texts:
+        (data / "voices" / "!v" / name).write_text(text, encoding="utf-8")
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest)
 
 
 @dataclass(frozen=True)
@@ -48,10 +115,14 @@ class Speaker:
         return asdict(self)
 
 
-def draw_speaker(lang: str, r: random.Random, heldout: bool, variants: list[str] | None = None) -> Speaker:
+def draw_speaker(lang: str, r: random.Random, heldout: bool, variants: list[str] | None = None,
+                 generated: tuple[int, float] = (0, 0.0)) -> Speaker:
+    """A speaker; `generated` (count, share): that share of training speakers get one of the
+    first `count` generated variants instead of a named one."""
     variants = variants or (VARIANTS_HELDOUT if heldout else VARIANTS)
     base = ZH_VOICE if lang == "zh" else r.choice(EN_ACCENTS_HELDOUT + EN_ACCENTS if heldout else EN_ACCENTS)
-    variant = r.choice(variants)
+    count, share = generated
+    variant = r.choice(generated_variants(count)) if count and r.random() < share else r.choice(variants)
     return Speaker(f"{base}+{variant}" if variant else base,
                    r.choice(SPEEDS_HELDOUT if heldout else SPEEDS), r.choice(PITCHES_HELDOUT if heldout else PITCHES))
 
@@ -63,7 +134,8 @@ def synthesize(text: str, spk: Speaker) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "tts.wav"
-        subprocess.run(["espeak-ng", "-v", spk.voice, "-s", str(spk.speed), "-p", str(spk.pitch), "-w", str(wav),
+        path = [f"--path={espeak_data()}"] if spk.voice.partition("+")[2].startswith(GENERATED_PREFIX) else []
+        subprocess.run(["espeak-ng", *path, "-v", spk.voice, "-s", str(spk.speed), "-p", str(spk.pitch), "-w", str(wav),
                         text], check=True, capture_output=True)
         data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
     data = data.mean(axis=1)

