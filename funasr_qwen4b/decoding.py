@@ -88,6 +88,37 @@ class DecodeStats:
     voided: int = 0
 
 
+@dataclass
+class Acceptance:
+    """The draft's running acceptance rate in one utterance: each draft token a pass verified
+    was kept or was the first one rejected (those after it were not tried), counted under a
+    uniform prior, so a draft with no record yet stands at 1/2."""
+
+    kept: int = 0
+    rejected: int = 0
+
+    def update(self, kept: int, offered: int) -> None:
+        self.kept += kept
+        self.rejected += kept < offered
+
+    @property
+    def rate(self) -> float:
+        return (self.kept + 1) / (self.kept + self.rejected + 2)
+
+
+def draft_size(costs: list[float], rate: float, window: int) -> int:
+    """How many draft tokens (0..window) the next pass verifies: the most expected tokens per
+    second, where a pass over 1 + n positions costs `costs[n]` (measured: pass_costs) and yields
+    its own token and each draft token while all before it are kept, each with probability
+    `rate`: 1 + rate + ... + rate^n tokens. Sizes beyond the measured ones are not chosen."""
+    best, size = 0.0, 0
+    for n in range(min(window, len(costs) - 1) + 1):
+        per_s = sum(rate ** i for i in range(n + 1)) / costs[n]
+        if per_s > best:
+            best, size = per_s, n
+    return size
+
+
 def loop_start(ids: list[int], cfg: DecodeConfig) -> int | None:
     """If `ids` ends in a loop, the index where its repeats begin (after the first copy)."""
     for n in range(1, cfg.loop_max_ngram + 1):

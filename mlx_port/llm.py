@@ -14,8 +14,8 @@ from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import load_model
 from transformers import AutoTokenizer
 
-from funasr_qwen4b import taps
-from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
+from funasr_qwen4b import pass_costs, taps
+from funasr_qwen4b.decoding import Acceptance, DecodeConfig, DecodeStats, draft_size, process_logits
 from funasr_qwen4b.prompt import Prompt
 from funasr_qwen4b.wiring import Draft
 
@@ -43,6 +43,9 @@ class Qwen3:
 
     def __init__(self, model):
         self.model = model
+        # Seconds of one pass over 1, 2, ... new positions on this machine (`bench --calibrate`),
+        # looked up in the user's cache on the first speculation; () where none are measured.
+        self.pass_costs: list[float] | tuple | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> "Qwen3":
@@ -57,6 +60,21 @@ class Qwen3:
     @property
     def dtype(self) -> mx.Dtype:
         return self.model.model.norm.weight.dtype
+
+    def identity(self) -> dict:
+        """What a pass's cost depends on: the shapes, the dtype, the quantization (bits, group)."""
+        a = self.model.args
+        shape = {k: getattr(a, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size",
+                                                  "num_attention_heads", "num_key_value_heads", "head_dim",
+                                                  "vocab_size", "tie_word_embeddings")}
+        quant = sorted({(m.bits, m.group_size) for _, m in self.model.named_modules() if hasattr(m, "bits")})
+        return {**shape, "dtype": str(self.dtype), "quantized": [list(q) for q in quant]}
+
+    def costs(self) -> list[float] | tuple:
+        """The measured pass costs for this machine and model, or () where none are cached."""
+        if self.pass_costs is None:
+            self.pass_costs = pass_costs.load(device_name(), self.identity()) or ()
+        return self.pass_costs
 
     def embed(self, ids: list[int]) -> mx.array:
         """[len(ids), hidden]"""
@@ -120,6 +138,11 @@ class Qwen3:
         Every id is the argmax given exactly the ids before it: the ids of plain greedy
         decoding.
 
+        How many draft tokens a pass verifies: with this machine's measured pass costs
+        (`costs`), the number that gives the most expected tokens per second at the draft's
+        running acceptance rate (`decoding.draft_size`); without them, the whole window, or
+        one token after a pass that kept none (the draft is likely lost there).
+
         Like mlx-lm's loop, the next pass may be queued before this one's ids are read, on the
         bet that this pass accepts all it verifies: it is fed this pass's last argmax still on
         the device, then the draft after it. A bet that fails costs a whole pass, computed and
@@ -141,8 +164,15 @@ class Qwen3:
             mx.async_eval(preds)
             return preds
 
+        costs, acceptance = self.costs(), Acceptance()
+
+        def size(missed_all: bool) -> int:
+            if costs:
+                return draft_size(costs, acceptance.rate, window)
+            return 1 if missed_all else window
+
         at = draft.after(y, 0)  # where in the draft the text after `out` is expected
-        ahead = draft.ids[at: at + min(window, max_tokens - len(out) - 1)]
+        ahead = draft.ids[at: at + min(size(False), max_tokens - len(out) - 1)]
         preds = launch(mx.array([y], dtype=mx.uint32), ahead)
         try:
             while True:
@@ -152,7 +182,7 @@ class Qwen3:
                 if room > 0 and likely:
                     # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
                     bet_at = at + len(ahead) + 1
-                    bet = draft.ids[bet_at: bet_at + min(window, room - 1)]
+                    bet = draft.ids[bet_at: bet_at + min(size(False), room - 1)]
                     nxt = launch(preds[len(ahead):], bet)
                 got = preds.tolist()
                 stats.forwards += 1  # passes whose ids are used
@@ -161,6 +191,7 @@ class Qwen3:
                     ok += 1
                 stats.drafted += len(ahead)
                 stats.accepted += ok
+                acceptance.update(ok, len(ahead))
                 y = got[ok]
                 for tok in [*ahead[:ok], y]:
                     out.append(tok)
@@ -175,15 +206,16 @@ class Qwen3:
                 # rejected positions of this pass, and a voided next pass, leave the cache
                 trim_prompt_cache(cache, len(ahead) - ok + (1 + len(bet) if bet is not None else 0))
                 at = draft.after(y, at + ok)  # the LLM's own token stood against draft position at + ok
-                # One token after a pass that kept none (the draft is likely lost there), else the
-                # whole window: a pass's cost is far from proportional to its positions, so a
-                # window grown step by step pays for middle sizes that cost about what a whole
-                # one does and keep fewer tokens (docs/performance.md has the costs per size).
-                size = 1 if ok == 0 < len(ahead) else window
-                ahead = draft.ids[at: at + min(size, max_tokens - len(out) - 1)]
+                ahead = draft.ids[at: at + min(size(ok == 0 < len(ahead)), max_tokens - len(out) - 1)]
                 preds = launch(mx.array([y], dtype=mx.uint32), ahead)
         finally:  # a caller that stops early (a cancelled request) leaves no pass in flight holding the cache
             mx.synchronize()
+
+
+def device_name() -> str:
+    """The device MLX computes on, by name, and MLX's version (its kernels set a pass's cost)."""
+    info = mx.device_info() if hasattr(mx, "device_info") else {}
+    return f"{mx.default_device()} {info.get('device_name', '')}, MLX {mx.__version__}"
 
 
 def greedy_ids(logits: mx.array) -> mx.array:

@@ -37,11 +37,9 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, adaptor_q_bits: i
     but the tokenizer): SenseVoiceSmall 70 layers, the 4-layer adaptor, Qwen3-4B."""
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx_lm.models.qwen3 import Model, ModelArgs
 
     from funasr_qwen4b.mlx_port.adaptor import AudioAdaptorQwen4B
     from funasr_qwen4b.mlx_port.encoder import SenseVoiceSmall
-    from funasr_qwen4b.mlx_port.llm import Qwen3
     from funasr_qwen4b.mlx_port.pipeline import Pipeline
     from funasr_qwen4b.testing import qwen_tokenizer
 
@@ -63,15 +61,27 @@ def mlx_synthetic(q_bits: int | None, dtype: str, tokens: int, adaptor_q_bits: i
     mx.eval(ad.parameters())
     mem["adaptor"] = mx.get_active_memory() - base
     base = mx.get_active_memory()
+    llm = synthetic_llm(q_bits)
+    mem["llm"] = mx.get_active_memory() - base
+    log.info("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
+    setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
+    return Pipeline(sv, None, QueryConfig(), ad, True, llm, setup), mem
+
+
+def synthetic_llm(q_bits: int | None):
+    """Qwen3-4B's shapes with random weights, bfloat16 (`q_bits`: quantized as mlx-lm does)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models.qwen3 import Model, ModelArgs
+
+    from funasr_qwen4b.mlx_port.llm import Qwen3
+
     model = Model(ModelArgs.from_dict(QWEN3_4B))
     model.set_dtype(mx.bfloat16)
     if q_bits:
         nn.quantize(model, group_size=64, bits=q_bits)
     mx.eval(model.parameters())
-    mem["llm"] = mx.get_active_memory() - base
-    log.info("MLX synthetic weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in mem.items()))
-    setup = LlmSetup.build(qwen_tokenizer(), PRESETS["raw"], bench_decode(tokens))
-    return Pipeline(sv, None, QueryConfig(), ad, True, Qwen3(model), setup), mem
+    return Qwen3(model)
 
 
 class SimulatedDraft(Draft):

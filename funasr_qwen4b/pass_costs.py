@@ -1,0 +1,57 @@
+"""What one LLM pass costs at 1, 2, ... new positions, measured on this machine for one model
+shape and precision (`bench --calibrate`), kept in the user's cache directory: speculation
+sizes each pass by it (`decoding.draft_size`). Keyed by the device's name and the model's
+identity (its shapes, dtype and quantization: weights' values do not change what a pass costs),
+written whole (atomic), and read leniently: a file that is unreadable or of another key is as
+none, with a warning, since calibrating again replaces it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from .atomic import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/funasr-qwen4b, or ~/.cache/funasr-qwen4b."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "funasr-qwen4b"
+
+
+def path_for(device: str, identity: dict) -> Path:
+    key = json.dumps({"device": device, "model": identity}, sort_keys=True)
+    return cache_dir() / f"pass-costs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def save(device: str, identity: dict, seconds: list[float], **about) -> Path:
+    """Seconds of one pass over 1..len(seconds) new positions; `about`: how it was measured."""
+    if not seconds or not all(s > 0 for s in seconds):
+        raise ValueError(f"pass costs must be positive seconds, got {seconds}")
+    path = path_for(device, identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"device": device, "model": identity, "seconds": list(seconds), **about})
+    return path
+
+
+def load(device: str, identity: dict) -> list[float] | None:
+    """The measured costs for this device and model, or None where none are cached."""
+    path = path_for(device, identity)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        seconds = rec["seconds"]
+        if rec["device"] != device or rec["model"] != identity or not seconds \
+                or not all(isinstance(s, (int, float)) and s > 0 for s in seconds):
+            raise ValueError("not this device's and model's positive seconds")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: unreadable pass costs (%s); speculation uses its rule without them until "
+                    "`funasr-qwen4b bench --calibrate` measures them again", path, e)
+        return None
+    return [float(s) for s in seconds]
