@@ -220,3 +220,66 @@ def test_parity_oracles_by_flag(tmp_path, capsys):
     assert "converted from FunASR's layout" in capsys.readouterr().err
     assert main(["bench", "--synthetic", "nano", "--adaptor-q-bits", "8"]) == 2
     assert "--adaptor-q-bits" in capsys.readouterr().err
+
+
+def test_server_holds_a_nano_and_a_qwen4b_bundle(nano, full_bundle, capsys):
+    """One server, two bundles: /v1/models lists each bundle's models, the request's `model` picks
+    one; Fun-ASR-Nano's `prompt` carries hotwords (commas or newlines) into its prompt, and requests
+    batch only with their like; funasr-qwen4b accepts `prompt` and ignores it as before, and refuses
+    a `hotwords` field in OpenAI's error shape."""
+    import threading
+    from concurrent.futures import Future
+
+    import numpy as np
+
+    from funasr_qwen4b.app.server import CTC_MODEL, LLM_MODEL, NANO_MODEL, ServerConfig, create_app
+    from funasr_qwen4b.app.server.slots import Waiting
+    from funasr_qwen4b.app.transcriber import Transcriber
+    from tests.test_server import HANG_S, LiveServer, _error, httpx
+
+    with LiveServer([full_bundle, nano], idle_unload=0) as s:
+        assert [m.id for m in s.client().models.list()] == [LLM_MODEL, CTC_MODEL, NANO_MODEL]
+        h = httpx.get(s.url + "/health", timeout=HANG_S).json()
+        assert h["default_model"] == LLM_MODEL and h["bundles"][NANO_MODEL] == str(nano)
+        assert httpx.post(f"{s.url}/v1/models/{NANO_MODEL}/load", timeout=HANG_S).status_code == 200
+        slot = s.manager.slots[NANO_MODEL]
+        spy = slot.model.pipeline = Spy(slot.model.pipeline)
+
+        with open(CLIP, "rb") as f:
+            r = s.client().audio.transcriptions.create(file=f, model=NANO_MODEL, prompt="通义, FunASR\n阿里巴巴",
+                                                       response_format="verbose_json")
+        assert spy.templates == [("run", nano_template(["通义", "FunASR", "阿里巴巴"]))]
+        direct = Transcriber.load(nano).transcribe(str(CLIP), hotwords=["通义", "FunASR", "阿里巴巴"])
+        assert r.text == direct["text"] and [g.tokens for g in r.segments] == [direct["segments"][0]["tokens"]]
+        assert s.post(audio=CLIP, model=NANO_MODEL, language="en").status_code == 200
+        assert spy.templates[-1] == ("run", nano_template(language="en"))
+        _error(s.post(audio=CLIP, model=NANO_MODEL, language="ko"), 400, "unsupported_language", "language")
+        _error(s.post(audio=CLIP, model=NANO_MODEL, prompt="a{audio}"), 400, "invalid_value", "prompt")
+        _error(s.post(audio=CLIP, model=NANO_MODEL, prompt="a", hotwords="b"), 400, "invalid_value", "hotwords")
+
+        plain = Transcriber.load(full_bundle).transcribe(str(CLIP))["text"]
+        r = s.post(audio=CLIP, model=LLM_MODEL, prompt="previous sentence, as OpenAI clients send it")
+        assert r.status_code == 200 and r.json()["text"] == plain
+        err = _error(s.post(audio=CLIP, model=LLM_MODEL, hotwords="通义"), 400, "unsupported_hotwords", "hotwords")
+        assert "no hotword training" in err["message"]
+        err = _error(s.post("/v1/audio/translations", audio=CLIP, model=CTC_MODEL), 400, "unsupported_task")
+        assert LLM_MODEL in err["message"] and NANO_MODEL in err["message"]
+
+        # requests waiting together batch by their prompt: hotwords are part of the key
+        def waiting(hotwords):
+            return Waiting(np.zeros(1600, np.float32), (None, False, hotwords), None, threading.Event(), Future())
+        items = [waiting(("a",)), waiting(()), waiting(("a",))]
+        with slot._count_lock:
+            slot.waiting = list(items)
+        assert slot._next_batch() == [items[0], items[2]] and slot._next_batch() == [items[1]]
+
+    with pytest.raises(ValueError, match="both qwen4b bundles"):
+        create_app(ServerConfig([str(full_bundle), str(full_bundle)]))
+    with pytest.raises(ValueError, match="not served here"):
+        create_app(ServerConfig([str(nano)], default_model=LLM_MODEL))
+    assert create_app(str(nano)).state.manager.default_model == NANO_MODEL
+    for args, said in [(["-m", str(full_bundle), "-m", str(full_bundle)], "both qwen4b bundles"),
+                       (["-m", str(nano), "--template", "chatml"], "--template/--template-file"),
+                       (["-m", str(nano), "--default-model", CTC_MODEL], "--default-model sensevoice-small")]:
+        assert main(["serve", *args]) == 2
+        assert said in capsys.readouterr().err

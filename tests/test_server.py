@@ -45,7 +45,7 @@ class LiveServer:
     between choosing it and listening on it."""
 
     def __init__(self, bundle, **options):
-        self.app = create_app(str(bundle), **options)
+        self.app = create_app([str(b) for b in bundle] if isinstance(bundle, list) else str(bundle), **options)
         self.manager = self.app.state.manager
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
@@ -90,10 +90,11 @@ class HeldDecoding:
     def __init__(self, pipe, decode):
         self.pipe, self.run, self.run_batch = pipe, pipe.run, pipe.run_batch
         self.produced, self.on, self.gone = [], threading.Event(), threading.Event()
-        pipe.run = lambda samples, rec=None, on_text=None, *, query=None, decode=None: self.run(
-            samples, rec, self._held(on_text), query=query, decode=self.decode(decode))
-        pipe.run_batch = lambda batch, on_texts=None, *, query=None, decode=None: self.run_batch(
-            batch, [self._held(f) for f in on_texts or [None] * len(batch)], query=query, decode=self.decode(decode))
+        pipe.run = lambda samples, rec=None, on_text=None, *, query=None, decode=None, template=None: self.run(
+            samples, rec, self._held(on_text), query=query, decode=self.decode(decode), template=template)
+        pipe.run_batch = lambda batch, on_texts=None, *, query=None, decode=None, template=None: self.run_batch(
+            batch, [self._held(f) for f in on_texts or [None] * len(batch)], query=query, decode=self.decode(decode),
+            template=template)
         self.decode = lambda d: decode(d or pipe.setup.decode)
 
     def _held(self, on_text):
@@ -442,6 +443,7 @@ def test_cli_serve(tmp_path, capsys):
 
     # the parser's copies, kept without importing FastAPI
     assert serve.MODEL_IDS == tuple(MODELS) and serve.MIN_UPLOAD_MB == slots.MIN_UPLOAD_MB
+    assert serve.KIND_MODELS == slots.KIND_MODELS
 
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out

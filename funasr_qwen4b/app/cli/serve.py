@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import replace
 
-from .args import MAX_SECONDS, add_model_arg, add_speculate_arg, add_template_args, bundle_from, finite, integer, \
+from ...bundle import Bundle
+from .args import MAX_SECONDS, add_hub_args, add_speculate_arg, add_template_args, finite, integer, resolve_from, \
     template_from
 
 log = logging.getLogger(__name__)
 
 MIN_UPLOAD_MB = 0.001  # server.slots.MIN_UPLOAD_MB, without importing FastAPI
-MODEL_IDS = ("funasr-qwen4b", "sensevoice-small")  # server.MODELS, without importing FastAPI
+MODEL_IDS = ("funasr-qwen4b", "sensevoice-small", "fun-asr-nano")  # server.MODELS, without importing FastAPI
+# server.KIND_MODELS, without importing FastAPI
+KIND_MODELS = {"qwen4b": ("funasr-qwen4b", "sensevoice-small"), "funasr-nano": ("fun-asr-nano",)}
 
 
 def add_parser(sub) -> None:
@@ -30,18 +32,26 @@ def add_parser(sub) -> None:
         "  POST /v1/audio/translations    English text (a second, text-only LLM pass)\n"
         "  GET  /v1/models, GET /health\n"
         "  POST /v1/models/ID/load, POST /v1/models/ID/unload (or DELETE /v1/models/ID)\n\n"
-        "Models: funasr-qwen4b (SenseVoice → adaptor → Qwen3; the bundle needs all three) and sensevoice-small "
-        "(SenseVoice's CTC head). Each loads on its first request and is unloaded after --idle-unload seconds "
-        "without one. Requests for one model queue on its own thread; those waiting together run as one batch. `prompt` and "
-        "`temperature` are accepted and ignored (greedy decoding, the bundle's prompt template).",
-        epilog="Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
+        "Models, by each bundle's kind (-m once per bundle, one of each kind): a qwen4b bundle serves "
+        "funasr-qwen4b (SenseVoice → adaptor → Qwen3; the bundle needs all three) and sensevoice-small "
+        "(SenseVoice's CTC head); a Fun-ASR-Nano bundle serves fun-asr-nano, whose `prompt` field carries "
+        "hotwords (separated by commas or newlines). Each model loads on its first request and is unloaded after "
+        "--idle-unload seconds without one. Requests for one model queue on its own thread; those waiting together "
+        "run as one batch. The other models accept `prompt` and ignore it, and refuse a `hotwords` field; "
+        "`temperature` is accepted and ignored (greedy decoding).",
+        epilog="examples:\n  funasr-qwen4b serve -m bundle/ --port 8000\n"
+        "  funasr-qwen4b serve -m bundle/ -m nano/ --default-model fun-asr-nano\n\n"
+        "Needs the serve extra: pip install 'funasr-qwen4b-mlx[serve]'. Binds 127.0.0.1 unless --host "
         "says otherwise; there is no authentication, so expose it only behind something that has.")
-    add_model_arg(sp)
+    sp.add_argument("-m", "--model", action="append", required=True, metavar="BUNDLE",
+                    help="bundle directory, or a hub id of one (e.g. user/bundle; see --hub); once per bundle, "
+                    "a qwen4b one and a Fun-ASR-Nano one at most")
+    add_hub_args(sp)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     sp.add_argument("--port", type=integer(1, 65535), default=8000, help="port (default %(default)s)")
     sp.add_argument("--default-model", choices=MODEL_IDS,
-                    help="model for requests that name none (default: funasr-qwen4b when the bundle has the "
-                    "adaptor and the LLM, else sensevoice-small)")
+                    help="model for requests that name none (default: the first bundle's: funasr-qwen4b when it "
+                    "has the adaptor and the LLM, else sensevoice-small; fun-asr-nano)")
     sp.add_argument("--idle-unload", type=finite(above=0, zero="never"), default=600.0, metavar="SECONDS",
                     help="unload a model after this many seconds without a request (default %(default)g; 0 = never)")
     sp.add_argument("--max-upload-mb", type=finite(MIN_UPLOAD_MB, zero="no limit"), default=25.0,
@@ -65,22 +75,42 @@ def add_parser(sub) -> None:
     sp.set_defaults(func=cmd_serve, handles_signals=True)
 
 
+def bundles_from(args) -> dict[str, Bundle]:
+    """Each -m's bundle by its kind (not a bundle, two of a kind, a flag no bundle takes: one line)."""
+    bundles: dict[str, Bundle] = {}
+    for spec in args.model:
+        b = Bundle.read(resolve_from(args, spec, "bundle"))
+        if b.kind in bundles:
+            raise ValueError(f"-m {spec} and -m {bundles[b.kind].root} are both {b.kind} bundles; a server holds one "
+                             f"of each kind (a {b.kind} bundle serves {', '.join(KIND_MODELS[b.kind])})")
+        bundles[b.kind] = b
+    served = [m for kind in bundles for m in KIND_MODELS[kind]]
+    if args.default_model is not None and args.default_model not in served:
+        raise ValueError(f"--default-model {args.default_model}: no -m bundle serves it (these serve "
+                         f"{', '.join(served)})")
+    if (args.template or args.template_file) and "qwen4b" not in bundles:
+        raise ValueError("--template/--template-file set funasr-qwen4b's prompt; no -m bundle is a qwen4b one "
+                         "(Fun-ASR-Nano's prompt is built from each request's language and hotwords)")
+    return bundles
+
+
 def cmd_serve(args) -> int:
-    bundle = bundle_from(args)  # not a bundle: a one-line error before anything starts
+    bundles = bundles_from(args)  # not a bundle: a one-line error before anything starts
     try:
         from ..server import ServerConfig, serve
     except ImportError as e:
         raise ValueError(f"serve needs FastAPI, uvicorn and python-multipart ({e}); "
                          "pip install 'funasr-qwen4b-mlx[serve]'") from None
-    if not bundle.has("adaptor", "llm"):
-        missing = [c for c in ("adaptor", "llm") if not bundle.has(c)]
-        log.warning("the bundle has no %s: funasr-qwen4b will answer 503; sensevoice-small serves",
+    qwen4b = bundles.get("qwen4b")
+    if qwen4b is not None and not qwen4b.has("adaptor", "llm"):
+        missing = [c for c in ("adaptor", "llm") if not qwen4b.has(c)]
+        log.warning("%s has no %s: funasr-qwen4b will answer 503; sensevoice-small serves", qwen4b.root,
                     ", ".join(missing))
-    cfg = ServerConfig(str(bundle.root), default_model=args.default_model, idle_unload=args.idle_unload,
-                       max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
-                       max_seconds=args.max_seconds, template=template_from(args, bundle),
-                       batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
-                       decode=replace(bundle.decode, speculate=args.speculate) if args.speculate else None)
-    log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", args.model, args.host, args.port)
+    cfg = ServerConfig([str(b.root) for b in bundles.values()], default_model=args.default_model,
+                       idle_unload=args.idle_unload, max_upload_mb=args.max_upload_mb,
+                       max_audio_seconds=args.max_audio_seconds, max_seconds=args.max_seconds,
+                       template=template_from(args, qwen4b) if qwen4b is not None else None,
+                       batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000, speculate=args.speculate)
+    log.info("serving %s on http://%s:%d/v1 (Ctrl-C stops)", ", ".join(args.model), args.host, args.port)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -2,13 +2,15 @@
 
     funasr-qwen4b serve -m bundle/ --port 8000
     curl -F file=@clip.wav -F model=funasr-qwen4b http://127.0.0.1:8000/v1/audio/transcriptions
+    funasr-qwen4b serve -m bundle/ -m nano/       # a qwen4b and a Fun-ASR-Nano bundle at once
+    curl -F file=@clip.wav -F model=fun-asr-nano -F prompt=通义,FunASR http://127.0.0.1:8000/v1/audio/transcriptions
 
 Endpoints (OpenAI's request and response shapes, its error shape
 `{"error": {"message", "type", "param", "code"}}` for every 4xx/5xx):
 
     POST   /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format, stream
     POST   /v1/audio/translations     multipart: file, model, prompt, response_format (English text)
-    GET    /v1/models                 both models, with `loaded`
+    GET    /v1/models                 the models served, with `loaded`
     GET    /v1/models/{id}
     POST   /v1/models/{id}/load       load now (otherwise the first request loads it)
     POST   /v1/models/{id}/unload     free it now (DELETE /v1/models/{id} does the same)
@@ -21,11 +23,15 @@ other model keeps serving), 500 only for a bug. A client that goes before its an
 (a timeout, a closed connection) is not decoded: its queued job is skipped and a
 running one stops at its next piece of text, streaming or not.
 
-Two models, each a `Transcriber`: `funasr-qwen4b` (SenseVoice → adaptor →
-Qwen3) and `sensevoice-small` (SenseVoice's own CTC head). Each model has one
+Models, each a `Transcriber`, by the kind of each bundle given (one bundle of
+each kind): a qwen4b bundle serves `funasr-qwen4b` (SenseVoice → adaptor →
+Qwen3) and `sensevoice-small` (SenseVoice's own CTC head); a Fun-ASR-Nano bundle
+serves `fun-asr-nano`, whose `prompt` field carries hotwords (words separated by
+commas or newlines; the other models accept `prompt` and ignore it, and refuse
+the extra `hotwords` field with 400). Each model has one
 worker thread: loading, decoding and unloading all happen there, in order, so
 the requests for one model queue while the event loop stays free. Requests that
-wait together (same language and task) run as one batch of up to `batch_size`
+wait together (same language, task and hotwords) run as one batch of up to `batch_size`
 (Transcriber.transcribe_batch); one that arrives while a batch decodes joins the
 next. Each request streams and is cancelled on its own: a client that goes ends
 its own row. A model is loaded on first use and unloaded after `idle_unload`
@@ -42,6 +48,7 @@ model loads.
 """
 
 from .routes import create_app, serve, uvicorn_options
-from .slots import CTC_MODEL, LLM_MODEL, MODELS, ServerConfig
+from .slots import CTC_MODEL, KIND_MODELS, LLM_MODEL, MODELS, NANO_MODEL, ServerConfig
 
-__all__ = ["CTC_MODEL", "LLM_MODEL", "MODELS", "ServerConfig", "create_app", "serve", "uvicorn_options"]
+__all__ = ["CTC_MODEL", "KIND_MODELS", "LLM_MODEL", "MODELS", "NANO_MODEL", "ServerConfig", "create_app", "serve",
+           "uvicorn_options"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,18 +17,20 @@ from starlette.formparsers import MultiPartException
 from ...audio import SAMPLE_RATE, AudioError, load_audio, warn_if_truncated
 from ...config import LANGUAGE_IDS
 from ...nospeech import MIN_SECONDS
+from ...prompt import NANO_LANGUAGES, nano_instruction
 from .errors import ApiError, one_line
 from .formats import RESPONSE_FORMATS
-from .slots import LLM_MODEL, ModelManager, ModelSlot
+from .slots import CTC_MODEL, HOTWORD_MODELS, NANO_MODEL, ModelManager, ModelSlot
 
 
 @dataclass
 class TranscriptionRequest:
     slot: ModelSlot
     format: str  # one of RESPONSE_FORMATS
-    language: str | None  # None: the bundle's query row
+    language: str | None  # None: the bundle's query row (Fun-ASR-Nano: its prompt names none)
     stream: bool
     samples: np.ndarray  # 16 kHz mono float32
+    hotwords: tuple[str, ...] = ()  # Fun-ASR-Nano's prompt lists them
 
 
 def _bool(value, name: str) -> bool:
@@ -41,15 +44,40 @@ def _bool(value, name: str) -> bool:
     raise ApiError(400, f"{name} must be true or false, got {value!r}", param=name, code="invalid_value")
 
 
-def _language(value) -> str | None:
-    """OpenAI's ISO-639-1 (`en`, `zh-CN`, `ja_JP`) → SenseVoice's language id."""
+def _language(value, model: str) -> str | None:
+    """OpenAI's ISO-639-1 (`en`, `zh-CN`, `ja_JP`) → SenseVoice's language id (Fun-ASR-Nano: the
+    codes its prompt names)."""
     if value is None or str(value).strip() == "":
         return None
     lang = str(value).strip().lower().replace("_", "-").split("-")[0]
-    if lang not in LANGUAGE_IDS:
-        raise ApiError(400, f"unsupported language {value!r}; SenseVoice knows {', '.join(sorted(LANGUAGE_IDS))}",
+    known = ("auto", *NANO_LANGUAGES) if model == NANO_MODEL else sorted(LANGUAGE_IDS)
+    if lang not in known:
+        raise ApiError(400, f"unsupported language {value!r}; {model} knows {', '.join(known)}",
                        param="language", code="unsupported_language")
     return lang
+
+
+def _hotwords(fields: dict, model: str) -> tuple[str, ...]:
+    """The hotwords a request gives: for a model trained with them, `prompt` (OpenAI's field, which
+    other models accept and ignore, as before) or `hotwords`, words separated by commas or newlines;
+    `hotwords` to any other model is refused, never silently dropped."""
+    if model not in HOTWORD_MODELS:
+        if (fields.get("hotwords") or "").strip():
+            raise ApiError(400, f"model {model} has no hotword training; hotwords work with "
+                           f"{', '.join(HOTWORD_MODELS)}", param="hotwords", code="unsupported_hotwords")
+        return ()
+    given = [name for name in ("prompt", "hotwords") if (fields.get(name) or "").strip()]
+    if len(given) > 1:
+        raise ApiError(400, "prompt and hotwords both give the hotwords: send one", param="hotwords",
+                       code="invalid_value")
+    if not given:
+        return ()
+    words = tuple(w.strip() for w in re.split("[,，\n]", fields[given[0]]) if w.strip())
+    try:
+        nano_instruction(words)
+    except ValueError as e:
+        raise ApiError(400, one_line(e), param=given[0], code="invalid_value") from None
+    return words
 
 
 def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.ndarray:
@@ -89,7 +117,8 @@ def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.nd
 
 async def parse(request: Request, task: str, manager: ModelManager) -> TranscriptionRequest:
     """The form of a transcription (`task` "transcribe") or translation ("translate") request.
-    `prompt` and `temperature` are accepted and ignored."""
+    `prompt` carries Fun-ASR-Nano's hotwords; other models accept it and ignore it, as
+    `temperature` is."""
     try:
         form = await request.form(max_files=1, max_fields=64)
     except MultiPartException as e:
@@ -108,16 +137,18 @@ async def parse(request: Request, task: str, manager: ModelManager) -> Transcrip
     if fmt not in RESPONSE_FORMATS:
         raise ApiError(400, f"unsupported response_format {fmt!r}; use one of {', '.join(RESPONSE_FORMATS)}",
                        param="response_format", code="invalid_value")
-    language = _language(fields.get("language")) if task == "transcribe" else None
+    language = _language(fields.get("language"), slot.id) if task == "transcribe" else None
     stream = _bool(fields.get("stream"), "stream") if task == "transcribe" else False
-    if task == "translate" and slot.id != LLM_MODEL:
-        raise ApiError(400, f"model {slot.id} cannot translate; use {LLM_MODEL}", param="model",
-                       code="unsupported_task")
+    hotwords = _hotwords(fields, slot.id)
+    if task == "translate" and slot.id == CTC_MODEL:
+        llms = [m for m in manager.slots if m != CTC_MODEL]
+        raise ApiError(400, f"model {slot.id} cannot translate (it has no LLM)" +
+                       (f"; use {', '.join(llms)}" if llms else ""), param="model", code="unsupported_task")
     data = await upload.read()
     name = upload.filename or "file"
     await upload.close()
     samples = await asyncio.to_thread(decode_upload, data, name, manager.cfg.max_audio_seconds)
-    return TranscriptionRequest(slot, fmt, language, stream, samples)
+    return TranscriptionRequest(slot, fmt, language, stream, samples, hotwords)
 
 
 class UploadLimit:

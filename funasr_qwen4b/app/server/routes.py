@@ -19,10 +19,11 @@ from .slots import ModelManager, ServerConfig, memory_info
 
 
 def create_app(cfg: ServerConfig | str, **kwargs) -> FastAPI:
-    """The ASGI app. `cfg`: a ServerConfig, or a bundle path with ServerConfig's fields as keywords.
-    Nothing is loaded here: each model loads on its first request."""
+    """The ASGI app. `cfg`: a ServerConfig, or a bundle path (or a list of them, one per model kind)
+    with ServerConfig's fields as keywords. Nothing is loaded here: each model loads on its first
+    request."""
     if not isinstance(cfg, ServerConfig):
-        cfg = ServerConfig(str(cfg), **kwargs)
+        cfg = ServerConfig([str(b) for b in cfg] if isinstance(cfg, (list, tuple)) else str(cfg), **kwargs)
     manager = ModelManager(cfg)
 
     @asynccontextmanager
@@ -59,7 +60,8 @@ def create_app(cfg: ServerConfig | str, **kwargs) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "bundle": str(cfg.bundle), "default_model": manager.default_model,
+        return {"status": "ok", "bundle": cfg.bundles[0], "bundles": {m: s.bundle for m, s in manager.slots.items()},
+                "default_model": manager.default_model,
                 "models": {m: s.state() for m, s in manager.slots.items()}, "memory": memory_info(),
                 "limits": {"max_upload_mb": cfg.max_upload_mb, "max_audio_seconds": cfg.max_audio_seconds,
                            "idle_unload_seconds": cfg.idle_unload}}
@@ -116,7 +118,7 @@ async def until_disconnect(request: Request, req: TranscriptionRequest, task: st
             raise Cancelled()
 
     job = asyncio.ensure_future(req.slot.transcribe(req.samples, language=req.language, translate=task == "translate",
-                                                    on_text=on_text, cancel=cancel))
+                                                    hotwords=req.hotwords, on_text=on_text, cancel=cancel))
     while not job.done():
         await asyncio.wait({job}, timeout=DISCONNECT_POLL)
         if not job.done() and await request.is_disconnected():
@@ -139,8 +141,8 @@ async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:
             raise Cancelled()
         loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
 
-    job = asyncio.ensure_future(req.slot.transcribe(req.samples, language=req.language, on_text=on_text,
-                                                    cancel=cancel))
+    job = asyncio.ensure_future(req.slot.transcribe(req.samples, language=req.language, hotwords=req.hotwords,
+                                                    on_text=on_text, cancel=cancel))
 
     def finished(f: asyncio.Future) -> None:
         if not f.cancelled():

@@ -1,6 +1,7 @@
-"""The two models and their lifetimes: `ServerConfig`, one `ModelSlot` per
-model (its own worker thread, where it loads, transcribes and unloads, in
-order), the `ModelManager` that holds both, and the process's memory figures."""
+"""The models and their lifetimes: `ServerConfig`, one `ModelSlot` per model
+(its own worker thread, where it loads, transcribes and unloads, in order),
+the `ModelManager` that holds them, and the process's memory figures. Which
+models a bundle serves follows from its kind (KIND_MODELS)."""
 
 from __future__ import annotations
 
@@ -31,24 +32,31 @@ log = logging.getLogger(__name__)
 
 LLM_MODEL = "funasr-qwen4b"
 CTC_MODEL = "sensevoice-small"
+NANO_MODEL = "fun-asr-nano"
 MODELS = {
     LLM_MODEL: "SenseVoiceSmall → audio adaptor → Qwen3-4B (needs sensevoice, adaptor and llm in the bundle)",
     CTC_MODEL: "SenseVoiceSmall's own CTC head (needs only sensevoice; fast and small)",
+    NANO_MODEL: "Fun-ASR-Nano: SenseVoice encoder → its adaptor → Qwen3-0.6B; `prompt` carries hotwords",
 }
+# The models a bundle serves, by Bundle.kind; a server holds one bundle of each kind at most.
+KIND_MODELS = {"qwen4b": (LLM_MODEL, CTC_MODEL), "funasr-nano": (NANO_MODEL,)}
+HOTWORD_MODELS = (NANO_MODEL,)  # the models trained with hotwords in their prompt
 OWNER = "funasr-qwen4b"
 MIN_UPLOAD_MB = 0.001  # about 1 KB: below it the limit would round to no bytes at all
 
 
 @dataclass
 class ServerConfig:
-    bundle: str | Path
-    default_model: str | None = None  # None: funasr-qwen4b when the bundle has adaptor + llm, else sensevoice-small
+    bundle: str | Path | list  # one bundle, or several of different kinds (a qwen4b and a Fun-ASR-Nano one)
+    # None: the first bundle's: funasr-qwen4b when it has adaptor + llm, else sensevoice-small; fun-asr-nano
+    default_model: str | None = None
     idle_unload: float = 600.0  # seconds without a request before a model is unloaded; 0 = never
     max_upload_mb: float = 25.0
     max_audio_seconds: float = 600.0
     max_seconds: float = 30.0  # long audio is split at quiet points into pieces this long (0 = never)
-    template: str | None = None  # prompt template text (default: the bundle's)
-    decode: DecodeConfig | None = None  # generation settings (default: the bundle's)
+    template: str | None = None  # funasr-qwen4b's prompt template text (default: the bundle's)
+    decode: DecodeConfig | None = None  # generation settings of every LLM model (default: each bundle's)
+    speculate: str | None = None  # "ctc" or "off" for every LLM model (default: each bundle's setting)
     batch_size: int = 8  # requests that wait together run as one batch of up to this many
     batch_wait: float = 0.02  # a batch that is not full waits while requests keep coming this often (10x at most)
 
@@ -61,6 +69,12 @@ class ServerConfig:
         checks.number(self.batch_wait, "batch_wait", low=0, high=10)
         if self.default_model is not None and self.default_model not in MODELS:
             raise ValueError(f"default_model must be one of {', '.join(MODELS)}, got {self.default_model!r}")
+        if not self.bundles:
+            raise ValueError("bundle: give at least one bundle")
+
+    @property
+    def bundles(self) -> list[str]:
+        return [str(b) for b in self.bundle] if isinstance(self.bundle, (list, tuple)) else [str(self.bundle)]
 
 
 # --- memory --------------------------------------------------------------------
@@ -107,7 +121,7 @@ class Waiting:
     """A transcription request waiting for its model's thread."""
 
     samples: np.ndarray
-    key: tuple  # (language, translate): requests batch only with their like
+    key: tuple  # (language, translate, hotwords): requests batch only with their like (one prompt a batch)
     on_text: Callable[[str], None] | None
     cancel: threading.Event
     future: Future
@@ -116,8 +130,8 @@ class Waiting:
 class ModelSlot:
     """One model: its own worker thread (the queue), loaded lazily, unloadable."""
 
-    def __init__(self, model_id: str, cfg: ServerConfig):
-        self.id, self.cfg = model_id, cfg
+    def __init__(self, model_id: str, cfg: ServerConfig, bundle: str):
+        self.id, self.cfg, self.bundle = model_id, cfg, bundle
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model_id}")
         self.model: Transcriber | None = None
         self.created = int(time.time())
@@ -140,11 +154,17 @@ class ModelSlot:
         # the upload was bounded when it was read (requests.decode_upload): the same bound, or none
         bounds = {"max_seconds": self.cfg.max_seconds, "max_audio_seconds": self.cfg.max_audio_seconds or None}
         try:
-            bundle = Bundle.read(self.cfg.bundle)
-            if self.id == LLM_MODEL:
+            bundle = Bundle.read(self.bundle)
+            if self.id not in KIND_MODELS[bundle.kind]:  # the bundle changed kind since the server started
+                raise ValueError(f"{bundle.root} is now a {bundle.kind} bundle, which does not serve {self.id}; "
+                                 "restart the server")
+            if self.id == NANO_MODEL:
+                model = Transcriber.load(bundle, Backend.MLX, decode=self.cfg.decode, speculate=self.cfg.speculate,
+                                         **bounds)
+            elif self.id == LLM_MODEL:
                 bundle.require("adaptor", "llm", why=f"{LLM_MODEL} needs them; {CTC_MODEL} needs only sensevoice")
                 model = Transcriber.load(bundle, Backend.MLX, template=self.cfg.template, decode=self.cfg.decode,
-                                         **bounds)
+                                         speculate=self.cfg.speculate, **bounds)
             else:
                 if not (bundle.dir("sensevoice") / "tokenizer.model").is_file():
                     raise ValueError(f"{bundle.root / 'sensevoice'} has no tokenizer.model (its source had no "
@@ -195,7 +215,7 @@ class ModelSlot:
 
     def _next_batch(self) -> list["Waiting"]:
         """The waiting requests that run together: the oldest, and those after it with the same
-        language and task, up to batch_size; cancelled ones are answered and dropped."""
+        language, task and hotwords, up to batch_size; cancelled ones are answered and dropped."""
         with self._count_lock:
             for item in [i for i in self.waiting if i.cancel.is_set()]:
                 self.waiting.remove(item)
@@ -250,20 +270,21 @@ class ModelSlot:
 
     def _transcribe_in_worker(self, batch: list["Waiting"]) -> Iterator[tuple[int, dict | Exception]]:
         model = self._load_in_worker()
-        language, translate = batch[0].key
+        language, translate, hotwords = batch[0].key
         if len(batch) > 1:
             self.stats["batches"] += 1
             self.stats["batched"] += len(batch)
         return model.transcribe_each([i.samples for i in batch], SAMPLE_RATE, language=language, translate=translate,
-                                     on_texts=[i.on_text for i in batch], batch_size=self.cfg.batch_size)
+                                     hotwords=list(hotwords) or None, on_texts=[i.on_text for i in batch],
+                                     batch_size=self.cfg.batch_size)
 
     async def transcribe(self, samples, *, language: str | None = None, translate: bool = False,
-                         on_text: Callable[[str], None] | None = None,
+                         hotwords: tuple[str, ...] = (), on_text: Callable[[str], None] | None = None,
                          cancel: threading.Event | None = None) -> dict:
         """Queue a transcription on this model's thread and await its result. Requests that wait
-        together (same language and task) run as one batch of up to batch_size; each streams
-        and is cancelled on its own (`on_text` raising Cancelled ends its row alone)."""
-        item = Waiting(samples, (language, translate), on_text, cancel or threading.Event(), Future())
+        together (same language, task and hotwords) run as one batch of up to batch_size; each
+        streams and is cancelled on its own (`on_text` raising Cancelled ends its row alone)."""
+        item = Waiting(samples, (language, translate, tuple(hotwords)), on_text, cancel or threading.Event(), Future())
         with self._count_lock:
             self.queued += 1
             self.waiting.append(item)
@@ -302,27 +323,38 @@ class ModelSlot:
         self._unload_in_worker()
 
 
-# --- both ----------------------------------------------------------------------------
+# --- all of them ----------------------------------------------------------------------
+
+def _read(path: str) -> Bundle | None:
+    try:
+        return Bundle.read(path)
+    except (OSError, ValueError):  # no bundle yet: requests will say why
+        return None
+
 
 class ModelManager:
     def __init__(self, cfg: ServerConfig):
-        self.cfg = cfg
-        self.slots = {m: ModelSlot(m, cfg) for m in MODELS}
-        self.default_model = cfg.default_model or self._auto_default()
-        if self.default_model not in MODELS:
-            raise ValueError(f"unknown default model {self.default_model!r}; use one of {sorted(MODELS)}")
-
-    def _auto_default(self) -> str:
-        try:
-            bundle = Bundle.read(self.cfg.bundle)
-        except (OSError, ValueError):  # no bundle yet: requests will say why
-            return LLM_MODEL
-        return LLM_MODEL if bundle.has("adaptor", "llm") else CTC_MODEL
+        self.cfg, self.slots = cfg, {}
+        defaults = []
+        for path in cfg.bundles:
+            bundle = _read(path)
+            kind = bundle.kind if bundle is not None else "qwen4b"  # unreadable: served as the one it was
+            taken = [m for m in KIND_MODELS[kind] if m in self.slots]
+            if taken:
+                raise ValueError(f"{path} and {self.slots[taken[0]].bundle} are both {kind} bundles; a server holds "
+                                 f"one bundle of each kind (one serves {', '.join(KIND_MODELS[kind])})")
+            self.slots.update({m: ModelSlot(m, cfg, path) for m in KIND_MODELS[kind]})
+            defaults.append(CTC_MODEL if kind == "qwen4b" and bundle is not None and not bundle.has("adaptor", "llm")
+                            else KIND_MODELS[kind][0])
+        self.default_model = cfg.default_model or defaults[0]
+        if self.default_model not in self.slots:
+            raise ValueError(f"default model {self.default_model!r} is not served here; use one of "
+                             f"{', '.join(self.slots)}")
 
     def slot(self, model: str | None) -> ModelSlot:
         model = model or self.default_model
         if model not in self.slots:
-            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(MODELS)}",
+            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(self.slots)}",
                            param="model", code="model_not_found")
         return self.slots[model]
 
