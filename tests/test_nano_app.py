@@ -283,3 +283,23 @@ def test_server_holds_a_nano_and_a_qwen4b_bundle(nano, full_bundle, capsys):
                        (["-m", str(nano), "--default-model", CTC_MODEL], "--default-model sensevoice-small")]:
         assert main(["serve", *args]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_cer_both_backends(nano, tmp_path, capsys):
+    """`cer --backend both` on a Nano bundle: the reference backend runs FunASR's own FunASRNano
+    modules from the original directory, the MLX one the converted bundle; at float32 their
+    transcripts are identical, utterance by utterance. Query-row flags are refused by name."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": p.stem, "audio": str(p), "text": t}, ensure_ascii=False) + "\n"
+                                for p, t in [(CLIP, "开放时间：早上九点至下午五点"), (CLIPS / "zh_10s.wav", "十秒")]),
+                        encoding="utf-8")
+    report = tmp_path / "cer.json"
+    assert main(["cer", "-m", str(nano), "--manifest", str(manifest), "--backend", "both", "--report",
+                 str(report), "--no-progress"]) == 0
+    rep = json.loads(report.read_text(encoding="utf-8"))
+    assert set(rep["summary"]) == {"mlx", "reference"} and rep["meta"]["transcriber"] == "llm"
+    assert rep["mlx_vs_reference"]["identical"] == rep["mlx_vs_reference"]["utterances"] == 2
+    assert [u["mlx"]["hyp"] for u in rep["utterances"]] == [u["reference"]["hyp"] for u in rep["utterances"]]
+    capsys.readouterr()
+    assert main(["cer", "-m", str(nano), "--manifest", str(manifest), "--language", "en"]) == 2
+    assert "no query rows" in capsys.readouterr().err

@@ -135,6 +135,10 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         raise ValueError(f"--shard {shard}: {manifest} has {len(entries)} utterances"
                          f"{' (after --limit)' if limit else ''}, fewer than {shard.count} shards; use at most "
                          f"{len(entries)}")
+    nano = bundle.kind == "funasr-nano"
+    if nano and query not in (None, bundle.query):
+        raise ValueError(f"{bundle.root} is a Fun-ASR-Nano bundle, whose encoder has no query rows: drop --language, "
+                         f"--textnorm and --no-query")
     query = query or bundle.query
     kind = transcriber_kind(bundle)
     if kind == "ctc" and template is not None:
@@ -154,7 +158,8 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         meta = {**meta, "utterances": len(entries), "shard": str(shard)}
     if report is not None:
         refuse_overwriting(report_files(report), inputs, "--report")
-    transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template, query=query,
+    transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template,
+                                              query=None if nano else query,
                                               sources=sources, max_audio_seconds=max_audio_seconds)
                     for b in backends}
     results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,
