@@ -6,6 +6,7 @@ an uninterrupted one (the last two need espeak-ng)."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import random
 import shutil
@@ -126,7 +127,7 @@ def test_open_sentences_adjacent_words_never_said_together_in_training():
                                          exclude=data.committed_texts() | set(t["heldout"]))
     assert [corpus.join("en", parts) for parts in compositions] == t["open"]
     meet = {f" {normalize(a).split()[-1]} {normalize(b).split()[0]} " for parts in compositions
-            for a, b in zip(parts, parts[1:])}
+            for a, b in itertools.pairwise(parts)}
     assert len(meet) > recipe.open_per_lang
     said = "|".join(f" {normalize(s)} " for s in t["train"])
     assert not [m for m in meet if m in said]
@@ -182,6 +183,18 @@ def test_heldout_voices_sound_unlike_training_voices():
     generated = {say(v) for v in speech.generated_variants(speech.GENERATED_MAX)}
     assert not [v for v in speech.VARIANTS_OPEN if say(v) in named | generated]
     assert len(generated) == speech.GENERATED_MAX and not generated & named
+
+
+def test_bars_name_what_a_result_misses():
+    from training.evaluate import misses
+
+    ok = {"zh_open": {"llm_cer": 0.10, "llm_wer": 0.9, "nospeech": {"clips": 7, "empty": 7}},
+          "en_open": {"llm_cer": 0.05, "llm_wer": 0.12, "nospeech": {"clips": 7, "empty": 7}},
+          "zh_heldout": {"llm_cer": 0.0, "llm_wer": 0.0}, "en_heldout": {"llm_cer": 0.004, "llm_wer": 0.01}}
+    assert misses(ok) == []
+    bad = {**ok, "zh_open": {**ok["zh_open"], "llm_cer": 0.237}, "en_open": {**ok["en_open"], "llm_wer": 0.1723,
+                                                                              "nospeech": {"clips": 7, "empty": 6}}}
+    assert misses(bad) == ["zh_open CER 23.70% > 10%", "en_open WER 17.23% > 12%", "en_open non-speech 6/7 empty"]
 
 
 def test_generated_voices_are_drawn_from_their_names():

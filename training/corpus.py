@@ -495,7 +495,7 @@ def junction_words(lang: str, compositions: list[list[str]]) -> set[tuple[str, .
     boundaries, so its pairs are the pieces' own (open_pieces' keys)."""
     if lang == "zh":
         return set()
-    return {(tokens(lang, a)[-1], tokens(lang, b)[0]) for parts in compositions for a, b in zip(parts, parts[1:])}
+    return {(tokens(lang, a)[-1], tokens(lang, b)[0]) for parts in compositions for a, b in itertools.pairwise(parts)}
 
 
 def training(lang: str, n: int, seed: int, shares: tuple[float, float], banned: set[str], pairs: Pairs) -> list[str]:

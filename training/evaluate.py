@@ -5,6 +5,9 @@ each set's speech (test.jsonl), and how many of its non-speech clips
 
 Run:  python -m training.evaluate models/demo [--json FILE] [--log]
 
+It also says which of the bars for replacing models/demo (BARS, and every non-speech clip
+empty) the model misses.
+
 This reads the original files directly (no bundle), so it also runs on a
 training machine without MLX; `funasr-qwen4b cer` is the user-facing scorer.
 """
@@ -75,6 +78,22 @@ def summary_line(result: dict) -> str:
     return "; ".join(parts)
 
 
+# Issue 26's bars for replacing models/demo: (set, score, at most).
+BARS = (("zh_open", "llm_cer", 0.10), ("en_open", "llm_wer", 0.12), ("zh_heldout", "llm_cer", 0.01),
+        ("en_heldout", "llm_wer", 0.01))
+
+
+def misses(result: dict) -> list[str]:
+    """The bars a result misses (every set must be in it): the scores above BARS, and any
+    non-speech clip that said something."""
+    out = [f"{name} {score.split('_')[1].upper()} {100 * result[name][score]:.2f}% > {100 * top:g}%"
+           for name, score, top in BARS if result[name][score] > top]
+    for name, r in result.items():
+        if "nospeech" in r and r["nospeech"]["empty"] < r["nospeech"]["clips"]:
+            out.append(f"{name} non-speech {r['nospeech']['empty']}/{r['nospeech']['clips']} empty")
+    return out
+
+
 def record(model_dir: Path, result: dict) -> None:
     """Add the scores to the model's training_log.json under "heldout"."""
     path = model_dir / "training_log.json"
@@ -97,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         import_modules_only()
     result = evaluate(args.model_dir, language=args.language)
     print(summary_line(result))
+    missed = misses(result) if set(result) == set(SETS) else ["(the bars need every set)"]
+    print("bars (models/demo is replaced only when all are met): " + ("all met" if not missed else
+                                                                     "missed: " + "; ".join(missed)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     if args.log:
