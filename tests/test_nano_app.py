@@ -16,19 +16,52 @@ from tests.conftest import CLIPS
 CLIP = CLIPS / "zh_open_hours.wav"
 
 
-@pytest.fixture(scope="module")
-def nano_dir(tmp_path_factory):
-    """A tiny Fun-ASR-Nano in FunASR's layout, by FunASR's own FunASRNano (seeded)."""
-    from funasr_qwen4b.testing_nano import make_nano_dir
-
-    return make_nano_dir(tmp_path_factory.mktemp("nano") / "Fun-ASR-Nano-tiny")
+HUB_ID = "FunAudioLLM/Fun-ASR-Nano-2512"
 
 
 @pytest.fixture(scope="module")
-def nano(nano_dir, tmp_path_factory):
-    """The FunASR-layout model converted by the command a user types."""
-    out = tmp_path_factory.mktemp("nano_bundle") / "nano"
-    assert main(["convert", "bundle", "--funasr-nano", str(nano_dir), "-o", str(out), "--dtype", "float32"]) == 0
+def nano_hf(tmp_path_factory):
+    """A tiny Fun-ASR-Nano in transformers' -hf layout, by transformers' own classes (seeded)."""
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+
+    return make_nano_hf_dir(tmp_path_factory.mktemp("nano_hf") / "Fun-ASR-Nano-hf")
+
+
+@pytest.fixture(scope="module")
+def hf_cache(nano_hf, tmp_path_factory):
+    """A Hugging Face cache holding the same model in FunASR's layout (config.yaml, model.pt, the
+    Qwen3 folder; written from the -hf files by convert.nano_hf.write_original) under HUB_ID."""
+    from funasr_qwen4b.convert.nano_hf import write_original
+    from tests.test_hub import hf_layout
+
+    root = tmp_path_factory.mktemp("hf_cache")
+    original = write_original(nano_hf, root / "Fun-ASR-Nano")
+    return root / "hf", hf_layout(root / "hf", HUB_ID, original)
+
+
+def _offline(cache, mp: pytest.MonkeyPatch) -> None:
+    """HF_HOME at the fake cache, offline: hub ids resolve from it or not at all."""
+    import huggingface_hub.constants
+
+    mp.setenv("HF_HOME", str(cache))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache / "hub"))
+
+
+@pytest.fixture
+def offline_hub(hf_cache, monkeypatch):
+    _offline(hf_cache[0], monkeypatch)
+    return hf_cache[1]
+
+
+@pytest.fixture(scope="module")
+def nano(hf_cache, tmp_path_factory):
+    """The FunASR-layout model converted by the command a user types: by its hub id, offline."""
+    with pytest.MonkeyPatch.context() as mp:
+        _offline(hf_cache[0], mp)
+        out = tmp_path_factory.mktemp("nano_bundle") / "nano"
+        assert main(["convert", "bundle", "--funasr-nano", HUB_ID, "-o", str(out), "--dtype", "float32",
+                     "--hub", "huggingface"]) == 0
     return out
 
 
@@ -51,34 +84,22 @@ class Spy:
         return self.pipeline.run_batch(*args, template=template, **kwargs)
 
 
-def test_convert_both_layouts_and_hub_id(nano_dir, nano, tmp_path, monkeypatch, capsys):
-    """FunASR's layout (the fixture), transformers' -hf layout and a hub id resolved offline from a
-    Hugging Face cache all convert by `convert bundle --funasr-nano`; flags of the qwen4b parts are
-    refused by name, before any work."""
-    import huggingface_hub.constants
-
+def test_convert_both_layouts_and_hub_id(nano, nano_hf, offline_hub, tmp_path, capsys):
+    """FunASR's layout by its hub id, resolved offline from a Hugging Face cache (the `nano`
+    fixture), and transformers' -hf layout by its directory both convert by `convert bundle
+    --funasr-nano`; an id not in the cache, and flags of the qwen4b parts, are refused by name,
+    with nothing written."""
     from funasr_qwen4b.bundle import Bundle
-    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
-    from tests.test_hub import hf_layout
 
     b = Bundle.read(nano)
     assert b.kind == "funasr-nano" and b.precisions == {"sensevoice": "float32", "adaptor": "float32",
                                                         "llm": "float32"}
-    hf = make_nano_hf_dir(tmp_path / "Fun-ASR-Nano-hf")
+    assert b.components["llm"].entry["source_dir"] == str(offline_hub) and "model.pt" in b.components["adaptor"].sources
+    hf = nano_hf
     assert main(["convert", "bundle", "--funasr-nano", str(hf), "-o", str(tmp_path / "from_hf"), "-q", "8"]) == 0
     b = Bundle.read(tmp_path / "from_hf")
     assert b.kind == "funasr-nano" and b.precisions["llm"] == "8bit"
     assert "config.json" in b.components["adaptor"].sources
-
-    cache = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache / "hub"))
-    snap = hf_layout(cache, "FunAudioLLM/Fun-ASR-Nano-2512", nano_dir)
-    assert main(["convert", "bundle", "--funasr-nano", "FunAudioLLM/Fun-ASR-Nano-2512", "-o",
-                 str(tmp_path / "by_id"), "--hub", "huggingface"]) == 0
-    b = Bundle.read(tmp_path / "by_id")
-    assert b.kind == "funasr-nano" and b.components["llm"].entry["source_dir"] == str(snap)
     capsys.readouterr()
     assert main(["convert", "bundle", "--funasr-nano", "FunAudioLLM/Not-Cached", "-o", str(tmp_path / "x"),
                  "--hub", "huggingface"]) == 2
@@ -121,17 +142,21 @@ def test_transcribe_plain_json_hotwords_batch_outputs(nano, tmp_path, capsys, mo
 
     assert main(["transcribe", str(CLIP), "-m", str(nano), "--hotwords", "通义， FunASR,", "--language", "en",
                  "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["language"] == "en"
+    hot = json.loads(capsys.readouterr().out)
+    assert hot["language"] == "en" and hot["segments"][0]["tokens"] != seg["tokens"]  # the prompt reached the LLM
     assert spies[-1].templates == [("run", nano_template(["通义", "FunASR"], "en"))]
 
     words = tmp_path / "hotwords.txt"
     words.write_text("通义\n\n  阿里巴巴 \n", encoding="utf-8")
+    assert main(["transcribe", str(CLIP), "-m", str(nano), "--hotwords-file", str(words), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
     out = tmp_path / "out"
     assert main(["transcribe", str(CLIP), str(CLIP), "-m", str(nano), "--hotwords-file", str(words),
                  "--batch-size", "2", "--output-dir", str(out), "--output-format", "all"]) == 0
     assert spies[-1].templates == [("run_batch", nano_template(["通义", "阿里巴巴"]))]
     stored = json.loads((out / "zh_open_hours.wav.json").read_text(encoding="utf-8"))
-    assert stored["segments"][0]["tokens"] == seg["tokens"]  # the batch row decodes as the call alone
+    assert stored["segments"] == alone["segments"] and stored["text"] == alone["text"]  # a batch row as alone
+    assert (out / "zh_open_hours.wav.txt").read_text(encoding="utf-8") == alone["text"] + "\n"
     assert {p.suffix for p in out.iterdir()} == {".txt", ".srt", ".vtt", ".tsv", ".json"}
 
 
@@ -193,17 +218,11 @@ def test_api_hotwords_and_refusals(nano, bundle, caplog):
         Transcriber.load(bundle, ctc_only=True).transcribe(str(CLIP), hotwords=["a"])
 
 
-def test_parity_oracles_by_flag(tmp_path, capsys):
+def test_parity_oracles_by_flag(nano, nano_hf, tmp_path, capsys):
     """`parity --oracle transformers --hf-dir DIR` on a bundle converted from FunASR's layout of the
     same model (the -hf checkpoint mapped by convert.nano_hf.write_original): float32, exit 0,
     the report names the oracle; the flags that do not go together refused by name."""
-    from funasr_qwen4b.convert.nano_hf import write_original
-    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
-
-    hf = make_nano_hf_dir(tmp_path / "Fun-ASR-Nano-hf")
-    original = write_original(hf, tmp_path / "Fun-ASR-Nano")
-    b = tmp_path / "bundle"
-    assert main(["convert", "bundle", "--funasr-nano", str(original), "-o", str(b), "--dtype", "float32"]) == 0
+    hf, b = nano_hf, nano
     report = tmp_path / "rep" / "parity.json"
     capsys.readouterr()
     assert main(["parity", "-m", str(b), "--audio", str(CLIP), "--mode", "chained", "--oracle", "transformers",
