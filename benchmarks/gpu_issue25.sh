@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Issue 25's GPU figures, in two calls on one GPU machine (MLX's CUDA build installed and
+# sourced first: /work/shared/gpu/README.md's install-mlx-cuda.sh; soundfile, cffi, pycparser
+# and soxr wheels carried beside it where the machine lacks them). Each call writes its
+# reports and its log into $OUT (or the folder given second):
+#   benchmarks/gpu_issue25.sh a [OUT]   calibrate, bench-bf16, bench-q4  (calibrate.json, bench_bf16.json, bench_q4.json)
+#   benchmarks/gpu_issue25.sh b [OUT]   batch-q4, drift                  (batch_q4.json, drift.json)
+# QUICK=1: tiny models (a CPU check of every step's logic, not a measurement). BLOCKS: interleaved
+# blocks per ratio (default 5). Pass costs are cached in $XDG_CACHE_HOME (default
+# /tmp/issue25-cache): call a's calibrate step stores them before its bench steps read them.
+set -uo pipefail
+stage=${1:?give a stage: a or b}
+out=${2:-${OUT:?give an output folder or set OUT}}
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$out"
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/issue25-cache} PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+# Without an install of the package (a bare GPU machine), a folder that lays it out as pyproject's
+# package-dir does, of links into this checkout.
+if ! "$py" -c "import funasr_qwen4b.mlx_port" 2>/dev/null; then
+  shim=/tmp/issue25-shim/funasr_qwen4b
+  rm -rf /tmp/issue25-shim && mkdir -p "$shim"
+  for f in "$repo"/funasr_qwen4b/*; do ln -s "$f" "$shim/"; done
+  for d in reference mlx_port convert parity; do ln -s "$repo/$d" "$shim/$d"; done
+  ln -s "$repo/datasets/clips" "$shim/clips"
+  export PYTHONPATH=/tmp/issue25-shim${PYTHONPATH:+:$PYTHONPATH}
+fi
+missing=$("$py" -c "
+import importlib.util as u
+print(' '.join(m for m in ('mlx.core', 'mlx_lm', 'transformers', 'numpy', 'soundfile', 'soxr', 'yaml', 'safetensors')
+               if u.find_spec(m.split('.')[0]) is None))")
+[ -z "$missing" ] || { echo "gpu_issue25.sh: missing Python packages: $missing (carry their wheels)"; exit 3; }
+args=(--out "$out" --blocks "${BLOCKS:-5}")
+[ -n "${QUICK:-}" ] && args+=(--quick)
+case $stage in
+  a) steps=(calibrate bench-bf16 bench-q4) ;;
+  b) steps=(batch-q4 drift) ;;
+  *) echo "gpu_issue25.sh: unknown stage $stage: give a or b"; exit 2 ;;
+esac
+"$py" -c "import mlx.core as mx; print('MLX', mx.__version__, mx.default_device(), mx.device_info())" \
+  2>&1 | tee -a "$out/log_$stage.txt"
+status=0
+for step in "${steps[@]}"; do
+  echo "== $step ($(date -u +%H:%M:%S))" | tee -a "$out/log_$stage.txt"
+  "$py" "$repo/benchmarks/issue25.py" "$step" "${args[@]}" 2>&1 | tee -a "$out/log_$stage.txt" || status=1
+done
+exit $status
