@@ -80,7 +80,7 @@ def test_speculation_vs_plain_reports_blocks(tiny, clip):
     from funasr_qwen4b.app.bench_mlx import speculation_vs_plain
 
     pipe, _, _ = tiny
-    r = speculation_vs_plain(pipe, clip, TOKENS, 3, 0.86, warmup=1, table_plain_tok_s=1e9)
+    r = speculation_vs_plain(pipe, clip, 12, 3, 0.86, warmup=0, table_plain_tok_s=1e9)
     assert r["blocks"]["n"] == 3 and r["blocks"]["order"] == ["speculative", "plain", "speculative"]
     assert len(r["ratio_over_blocks"]["blocks"]) == 3 and r["best_plain_tok_s"] == 1e9
     assert r["decode_speedup"] == r["speculative_tok_s"] / 1e9
