@@ -134,13 +134,13 @@ def plant(pipe, bad: set[int]) -> list[int]:
             if x.size in bad:
                 raise AudioError(f"a piece of {x.size} samples is rejected")
 
-    def run_(samples, rec=None, on_text=None, *, query=None, decode=None):
+    def run_(samples, rec=None, on_text=None, *, query=None, decode=None, template=None):
         check([samples])
-        return run(samples, rec, on_text, query=query, decode=decode)
+        return run(samples, rec, on_text, query=query, decode=decode, template=template)
 
-    def run_batch_(batch, on_texts=None, *, query=None, decode=None):
+    def run_batch_(batch, on_texts=None, *, query=None, decode=None, template=None):
         check(batch)
-        return run_batch(batch, on_texts, query=query, decode=decode)
+        return run_batch(batch, on_texts, query=query, decode=decode, template=template)
 
     pipe.run, pipe.run_batch = run_, run_batch_
     return calls
@@ -200,7 +200,7 @@ def test_a_batch_failing_mid_stream_streams_each_text_once(full_bundle, clip, cl
     alone = [t.transcribe(x, SR) for x in inputs]
     pipe, run_batch, deltas, at_failure = t.pipeline, t.pipeline.run_batch, [[], []], []
 
-    def failing_once(batch, on_texts=None, *, query=None, decode=None):
+    def failing_once(batch, on_texts=None, *, query=None, decode=None, template=None):
         count = [0]
 
         def gone(f):
@@ -213,7 +213,7 @@ def test_a_batch_failing_mid_stream_streams_each_text_once(full_bundle, clip, cl
             return feed
 
         pipe.run_batch = run_batch  # it fails once
-        return run_batch(batch, [gone(f) for f in on_texts], query=query, decode=decode)
+        return run_batch(batch, [gone(f) for f in on_texts], query=query, decode=decode, template=template)
 
     pipe.run_batch = failing_once
     try:

@@ -55,6 +55,8 @@ EXAMPLES = """examples:
   funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json
   funasr-qwen4b cer -m bundle/ --manifest test.jsonl --backend both --report cer.json
   funasr-qwen4b verify -m bundle/                            # every byte against the checksums of conversion
+  funasr-qwen4b convert bundle --funasr-nano FunAudioLLM/Fun-ASR-Nano-2512 -o nano/
+  funasr-qwen4b transcribe a.wav -m nano/ --hotwords "通义,FunASR"   # Fun-ASR-Nano, with hotwords
 
 exit status: 0 done, 1 a check failed, 2 bad input (one line says what to do), 70 internal error (a bug:
 --debug or FUNASR_QWEN4B_DEBUG=1 shows its traceback), 74 the machine failed (disk full, no permission,

@@ -130,8 +130,8 @@ class Waiting:
 class ModelSlot:
     """One model: its own worker thread (the queue), loaded lazily, unloadable."""
 
-    def __init__(self, model_id: str, cfg: ServerConfig, bundle: str):
-        self.id, self.cfg, self.bundle = model_id, cfg, bundle
+    def __init__(self, model_id: str, cfg: ServerConfig, bundle: str | None = None):
+        self.id, self.cfg, self.bundle = model_id, cfg, bundle or cfg.bundles[0]  # the bundle it loads
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model_id}")
         self.model: Transcriber | None = None
         self.created = int(time.time())
