@@ -105,8 +105,10 @@ def add_parser(sub) -> None:
                         description="Run FunASR's own modules (float32, dither 0) and the MLX port on one clip, "
                         "compare every tap (relative L2, max abs, cosine) and name the first tap over tolerance. "
                         "Tolerance: rel L2 ≤ 1e-5 for float32 bundles (MLX_ENABLE_TF32=0 is set unless you set it), "
-                        "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance, or when CTC ids differ "
-                        "in a float32 bundle (at reduced precision their agreement is reported).",
+                        "2e-2 float16, 5e-2 bfloat16. Exit status 1 when a tap is over tolerance, or when CTC or "
+                        "generated ids differ in a float32 bundle (at reduced precision their agreement is reported). "
+                        "A Fun-ASR-Nano bundle runs against FunASR's FunASRNano, or with --oracle transformers "
+                        "against transformers' FunAsrNanoForConditionalGeneration.",
                         epilog="examples:\n  funasr-qwen4b parity -m bundle/ --audio a.wav --report parity.json "
                         "--dump taps/\n"
                         "  funasr-qwen4b parity -m nano/ --audio a.wav                       # FunASR's FunASRNano\n"
