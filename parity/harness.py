@@ -244,7 +244,7 @@ def _transformers(b: Bundle, template: str | None, decode: DecodeConfig | None, 
     from_hf = _converted_from_hf(b)
     if override is None and not from_hf:
         raise ValueError(f"{b.root} was converted from FunASR's layout; the transformers oracle reads transformers' "
-                         f"-hf layout of the same model: pass that directory (--sensevoice-src DIR)")
+                         f"-hf layout of the same model: pass that directory (--hf-dir DIR)")
     if from_hf:
         root = b.source("sensevoice", override)
         for name in ("adaptor", "llm"):
