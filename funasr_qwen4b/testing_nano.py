@@ -73,6 +73,10 @@ def make_nano_dir(out: str | Path, encoder_conf: dict = TINY, adaptor_conf: dict
             if "norm" in name:
                 base = 1.0 if name.endswith("weight") else 0.0
                 p.copy_(base + 0.1 * torch.randn_like(p))
+            elif name.startswith("llm.") and p.dim() == 2:
+                # Wider than transformers' 0.02: greedy ids then change from step to step, so a
+                # decoding that goes wrong after the first token shows.
+                p.normal_(0.0, 0.3)
     state = model.state_dict()
     if ctc_vocab:
         state.update(_ctc_branch(cfg, encoder_conf["output_size"], ctc_vocab))
