@@ -18,8 +18,13 @@ from .atomic import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+CACHE_ENV = "FUNASR_QWEN4B_CACHE"
+
+
 def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/funasr-qwen4b, or ~/.cache/funasr-qwen4b."""
+    """$FUNASR_QWEN4B_CACHE, else $XDG_CACHE_HOME/funasr-qwen4b, else ~/.cache/funasr-qwen4b."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base).expanduser() if base else Path.home() / ".cache") / "funasr-qwen4b"
 

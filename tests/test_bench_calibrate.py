@@ -44,6 +44,9 @@ IDENTITY = {"hidden_size": 64, "dtype": "mlx.core.bfloat16", "quantized": [[4, 6
 
 
 def test_pass_costs_cached_per_device_and_model(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(pass_costs.CACHE_ENV, str(tmp_path / "own"))
+    assert pass_costs.cache_dir() == tmp_path / "own"  # the project's own variable first
+    monkeypatch.delenv(pass_costs.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     old = os.umask(0o027)
     try:
@@ -100,6 +103,7 @@ def test_calibrate_stores_what_speculation_finds(tiny, full_bundle, tmp_path, mo
     from funasr_qwen4b.app import bench_calibrate
     from funasr_qwen4b.mlx_port.llm import Qwen3
 
+    monkeypatch.delenv(pass_costs.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     rep = bench_calibrate.run_calibrate(bundle=full_bundle, synthetic=None, blocks=2, warmup=0, window=4)
     c = rep["calibration"]

@@ -223,6 +223,16 @@ def test_bench_batch_sizes_and_peer(full_bundle, tmp_path, capsys):
     assert "funasr-mlx" in capsys.readouterr().err
 
 
+def test_bench_calibrate_stores_this_machines_pass_costs(full_bundle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUNASR_QWEN4B_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "c.json"
+    run(capsys, "bench", "-m", full_bundle, "--calibrate", "--reps", "1", "--warmup", "0", "--json", out)
+    rep = json.loads(out.read_text())["calibration"]
+    assert Path(rep["cache_file"]).parent == tmp_path / "cache" and len(rep["seconds"]) > 1
+    assert main(["bench", "-m", str(full_bundle), "--calibrate", "--tokens", "4"]) == 2  # a stage-table flag
+    assert "--calibrate" in capsys.readouterr().err
+
+
 def test_bench_synthetic_builds_mlx_models(monkeypatch, tmp_path, capsys):
     """--synthetic full at a shrunken size (the real one is GPU work): the models are MLX's own,
     quantized as -q asks."""

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 # Flags that shape the synthetic models, and those of the stage table alone (not --batch-sizes').
 SYNTHETIC_ONLY = {"q_bits": "-q/--q-bits", "dtype": "--dtype", "adaptor_q_bits": "--adaptor-q-bits"}
 STAGES_ONLY = {"clips": "--clips", "draft_rate": "--draft-rate", "peer": "--peer"}
-DEFAULT_CLIPS, DEFAULT_DTYPE = (5.0, 10.0, 30.0), "float16"
+DEFAULT_CLIPS, DEFAULT_DTYPE, DEFAULT_TOKENS = (5.0, 10.0, 30.0), "float16", 64
 
 
 def conflicts(args) -> str | None:
@@ -35,6 +35,9 @@ def conflicts(args) -> str | None:
                "of 7-10 s clips instead"
     if args.batch_sizes and args.backend != "mlx":
         return "--batch-sizes measures the MLX pipeline: drop --backend"
+    if args.calibrate and (given(STAGES_ONLY) or args.batch_sizes or args.backend != "mlx" or args.tokens):
+        return "--calibrate measures one MLX LLM pass at 1..17 positions: drop the stage table's and " \
+               "--batch-sizes' flags, --backend and --tokens"
     return None
 
 
@@ -51,9 +54,11 @@ def cmd_bench(args) -> int:
 
     if args.batch_sizes:
         return batching(args)
+    if args.calibrate:
+        return calibrating(args)
     rep = bench.run_bench(bundle=bundle_for(args), synthetic=args.synthetic,
                           backends=backends_from(args), clips=args.clips or DEFAULT_CLIPS, reps=args.reps,
-                          warmup=args.warmup, tokens=args.tokens, q_bits=args.q_bits,
+                          warmup=args.warmup, tokens=args.tokens or DEFAULT_TOKENS, q_bits=args.q_bits,
                           dtype=args.dtype or DEFAULT_DTYPE, adaptor_q_bits=args.adaptor_q_bits,
                           draft_rate=args.draft_rate, peer=args.peer)
     print(bench.to_markdown(rep))
@@ -68,10 +73,22 @@ def batching(args) -> int:
     from .. import bench_batch
 
     rep = bench_batch.run_batching(bundle=bundle_for(args), synthetic=args.synthetic,
-                                   sizes=args.batch_sizes, tokens=args.tokens, reps=args.reps, warmup=args.warmup,
+                                   sizes=args.batch_sizes, tokens=args.tokens or DEFAULT_TOKENS, reps=args.reps, warmup=args.warmup,
                                    q_bits=args.q_bits, dtype=args.dtype or DEFAULT_DTYPE,
                                    adaptor_q_bits=args.adaptor_q_bits)
     print(bench_batch.to_markdown(rep))
+    if args.json:
+        write_json_atomic(args.json, rep)
+        log.info("wrote %s", args.json)
+    return 0
+
+
+def calibrating(args) -> int:
+    from .. import bench_calibrate
+
+    rep = bench_calibrate.run_calibrate(bundle=bundle_for(args), synthetic=args.synthetic, blocks=args.reps,
+                                        warmup=args.warmup, q_bits=args.q_bits, dtype=args.dtype or DEFAULT_DTYPE)
+    print(bench_calibrate.to_markdown(rep))
     if args.json:
         write_json_atomic(args.json, rep)
         log.info("wrote %s", args.json)
@@ -91,7 +108,8 @@ def add_parser(sub) -> None:
                         epilog="examples:\n  funasr-qwen4b bench -m bundle/ --json bench.json\n"
                         "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64\n"
                         "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json\n"
-                        "  funasr-qwen4b bench --synthetic nano -q 4 --backend both",
+                        "  funasr-qwen4b bench --synthetic nano -q 4 --backend both\n"
+                        "  funasr-qwen4b bench -m bundle/ --calibrate        # this machine's pass costs, for speculation",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(be, required=False)
     be.add_argument("--synthetic", choices=["full", "nano"],
@@ -99,9 +117,10 @@ def add_parser(sub) -> None:
                     "Fun-ASR-Nano-2512's shapes (FunASR's FunASRNano written and converted; needs torch+FunASR)")
     add_backend_arg(be, both=True)
     be.add_argument("--json", help="write the results as JSON")
-    be.add_argument("--reps", type=integer(1), default=5, help="timed repetitions per clip (default 5)")
+    be.add_argument("--reps", type=integer(1), default=5,
+                    help="timed repetitions per clip, and interleaved blocks per ratio (default 5)")
     be.add_argument("--warmup", type=integer(0), default=2, help="untimed runs first (default 2)")
-    be.add_argument("--tokens", type=integer(2), default=64, help="tokens decoded per run (default 64)")
+    be.add_argument("--tokens", type=integer(2), help=f"tokens decoded per run (default {DEFAULT_TOKENS})")
     be.add_argument("--clips", type=number_list(float, 1, 600),
                     help="clip lengths in seconds, 1 to 600 each (default 5,10,30)")
     be.add_argument("-q", "--q-bits", type=int, choices=[4, 8], help="--synthetic: quantize the LLM")
@@ -119,4 +138,8 @@ def add_parser(sub) -> None:
                     help="instead of the stage table: throughput of whole batches of 7-10 s clips through the MLX "
                     "pipeline at each size against batch 1, peak memory and memory per extra stream, and the cost "
                     "of one LLM pass over B rows of 1 and of 8 positions")
+    be.add_argument("--calibrate", action="store_true",
+                    help="instead of the stage table: measure what one LLM pass costs at 1..17 new positions on "
+                    "this machine and keep it in the user's cache (~/.cache/funasr-qwen4b), where speculation "
+                    "sizes each pass by it")
     be.set_defaults(func=cmd_bench, conflicts=conflicts)
