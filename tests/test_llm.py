@@ -245,5 +245,6 @@ def test_bench_reports_every_stage_and_fixed_token_count(full_bundle, tmp_path):
         assert set(c["stages_s"]) == {"frontend", "encoder", "adaptor", "llm_prefill", "llm_decode"}
         assert c["stages_s"]["encoder"]["n"] == 2 and c["peak_gib"] > 0
     d = rep["results"]["mlx"]["decode_vs_bare_mlx_lm"]
-    assert d["bare_mlx_lm_tok_s"] > 0 and d["pipeline_tok_s"] > 0 and d["pairs"] == 2
+    assert d["bare_mlx_lm_tok_s"] > 0 and d["pipeline_tok_s"] > 0
+    assert d["blocks"]["n"] == 2 and len(d["ratio_over_blocks"]["blocks"]) == 2  # --reps 2: two blocks
     assert rep["settings"]["tokens"] == 6 and rep["machine"]["mlx"]
