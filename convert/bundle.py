@@ -15,17 +15,22 @@ from .llm import check_hf_dir, convert_llm
 from .sensevoice import convert_sensevoice
 
 
+def check_replaceable(out: Path, force: bool) -> None:
+    """A whole bundle goes to `out`: refused over anything but a bundle, and over one without --force."""
+    if out.exists():
+        if not force:
+            raise ValueError(f"{out} already exists; pass --force to replace it")
+        if not (out / BUNDLE_JSON).is_file():
+            raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+
+
 def convert_bundle(out: str | Path, *, sensevoice: str | Path, adaptor: str | Path | None = None,
                    llm: str | Path | None = None, dtype: str | None = None, query: QueryConfig = QueryConfig(),
                    adaptor_options: dict | None = None, llm_options: dict | None = None,
                    force: bool = False) -> Path:
     """`dtype` None: float32 for SenseVoice and the adaptor, bfloat16 for the LLM."""
     out = Path(out)
-    if out.exists():
-        if not force:
-            raise ValueError(f"{out} already exists; pass --force to replace it")
-        if not (out / BUNDLE_JSON).is_file():
-            raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+    check_replaceable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     with staging(out.parent, out.name) as work:
         stage = work / "bundle"

@@ -32,6 +32,7 @@ from funasr_qwen4b.prompt import NANO_TEMPLATE, nano_template
 from funasr_qwen4b.reference.funasr_nano import load_nano_state
 from funasr_qwen4b.sources import parse_am_mvn
 
+from .bundle import check_replaceable
 from .card import write_card
 from .llm import convert_llm
 from .sensevoice import DTYPES, check_dtype_range, mlx_layout
@@ -51,11 +52,7 @@ def convert_nano(src: str | Path, out: str | Path, *, dtype: str | None = None, 
     if q_bits not in (None, 4, 8):
         raise ValueError(f"-q must be 4 or 8, got {q_bits}")
     out = Path(out)
-    if out.exists():
-        if not force:
-            raise ValueError(f"{out} already exists; pass --force to replace it")
-        if not (out / BUNDLE_JSON).is_file():
-            raise ValueError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+    check_replaceable(out, force)
     root = resolve(src, hub=hub, revision=revision, what="Fun-ASR-Nano model")
     layout = detect_layout(root)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from .files import read_json
-from .sources import file_path_metas, resolve_file
+from .sources import file_path_metas, read_config_yaml, resolve_file
 
 NANO_FILES = "config.yaml + model.pt + the Qwen3 folder its llm_conf.init_param_path names"
 FUNASR, TRANSFORMERS = "funasr", "transformers"
@@ -48,12 +47,7 @@ class NanoSource:
         if detect_layout(root) != FUNASR:
             raise ValueError(f"{root} is a transformers -hf directory, not FunASR's layout ({NANO_FILES})")
         model_pt, config_yaml = root / "model.pt", root / "config.yaml"
-        try:
-            config = yaml.safe_load(config_yaml.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot parse {config_yaml}: {str(e).splitlines()[0]}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_yaml} is not a YAML mapping")
+        config = read_config_yaml(config_yaml)
         if config.get("model") != "FunASRNano":
             raise ValueError(f"{config_yaml}: model is {config.get('model')!r}; a Fun-ASR-Nano config says FunASRNano")
         llm_conf = config.get("llm_conf")

@@ -25,23 +25,35 @@ class SenseVoiceSource:
     @classmethod
     def from_dir(cls, root: str | Path) -> "SenseVoiceSource":
         root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"SenseVoice directory not found: {root} (expected {SENSEVOICE_FILES})")
-        model_pt, config_yaml = root / "model.pt", root / "config.yaml"
-        for p in (model_pt, config_yaml):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p.name} missing in {root} (expected {SENSEVOICE_FILES})")
-        try:
-            config = yaml.safe_load(config_yaml.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ValueError(f"cannot parse {config_yaml}: {str(e).splitlines()[0]}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_yaml} is not a YAML mapping")
+        model_pt, config_yaml = original_files(root, "SenseVoice", SENSEVOICE_FILES)
+        config = read_config_yaml(config_yaml)
         metas = file_path_metas(root)
         return cls(root, model_pt, config_yaml, config,
                    resolve_file(root, metas, config, "frontend_conf", "cmvn_file", ["am.mvn"]),
                    resolve_file(root, metas, config, "tokenizer_conf", "bpemodel",
                             ["chn_jpn_yue_eng_ko_spectok.bpe.model", "bpe.model"]))
+
+
+def original_files(root: Path, what: str, expected: str) -> tuple[Path, Path]:
+    """model.pt and config.yaml of an original FunASR directory, each there."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} directory not found: {root} (expected {expected})")
+    model_pt, config_yaml = root / "model.pt", root / "config.yaml"
+    for p in (model_pt, config_yaml):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p.name} missing in {root} (expected {expected})")
+    return model_pt, config_yaml
+
+
+def read_config_yaml(path: Path) -> dict:
+    """A FunASR config.yaml: a mapping, or one line naming the file."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    return config
 
 
 def file_path_metas(root: Path) -> dict:

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from .config import FrontendConfig, _at_least, from_dict
 from .keys import check_shapes
-from .sources import file_path_metas, resolve_file
+from .sources import file_path_metas, original_files, read_config_yaml, resolve_file
 
 # --- tap names (the reference module names under FsmnVADStreaming, prefixed `vad.`) -----------
 
@@ -249,18 +248,8 @@ class VadSource:
     @classmethod
     def from_dir(cls, root: str | Path) -> VadSource:
         root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"VAD directory not found: {root} (expected {VAD_FILES})")
-        model_pt, config_yaml = root / "model.pt", root / "config.yaml"
-        for p in (model_pt, config_yaml):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p.name} missing in {root} (expected {VAD_FILES})")
-        try:
-            config = yaml.safe_load(config_yaml.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot parse {config_yaml}: {str(e).splitlines()[0]}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_yaml} is not a YAML mapping")
+        model_pt, config_yaml = original_files(root, "VAD", VAD_FILES)
+        config = read_config_yaml(config_yaml)
         return cls(root, model_pt, config_yaml, config,
                    resolve_file(root, file_path_metas(root), config, "frontend_conf", "cmvn_file", ["am.mvn"]))
 
