@@ -23,7 +23,6 @@ from funasr_qwen4b.config import NanoAdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.files import read_json
 from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
-from funasr_qwen4b.wiring import LlmSetup
 
 from .metrics import TOLERANCES, TapMetrics, compare
 
@@ -212,20 +211,10 @@ def _reference(b: Bundle, oracle: str, query: QueryConfig, template: str | None,
 def _funasr_nano(root: Path, b: Bundle, query: QueryConfig, template: str | None, decode: DecodeConfig | None):
     """FunASR's FunASRNano from a FunASR-layout directory that the bundle does not record (one
     written from the -hf files it does), assembled as the reference pipeline assembles it."""
-    from funasr_qwen4b.reference.encoder import SenseVoiceSmall
-    from funasr_qwen4b.reference.frontend import Frontend
-    from funasr_qwen4b.reference.funasr_nano import load_nano
-    from funasr_qwen4b.reference.llm import Qwen3, load_tokenizer
-    from funasr_qwen4b.reference.nano_adaptor import NanoAdaptor
     from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
 
-    src = NanoSource.from_dir(root)
-    model, sv_cfg, ad_cfg = load_nano(src)
-    frontend = Frontend(sv_cfg.frontend, src.cmvn_file, dither=0.0)
-    pipe = RefPipeline(SenseVoiceSmall.nano(model.audio_encoder, sv_cfg, frontend), None, query or b.query,
-                       NanoAdaptor(model.audio_adaptor, ad_cfg), True, Qwen3(model.llm))
-    pipe.setup = LlmSetup.build(load_tokenizer(src.llm_dir), template or b.template(), decode or b.decode)
-    return pipe
+    return RefPipeline.from_nano_source(NanoSource.from_dir(root), query or b.query, template or b.template(),
+                                        decode or b.decode)
 
 
 def _converted_from_hf(b: Bundle) -> bool:

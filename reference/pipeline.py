@@ -84,13 +84,19 @@ class Pipeline:
         if detect_layout(root) == TRANSFORMERS:
             raise ValueError(f"{b.root} was converted from transformers' layout ({root}); FunASR's FunASRNano reads "
                              f"FunASR's: convert FunASR's layout of the same model for a reference run")
-        src = NanoSource.from_dir(root)
         log.info("reference: FunASR FunASRNano from %s (float32, dither 0)", root)
+        return cls.from_nano_source(NanoSource.from_dir(root), query or b.query, template or b.template(),
+                                    decode or b.decode)
+
+    @classmethod
+    def from_nano_source(cls, src: NanoSource, query: QueryConfig, template: str,
+                         decode: DecodeConfig) -> "Pipeline":
+        """FunASR's FunASRNano from a FunASR-layout directory, as read (its checks are the caller's)."""
         model, sv_cfg, ad_cfg = load_nano(src)
         frontend = Frontend(sv_cfg.frontend, src.cmvn_file, dither=0.0)
-        pipe = cls(SenseVoiceSmall.nano(model.audio_encoder, sv_cfg, frontend), None, query or b.query,
+        pipe = cls(SenseVoiceSmall.nano(model.audio_encoder, sv_cfg, frontend), None, query,
                    NanoAdaptor(model.audio_adaptor, ad_cfg), True, Qwen3(model.llm))
-        pipe.setup = LlmSetup.build(load_tokenizer(src.llm_dir), template or b.template(), decode or b.decode)
+        pipe.setup = LlmSetup.build(load_tokenizer(src.llm_dir), template, decode)
         return pipe
 
     @classmethod
