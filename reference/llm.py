@@ -4,7 +4,7 @@ greedy decoding with its KV cache. The twin of mlx_port/llm.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -65,18 +65,26 @@ class Qwen3:
                 out = self.model(inputs_embeds=inputs_embeds, use_cache=True)
             # isolated input of the logits: the final norm's output, last position
             rec.put(taps.LLM_LOGITS, out.logits[0, -1], torch.from_numpy(rec.outputs[taps.LLM_NORM][-1]))
-        generated: list[int] = []
-        while len(generated) < max_tokens:
-            logits = out.logits[0, -1]
-            if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
-                nxt = int(torch.argmax(logits))
-            else:
-                nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
-            yield nxt
-            generated.append(nxt)
-            if len(generated) == max_tokens:
-                return
-            if stats is not None:
-                stats.forwards += 1
-            out = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+        yield from greedy_ids(out, lambda nxt, o: self.model(input_ids=torch.tensor([[nxt]]),
+                                                            past_key_values=o.past_key_values, use_cache=True),
+                              cfg, max_tokens, stats)
 
+
+def greedy_ids(out, step: Callable, cfg: DecodeConfig, max_tokens: int,
+               stats: DecodeStats | None = None) -> Iterator[int]:
+    """Greedy ids after the forward `out` (at most `max_tokens`): plain argmax unless a penalty
+    applies; `step(id, out)` is the next one-token forward on the cache."""
+    generated: list[int] = []
+    while len(generated) < max_tokens:
+        logits = out.logits[0, -1]
+        if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
+            nxt = int(torch.argmax(logits))
+        else:
+            nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
+        yield nxt
+        generated.append(nxt)
+        if len(generated) == max_tokens:
+            return
+        if stats is not None:
+            stats.forwards += 1
+        out = step(nxt, out)

@@ -30,10 +30,10 @@ from funasr.utils import fbank as kaldi
 
 from funasr_qwen4b import nano_taps, taps
 from funasr_qwen4b.audio import SAMPLE_RATE
-from funasr_qwen4b.decoding import DecodeConfig, DecodeStats, process_logits
+from funasr_qwen4b.decoding import DecodeConfig, DecodeStats
 from funasr_qwen4b.wiring import LlmSetup, Output, timed
 
-from .llm import load_tokenizer
+from .llm import greedy_ids, load_tokenizer
 from .taps import TapRecorder, to_numpy
 
 log = logging.getLogger(__name__)
@@ -181,20 +181,9 @@ class TransformersNano:
     @torch.no_grad()
     def _tokens(self, out, cfg: DecodeConfig, max_tokens: int, stats: DecodeStats) -> Iterator[int]:
         """Greedy ids after the prefill `out`, one forward a token with transformers' cache
-        (the reference Qwen3's rules: plain argmax unless a penalty applies)."""
-        generated: list[int] = []
-        while len(generated) < max_tokens:
-            logits = out.logits[0, -1]
-            if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
-                nxt = int(torch.argmax(logits))
-            else:
-                nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
-            yield nxt
-            generated.append(nxt)
-            if len(generated) == max_tokens:
-                return
-            stats.forwards += 1
-            out = self.model(input_ids=torch.tensor([[nxt]]), cache=out.cache, use_cache=True)
+        (the reference Qwen3's rules)."""
+        yield from greedy_ids(out, lambda nxt, o: self.model(input_ids=torch.tensor([[nxt]]), cache=o.cache,
+                                                            use_cache=True), cfg, max_tokens, stats)
 
     def run(self, samples: np.ndarray, rec: TapRecorder | None = None,
             on_text: Callable[[str], None] | None = None, *, decode: DecodeConfig | None = None,
