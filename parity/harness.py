@@ -22,9 +22,10 @@ from funasr_qwen4b.bundle import Bundle, as_bundle
 from funasr_qwen4b.config import NanoAdaptorConfig, QueryConfig
 from funasr_qwen4b.decoding import DecodeConfig
 from funasr_qwen4b.files import read_json
-from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout
+from funasr_qwen4b.nano_sources import TRANSFORMERS, detect_layout
 
 from .metrics import TOLERANCES, TapMetrics, compare
+from .nano_original import converted_from_hf, reference_from_hf
 
 MODES = ("chained", "isolated")
 # What the reference side runs: FunASR's own modules (every kind), or transformers' own
@@ -191,35 +192,13 @@ def _reference(b: Bundle, oracle: str, query: QueryConfig, template: str | None,
     override = sources.get("sensevoice")
     if oracle == "transformers":
         return _transformers(b, template, decode, override)
-    if not _converted_from_hf(b):
+    if not converted_from_hf(b):
         ref = RefPipeline.from_bundle(b, query, template=template, decode=decode, sources=sources)
         return ref, {"name": oracle, "source": str(override or b.components["sensevoice"].entry["source_dir"]),
                      "layout": "funasr"}
-    from funasr_qwen4b.convert.nano_hf import write_original
-
-    root = b.source("sensevoice", override)
-    for name in ("adaptor", "llm"):
-        b.source(name, override)
-    original = write_original(root, work / "original", use_low_frame_rate=b.adaptor_config.use_low_frame_rate)
-    log.info("reference: %s is transformers' layout; FunASR's FunASRNano reads it mapped onto FunASR's layout "
-             "(convert.nano_hf.write_original)", root)
-    return _funasr_nano(original, b, query, template, decode), \
-        {"name": oracle, "source": str(root), "layout": "transformers",
-         "read_as": "FunASR's layout written from it by convert.nano_hf.write_original"}
-
-
-def _funasr_nano(root: Path, b: Bundle, query: QueryConfig, template: str | None, decode: DecodeConfig | None):
-    """FunASR's FunASRNano from a FunASR-layout directory that the bundle does not record (one
-    written from the -hf files it does), assembled as the reference pipeline assembles it."""
-    from funasr_qwen4b.reference.pipeline import Pipeline as RefPipeline
-
-    return RefPipeline.from_nano_source(NanoSource.from_dir(root), query or b.query, template or b.template(),
-                                        decode or b.decode)
-
-
-def _converted_from_hf(b: Bundle) -> bool:
-    """Whether conversion read transformers' -hf layout: FunASR's records its model.pt."""
-    return "model.pt" not in b.components["sensevoice"].sources
+    ref, root = reference_from_hf(b, work, query, template, decode, override)
+    return ref, {"name": oracle, "source": str(root), "layout": "transformers",
+                 "read_as": "FunASR's layout written from it by convert.nano_hf.write_original"}
 
 
 def _transformers(b: Bundle, template: str | None, decode: DecodeConfig | None, override: str | Path | None):
@@ -230,7 +209,7 @@ def _transformers(b: Bundle, template: str | None, decode: DecodeConfig | None, 
     applies."""
     from funasr_qwen4b.reference.nano_transformers import TransformersNano
 
-    from_hf = _converted_from_hf(b)
+    from_hf = converted_from_hf(b)
     if override is None and not from_hf:
         raise ValueError(f"{b.root} was converted from FunASR's layout; the transformers oracle reads transformers' "
                          f"-hf layout of the same model: pass that directory (--hf-dir DIR)")

@@ -83,7 +83,8 @@ class Pipeline:
             b.source(name, root if sources.get("sensevoice") else None)
         if detect_layout(root) == TRANSFORMERS:
             raise ValueError(f"{b.root} was converted from transformers' layout ({root}); FunASR's FunASRNano reads "
-                             f"FunASR's: convert FunASR's layout of the same model for a reference run")
+                             f"FunASR's: load it through funasr_qwen4b.app.backends.load_pipeline (it maps the -hf files onto "
+                             f"FunASR's layout first) or convert FunASR's layout of the same model")
         log.info("reference: FunASR FunASRNano from %s (float32, dither 0)", root)
         return cls.from_nano_source(NanoSource.from_dir(root), query or b.query, template or b.template(),
                                     decode or b.decode)

@@ -232,12 +232,15 @@ def test_batch_equals_one_by_one(nano_bundle, clip):
 
 def test_transformers_layout(tmp_path, clip):
     """transformers' -hf layout (written by transformers' own classes) converts through its mapping
-    onto FunASR's names: the bundle records the -hf files, holds the mapped weights, and runs;
-    the reference, which reads FunASR's layout, says so in one line."""
+    onto FunASR's names: the bundle records the -hf files, holds the mapped weights, and runs; the
+    reference twin, which reads FunASR's layout, says so in one line, and the application's
+    reference backend reads the mapped files and decodes the ids MLX decodes (float32)."""
     import torch
     from safetensors.numpy import load_file
 
+    from funasr_qwen4b.app.backends import load_pipeline
     from funasr_qwen4b.bundle import Bundle
+    from funasr_qwen4b.config import Backend
     from funasr_qwen4b.convert.nano import convert_nano
     from funasr_qwen4b.convert.nano_hf import write_original
     from funasr_qwen4b.decoding import DecodeConfig
@@ -258,6 +261,10 @@ def test_transformers_layout(tmp_path, clip):
     assert len(out.decoded.ids) == 8
     with pytest.raises(ValueError, match="converted from transformers' layout"):
         RefPipeline.from_bundle(b)
+    # The application's reference backend maps the -hf files onto FunASR's layout and runs FunASRNano.
+    ref = load_pipeline(b, Backend.REFERENCE).run(clip, decode=DecodeConfig(loop_guard=False, min_tokens=8,
+                                                                            max_tokens=8, ignore_eos=True))
+    assert ref.decoded.ids == out.decoded.ids
 
 
 def test_qwen3_folder_weights_left_alone(tmp_path):

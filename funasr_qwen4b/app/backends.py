@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import scratch
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
+from funasr_qwen4b.parity.nano_original import converted_from_hf, reference_from_hf
 
 
 def load_pipeline(bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *,
@@ -25,4 +27,7 @@ def load_pipeline(bundle: str | Path | Bundle, backend: Backend | str = Backend.
     except ModuleNotFoundError as e:
         raise ValueError(f"the {backend.value} backend needs the {backend.value} extra ({e.name} is not installed): "
                          f"pip install 'funasr-qwen4b-mlx[{backend.value}]'") from None
+    if backend == Backend.REFERENCE and converted_from_hf(b) and not ctc_only:
+        with scratch("funasr-qwen4b-nano-original-") as work:
+            return reference_from_hf(b, work, query, template, decode, (sources or {}).get("sensevoice"))[0]
     return Pipeline.from_bundle(b, query, ctc_only=ctc_only, template=template, decode=decode, sources=sources)
