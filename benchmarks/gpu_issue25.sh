@@ -15,16 +15,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$out"
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/issue25-cache} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
-# Without an install of the package (a bare GPU machine), a folder that lays it out as pyproject's
-# package-dir does, of links into this checkout.
-if ! "$py" -c "import funasr_qwen4b.mlx_port" 2>/dev/null; then
-  shim=/tmp/issue25-shim/funasr_qwen4b
-  rm -rf /tmp/issue25-shim && mkdir -p "$shim"
-  for f in "$repo"/funasr_qwen4b/*; do ln -s "$f" "$shim/"; done
-  for d in reference mlx_port convert parity; do ln -s "$repo/$d" "$shim/$d"; done
-  ln -s "$repo/datasets/clips" "$shim/clips"
-  export PYTHONPATH=/tmp/issue25-shim${PYTHONPATH:+:$PYTHONPATH}
-fi
+. "$repo/benchmarks/gpu_shim.sh"
 missing=$("$py" -c "
 import importlib.util as u
 print(' '.join(m for m in ('mlx.core', 'mlx_lm', 'transformers', 'numpy', 'soundfile', 'soxr', 'yaml', 'safetensors')

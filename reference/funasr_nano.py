@@ -25,6 +25,10 @@ def build_nano(cfg: dict, llm_dir: str | Path, *, llm_dtype: str | None = None):
     branch is left out: it needs a tokenizer of its own and nothing here reads it."""
     from . import quiet_funasr  # noqa: F401  (first: FunASR's import-time prints go to the log)
     from funasr.models.fun_asr_nano.model import FunASRNano
+    # The registry entries config.yaml names, which FunASR's package __init__ fills by importing
+    # every model (skipped where only its model modules are installed: funasr_modules.py).
+    import funasr.models.llm_asr.adaptor  # noqa: F401
+    import funasr.models.sense_voice.model  # noqa: F401
 
     fe = cfg.get("frontend_conf") or {}
     llm_conf = {**cfg["llm_conf"], "init_param_path": str(llm_dir), **({"llm_dtype": llm_dtype} if llm_dtype else {})}
