@@ -22,6 +22,8 @@ from .backends import load_pipeline
 from .bench_mlx import (MEASURED_DRAFT_RATE, encoder_vs_peer, mlx_decode_vs_bare, mlx_synthetic, projection,
                         speculation_vs_plain)
 from .bench_nano import nano_synthetic
+from .bench_nano_peer import nano_vs_peer
+from .bench_nano_peer import to_markdown as nano_peer_markdown
 from .bench_reference import reference_bench
 from .bench_stages import CLIPS, STAGES, bench_decode, clip, machine, run_stages
 
@@ -59,9 +61,12 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         if Backend.MLX in backends:
             report["results"]["mlx"] = mlx_bench(bundle, in_memory, samples, reps, warmup, tokens, q_bits, dtype,
                                                  adaptor_q_bits, draft_rate)
-        if peer:
-            report["encoder_vs_peer"] = encoder_vs_peer(min(clips, key=lambda k: abs(k - 10)), ("float16", "float32"),
-                                                        reps, warmup)
+        near_10 = min(clips, key=lambda k: abs(k - 10))
+        if peer and synthetic == "nano":
+            report["nano_vs_peer"] = nano_vs_peer(bundle, samples[near_10], tokens=tokens, blocks=reps, warmup=warmup,
+                                                  dtype=dtype, q_bits=q_bits)
+        elif peer:
+            report["encoder_vs_peer"] = encoder_vs_peer(near_10, ("float16", "float32"), reps, warmup)
         if Backend.REFERENCE in backends:
             report["results"]["reference"] = reference_bench(bundle, in_memory, samples, reps, warmup, tokens)
             report["mlx_over_pytorch_speed"] = stage_ratios(report)
@@ -180,6 +185,8 @@ def to_markdown(report: dict) -> str:
             lines.append(f"encoder {dtype}, {report['encoder_vs_peer']['seconds']:g} s: ours {m['ours']:.2f} ms, "
                          f"ours compiled {m['ours_compiled']:.2f} ms, funasr-mlx {m['peer']:.2f} ms; "
                          f"ours / peer speed {e['ours_speed_over_peer']:.2f}x")
+    if "nano_vs_peer" in report:
+        lines.extend(nano_peer_markdown(report["nano_vs_peer"]))
     for clip_name, ratios in report.get("mlx_over_pytorch_speed", {}).items():
         lines.append(f"MLX / PyTorch speed, {clip_name}: " + ", ".join(
             f"{s} {v:.2f}" for s, v in ratios.items() if v is not None))
