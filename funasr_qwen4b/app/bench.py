@@ -4,8 +4,8 @@ as a bundle by bench_nano), MLX and/or the PyTorch reference.
 
 Timings are wall clock after warm-up, synchronised at stage ends (mx.eval /
 host copies), medians and spread over repetitions; every A-against-B decode figure
-(speculation against plain, the pipeline against bare mlx-lm) is timed in interleaved
-blocks (bench_blocks), `reps` of them. Decoding always runs to
+(speculation against plain, the pipeline against bare mlx-lm, Fun-ASR-Nano's stages against
+the peer funasr-mlx's: bench_nano_peer) is timed in interleaved blocks (bench_blocks), `reps` of them. Decoding always runs to
 the token cap (EOS ignored) so tokens/s compare like with like. Memory is
 measured: MLX active/peak memory; for PyTorch the process RSS (and CUDA peak
 when on a GPU).
@@ -22,7 +22,7 @@ from .backends import load_pipeline
 from .bench_mlx import (MEASURED_DRAFT_RATE, encoder_vs_peer, mlx_decode_vs_bare, mlx_synthetic, projection,
                         speculation_vs_plain)
 from .bench_nano import nano_synthetic
-from .bench_nano_peer import nano_vs_peer
+from .bench_nano_peer import nano_vs_peer, require_peer
 from .bench_nano_peer import to_markdown as nano_peer_markdown
 from .bench_reference import reference_bench
 from .bench_stages import CLIPS, STAGES, bench_decode, clip, machine, run_stages
@@ -45,6 +45,8 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         raise ValueError(f"unknown synthetic model {synthetic!r}; use one of {', '.join(SYNTHETIC)}")
     if synthetic == "nano" and adaptor_q_bits:
         raise ValueError("--adaptor-q-bits quantizes the qwen4b adaptor; Fun-ASR-Nano's is converted unquantized")
+    if peer:
+        require_peer()
     with nano_synthetic(dtype, q_bits) if synthetic == "nano" else contextlib.nullcontext(bundle) as built:
         bundle = as_bundle(built) if built is not None else None
         in_memory = synthetic == "full"  # MLX modules built here; otherwise a bundle (nano's built one included)

@@ -48,6 +48,14 @@ Q_GROUP = 64
 PEER_CONVERT_DTYPES = ("float16", "float32")
 
 
+def require_peer() -> None:
+    """--peer's package, asked for before anything is built or timed."""
+    try:
+        import funasr_mlx  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"--peer needs the funasr-mlx package ({e}); pip install funasr-mlx") from None
+
+
 def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmup: int, dtype: str,
                  q_bits: int | None) -> dict:
     """Our pipeline of a Fun-ASR-Nano bundle against the peer funasr-mlx on the original
@@ -55,10 +63,6 @@ def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmu
     LLM), on one clip: per stage speeds in interleaved blocks, peak memory per side."""
     import mlx.core as mx
 
-    try:
-        import funasr_mlx  # noqa: F401
-    except ImportError as e:
-        raise ValueError(f"--peer needs the funasr-mlx package ({e}); pip install funasr-mlx") from None
     src = bundle.source("llm")  # the original directory, checked against what was converted
     with scratch("funasr-qwen4b-bench-peer-") as work:
         peer_dir = peer_checkpoint(src, work / "funasr-mlx", dtype)
