@@ -70,6 +70,7 @@ def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmu
         mx.clear_cache()
         base = mx.get_active_memory()
         pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
+        mx.eval(pipe.sensevoice.parameters(), pipe.adaptor.parameters(), pipe.llm.model.parameters())  # loads are lazy
         ours_weights = mx.get_active_memory() - base
         gc.collect()
         mx.clear_cache()
