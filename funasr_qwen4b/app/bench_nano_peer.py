@@ -102,7 +102,8 @@ def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmu
                   for name, bs in per_block.items()}
         stages[stage] = {"unit": unit, **{name: {**spread(v), "blocks": v} for name, v in speeds.items()},
                          "ours_over_peer": ratio({"speeds": speeds}, "ours", "peer")}
-    return {"clip_s": seconds, "tokens": {name: r["tokens"] for name, r in last.items()},
+    # every run's count, so a side that stopped short anywhere shows
+    return {"clip_s": seconds, "tokens": {name: sorted({r["tokens"] for r in rs}) for name, rs in runs.items()},
             "prefill_positions": {name: r["prefill_positions"] for name, r in last.items()},
             "audio_rows": {name: r["audio_rows"] for name, r in last.items()},
             "rtf": {name: seconds / stages["whole_clip"][name]["median"] for name in sides},
@@ -255,7 +256,8 @@ def fake_len(frames: int) -> int:
 def to_markdown(r: dict) -> list[str]:
     b, p = r["blocks"], r["peer"]
     lines = [(f"\nFun-ASR-Nano, ours vs the peer ({p['package']}: {p['loaded']}), {r['clip_s']:g} s clip, "
-              f"{r['tokens']['ours']} / {r['tokens']['peer']} tokens, {b['n']} interleaved blocks of {b['k']}:"), "",
+              f"{_counts(r['tokens']['ours'])} / {_counts(r['tokens']['peer'])} tokens, {b['n']} interleaved blocks of "
+              f"{b['k']}:"), "",
              "| stage | unit | ours | peer | ours / peer speed | spread over blocks |", "|---|---|---|---|---|---|"]
     for stage, s in r["stages"].items():
         q = s["ours_over_peer"]
@@ -270,3 +272,7 @@ def to_markdown(r: dict) -> list[str]:
                  + f"; ours / peer {m['ours']['peak_bytes'] / m['peer']['peak_bytes']:.2f}")
     lines.extend(f"differs: {d}" for d in p["differs"])
     return lines
+
+
+def _counts(counts: list[int]) -> str:
+    return ", ".join(map(str, counts))
