@@ -4,8 +4,8 @@ as a bundle by bench_nano), MLX and/or the PyTorch reference.
 
 Timings are wall clock after warm-up, synchronised at stage ends (mx.eval /
 host copies), medians and spread over repetitions; every A-against-B decode figure
-(speculation against plain, the pipeline against bare mlx-lm) is timed in interleaved
-blocks (bench_blocks), `reps` of them. Decoding always runs to
+(speculation against plain, the pipeline against bare mlx-lm, Fun-ASR-Nano's stages against
+the peer funasr-mlx's: bench_nano_peer) is timed in interleaved blocks (bench_blocks), `reps` of them. Decoding always runs to
 the token cap (EOS ignored) so tokens/s compare like with like. Memory is
 measured: MLX active/peak memory; for PyTorch the process RSS (and CUDA peak
 when on a GPU).
@@ -22,6 +22,8 @@ from .backends import load_pipeline
 from .bench_mlx import (MEASURED_DRAFT_RATE, encoder_vs_peer, mlx_decode_vs_bare, mlx_synthetic, projection,
                         speculation_vs_plain)
 from .bench_nano import nano_synthetic
+from .bench_nano_peer import nano_vs_peer, require_peer
+from .bench_nano_peer import to_markdown as nano_peer_markdown
 from .bench_reference import reference_bench
 from .bench_stages import CLIPS, STAGES, bench_decode, clip, machine, run_stages
 
@@ -43,6 +45,8 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         raise ValueError(f"unknown synthetic model {synthetic!r}; use one of {', '.join(SYNTHETIC)}")
     if synthetic == "nano" and adaptor_q_bits:
         raise ValueError("--adaptor-q-bits quantizes the qwen4b adaptor; Fun-ASR-Nano's is converted unquantized")
+    if peer:
+        require_peer()
     with nano_synthetic(dtype, q_bits) if synthetic == "nano" else contextlib.nullcontext(bundle) as built:
         bundle = as_bundle(built) if built is not None else None
         in_memory = synthetic == "full"  # MLX modules built here; otherwise a bundle (nano's built one included)
@@ -59,9 +63,12 @@ def run_bench(*, bundle=None, synthetic: str | None, backends: tuple[Backend, ..
         if Backend.MLX in backends:
             report["results"]["mlx"] = mlx_bench(bundle, in_memory, samples, reps, warmup, tokens, q_bits, dtype,
                                                  adaptor_q_bits, draft_rate)
-        if peer:
-            report["encoder_vs_peer"] = encoder_vs_peer(min(clips, key=lambda k: abs(k - 10)), ("float16", "float32"),
-                                                        reps, warmup)
+        near_10 = min(clips, key=lambda k: abs(k - 10))
+        if peer and synthetic == "nano":
+            report["nano_vs_peer"] = nano_vs_peer(bundle, samples[near_10], tokens=tokens, blocks=reps, warmup=warmup,
+                                                  dtype=dtype, q_bits=q_bits)
+        elif peer:
+            report["encoder_vs_peer"] = encoder_vs_peer(near_10, ("float16", "float32"), reps, warmup)
         if Backend.REFERENCE in backends:
             report["results"]["reference"] = reference_bench(bundle, in_memory, samples, reps, warmup, tokens)
             report["mlx_over_pytorch_speed"] = stage_ratios(report)
@@ -180,6 +187,8 @@ def to_markdown(report: dict) -> str:
             lines.append(f"encoder {dtype}, {report['encoder_vs_peer']['seconds']:g} s: ours {m['ours']:.2f} ms, "
                          f"ours compiled {m['ours_compiled']:.2f} ms, funasr-mlx {m['peer']:.2f} ms; "
                          f"ours / peer speed {e['ours_speed_over_peer']:.2f}x")
+    if "nano_vs_peer" in report:
+        lines.extend(nano_peer_markdown(report["nano_vs_peer"]))
     for clip_name, ratios in report.get("mlx_over_pytorch_speed", {}).items():
         lines.append(f"MLX / PyTorch speed, {clip_name}: " + ", ".join(
             f"{s} {v:.2f}" for s, v in ratios.items() if v is not None))

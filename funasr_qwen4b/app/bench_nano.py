@@ -26,14 +26,16 @@ NANO_ENCODER, NANO_ADAPTOR, NANO_LLM = REAL, NANO_ADAPTOR_REAL, QWEN3_06B
 
 
 @contextlib.contextmanager
-def nano_synthetic(dtype: str, q_bits: int | None) -> Iterator[Bundle]:
+def nano_synthetic(dtype: str, q_bits: int | None, dims: tuple[dict, dict, dict] | None = None) -> Iterator[Bundle]:
     """The random real-size Fun-ASR-Nano converted at `dtype` (every component; `q_bits`: the
-    LLM quantized), in a scratch directory that lives, original files included, while inside."""
+    LLM quantized), in a scratch directory that lives, original files included, while inside.
+    `dims` (encoder, adaptor, Qwen3), for tests only: another size."""
     from funasr_qwen4b.convert.nano import convert_nano
     from funasr_qwen4b.testing_nano import make_nano_dir
 
+    encoder, adaptor, llm = dims or (NANO_ENCODER, NANO_ADAPTOR, NANO_LLM)
     with scratch("funasr-qwen4b-bench-nano-") as work:
-        log.info("synthetic Fun-ASR-Nano: FunASR's FunASRNano at real size, random weights (encoder %s, adaptor %s, "
-                 "Qwen3 %s) in %s", NANO_ENCODER, NANO_ADAPTOR, NANO_LLM, work)
-        src = make_nano_dir(work / "Fun-ASR-Nano-random", NANO_ENCODER, NANO_ADAPTOR, NANO_LLM)
+        log.info("synthetic Fun-ASR-Nano: FunASR's FunASRNano, random weights (encoder %s, adaptor %s, Qwen3 %s) in %s",
+                 encoder, adaptor, llm, work)
+        src = make_nano_dir(work / "Fun-ASR-Nano-random", encoder, adaptor, llm)
         yield Bundle.read(convert_nano(src, work / "bundle", dtype=dtype, q_bits=q_bits))
