@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,12 +213,13 @@ def test_verify_sources_names_a_changed_original(moved_sources, capsys):
     assert "sensevoice source: OK" in out and "adaptor source:" in out and "not found" in out
 
 
-def test_bench_batch_sizes_and_peer(full_bundle, tmp_path, capsys):
+def test_bench_batch_sizes_and_peer(full_bundle, tmp_path, capsys, monkeypatch):
     out = tmp_path / "b.json"
     run(capsys, "bench", "-m", full_bundle, "--batch-sizes", "1,2", "--reps", "1", "--warmup", "0", "--tokens", "4",
         "--json", out)
     rep = json.loads(out.read_text())
     assert rep["settings"]["batch_sizes"] == [1, 2] and sorted(rep["throughput"]["sizes"]) == ["1", "2"]
+    monkeypatch.setitem(sys.modules, "funasr_mlx", None)  # as if not installed: --peer refused before any work
     assert main(["bench", "-m", str(full_bundle), "--peer", "--clips", "1", "--reps", "1", "--warmup", "0",
                  "--tokens", "4"]) == 2
     assert "funasr-mlx" in capsys.readouterr().err
