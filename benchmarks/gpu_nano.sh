@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fun-ASR-Nano's GPU figures in one call (issue 22): `bench --synthetic nano` at bf16 and with a
-# 4-bit LLM (`--peer` beside funasr-mlx's Fun-ASR-Nano where PEER=1), each into OUT/nano_*.json
+# 4-bit LLM on a CLIPS-second clip (default 10; `--peer` beside funasr-mlx's Fun-ASR-Nano where
+# PEER=1, funasr-mlx installed), each into OUT/nano_*.json
 # with its log. Needs MLX's CUDA build installed and sourced first, and FunASR's model modules
 # (training/stage_gpu.sh's wheels in /tmp/fq-stage/site: FunASR's FunASRNano writes the random
 # checkpoint in its original layout; its package __init__ is skipped as in training).
@@ -14,7 +15,7 @@ export PYTHONUNBUFFERED=1
 . "$repo/benchmarks/gpu_shim.sh"
 extra=()
 [ -n "${PEER:-}" ] && extra+=(--peer)
-[ -n "${QUICK:-}" ] && extra+=(--clips 2 --reps 1 --warmup 0 --tokens 4)
+if [ -n "${QUICK:-}" ]; then extra+=(--clips 2 --reps 1 --warmup 0 --tokens 4); else extra+=(--clips "${CLIPS:-10}"); fi
 status=0
 for variant in bf16 q4; do
   args=(bench --synthetic nano --dtype bfloat16 --json "$out/nano_$variant.json" "${extra[@]}")
