@@ -21,7 +21,7 @@ for variant in bf16 q4; do
   args=(bench --synthetic nano --dtype bfloat16 --json "$out/nano_$variant.json" "${extra[@]}")
   [ $variant = q4 ] && args+=(-q 4)
   echo "== $variant ($(date -u +%H:%M:%S)): ${args[*]}" | tee -a "$out/log_nano.txt"
-  "$py" -c "
+  "$py" -P -c "
 import sys
 from funasr_qwen4b.reference.funasr_modules import import_modules_only
 import_modules_only()
