@@ -238,7 +238,7 @@ def test_faults(server, tmp_path):
     _error(server.post(audio=b"", model=CTC_MODEL), 400, "invalid_audio", "file")
     _error(server.post(model=CTC_MODEL), 400, "missing_file", "file")
     _error(httpx.post(server.url + "/v1/audio/transcriptions", json={"model": CTC_MODEL}, timeout=HANG_S), 400, "missing_file")
-    assert "`whisper-1`" in _error(server.post(audio=wav, model="whisper-1"), 404, "model_not_found", "model")["message"]
+    assert "`whisper-2`" in _error(server.post(audio=wav, model="whisper-2"), 404, "model_not_found", "model")["message"]
     _error(server.post(audio=wav, model=CTC_MODEL, response_format="xml"), 400, "invalid_value", "response_format")
     _error(server.post(audio=wav, model=CTC_MODEL, language="klingon"), 400, "unsupported_language", "language")
     _error(server.post(audio=wav, model=CTC_MODEL, stream="perhaps"), 400, "invalid_value", "stream")
@@ -249,7 +249,7 @@ def test_faults(server, tmp_path):
     _error(httpx.get(server.url + "/v1/models/nope", timeout=HANG_S), 404, "model_not_found")
     # the openai client raises its own typed errors from these bodies
     with pytest.raises(openai.NotFoundError) as e:
-        server.client().audio.transcriptions.create(file=("a.wav", wav), model="whisper-1")
+        server.client().audio.transcriptions.create(file=("a.wav", wav), model="whisper-2")
     assert e.value.code == "model_not_found"
     # and the server still answers
     assert server.post(audio=wav, model=CTC_MODEL).status_code == 200

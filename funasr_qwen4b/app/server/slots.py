@@ -41,6 +41,10 @@ MODELS = {
 # The models a bundle serves, by Bundle.kind; a server holds one bundle of each kind at most.
 KIND_MODELS = {"qwen4b": (LLM_MODEL, CTC_MODEL), "funasr-nano": (NANO_MODEL,)}
 HOTWORD_MODELS = (NANO_MODEL,)  # the models trained with hotwords in their prompt
+TIMED_MODELS = (LLM_MODEL, CTC_MODEL)  # word times from SenseVoice's CTC alignment (Fun-ASR-Nano has no CTC head)
+# OpenAI's transcription models, by the names its clients send (whisper-1 by default): each answers as
+# the server's default model, so a client or tool with a fixed model name works unchanged.
+ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 OWNER = "funasr-qwen4b"
 MIN_UPLOAD_MB = 0.001  # about 1 KB: below it the limit would round to no bytes at all
 
@@ -352,10 +356,12 @@ class ModelManager:
                              f"{', '.join(self.slots)}")
 
     def slot(self, model: str | None) -> ModelSlot:
-        model = model or self.default_model
+        """The model a request names: none or one of OpenAI's (ALIASES) is the default model."""
+        model = self.default_model if not model or model in ALIASES else model
         if model not in self.slots:
-            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(self.slots)}",
-                           param="model", code="model_not_found")
+            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(self.slots)} "
+                           f"({', '.join(ALIASES)} name {self.default_model}, the default)", param="model",
+                           code="model_not_found")
         return self.slots[model]
 
     async def idle_loop(self) -> None:
