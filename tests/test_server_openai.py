@@ -21,11 +21,10 @@ import soundfile as sf
 
 openai = pytest.importorskip("openai")
 
-from tests.conftest import HANG_S  # noqa: E402
-from tests.test_server import EN, LONG, ZH, LiveServer, _error, httpx  # noqa: E402
-
 from funasr_qwen4b.app.server import CTC_MODEL, LLM_MODEL, NANO_MODEL  # noqa: E402
 from funasr_qwen4b.app.server.slots import ALIASES  # noqa: E402
+from tests.conftest import HANG_S  # noqa: E402
+from tests.test_server import EN, LONG, ZH, LiveServer, _error, httpx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
