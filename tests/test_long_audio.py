@@ -152,3 +152,32 @@ def test_convert_vad_then_transcribe_on_its_segments(bundle, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["chunks"] == 1
     assert main(["transcribe", str(clip), "-m", str(bundle), "--ctc", "--vad", "fsmn"]) == 2
     assert "has no vad" in capsys.readouterr().err
+
+
+# --- joins ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pieces,joined", [
+    (["It is nine.", "It is windy."], "It is nine. It is windy."),  # after a full stop
+    (["one, two,", "three"], "one, two, three"),  # after a comma
+    (["Really?", "Yes!", "(maybe)"], "Really? Yes! (maybe)"),
+    (["costs 40%", "more"], "costs 40% more"),
+    (["open", "now"], "open now"), (["room 12", "34"], "room 12 34"),
+    (["Où est-il ?", "Ça va."], "Où est-il ? Ça va."),  # letters beyond ASCII are spaced too
+    (["안녕하세요.", "감사합니다"], "안녕하세요. 감사합니다"),  # Korean is written with spaces
+    (["下午三点。", "会议室在十二楼"], "下午三点。会议室在十二楼"),  # Chinese: never a space
+    (["开放", "时间"], "开放时间"), (["今天是", "3月"], "今天是3月"), (["第3", "号"], "第3号"),
+    (["東京です。", "ありがとう"], "東京です。ありがとう"),  # Japanese: never a space
+    (["number five.", "今天"], "number five.今天"), (["今天", "OK"], "今天OK"),  # a wide side: none
+    (["word", ", then"], "word, then"),  # punctuation opening the next piece: no space before it
+    (["  a ", "", " b"], "a b"),
+])
+def test_pieces_are_joined_with_a_space_only_where_the_script_writes_one(pieces, joined):
+    from funasr_qwen4b.app.transcriber import JoinedStream, join_texts
+
+    assert join_texts(pieces) == joined
+    out = []  # streamed, the same join
+    stream = JoinedStream(out.append)
+    for p in pieces:
+        stream.new_chunk()
+        stream(p)
+    assert "".join(out) == joined

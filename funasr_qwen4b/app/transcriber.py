@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -52,11 +53,26 @@ AS_LOADED = "as loaded"  # a call's max_audio_seconds when it gives none: the Tr
 NANO = "funasr-nano"  # Bundle.kind of Fun-ASR-Nano: no CTC head, its prompt carries language and hotwords
 
 
+# What may end a piece's text before a space (sentence and clause punctuation, closing marks)
+# and what may begin the next one's after it (opening marks).
+_ENDS, _BEGINS = set(".,!?;:…)]}\"'%"), set("([{\"'¿¡")
+
+
+def _spaced(ch: str) -> bool:
+    """A character of a script written with spaces between words: not Chinese or Japanese
+    (wide or full-width: ideographs, kana, their punctuation); Korean's Hangul is spaced."""
+    return unicodedata.east_asian_width(ch) not in ("W", "F") or unicodedata.name(ch, "").startswith("HANGUL")
+
+
 def _joinable(a: str, b: str) -> bool:
-    return a.isascii() and a.isalnum() and b.isascii() and b.isalnum()
+    """A space between two pieces' texts ending in `a` and beginning with `b`: both in spaced
+    scripts, `a` a letter, digit or closing punctuation, `b` a letter, digit or opening mark."""
+    return _spaced(a) and _spaced(b) and (a.isalnum() or a in _ENDS) and (b.isalnum() or b in _BEGINS)
 
 
 def join_texts(texts: list[str]) -> str:
+    """Pieces' texts in order, each stripped; a space between two where _joinable says so
+    ("nine." + "It" → "nine. It"), none in Chinese or Japanese ("点。" + "今天" → "点。今天")."""
     out = ""
     for t in texts:
         t = t.strip()
@@ -69,7 +85,7 @@ def join_texts(texts: list[str]) -> str:
 class JoinedStream:
     """Streams chunk texts exactly as join_texts joins them: each chunk
     stripped (whitespace is held back until text follows it), a space
-    between two ASCII words across a chunk boundary."""
+    across a chunk boundary where join_texts puts one."""
 
     def __init__(self, on_text: Callable[[str], None]):
         self.on_text, self.out, self.pending, self.chunk_started = on_text, "", "", False
