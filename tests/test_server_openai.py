@@ -170,3 +170,25 @@ def test_refusals_are_openai_errors(server):
     r = httpx.post(server.url + "/v1/audio/translations", files={"file": ("a.wav", ZH.read_bytes())},
                    data={"response_format": "verbose_json", "timestamp_granularities[]": "word"}, timeout=HANG_S)
     assert "not aligned" in _error(r, 400, "invalid_value", "timestamp_granularities")["message"]
+
+
+def test_segmentation_settings_reach_the_models(demo_bundle, capsys):
+    """serve --vad and --max-segment-seconds (ServerConfig's vad and max_segment_seconds) cut the audio
+    into utterances as the Transcriber given them does; what no bundle can do is refused at the start."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.app.server import ServerConfig
+    from funasr_qwen4b.app.transcriber import Transcriber
+
+    want = Transcriber.load(demo_bundle, vad="energy", max_segment_seconds=1.5).transcribe(ZH)["segments"]
+    assert len(want) > 1 and len(Transcriber.load(demo_bundle).transcribe(ZH)["segments"]) == 1  # the setting shows
+    with LiveServer(demo_bundle, vad="energy", max_segment_seconds=1.5, idle_unload=0) as s:
+        got = s.post(audio=ZH, response_format="verbose_json", **{"timestamp_granularities[]": "word"}).json()
+    assert [(g["start"], g["end"], g["text"]) for g in got["segments"]] == [(w["start"], w["end"], w["text"])
+                                                                             for w in want]
+    assert [w["word"] for w in got["words"]] == [w["word"] for seg in want for w in seg["words"]]
+    with pytest.raises(ValueError, match="vad must be one of"):
+        ServerConfig(str(demo_bundle), vad="loud")
+    assert main(["serve", "-m", str(demo_bundle), "--vad", "fsmn"]) == 2
+    assert "has no vad component" in capsys.readouterr().err
+    assert main(["serve", "-m", str(demo_bundle), "--max-segment-seconds", "0.5"]) == 2
+    assert "--max-segment-seconds: expected a finite number of at least 1" in capsys.readouterr().err

@@ -11,8 +11,8 @@ import logging
 import shutil
 
 from ...bundle import Bundle
-from .args import MAX_SECONDS, add_hub_args, add_speculate_arg, add_template_args, finite, integer, resolve_from, \
-    template_from
+from .args import MAX_SECONDS, add_hub_args, add_segment_args, add_speculate_arg, add_template_args, finite, integer, \
+    resolve_from, template_from
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def add_parser(sub) -> None:
                     help="largest request body, MB; larger ones get 413 (default %(default)g; 0 = no limit)")
     sp.add_argument("--max-audio-seconds", type=finite(above=0, zero="no limit"), default=600.0,
                     help="longest audio accepted; longer gets 400 (default %(default)g; 0 = no limit)")
+    add_segment_args(sp)
     sp.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
-                    help="split longer audio at its quietest points into pieces this long, one segment each "
+                    help="with --vad off: split longer audio at its quietest points into pieces this long "
                     "(default %(default)g; 0 = never)")
     sp.add_argument("--batch-size", type=integer(1), default=8, metavar="N",
                     help="requests for one model that wait together (same language and task) run as one batch "
@@ -92,6 +93,9 @@ def bundles_from(args) -> dict[str, Bundle]:
     if args.default_model is not None and args.default_model not in served:
         raise ValueError(f"--default-model {args.default_model}: no -m bundle serves it (these serve "
                          f"{', '.join(served)})")
+    if args.vad == "fsmn" and (lacking := [str(b.root) for b in bundles.values() if not b.has("vad")]):
+        raise ValueError(f"--vad fsmn: {', '.join(lacking)} has no vad component; add one with `convert vad SRC -o "
+                         f"BUNDLE`, or use --vad auto (the energy rule without one)")
     if (args.template or args.template_file) and "qwen4b" not in bundles:
         raise ValueError("--template/--template-file set funasr-qwen4b's prompt; no -m bundle is a qwen4b one "
                          "(Fun-ASR-Nano's prompt is built from each request's language and hotwords)")
@@ -112,7 +116,8 @@ def cmd_serve(args) -> int:
                     ", ".join(missing))
     cfg = ServerConfig([str(b.root) for b in bundles.values()], default_model=args.default_model,
                        idle_unload=args.idle_unload, max_upload_mb=args.max_upload_mb,
-                       max_audio_seconds=args.max_audio_seconds, max_seconds=args.max_seconds,
+                       max_audio_seconds=args.max_audio_seconds, max_seconds=args.max_seconds, vad=args.vad,
+                       max_segment_seconds=args.max_segment_seconds,
                        template=template_from(args, qwen4b) if qwen4b is not None else None,
                        batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000, speculate=args.speculate)
     if shutil.which("ffmpeg") is None:
