@@ -181,3 +181,40 @@ def test_pieces_are_joined_with_a_space_only_where_the_script_writes_one(pieces,
         stream.new_chunk()
         stream(p)
     assert "".join(out) == joined
+
+
+# --- the language reported -----------------------------------------------------------------
+
+def test_every_held_out_clip_is_detected_in_its_language(demo_bundle, demo_heldout, capsys):
+    """Default settings: the LID tag of each of the 100 held-out clips (zh, en) is its language
+    (the pipeline's outputs as the Transcriber gets them for clips within the segment limit),
+    and the command line reports it; a language the user sets is reported as set."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.language import from_tags
+
+    assert all(x.size <= 20 * SR for x in demo_heldout.clips)  # each decoded whole, as here
+    found = [from_tags(o.ctc.tags) for o in demo_heldout.speculative]
+    assert found == [e.lang for e in demo_heldout.entries]
+    zh, en = demo_heldout.entries[0].audio, demo_heldout.entries[50].audio
+    for flags, want in (([], ["zh", "en"]), (["--language", "auto"], ["zh", "en"]), (["--language", "en"], ["en"] * 2)):
+        assert main(["transcribe", str(zh), str(en), "-m", str(demo_bundle), "--ctc", "--json", *flags]) == 0
+        assert [json.loads(line)["language"] for line in capsys.readouterr().out.splitlines()] == want, flags
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("今天是三月十五日", "zh"), ("東京へ行きます", "ja"), ("カメラ", "ja"), ("안녕하세요", "ko"),
+    ("It is windy today.", "en"), ("今天OK", "zh"), ("OK 今天 very good", "en"), ("", None), ("123 ,.", None),
+])
+def test_the_script_of_a_transcript_tells_its_language(text, lang):
+    from funasr_qwen4b.language import from_text
+
+    assert from_text(text) == lang
+
+
+def test_the_language_of_most_of_the_speech_is_the_inputs():
+    from funasr_qwen4b.language import from_tags, most_spoken
+
+    assert from_tags(["<|en|>", "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>"]) == "en"
+    assert from_tags(["<|nospeech|>", "<|EMO_UNKNOWN|>"]) is None
+    assert most_spoken([(3.0, "en"), (2.0, "zh"), (2.5, "zh"), (9.0, None)]) == "zh"
+    assert most_spoken([(1.0, None)]) is None

@@ -39,6 +39,7 @@ from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
 from ..hub import resolve
+from ..language import from_tags, from_text, most_spoken
 from ..nospeech import no_speech
 from ..prompt import AUDIO_SLOT, NANO_LANGUAGES, PRESETS, TRANSLATE_TEMPLATE, encode, nano_template
 from . import batching, checks
@@ -157,7 +158,7 @@ class Transcriber:
     ctc_only: bool = False
     max_audio_seconds: float | None = MAX_AUDIO_SECONDS
     kind: str = "qwen4b"  # the bundle's model kind (Bundle.kind)
-    language: str | None = None  # Fun-ASR-Nano: the prompt's language for every call (None: auto)
+    language: str | None = None  # load's language= (Fun-ASR-Nano: the prompt's for every call; None: auto)
     fixed_template: bool = False  # Fun-ASR-Nano: load's `template=` holds the prompt; calls cannot make one
     vad: str = "auto"  # the segmenter (segments.VAD_MODES)
     max_segment_seconds: float = segments.MAX_SEGMENT_SECONDS["qwen4b"]
@@ -224,7 +225,7 @@ class Transcriber:
                              "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
         if nano and speculate == "ctc":
             log.warning("%s is a Fun-ASR-Nano bundle: it has no CTC head, so no CTC draft; decoding plain", b.root)
-        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language if nano else None,
+        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language,
                    nano and template is not None, vad,
                    b.max_segment_seconds if max_segment_seconds is None else float(max_segment_seconds),
                    b.dir("vad") if b.has("vad") else None)
@@ -317,10 +318,11 @@ class Transcriber:
         used, cut = self._segmenter(vad, max_segment_seconds)
         template = self._template(language, hotwords)
         query, decode = self._settings(language)
-        shown = (language or self.language or "auto") if self.kind == NANO else query.language
+        chosen = language or self.language
+        chosen = None if chosen == "auto" else chosen  # auto: the one detected is reported
         return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut),
                              run=lambda pieces: self._run(pieces, query, decode, template), took=self._took,
-                             finish=lambda job: self._result(job, shown, translate, used), batch_size=batch_size,
+                             finish=lambda job: self._result(job, chosen, translate, used), batch_size=batch_size,
                              window=window)
 
     def _segmenter(self, vad: str | None, max_segment_seconds: float | None) -> tuple[str, Callable]:
@@ -395,10 +397,15 @@ class Transcriber:
         if job.stream is not None:
             job.stream.done(k)
 
-    def _result(self, job: Job, language: str, translate: bool, vad: str) -> dict:
+    def _result(self, job: Job, language: str | None, translate: bool, vad: str) -> dict:
         """One input's result from its pieces' outputs and the stage times of the pipeline calls
-        they were in."""
+        they were in; its `language` the one set (`language`), else the one detected
+        (funasr_qwen4b.language; None where nothing tells: no speech)."""
         outs = [job.outs[k] for k in sorted(job.outs)]
+        if language is None:
+            language = most_spoken([((b - a) / SAMPLE_RATE, from_tags(o.ctc.tags) if o.ctc is not None
+                                     else from_text(o.text)) for (a, b), o in
+                                    ((job.spans[k], job.outs[k]) for k in sorted(job.outs))])
         seconds = round(job.samples.size / SAMPLE_RATE, 3)
         result = {"text": join_texts([o.text for o in outs]), "segments": self._all_segments(job),
                   "language": language, **({} if self.kind == NANO else _ctc_fields(outs)), "seconds": seconds,

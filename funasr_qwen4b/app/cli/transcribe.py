@@ -192,7 +192,7 @@ def load_transcriber(args):
                          bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
                          no_repeat_ngram=args.no_repeat_ngram)
     return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
-                            query=None if nano else query_from(args, None), language=args.language if nano else None,
+                            query=None if nano else query_from(args, None), language=args.language,
                             decode=decode, speculate=args.speculate, max_seconds=args.max_seconds,
                             max_audio_seconds=args.max_audio_seconds, sources=sources_from(args), vad=args.vad,
                             max_segment_seconds=args.max_segment_seconds)
