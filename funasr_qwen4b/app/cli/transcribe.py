@@ -19,7 +19,7 @@ from ...files import refuse_overwriting
 from ...prompt import NANO_LANGUAGES, nano_instruction
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
-from .args import (MAX_SECONDS, add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
+from .args import (MAX_SECONDS, add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
                    add_segment_args, add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
                    query_from, sources_from, template_from)
 
@@ -195,7 +195,7 @@ def load_transcriber(args):
                             query=None if nano else query_from(args, None), language=args.language,
                             decode=decode, speculate=args.speculate, max_seconds=args.max_seconds,
                             max_audio_seconds=args.max_audio_seconds, sources=sources_from(args), vad=args.vad,
-                            max_segment_seconds=args.max_segment_seconds)
+                            max_segment_seconds=args.max_segment_seconds, ctc_guard=args.ctc_guard)
 
 
 # What only the LLM does: with --ctc these flags would be silently ignored.
@@ -336,6 +336,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--translate", action="store_true",
                     help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
     add_segment_args(tr)
+    add_ctc_guard_arg(tr)
     tr.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
                     help=f"with --vad off: split longer audio at low-energy points (default 30; 0 = never split; "
                     f"else at least {MIN_SPLIT_SECONDS:g})")
