@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -255,3 +256,52 @@ def test_the_guard_fires_where_the_llm_stops_early_and_retry_decodes_the_rest(de
     assert char_counts(ref, got["warn"]["text"]).rate > 0.5 and got["warn"]["text"] == got["off"]["text"]
     assert char_counts(ref, got["retry"]["text"]).rate < 0.2 and got["retry"]["chunks"] > 1
     assert got["retry"]["ctc_text"] == got["warn"]["ctc_text"]  # the tail decoded again is not spelled twice
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+def test_a_progress_bar_on_a_terminal_for_long_inputs_and_quiet_silences_it(bundle, clip_10s, tmp_path, capsys,
+                                                                            monkeypatch):
+    """30 s of audio: a bar by audio seconds on stderr when it is a terminal;
+    none with --quiet, none for 10 s, none when stderr is not a terminal."""
+    import soundfile as sf
+
+    from funasr_qwen4b.app.cli import main
+
+    long_, short = tmp_path / "long.wav", tmp_path / "short.wav"
+    sf.write(long_, np.tile(clip_10s[:10 * SR], 3), SR)
+    sf.write(short, clip_10s[:10 * SR], SR)
+
+    def err(*flags, tty=True):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+        assert main(["transcribe", *flags, "-m", str(bundle), "--ctc", "--vad", "energy",
+                     "--max-segment-seconds", "4"]) == 0
+        return capsys.readouterr().err
+
+    shown = err(str(long_))
+    assert "long.wav:   0%|" in shown and "/30.0 s audio" in shown
+    assert "s audio" not in err(str(long_), "--quiet")
+    assert "s audio" not in err(str(short))
+    assert "s audio" not in err(str(long_), tty=False)
+
+
+def test_progress_counts_every_second_of_the_input_once(bundle, clip_10s):
+    from funasr_qwen4b import Transcriber
+
+    class Bar:
+        def __init__(self, i, seconds):
+            self.i, self.total, self.n, self.closed = i, seconds, 0.0, False
+
+        def update(self, s):
+            assert not self.closed and s >= 0
+            self.n += s
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    x = np.tile(clip_10s[:10 * SR], 3)
+    t = Transcriber.load(bundle, ctc_only=True, max_segment_seconds=4)
+    list(t.transcribe_each([x, x[:5 * SR]], SR, progress=lambda i, s: bars.append(Bar(i, s)) or bars[-1]))
+    assert [(b.i, b.total, b.closed) for b in bars] == [(0, 30.0, True), (1, 5.0, True)]
+    assert [round(b.n, 6) for b in bars] == [30.0, 5.0]

@@ -310,13 +310,16 @@ class Transcriber:
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
                         hotwords: list[str] | None = None, batch_size: int = 1, window: int | None = None,
                         max_audio_seconds: float | None = AS_LOADED, vad: str | None = None,
-                        max_segment_seconds: float | None = None) -> Iterator[tuple[int, dict | Exception]]:
+                        max_segment_seconds: float | None = None,
+                        progress: Callable[[int, float], object] | None = None) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
         the input at fault gets an error, its own; inputs are read `window` at a time (default:
         all), a window's outcomes given once it is done. Arguments as for transcribe_batch: one
-        language and one hotword list, so one prompt, for every input of a call."""
+        language and one hotword list, so one prompt, for every input of a call. `progress(i,
+        seconds)`: input i's progress bar (an object with update(seconds) and close(), or None),
+        made once the input is read and advanced by each piece's seconds as it is decoded."""
         audios = _inputs(audios, "transcribe_each")
         if sample_rate is not None:
             checks.sample_rate(sample_rate)
@@ -332,7 +335,8 @@ class Transcriber:
         query, decode = self._settings(language)
         chosen = language or self.language
         chosen = None if chosen == "auto" else chosen  # auto: the one detected is reported
-        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut),
+        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut,
+                                                                    progress and (lambda s: progress(i, s))),
                              run=lambda pieces: self._run(pieces, query, decode, template), took=self._took,
                              finish=lambda job: self._result(job, chosen, translate, used,
                                                              (query, decode, template)), batch_size=batch_size,
@@ -369,7 +373,7 @@ class Transcriber:
         return self._vad_model
 
     def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None,
-                 max_audio_seconds: float | None, cut: Callable) -> Job:
+                 max_audio_seconds: float | None, cut: Callable, progress: Callable | None = None) -> Job:
         """One input read (refused from its header when longer than `max_audio_seconds`) and cut
         into pieces (`cut`: the call's segmenter); a piece without speech is not transcribed (the
         same rule for both backends), its reason kept. Where a segmenter finds no speech at all,
@@ -379,7 +383,8 @@ class Transcriber:
         read_s = time.perf_counter() - t
         spans = cut(samples) or [(0, samples.size)]
         stream = OrderedStream(on_text, len(spans)) if on_text is not None else None
-        job = Job(samples, stream=stream, read_s=read_s, spans=spans)
+        job = Job(samples, stream=stream, read_s=read_s, spans=spans,
+                  progress=progress(samples.size / SAMPLE_RATE) if progress else None)
         for k, (a, b) in enumerate(spans):
             reason = no_speech(samples[a:b])
             if reason is None:
@@ -403,6 +408,9 @@ class Transcriber:
         return self.pipeline.run_batch(audio, feeds, query=query, decode=decode, template=template)
 
     def _took(self, job: Job, k: int, out) -> None:
+        if job.progress is not None:
+            a, b = job.spans[k]
+            job.progress.update((b - a) / SAMPLE_RATE)
         if self.ctc_only:
             out.text = out.ctc.text.strip()
             if job.stream is not None:
@@ -458,6 +466,10 @@ class Transcriber:
         they were in; its `language` the one set (`language`), else the one detected
         (funasr_qwen4b.language; None where nothing tells: no speech); the CTC guard's warnings,
         its retries among the pieces (`settings`: the call's query, decoding and template)."""
+        if job.progress is not None:  # the silence between the pieces, then done
+            job.progress.update((job.samples.size - sum(b - a for k, (a, b) in enumerate(job.spans)
+                                                         if k in job.outs)) / SAMPLE_RATE)
+            job.progress.close()
         ctc_fields = {} if self.kind == NANO else _ctc_fields([job.outs[k] for k in sorted(job.outs)])
         warnings = self._guard(job, *settings)  # after the CTC fields: a retried tail is not spelled twice
         outs = [job.outs[k] for k in sorted(job.outs)]

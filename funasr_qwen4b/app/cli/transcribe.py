@@ -232,9 +232,25 @@ def cmd_transcribe(args) -> int:
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
     for i, r in t.transcribe_each([source(name) for name in inputs],
                                   on_texts=said.printed, translate=args.translate, hotwords=hotwords,
-                                  batch_size=args.batch_size, window=args.batch_size):
+                                  batch_size=args.batch_size, window=args.batch_size,
+                                  progress=None if args.quiet or not sys.stderr.isatty() else bar(inputs)):
         said.outcome(i, r)
     return said.close()
+
+
+PROGRESS_SECONDS = 20.0  # shorter inputs get no progress bar: they are done about as soon as read
+
+
+def bar(inputs: list[str]):
+    """Input i's progress bar on stderr, by audio seconds, when it is longer than PROGRESS_SECONDS."""
+    from tqdm import tqdm
+
+    def make(i: int, seconds: float):
+        if seconds <= PROGRESS_SECONDS:
+            return None
+        return tqdm(total=round(seconds, 1), desc=Path(inputs[i]).name, unit="s", file=sys.stderr, leave=False,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    return make
 
 
 class Reports:
@@ -341,6 +357,8 @@ def add_parser(sub) -> None:
                     help=f"with --vad off: split longer audio at low-energy points (default 30; 0 = never split; "
                     f"else at least {MIN_SPLIT_SECONDS:g})")
     add_max_audio_seconds_arg(tr)
+    tr.add_argument("--quiet", action="store_true",
+                    help=f"no progress bar (shown on a terminal's stderr for inputs over {PROGRESS_SECONDS:g} s)")
     g = tr.add_argument_group("output files (one per input and format, written whole or not at all)")
     g.add_argument("--output-dir", metavar="DIR", help="write files here (default with --output-format: .)")
     g.add_argument("--output-format", choices=[*FORMATS, "all"],
