@@ -445,7 +445,7 @@ class Transcriber:
             while self.ctc_guard == "retry" and c.fired and c.tail is not None \
                     and len(retried) < ctc_guard.MAX_RETRIES:
                 t = spans[-1][0] + int(c.tail * SAMPLE_RATE)
-                if b - t < ctc_guard.MIN_RETRY_SECONDS * SAMPLE_RATE:
+                if t <= spans[-1][0] or b - t < ctc_guard.MIN_RETRY_SECONDS * SAMPLE_RATE:
                     break
                 again = self.pipeline.run(job.samples[t:b], query=query, decode=decode, template=template)
                 job.runs.append(again.timings)
