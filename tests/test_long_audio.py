@@ -369,3 +369,25 @@ def test_cer_takes_the_segmenting_flags(demo_bundle, monkeypatch, capsys):
                  "--no-progress", "--vad", "energy", "--max-segment-seconds", "2", "--ctc-guard", "retry"]) == 0
     assert seen == [{"vad": "energy", "max_segment_seconds": 2.0, "ctc_guard": "retry"}]
     assert "CER" in capsys.readouterr().out
+
+
+def test_fun_asr_nano_segments_detects_by_script_and_has_no_guard(tmp_path, clip_10s, capsys):
+    """A Fun-ASR-Nano bundle (no CTC head): long audio is cut as for qwen4b, its language is read
+    from its transcript's script, and a guard asked for is off with a one-line note."""
+    from funasr_qwen4b import Transcriber
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.language import from_text
+    from funasr_qwen4b.testing_nano_hf import make_nano_hf_dir
+
+    nano = tmp_path / "nano"
+    assert main(["convert", "bundle", "--funasr-nano", str(make_nano_hf_dir(tmp_path / "hf")), "-o", str(nano),
+                 "--dtype", "float32"]) == 0
+    capsys.readouterr()
+    t = Transcriber.load(nano, ctc_guard="retry", max_segment_seconds=4)  # logging as the command line set it
+    assert [line for line in capsys.readouterr().err.splitlines() if "guard" in line] == \
+        ["the CTC guard is off: a Fun-ASR-Nano bundle has no CTC head"]
+    x = np.concatenate([clip_10s[:3 * SR], np.zeros(SR, np.float32), clip_10s[4 * SR:7 * SR]])
+    r = t.transcribe(x, SR)
+    assert r["chunks"] == len(segments.energy_spans(x, 4.0)) > 1 and r["warnings"] == []
+    assert r["language"] == from_text(r["text"])
+    assert t.transcribe(x, SR, language="ja")["language"] == "ja"  # set: reported as set
