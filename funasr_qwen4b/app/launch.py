@@ -1,0 +1,73 @@
+"""`python -m funasr_qwen4b.app.launch`: `mlx.launch`, with the same arguments, whose exit status
+says whether every rank succeeded.
+
+mlx.launch (0.32) stops the other ranks when one ends with a failure but itself exits 0, so a
+script or a CI job cannot tell a failed run from a good one. This runs mlx.launch's own code,
+notes how each rank ended, and when one failed says so in one line (the rank, its host, its
+status) in place of mlx.launch's warnings, and exits with that status (128 + N for signal N, as
+a shell does). The ranks it stopped are not the failure: the first rank that ended on its own
+with a failure is."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+PROG = "funasr-qwen4b launch"
+
+
+def _status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _how(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlx._distributed_utils import launch
+
+    ended: list[tuple[int, str, int]] = []  # (rank, host, returncode) of the ranks that failed on their own
+    base, warn = launch.RemoteProcess, launch.log_warning
+
+    class Noted(base):
+        def __init__(self, rank, host, *args, **kwargs):
+            super().__init__(rank, host, *args, **kwargs)
+            self.rank, self.host, self.stopped = rank, host, False
+
+        def terminate(self):
+            self.stopped = True  # by the launcher, because another rank failed
+            super().terminate()
+
+        @property
+        def exit_status(self):
+            code, killed = super().exit_status
+            if code is not None and code != 0 and not self.stopped and (self.rank, self.host, code) not in ended:
+                ended.append((self.rank, self.host, code))
+            return code, killed
+
+    def quieter(*args, **kwargs):  # how each rank ended is said below, once
+        if not (args and str(args[0]).startswith("Node with rank")):
+            warn(*args, **kwargs)
+
+    launch.RemoteProcess, launch.log_warning = Noted, quieter
+    saved = sys.argv
+    sys.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]
+    try:
+        launch.main()
+    finally:
+        launch.RemoteProcess, launch.log_warning, sys.argv = base, warn, saved
+    if not ended:
+        return 0
+    rank, host, code = ended[0]
+    print(f"{PROG}: rank {rank} on {host} {_how(code)}; the other ranks were stopped", file=sys.stderr, flush=True)
+    return _status(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
