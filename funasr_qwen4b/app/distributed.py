@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import stat
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 # reads it. The ring's MLX_HOSTFILE names a file of the ranks' addresses (empty for one rank).
 LAUNCHER_ENV = (("MLX_HOSTFILE", "ring"), ("MLX_IBV_DEVICES", "jaccl"), ("NCCL_HOST_IP", "nccl"),
                 ("OMPI_COMM_WORLD_SIZE", "mpi"))
-# A test hook: the rank named here ends at once (os._exit, as a crash or SIGKILL would) after
-# its first result, so that tests see a rank die mid-run without timing anything.
+# A test hook: the rank named here kills itself (SIGKILL) after its first result, so that tests
+# see a rank die mid-run without timing anything.
 DIE_ENV = "FUNASR_QWEN4B_TEST_DIE_RANK"
 # The share of a file whose header gives no duration (formats only ffmpeg reads): its size at 128 kbit/s.
 BYTES_PER_SECOND = 16_000
@@ -143,7 +144,7 @@ def gather(ranks: Ranks, obj) -> list | None:
 def died_here(ranks: Ranks) -> None:
     """The test hook (DIE_ENV): this rank ends now, as if killed, when it is the one named."""
     if os.environ.get(DIE_ENV) == str(ranks.rank):
-        os._exit(1)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def hooked(ranks: Ranks, fn):

@@ -3,10 +3,11 @@ says whether every rank succeeded.
 
 mlx.launch (0.32) stops the other ranks when one ends with a failure but itself exits 0, so a
 script or a CI job cannot tell a failed run from a good one. This runs mlx.launch's own code,
-notes how each rank ended, and when one failed says so in one line (the rank, its host, its
-status) in place of mlx.launch's warnings, and exits with that status (128 + N for signal N, as
-a shell does). The ranks it stopped are not the failure: the first rank that ended on its own
-with a failure is."""
+notes how each rank ended, and exits with the status of the first rank that failed on its own
+(128 + N for signal N, as a shell does; the ranks the launcher then stopped are not the
+failure), after one line in place of mlx.launch's warnings naming that rank, its host, how it
+ended and the ranks stopped; but for rank 0's status 1, which is the command's own outcome (an
+input failed, or a check), said by the command itself."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlx._distributed_utils import launch
 
     ended: list[tuple[int, str, int]] = []  # (rank, host, returncode) of the ranks that failed on their own
+    stopped: list[int] = []  # the ranks the launcher stopped
     base, warn = launch.RemoteProcess, launch.log_warning
 
     class Noted(base):
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             self.rank, self.host, self.stopped = rank, host, False
 
         def terminate(self):
-            self.stopped = True  # by the launcher, because another rank failed
+            if not self.stopped:  # by the launcher, because another rank failed
+                self.stopped = True
+                stopped.append(self.rank)
             super().terminate()
 
         @property
@@ -65,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if not ended:
         return 0
     rank, host, code = ended[0]
-    print(f"{PROG}: rank {rank} on {host} {_how(code)}; the other ranks were stopped", file=sys.stderr, flush=True)
+    if (rank, code) != (0, 1):  # rank 0's 1 is the command's own outcome (an input failed), said in its summary
+        print(f"{PROG}: rank {rank} on {host} {_how(code)}"
+              + (f"; stopped rank{'s' * (len(stopped) > 1)} {', '.join(map(str, sorted(stopped)))}" if stopped else ""),
+              file=sys.stderr, flush=True)
     return _status(code)
 
 
