@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,10 +148,27 @@ def died_here(ranks: Ranks) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def hooked(ranks: Ranks, fn):
-    """`fn`, after each call of which the test hook may end this rank."""
-    def run(*args, **kwargs):
-        out = fn(*args, **kwargs)
+class Progress:
+    """A rank's share done, logged at each tenth of it: the launcher forwards every rank's stderr,
+    so the ranks' progress lines, side by side, cover the whole run."""
+
+    def __init__(self, ranks: Ranks, total: int, unit: str):
+        self.ranks, self.total, self.unit, self.done, self.said = ranks, total, unit, 0, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        tenth = self.done * 10 // max(self.total, 1)
+        if tenth > self.said:
+            self.said = tenth
+            log.info("rank %d of %d: %d/%d %s", self.ranks.rank, self.ranks.size, self.done, self.total, self.unit)
+
+
+def hooked(ranks: Ranks, fn, progress: Progress | None = None):
+    """`fn` (a batch → its results), counted by `progress`; after each call the test hook may end this rank."""
+    def run(batch):
+        out = fn(batch)
+        if progress is not None:
+            progress.add(len(batch))
         died_here(ranks)
         return out
 
@@ -194,16 +212,17 @@ def _raised(row: dict) -> Exception:
 def outcomes(ranks: Ranks, mine: list[int], results) -> list[tuple[int, dict | Exception]]:
     """(input position, result or its error) of every rank, in input order, on rank 0 ([] on the
     others), from this rank's `results`: (position in `mine`, result or error) as they come."""
-    rows = []
+    rows, progress, started = [], Progress(ranks, len(mine), "inputs"), time.perf_counter()
     for k, r in results:
         rows.append({"i": mine[k], **({"error": _error(r)} if isinstance(r, Exception) else {"result": r})})
+        progress.add(1)
         died_here(ranks)
-    every = gather(ranks, rows)
+    every = gather(ranks, {"rows": rows, "host": socket.gethostname(), "seconds": time.perf_counter() - started})
     if every is None:
         return []
     for rank, got in enumerate(every):
-        if rank:
-            log.info("rank %d: %d input(s) done", rank, len(got))
+        log.info("transcribe: rank %d on %s: %d inputs in %.1f s", rank, got["host"], len(got["rows"]), got["seconds"])
+    every = [got["rows"] for got in every]
     merged = sorted((row for got in every for row in got), key=lambda row: row["i"])
     return [(row["i"], _raised(row["error"]) if "error" in row else row["result"]) for row in merged]
 

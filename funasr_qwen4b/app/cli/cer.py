@@ -178,8 +178,11 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         mine = [entries[i] for i in distributed.share(ranks, [e.audio for e in entries])]
         header = {**header, "rank": f"{ranks.rank}/{ranks.size}"}
         partial = rank_partial(report, ranks) if report else None
+        # rank 0's bar, the other ranks' lines at each tenth of their share (counted on one backend)
+        count = distributed.Progress(ranks, len(mine), "utterances") if progress and ranks.rank else None
         progress = progress and ranks.rank == 0
-        transcribers = {b: distributed.hooked(ranks, fn) for b, fn in transcribers.items()}
+        transcribers = {b: distributed.hooked(ranks, fn, count if k == 0 else None)
+                        for k, (b, fn) in enumerate(transcribers.items())}
     results = cer.run_utterances(mine, transcribers, batch_size=batch_size, header=header, progress=progress,
                                  partial=partial, load=_loader(manifest, entries, max_audio_seconds))
     if ranks is not None:
