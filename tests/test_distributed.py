@@ -6,11 +6,13 @@ line naming it, and no report. The oracle is the single-process run of the same 
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from funasr_qwen4b.app.cli import main
@@ -41,7 +43,16 @@ def launch(*command: str, env: dict | None = None) -> subprocess.CompletedProces
     """`python -m funasr_qwen4b.app.launch -n 2 --backend ring` (mlx.launch, with an exit status) of the CLI."""
     argv = [sys.executable, "-m", "funasr_qwen4b.app.launch", "-n", "2", "--backend", "ring", "-p", str(free_port()),
             "--python", sys.executable, "-m", "funasr_qwen4b.app.cli", *command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **(env or {})})
+    return subprocess.run(argv, capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **(env or {})},
+                          check=False)
+
+
+def not_time(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if not line.startswith("Time: ")]
+
+
+def untimed(result_json: Path) -> dict:
+    return {k: v for k, v in json.loads(result_json.read_text(encoding="utf-8")).items() if k not in TIMES}
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +90,8 @@ def test_cer_over_two_ranks_reports_what_one_process_does(demo_bundle, manifest,
     assert sorted(r["utterances"] for r in ranks["per_rank"]) == [2, 2]  # balanced by duration, all scored once
     assert b["timing"]["mlx"]["audio_s"] == a["timing"]["mlx"]["audio_s"]
     # stdout: rank 0's report alone (rank 1 prints nothing), the time line apart
-    not_time = lambda md: [line for line in md.splitlines() if not line.startswith("Time: ")]  # noqa: E731
     assert not_time(run.stdout) == not_time(single_md)
-    assert re.search(r"^Time: .*; over 2 ranks \(ring\)$", run.stdout, re.M)
+    assert re.search(r"^Time: .*; over 2 ranks \(ring\)$", run.stdout, re.MULTILINE)
     for rank in (0, 1):  # each rank's own resumable file
         assert (two.parent / f"cer.rank{rank}-of-2.partial.jsonl").is_file()
 
@@ -105,8 +115,7 @@ def test_transcribe_over_two_ranks_writes_what_one_process_does(demo_bundle, tmp
     for name in names:
         x, y = (d / name for d in (one, two))
         if name.endswith(".json"):
-            drop = lambda r: {k: v for k, v in r.items() if k not in TIMES}  # noqa: E731
-            assert drop(json.loads(y.read_text(encoding="utf-8"))) == drop(json.loads(x.read_text(encoding="utf-8")))
+            assert untimed(y) == untimed(x), name
         else:
             assert y.read_bytes() == x.read_bytes(), name
 
@@ -121,3 +130,37 @@ def test_a_rank_killed_mid_run_ends_the_launch_with_one_line_and_no_report(demo_
                         lines[-1]), run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
     assert not any(p.exists() for p in (report, report.with_suffix(".md"), report.with_suffix(".png")))
+
+
+def test_rank_0_refuses_a_split_the_ranks_see_differently(monkeypatch, tmp_path):
+    from funasr_qwen4b.app import distributed
+
+    seen = []
+
+    def all_gather(ranks, x):  # rank 1 saw other bytes than rank 0 (another manifest or other audio)
+        seen.append(np.array(x))
+        return np.stack([np.array(x), np.array(x)[::-1]])
+
+    monkeypatch.setattr(distributed, "_all_gather", all_gather)
+    ranks = distributed.Ranks(group=None, rank=0, size=2, backend="ring")
+    with pytest.raises(ValueError, match=r"^rank 1 sees other inputs than rank 0 .*same paths$"):
+        distributed.share(ranks, [str(c) for c in CLIPS])
+    assert seen[0].dtype == np.uint8 and seen[0].size == 32  # a sha256 of what the rank saw
+    monkeypatch.setattr(distributed, "_all_gather", lambda ranks, x: np.stack([np.array(x)] * 2))
+    assert distributed.share(ranks, [str(c) for c in CLIPS]) == balance(
+        [distributed.header_seconds(c) for c in CLIPS], 2)[0]
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="mlx.launch reaches a host other than 127.0.0.1 by ssh")
+def test_a_host_that_cannot_be_reached_is_one_line(demo_bundle, manifest):
+    with socket.socket() as s:  # no ssh server on 127.0.0.2: ssh fails at once, as for a host that is down
+        if s.connect_ex(("127.0.0.2", 22)) == 0:
+            pytest.skip("an ssh server answers on 127.0.0.2")
+    # rank 0 waits in mx.distributed.init for a peer that never comes, until the launcher stops it
+    argv = [sys.executable, "-m", "funasr_qwen4b.app.launch", "--hosts", "127.0.0.1,127.0.0.2", "--backend", "ring",
+            "-p", str(free_port()), "--python", sys.executable, "-m", "funasr_qwen4b.app.cli", "cer", "-m",
+            str(demo_bundle), "--manifest", str(manifest)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_S, check=False)
+    assert run.returncode == 255
+    assert re.fullmatch(r"funasr-qwen4b launch: rank 1 on 127\.0\.0\.2 exited with status 255, ssh's own failure: "
+                        r"check that `ssh 127\.0\.0\.2` logs in .*; stopped rank 0", run.stderr.strip().splitlines()[-1])

@@ -11,6 +11,7 @@ waiting in one: the launcher stops them (and rank 0 writes only after the gather
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -111,9 +112,23 @@ def balance(seconds: list[float], size: int) -> list[list[int]]:
     return [sorted(s) for s in shares]
 
 
-def share(ranks: Ranks, paths: list) -> list[int]:
-    """This rank's indices into `paths`, balanced by duration; every rank computes the same split."""
-    return balance([header_seconds(p) for p in paths], ranks.size)[ranks.rank]
+def share(ranks: Ranks, paths: list, names: list[str] | None = None) -> list[int]:
+    """This rank's indices into `paths`, balanced by duration. Every rank computes the split from
+    what it sees, and rank 0 refuses to go on unless every rank saw the same `names` (default the
+    paths), paths and durations: a split the ranks disagree on would do an input twice and another
+    never."""
+    import mlx.core as mx
+
+    seconds = [header_seconds(p) for p in paths]
+    seen = hashlib.sha256(json.dumps([names, [str(p) for p in paths], seconds]).encode("utf-8")).digest()
+    rows = _all_gather(ranks, mx.array(np.frombuffer(seen, dtype=np.uint8))).reshape(ranks.size, -1)
+    other = [r for r in range(ranks.size) if not np.array_equal(rows[r], rows[0])]
+    if other and ranks.rank == 0:
+        raise ValueError(f"{'ranks' if len(other) > 1 else 'rank'} {', '.join(map(str, other))} "
+                         f"{'see' if len(other) > 1 else 'sees'} other inputs than rank 0 "
+                         f"(another manifest, or audio files missing or of other lengths): every host needs the same "
+                         f"manifest and audio at the same paths")
+    return balance(seconds, ranks.size)[ranks.rank]
 
 
 def _all_gather(ranks: Ranks, x):

@@ -15,13 +15,18 @@ import signal
 import sys
 
 PROG = "funasr-qwen4b launch"
+LOCAL = "127.0.0.1"  # the host mlx.launch runs without ssh
+SSH_FAILED = 255  # ssh's status when it cannot connect or log in (mlx.launch quiets its message)
 
 
 def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _how(returncode: int) -> str:
+def _how(returncode: int, host: str) -> str:
+    if returncode == SSH_FAILED and host != LOCAL:
+        return f"exited with status {SSH_FAILED}, ssh's own failure: check that `ssh {host}` logs in from here " \
+               f"without a password, and that the host is up"
     if returncode < 0:
         try:
             return f"was killed by {signal.Signals(-returncode).name}"
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rank, host, code = ended[0]
     if (rank, code) != (0, 1):  # rank 0's 1 is the command's own outcome (an input failed), said in its summary
-        print(f"{PROG}: rank {rank} on {host} {_how(code)}"
+        print(f"{PROG}: rank {rank} on {host} {_how(code, host)}"
               + (f"; stopped rank{'s' * (len(stopped) > 1)} {', '.join(map(str, sorted(stopped)))}" if stopped else ""),
               file=sys.stderr, flush=True)
     return _status(code)

@@ -175,7 +175,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
                     for b in backends}
     mine, started = entries, time.perf_counter()
     if ranks is not None:
-        mine = [entries[i] for i in distributed.share(ranks, [e.audio for e in entries])]
+        mine = [entries[i] for i in distributed.share(ranks, [e.audio for e in entries], [e.id for e in entries])]
         header = {**header, "rank": f"{ranks.rank}/{ranks.size}"}
         partial = rank_partial(report, ranks) if report else None
         # rank 0's bar, the other ranks' lines at each tenth of their share (counted on one backend)
