@@ -248,7 +248,9 @@ def add_parser(sub) -> None:
         "half-width), lowercase, punctuation removed, whitespace removed for CER / collapsed for WER. With "
         "--report, results are appended to FILE.partial.jsonl as they come, and a rerun skips the utterances "
         "already done (resume after an interruption). For a set that outgrows one machine, run each of N "
-        "shards with --shard I/N (the same command otherwise), then funasr-qwen4b cer-merge.")
+        "shards with --shard I/N (the same command otherwise), then funasr-qwen4b cer-merge; or, with MLX's launcher, "
+        "one command over every machine, each rank scoring its share and rank 0 writing the one report (python -m "
+        "funasr_qwen4b.app.launch --hostfile hosts.json -- funasr-qwen4b cer ...; docs/distributed.md).")
     add_model_arg(p)
     p.add_argument("--manifest", required=True, help="JSONL manifest (see datasets/make_manifest.py)")
     add_backend_arg(p, both=True)
