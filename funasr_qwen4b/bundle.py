@@ -14,6 +14,7 @@ from .config import DEFAULT_KIND, MODEL_KINDS, AdaptorConfig, NanoAdaptorConfig,
 from .decoding import DecodeConfig
 from .files import read_json, sha256_file, sum64
 from .prompt import DEFAULT_TEMPLATE, PRESETS, template_text
+from .segments import MAX_SEGMENT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,12 @@ class Bundle:
     def has(self, *names: str) -> bool:
         return all(n in self.components for n in names)
 
+    @property
+    def max_segment_seconds(self) -> float:
+        """The longest speech segment its LLM is given (segments.MAX_SEGMENT_SECONDS): what its
+        model kind was trained on."""
+        return MAX_SEGMENT_SECONDS[self.kind]
+
     def require(self, *names: str, why: str = "") -> None:
         missing = [n for n in names if n not in self.components]
         if missing:
@@ -345,7 +352,8 @@ class Bundle:
         by sha256: the SenseVoice directory, the adaptor .pt, the LLM directory."""
         comp = self.components[name]
         flag = {"sensevoice": "--sensevoice-src DIR", "adaptor": "--adaptor-src FILE", "llm": "--llm-src DIR",
-                "vad": "--vad-src DIR"}[name]
+                # no command reads the VAD's original: the app runs the converted one (mlx_port/vad.py)
+                "vad": "the directory: Bundle.source('vad', DIR)"}[name]
         if self.kind == "funasr-nano" and name != "vad":
             return self._nano_source(name, override, flag)
         if name in ("sensevoice", "vad"):

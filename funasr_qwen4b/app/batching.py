@@ -30,12 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Job:
-    """One input on its way through a window: its samples cut at `bounds` into pieces, the
-    pieces that run (place → samples) and those that do not, what each run gave, the stage
-    times of the pipeline calls they were in, and the input's own failure."""
+    """One input on its way through a window: its samples cut at `bounds` into pieces (or, where
+    pieces leave gaps, as speech segments do, given as `spans`), the pieces that run (place →
+    samples) and those that do not, what each run gave, the stage times of the pipeline calls
+    they were in, and the input's own failure."""
 
     samples: np.ndarray
-    bounds: list[int]
+    bounds: list[int] = field(default_factory=list)  # 0, the cut points, the end: contiguous pieces
     pieces: dict[int, np.ndarray] = field(default_factory=dict)
     silent: dict[int, str] = field(default_factory=dict)  # the pieces without speech, with the reason
     stream: object = None  # the input's OrderedStream, if its text is streamed
@@ -43,6 +44,11 @@ class Job:
     outs: dict[int, object] = field(default_factory=dict)
     runs: list[dict[str, float]] = field(default_factory=list)
     error: Exception | None = None
+    spans: list[tuple[int, int]] | None = None  # each piece's [start, end) in samples; default: between bounds
+
+    def __post_init__(self):
+        if self.spans is None:
+            self.spans = list(zip(self.bounds, self.bounds[1:]))
 
     def timings(self) -> dict[str, float]:
         """The stage times of the calls its pieces were in, summed (a call holding two of its pieces once)."""

@@ -12,8 +12,11 @@
     Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
     Transcriber.load("nano/").transcribe("a.wav", hotwords=["通义", "FunASR"])   # a Fun-ASR-Nano bundle
 
-Long input is split at low-energy points (see `max_seconds`) and the texts are
-joined. Segments carry times from the CTC alignment (ctc.timed_segments): a new
+Audio is cut into speech segments first (`vad`: the bundle's FSMN VAD when it has one,
+else the energy rule; funasr_qwen4b.segments), each at most `max_segment_seconds`,
+decoded as separate utterances (batched as `transcribe_batch` batches) and joined;
+`vad="off"` splits only audio longer than `max_seconds`, at low-energy points.
+Segments carry times from the CTC alignment (ctc.timed_segments): a new
 segment at each pause and after each sentence, with its words. A Fun-ASR-Nano
 bundle (kind `funasr-nano`) has no CTC head: its results have no CTC fields
 (ctc_text, ctc_ids, tags), its segments are each piece's speech span, untimed
@@ -25,16 +28,18 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from dataclasses import dataclass, replace
+import unicodedata
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .. import ctc
-from ..audio import MAX_AUDIO_SECONDS, SAMPLE_RATE, read_audio, speech_regions, split_points
+from .. import ctc, segments
+from ..audio import MAX_AUDIO_SECONDS, SAMPLE_RATE, read_audio, speech_regions
 from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
 from ..hub import resolve
+from ..language import from_tags, from_text, most_spoken
 from ..nospeech import no_speech
 from ..prompt import AUDIO_SLOT, NANO_LANGUAGES, PRESETS, TRANSLATE_TEMPLATE, encode, nano_template
 from . import batching, checks
@@ -49,11 +54,26 @@ AS_LOADED = "as loaded"  # a call's max_audio_seconds when it gives none: the Tr
 NANO = "funasr-nano"  # Bundle.kind of Fun-ASR-Nano: no CTC head, its prompt carries language and hotwords
 
 
+# What may end a piece's text before a space (sentence and clause punctuation, closing marks)
+# and what may begin the next one's after it (opening marks).
+_ENDS, _BEGINS = set(".,!?;:…)]}\"'%"), set("([{\"'¿¡")
+
+
+def _spaced(ch: str) -> bool:
+    """A character of a script written with spaces between words: not Chinese or Japanese
+    (wide or full-width: ideographs, kana, their punctuation); Korean's Hangul is spaced."""
+    return unicodedata.east_asian_width(ch) not in ("W", "F") or unicodedata.name(ch, "").startswith("HANGUL")
+
+
 def _joinable(a: str, b: str) -> bool:
-    return a.isascii() and a.isalnum() and b.isascii() and b.isalnum()
+    """A space between two pieces' texts ending in `a` and beginning with `b`: both in spaced
+    scripts, `a` a letter, digit or closing punctuation, `b` a letter, digit or opening mark."""
+    return _spaced(a) and _spaced(b) and (a.isalnum() or a in _ENDS) and (b.isalnum() or b in _BEGINS)
 
 
 def join_texts(texts: list[str]) -> str:
+    """Pieces' texts in order, each stripped; a space between two where _joinable says so
+    ("nine." + "It" → "nine. It"), none in Chinese or Japanese ("点。" + "今天" → "点。今天")."""
     out = ""
     for t in texts:
         t = t.strip()
@@ -66,7 +86,7 @@ def join_texts(texts: list[str]) -> str:
 class JoinedStream:
     """Streams chunk texts exactly as join_texts joins them: each chunk
     stripped (whitespace is held back until text follows it), a space
-    between two ASCII words across a chunk boundary."""
+    across a chunk boundary where join_texts puts one."""
 
     def __init__(self, on_text: Callable[[str], None]):
         self.on_text, self.out, self.pending, self.chunk_started = on_text, "", "", False
@@ -138,15 +158,20 @@ class Transcriber:
     ctc_only: bool = False
     max_audio_seconds: float | None = MAX_AUDIO_SECONDS
     kind: str = "qwen4b"  # the bundle's model kind (Bundle.kind)
-    language: str | None = None  # Fun-ASR-Nano: the prompt's language for every call (None: auto)
+    language: str | None = None  # load's language= (Fun-ASR-Nano: the prompt's for every call; None: auto)
     fixed_template: bool = False  # Fun-ASR-Nano: load's `template=` holds the prompt; calls cannot make one
+    vad: str = "auto"  # the segmenter (segments.VAD_MODES)
+    max_segment_seconds: float = segments.MAX_SEGMENT_SECONDS["qwen4b"]
+    vad_dir: Path | None = None  # the bundle's converted VAD, if it has one
+    _vad_model: object = field(default=None, repr=False, compare=False)  # loaded at its first use
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: Backend | str = Backend.MLX, *, language: str | None = None,
              ctc_only: bool = False, template: str | None = None, query: QueryConfig | None = None,
              decode: DecodeConfig | None = None, max_seconds: float = 30.0, sources: dict | None = None,
              speculate: str | None = None, hub: str | None = None, revision: str | None = None,
-             max_audio_seconds: float | None = MAX_AUDIO_SECONDS) -> "Transcriber":
+             max_audio_seconds: float | None = MAX_AUDIO_SECONDS, vad: str = "auto",
+             max_segment_seconds: float | None = None) -> "Transcriber":
         """`bundle`: a directory or a hub id (`user/bundle`: from the local cache when there,
         else downloaded; `hub` "huggingface" or "modelscope" and `revision` as funasr_qwen4b.hub
         resolves them). `language`: the encoder's language query row for every call (a call's
@@ -155,10 +180,17 @@ class Transcriber:
         where the reference backend finds the original files ({"sensevoice", "adaptor", "llm"});
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
         fewer passes; MLX only) or "off" (default: the bundle's generation setting);
-        `max_seconds`: long audio is split into pieces at most this long (0: never; else at
-        least 0.2 s, checks.MIN_SPLIT_SECONDS); `max_audio_seconds`: longer audio is refused
-        from its header before it is decoded (default 4 h; None: no bound; each call may give its own)."""
+        `max_seconds`: no piece is longer (0: no bound; else at least 0.2 s,
+        checks.MIN_SPLIT_SECONDS); with vad="off" the only cut, at the quietest points; `max_audio_seconds`: longer audio is refused
+        from its header before it is decoded (default 4 h; None: no bound; each call may give its own);
+        `vad`: how audio is cut into utterances before the LLM: "auto" (the bundle's FSMN VAD if it
+        has one, else "energy"), "fsmn", "energy" (loud stretches between pauses) or "off" (only
+        `max_seconds` pieces); `max_segment_seconds`: the longest segment (default: the bundle's,
+        Bundle.max_segment_seconds). Each call may give its own `vad` and `max_segment_seconds`."""
         checks.max_seconds(max_seconds)
+        segments.vad_mode(vad)
+        if max_segment_seconds is not None:
+            segments.max_segment_seconds(max_segment_seconds)
         _max_audio_seconds(max_audio_seconds)
         llm_only = {"template": template, "decode": decode, "speculate": speculate}
         if ctc_only and any(v is not None for v in llm_only.values()):
@@ -179,6 +211,8 @@ class Transcriber:
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
                       why="LLM transcription needs all three; use --ctc for SenseVoice's own head")
+        if vad == "fsmn":
+            b.require("vad", why="vad='fsmn' (--vad fsmn) runs it; use 'auto' or 'energy' without one")
         if template is not None:
             template = _template_text(template, b)
         backend = Backend.parse(backend)
@@ -191,8 +225,10 @@ class Transcriber:
                              "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
         if nano and speculate == "ctc":
             log.warning("%s is a Fun-ASR-Nano bundle: it has no CTC head, so no CTC draft; decoding plain", b.root)
-        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language if nano else None,
-                   nano and template is not None)
+        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language,
+                   nano and template is not None, vad,
+                   b.max_segment_seconds if max_segment_seconds is None else float(max_segment_seconds),
+                   b.dir("vad") if b.has("vad") else None)
 
     def _template(self, language: str | None, hotwords) -> str | None:
         """This call's prompt template: for Fun-ASR-Nano, its language and hotwords (None: the
@@ -227,21 +263,25 @@ class Transcriber:
 
     def transcribe(self, audio, sample_rate: int | None = None, *, language: str | None = None,
                    on_text: Callable[[str], None] | None = None, translate: bool = False,
-                   hotwords: list[str] | None = None, max_audio_seconds: float | None = AS_LOADED) -> dict:
+                   hotwords: list[str] | None = None, max_audio_seconds: float | None = AS_LOADED,
+                   vad: str | None = None, max_segment_seconds: float | None = None) -> dict:
         """Audio (a path, samples with their `sample_rate`, bytes or a binary file-like: see
         read_audio) → text, segments with their times and words, tags, timings. `language`
         sets the encoder's language query row for this call (zh, en, ...; Fun-ASR-Nano: its
         prompt's language); `hotwords` (Fun-ASR-Nano only: a ValueError for a model without
         hotword training) the words its prompt lists; `max_audio_seconds` the longest audio
-        this call accepts (default: as loaded; None: no bound)."""
+        this call accepts (default: as loaded; None: no bound); `vad` and `max_segment_seconds`
+        how it is cut into utterances (default: as loaded)."""
         return _raising(self.transcribe_each([audio], sample_rate, language=language, on_texts=[on_text],
                                              translate=translate, hotwords=hotwords,
-                                             max_audio_seconds=max_audio_seconds))[0]
+                                             max_audio_seconds=max_audio_seconds, vad=vad,
+                                             max_segment_seconds=max_segment_seconds))[0]
 
     def transcribe_batch(self, audios: list, sample_rate: int | None = None, *, language: str | None = None,
                          on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
                          hotwords: list[str] | None = None, batch_size: int = 16,
-                         max_audio_seconds: float | None = AS_LOADED) -> list[dict]:
+                         max_audio_seconds: float | None = AS_LOADED, vad: str | None = None,
+                         max_segment_seconds: float | None = None) -> list[dict]:
         """Several inputs, each result as `transcribe` gives it, in input order. Their pieces
         (long input split as `transcribe` splits it) go through the pipeline `batch_size` at a
         time, longest first so that a batch pads little: a batch decodes one token per pass
@@ -251,12 +291,14 @@ class Transcriber:
         input's outcome instead. Timings are the batches' (each piece carries its batch's)."""
         return _raising(self.transcribe_each(_inputs(audios, "transcribe_batch"), sample_rate, language=language,
                                              on_texts=on_texts, translate=translate, hotwords=hotwords,
-                                             batch_size=batch_size, max_audio_seconds=max_audio_seconds))
+                                             batch_size=batch_size, max_audio_seconds=max_audio_seconds,
+                                             vad=vad, max_segment_seconds=max_segment_seconds))
 
     def transcribe_each(self, audios: Iterable, sample_rate: int | None = None, *, language: str | None = None,
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
                         hotwords: list[str] | None = None, batch_size: int = 1, window: int | None = None,
-                        max_audio_seconds: float | None = AS_LOADED) -> Iterator[tuple[int, dict | Exception]]:
+                        max_audio_seconds: float | None = AS_LOADED, vad: str | None = None,
+                        max_segment_seconds: float | None = None) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
@@ -273,26 +315,59 @@ class Transcriber:
         if on_texts is not None and len(on_texts) != len(audios):
             raise ValueError(f"on_texts has {len(on_texts)} entries for {len(audios)} inputs")
         on_texts = on_texts or [None] * len(audios)
+        used, cut = self._segmenter(vad, max_segment_seconds)
         template = self._template(language, hotwords)
         query, decode = self._settings(language)
-        shown = (language or self.language or "auto") if self.kind == NANO else query.language
-        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound),
+        chosen = language or self.language
+        chosen = None if chosen == "auto" else chosen  # auto: the one detected is reported
+        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut),
                              run=lambda pieces: self._run(pieces, query, decode, template), took=self._took,
-                             finish=lambda job: self._result(job, shown, translate), batch_size=batch_size,
+                             finish=lambda job: self._result(job, chosen, translate, used), batch_size=batch_size,
                              window=window)
 
+    def _segmenter(self, vad: str | None, max_segment_seconds: float | None) -> tuple[str, Callable]:
+        """A call's segmenter (auto resolved) and its cut: samples → the pieces' [start, end)
+        spans (funasr_qwen4b.segments)."""
+        mode = self.vad if vad is None else segments.vad_mode(vad)
+        limit = self.max_segment_seconds if max_segment_seconds is None \
+            else segments.max_segment_seconds(max_segment_seconds)
+        if mode == "off":
+            return mode, lambda samples: segments.contiguous(samples, self.max_seconds)
+        limit = min(limit, self.max_seconds or limit)  # max_seconds bounds every piece
+        if mode == "fsmn" and self.vad_dir is None:
+            raise ValueError("vad='fsmn': the bundle has no vad component; add one (funasr-qwen4b convert vad SRC "
+                             "-o BUNDLE) or use vad='auto' or 'energy'")
+        if mode == "energy" or self.vad_dir is None:
+            return "energy", lambda samples: segments.cut(samples, limit, segments.energy_spans)
+        model = self._vad()
+        return "fsmn", lambda samples: segments.cut(samples, limit, lambda x, limit: segments.ms_spans(
+            model.detect(x, max_single_segment_ms=int(limit * 1000)).segments, x, limit))
+
+    def _vad(self):
+        """The bundle's FSMN VAD, loaded at its first use. It runs on MLX whichever backend decodes:
+        the component is its converted weights (its parity with FunASR's: tests/test_vad.py)."""
+        if self._vad_model is None:
+            try:
+                from funasr_qwen4b.mlx_port.vad import FsmnVad
+            except ModuleNotFoundError as e:
+                raise ValueError(f"the FSMN VAD runs on MLX ({e.name} is not installed): pip install "
+                                 "'funasr-qwen4b-mlx[mlx]', or use vad='energy'") from None
+            self._vad_model = FsmnVad.load(self.vad_dir)
+        return self._vad_model
+
     def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None,
-                 max_audio_seconds: float | None) -> Job:
+                 max_audio_seconds: float | None, cut: Callable) -> Job:
         """One input read (refused from its header when longer than `max_audio_seconds`) and cut
-        into pieces; a piece without speech is not transcribed (the same rule for both backends),
-        its reason kept."""
+        into pieces (`cut`: the call's segmenter); a piece without speech is not transcribed (the
+        same rule for both backends), its reason kept. Where a segmenter finds no speech at all,
+        the whole audio is one piece, for the no-speech rule to judge."""
         t = time.perf_counter()
         samples = read_audio(audio, sample_rate, max_seconds=max_audio_seconds)
         read_s = time.perf_counter() - t
-        bounds = [0, *(split_points(samples, self.max_seconds) if self.max_seconds else []), samples.size]
-        stream = OrderedStream(on_text, len(bounds) - 1) if on_text is not None else None
-        job = Job(samples, bounds, stream=stream, read_s=read_s)
-        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        spans = cut(samples) or [(0, samples.size)]
+        stream = OrderedStream(on_text, len(spans)) if on_text is not None else None
+        job = Job(samples, stream=stream, read_s=read_s, spans=spans)
+        for k, (a, b) in enumerate(spans):
             reason = no_speech(samples[a:b])
             if reason is None:
                 job.pieces[k] = samples[a:b]
@@ -322,14 +397,19 @@ class Transcriber:
         if job.stream is not None:
             job.stream.done(k)
 
-    def _result(self, job: Job, language: str, translate: bool) -> dict:
+    def _result(self, job: Job, language: str | None, translate: bool, vad: str) -> dict:
         """One input's result from its pieces' outputs and the stage times of the pipeline calls
-        they were in."""
+        they were in; its `language` the one set (`language`), else the one detected
+        (funasr_qwen4b.language; None where nothing tells: no speech)."""
         outs = [job.outs[k] for k in sorted(job.outs)]
+        if language is None:
+            language = most_spoken([((b - a) / SAMPLE_RATE, from_tags(o.ctc.tags) if o.ctc is not None
+                                     else from_text(o.text)) for (a, b), o in
+                                    ((job.spans[k], job.outs[k]) for k in sorted(job.outs))])
         seconds = round(job.samples.size / SAMPLE_RATE, 3)
         result = {"text": join_texts([o.text for o in outs]), "segments": self._all_segments(job),
                   "language": language, **({} if self.kind == NANO else _ctc_fields(outs)), "seconds": seconds,
-                  "chunks": len(job.bounds) - 1,
+                  "chunks": len(job.spans), "vad": vad,
                   **self._decoded_fields(outs), "backend": self.backend.value}
         if job.silent and not outs:
             reasons = list(job.silent.values())
@@ -357,7 +437,7 @@ class Transcriber:
     def _all_segments(self, job: Job) -> list[dict]:
         """Every piece's segments in order, numbered; a piece without speech is one empty segment with its reason."""
         segments = []
-        for k, (a, b) in enumerate(zip(job.bounds, job.bounds[1:])):
+        for k, (a, b) in enumerate(job.spans):
             if k in job.silent:
                 segments.append({"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3),
                                  "text": "", "tokens": [], "words": [], "no_speech": job.silent[k]})

@@ -14,6 +14,7 @@ from ...bundle import BUNDLE_JSON, Bundle
 from ...config import LANGUAGE_IDS, TEXTNORM_IDS, Backend, QueryConfig
 from ...decoding import SPECULATE
 from ...prompt import PRESETS
+from ...segments import MIN_SEGMENT_SECONDS, VAD_MODES
 from .. import checks
 
 PROG = "funasr-qwen4b"
@@ -63,6 +64,17 @@ def number_list(kind: type, low: float, high: float | None = None):
 
 
 MAX_SECONDS = finite(checks.MIN_SPLIT_SECONDS, zero="never split")  # --max-seconds
+
+
+def add_segment_args(p: argparse.ArgumentParser) -> None:
+    """How audio is cut into utterances before the LLM (funasr_qwen4b.segments)."""
+    p.add_argument("--vad", choices=VAD_MODES, default="auto",
+                   help="speech segments decoded as separate utterances: fsmn (the bundle's FSMN VAD: convert vad), "
+                   "energy (loud stretches between pauses), auto (fsmn when the bundle has it, else energy; the "
+                   "default), off (only --max-seconds pieces)")
+    p.add_argument("--max-segment-seconds", type=finite(MIN_SEGMENT_SECONDS), metavar="SECONDS",
+                   help="the longest segment; longer ones are cut at their quietest points (default: what the model "
+                   "was trained on, 20 for qwen4b bundles, 30 for Fun-ASR-Nano)")
 
 
 def add_max_audio_seconds_arg(p: argparse.ArgumentParser) -> None:

@@ -67,6 +67,17 @@ def cmd_sensevoice(args) -> int:
     return 0
 
 
+def cmd_vad(args) -> int:
+    src = resolve_from(args, args.src, "VAD")
+    refuse_writing_over_sources(args.output, [src], _component(args, "vad"))
+    with needs_extras("convert"):
+        from funasr_qwen4b.convert.vad import convert_vad
+
+        convert_vad(src, args.output, dtype=args.dtype, force=args.force)
+    log.info("done: %s/vad", args.output)
+    return 0
+
+
 def _adaptor_options(args) -> dict:
     return {"nhead": args.heads, "norm_first": args.norm_first, "activation": args.activation,
             "eps": args.eps, "keep_query_frames": not args.drop_query_frames, "q_bits": args.adaptor_q_bits}
@@ -241,6 +252,18 @@ def add_parser(sub) -> None:
     add_query_args(bu)
     _adaptor_args(bu)
     bu.set_defaults(func=cmd_bundle, conflicts=bundle_conflicts)
+
+    vd = csub.add_parser("vad", help="FunASR FSMN VAD directory → BUNDLE/vad (speech segments before the LLM)",
+                         description="Convert FunASR's FSMN VAD (fsmn-vad: model.pt + config.yaml + am.mvn) into "
+                         "BUNDLE/vad, added to an existing bundle (or a new bundle holding it alone). transcribe "
+                         "--vad auto then cuts audio at the speech segments it finds. The source is only read.",
+                         epilog="example: funasr-qwen4b convert vad iic/speech_fsmn_vad_zh-cn-16k-common-pytorch "
+                         "-o bundle/")
+    vd.add_argument("src", help="FSMN VAD directory or hub id (e.g. iic/speech_fsmn_vad_zh-cn-16k-common-pytorch)")
+    _output_args(vd, "vad component")
+    add_hub_args(vd)
+    _dtype_arg(vd)
+    vd.set_defaults(func=cmd_vad)
 
     lm = csub.add_parser("llm", help="Hugging Face Qwen3 directory → BUNDLE/llm (mlx-lm conversion)",
                          description="Convert a Hugging Face Qwen3 directory with mlx-lm's own conversion, so "

@@ -21,7 +21,7 @@ from .. import distributed
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
 from .args import (MAX_SECONDS, add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
-                   add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
+                   add_segment_args, add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
                    query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,10 @@ def load_transcriber(args):
                          bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
                          no_repeat_ngram=args.no_repeat_ngram)
     return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
-                            query=None if nano else query_from(args, None), language=args.language if nano else None,
+                            query=None if nano else query_from(args, None), language=args.language,
                             decode=decode, speculate=args.speculate, max_seconds=args.max_seconds,
-                            max_audio_seconds=args.max_audio_seconds, sources=sources_from(args))
+                            max_audio_seconds=args.max_audio_seconds, sources=sources_from(args), vad=args.vad,
+                            max_segment_seconds=args.max_segment_seconds)
 
 
 # What only the LLM does: with --ctc these flags would be silently ignored.
@@ -309,8 +310,10 @@ def add_parser(sub) -> None:
                         "through ffmpeg when it is installed; any sample rate; stereo is averaged to mono) with "
                         "SenseVoice → adaptor → Qwen3: greedy decoding until <|im_end|>/<|endoftext|>, capped at "
                         "about 5 tokens per second of audio (8 for --language en; 30..400), with a guard that cuts "
-                        "n-gram repetition loops. Audio longer than --max-seconds (default 30) is split at its "
-                        "quietest points and the texts are joined. --ctc uses SenseVoice's own CTC head instead: "
+                        "n-gram repetition loops. Audio is first cut into speech segments (--vad: the bundle's FSMN VAD, "
+                        "else the loudness between pauses), each at most --max-segment-seconds, decoded as separate "
+                        "utterances and joined; with --vad off, audio longer than --max-seconds (default 30) is split "
+                        "at its quietest points. --ctc uses SenseVoice's own CTC head instead: "
                         "greedy, repeats collapsed, blanks dropped; the 4 query frames give the tags. Segments "
                         "(srt, vtt, tsv, json) are timed from the CTC alignment: a new one at each pause and after "
                         "each sentence. With several inputs a bad one is reported and skipped; the exit status is "
@@ -340,9 +343,10 @@ def add_parser(sub) -> None:
                     "a time (default 1)")
     tr.add_argument("--translate", action="store_true",
                     help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
+    add_segment_args(tr)
     tr.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
-                    help=f"split longer audio at low-energy points (default 30; 0 = never split; else at least "
-                    f"{MIN_SPLIT_SECONDS:g})")
+                    help=f"with --vad off: split longer audio at low-energy points (default 30; 0 = never split; "
+                    f"else at least {MIN_SPLIT_SECONDS:g})")
     add_max_audio_seconds_arg(tr)
     g = tr.add_argument_group("output files (one per input and format, written whole or not at all)")
     g.add_argument("--output-dir", metavar="DIR", help="write files here (default with --output-format: .)")

@@ -8,13 +8,20 @@
 Endpoints (OpenAI's request and response shapes, its error shape
 `{"error": {"message", "type", "param", "code"}}` for every 4xx/5xx):
 
-    POST   /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format, stream
+    POST   /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
+                                      timestamp_granularities[], stream
     POST   /v1/audio/translations     multipart: file, model, prompt, response_format (English text)
     GET    /v1/models                 the models served, with `loaded`
     GET    /v1/models/{id}
     POST   /v1/models/{id}/load       load now (otherwise the first request loads it)
     POST   /v1/models/{id}/unload     free it now (DELETE /v1/models/{id} does the same)
     GET    /health                    per-model state, queue, counters, memory
+
+The file may be any container the command line reads (through ffmpeg for M4A, MP4,
+WebM, ...). verbose_json lists each word's times when timestamp_granularities[] asks
+for words (models with a CTC head); include[]=logprobs is refused (400). OpenAI's
+model names (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe) answer as the
+default model.
 
 Statuses: 400 for what the request sent (audio unreadable, empty, shorter than 100 ms or
 over the limit; bad fields), 404 unknown model, 413 over the upload limit, 503 when the

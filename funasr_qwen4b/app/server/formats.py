@@ -4,6 +4,7 @@ srt, vtt) and as server-sent events."""
 from __future__ import annotations
 
 import json
+import zlib
 
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -11,20 +12,26 @@ from ..outputs import to_srt, to_vtt
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
-# OpenAI's verbose_json segments carry decoding statistics this model does not
-# compute (greedy, one window per segment); they are given neutral values so
-# that typed clients parse the segments.
-_SEGMENT_STATS = {"temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: the text's UTF-8 bytes over their zlib-compressed size."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data))
 
 
 def openai_segment(s: dict) -> dict:
-    """A Transcriber segment ({id, start, end, text, tokens}) with OpenAI's other fields."""
+    """A Transcriber segment ({id, start, end, text, tokens}, `no_speech` where the rule found none)
+    with OpenAI's statistics, each computed: decoding is greedy (temperature 0), `no_speech_prob` is
+    the no-speech rule's decision (1 for a piece it found silent, whose text is then empty, else 0).
+    `avg_logprob` is left out: the decoding keeps each token's id, not its log-probability."""
     return {"id": s["id"], "seek": 0, "start": s["start"], "end": s["end"], "text": s["text"],
-            "tokens": [int(t) for t in s["tokens"]], **_SEGMENT_STATS}
+            "tokens": [int(t) for t in s["tokens"]], "temperature": 0.0,
+            "compression_ratio": compression_ratio(s["text"]), "no_speech_prob": 1.0 if s.get("no_speech") else 0.0}
 
 
-def render(result: dict, fmt: str, *, task: str, model: str) -> JSONResponse | PlainTextResponse:
-    """`result`: what Transcriber.transcribe returned (with `translation` for task "translate")."""
+def render(result: dict, fmt: str, *, task: str, model: str, words: bool = False) -> JSONResponse | PlainTextResponse:
+    """`result`: what Transcriber.transcribe returned (with `translation` for task "translate");
+    `words`: verbose_json lists every word with its times, as OpenAI's `words` (the segments' own)."""
     text, segments, duration = result["text"], result["segments"], result["seconds"]
     if task == "translate":  # one segment over the whole audio: the translation is not aligned to the pieces
         text = result["translation"]
@@ -38,11 +45,14 @@ def render(result: dict, fmt: str, *, task: str, model: str) -> JSONResponse | P
     if fmt == "vtt":
         return PlainTextResponse(to_vtt(segments), media_type="text/vtt")
     assert fmt == "verbose_json", fmt
-    return JSONResponse({
-        "task": task, "language": "english" if task == "translate" else result["language"],
-        "duration": duration, "text": text, "segments": [openai_segment(s) for s in segments],
-        "usage": {"type": "duration", "seconds": duration},
-        "model": model, "tags": list(result.get("tags", [])), "tokens": result["tokens"]})  # no tags: no CTC head
+    body = {"task": task, "language": "english" if task == "translate" else result["language"],
+            "duration": duration, "text": text, "segments": [openai_segment(s) for s in segments]}
+    if words:
+        body["words"] = [{"word": w["word"], "start": w["start"], "end": w["end"]} for s in segments
+                         for w in s["words"]]
+    return JSONResponse({**body, "usage": {"type": "duration", "seconds": duration},
+                         "model": model, "tags": list(result.get("tags", [])),  # no tags: no CTC head
+                         "tokens": result["tokens"]})
 
 
 def sse(event: dict) -> str:

@@ -5,22 +5,22 @@ middleware that refuses bodies over the upload limit with 413."""
 from __future__ import annotations
 
 import asyncio
-import io
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from fastapi import Request
 from starlette.formparsers import MultiPartException
 
-from ...audio import SAMPLE_RATE, AudioError, load_audio, warn_if_truncated
+from ...audio import SAMPLE_RATE, AudioError, read_audio
 from ...config import LANGUAGE_IDS
 from ...nospeech import MIN_SECONDS
 from ...prompt import NANO_LANGUAGES, nano_instruction
 from .errors import ApiError, one_line
 from .formats import RESPONSE_FORMATS
-from .slots import CTC_MODEL, HOTWORD_MODELS, NANO_MODEL, ModelManager, ModelSlot
+from .slots import CTC_MODEL, HOTWORD_MODELS, NANO_MODEL, TIMED_MODELS, ModelManager, ModelSlot
 
 
 @dataclass
@@ -31,6 +31,7 @@ class TranscriptionRequest:
     stream: bool
     samples: np.ndarray  # 16 kHz mono float32
     hotwords: tuple[str, ...] = ()  # Fun-ASR-Nano's prompt lists them
+    words: bool = False  # verbose_json lists each word's times
 
 
 def _bool(value, name: str) -> bool:
@@ -80,45 +81,81 @@ def _hotwords(fields: dict, model: str) -> tuple[str, ...]:
     return words
 
 
+_TOO_LONG = re.compile(r" is ([0-9.]+) s long, over the bound of ")  # audio.py's length refusal
+
+
 def decode_upload(data: bytes, filename: str, max_audio_seconds: float) -> np.ndarray:
-    """Uploaded bytes → 16 kHz mono float32, exactly as load_audio reads a file.
-    Audio longer than `max_audio_seconds` (0: no limit) is refused before it is decoded,
-    audio shorter than 100 ms (OpenAI's minimum too) after."""
+    """Uploaded bytes → 16 kHz mono float32, read exactly as the command line reads a file
+    (read_audio: libsndfile's formats directly, M4A, MP4, WebM and the rest through ffmpeg).
+    ffmpeg needs a file it can seek in (an MP4's index may come last), so the upload is
+    written to a private temporary directory, removed once read. Audio longer than
+    `max_audio_seconds` (0: no limit) is refused from its header before it is decoded, or,
+    where the container does not say, once ffmpeg has decoded 1 s past it; audio shorter than
+    100 ms (OpenAI's minimum too) after."""
     if not data:
         raise ApiError(400, f"uploaded file {filename!r} is empty", param="file", code="invalid_audio")
-    warn_if_truncated(data[:1 << 16], len(data), repr(filename))
-    try:
-        info = sf.info(io.BytesIO(data))
-        frames, rate = info.frames, info.samplerate
-    except Exception as e:
-        raise ApiError(400, f"cannot read audio {filename!r}: {one_line(e)}; WAV or FLAC expected (anything "
-                       f"libsndfile reads)", param="file", code="invalid_audio") from None
-    limit = max_audio_seconds
-    if limit and rate > 0 and 0 < frames < 2**62 and frames / rate > limit:
-        raise ApiError(400, f"audio is {frames / rate:.1f} s long; this server accepts at most {limit:g} s "
-                       f"(--max-audio-seconds)", param="file", code="audio_too_long")
-    try:
-        raw, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    except Exception as e:
-        raise ApiError(400, f"cannot decode audio {filename!r}: {one_line(e)}", param="file",
-                       code="invalid_audio") from None
-    try:
-        samples = load_audio(raw, rate, max_seconds=limit or None)
-    except AudioError as e:
-        raise ApiError(400, f"{filename!r}: {e}", param="file", code="invalid_audio") from None
-    if limit and samples.size / SAMPLE_RATE > limit:
-        raise ApiError(400, f"audio is {samples.size / SAMPLE_RATE:.1f} s long; this server accepts at most "
-                       f"{limit:g} s (--max-audio-seconds)", param="file", code="audio_too_long")
+    limit = max_audio_seconds or None
+    with tempfile.TemporaryDirectory(prefix="funasr-qwen4b-upload-") as tmp:
+        # the upload's own name, as far as it is safe, so that the server's log names it
+        safe = re.sub(r"[^\w.-]+", "_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip(".")[-100:]
+        path = Path(tmp) / (safe or "upload")
+        path.write_bytes(data)
+        try:
+            samples = read_audio(path, max_seconds=limit)
+        except AudioError as e:
+            message = one_line(str(e).replace(str(path), repr(filename)))
+            if limit is not None and (long := _TOO_LONG.search(message)):
+                seconds = float(long[1])  # ffmpeg's formats: what it decoded, at most 1 s past the limit
+                length = f"{seconds:.1f} s long" if seconds > limit + 1 else f"over {limit:g} s long"
+                raise ApiError(400, f"audio {filename!r} is {length}; this server accepts at most {limit:g} s "
+                               f"(--max-audio-seconds)", param="file", code="audio_too_long") from None
+            raise ApiError(400, message, param="file", code="invalid_audio") from None
     if samples.size < MIN_SECONDS * SAMPLE_RATE:
         raise ApiError(400, f"audio {filename!r} is {1000 * samples.size / SAMPLE_RATE:.0f} ms long; at least "
                        f"{1000 * MIN_SECONDS:.0f} ms is needed", param="file", code="audio_too_short")
     return samples
 
 
+def _listed(form, name: str) -> list[str]:
+    """A list field as OpenAI's clients send it (`name[]`, once per item) or as plain `name` fields."""
+    return [v.strip() for key in (f"{name}[]", name) for v in form.getlist(key) if isinstance(v, str) and v.strip()]
+
+
+def _include(form) -> None:
+    """OpenAI's `include[]`: its one value, logprobs, asks for what this server does not compute yet;
+    refused by name rather than answered without it."""
+    for item in _listed(form, "include"):
+        if item == "logprobs":
+            raise ApiError(400, "include=logprobs is not supported: this server's decoding keeps each token's id, "
+                           "not its log-probability; send the request without include", param="include",
+                           code="unsupported_include")
+        raise ApiError(400, f"unknown include value {item!r} (OpenAI's one is logprobs, which this server does not "
+                       f"support either)", param="include", code="invalid_value")
+
+
+def _word_times(form, fmt: str, task: str, model: str) -> bool:
+    """Whether the answer lists each word's times: `timestamp_granularities[]` holds word (segments
+    are always given). Only verbose_json carries them, and only a transcript aligned by a CTC head
+    has them (TIMED_MODELS); a model without one answers without `words`."""
+    grains = _listed(form, "timestamp_granularities")
+    if bad := sorted(set(grains) - {"word", "segment"}):
+        raise ApiError(400, f"unsupported timestamp_granularities {', '.join(map(repr, bad))}; use word, segment "
+                       f"or both", param="timestamp_granularities", code="invalid_value")
+    if "word" not in grains:
+        return False
+    if fmt != "verbose_json":
+        raise ApiError(400, f"word timestamps come in verbose_json; set response_format=verbose_json (got {fmt})",
+                       param="timestamp_granularities", code="invalid_value")
+    if task == "translate":
+        raise ApiError(400, "a translation is not aligned to the audio: it has no word timestamps; transcribe "
+                       "for them", param="timestamp_granularities", code="invalid_value")
+    return model in TIMED_MODELS
+
+
 async def parse(request: Request, task: str, manager: ModelManager) -> TranscriptionRequest:
     """The form of a transcription (`task` "transcribe") or translation ("translate") request.
     `prompt` carries Fun-ASR-Nano's hotwords; other models accept it and ignore it, as
-    `temperature` is."""
+    `temperature` is; `include[]` and `timestamp_granularities[]` are answered or refused."""
     try:
         form = await request.form(max_files=1, max_fields=64)
     except MultiPartException as e:
@@ -140,6 +177,8 @@ async def parse(request: Request, task: str, manager: ModelManager) -> Transcrip
     language = _language(fields.get("language"), slot.id) if task == "transcribe" else None
     stream = _bool(fields.get("stream"), "stream") if task == "transcribe" else False
     hotwords = _hotwords(fields, slot.id)
+    _include(form)
+    words = _word_times(form, fmt, task, slot.id)
     if task == "translate" and slot.id == CTC_MODEL:
         llms = [m for m in manager.slots if m != CTC_MODEL]
         raise ApiError(400, f"model {slot.id} cannot translate (it has no LLM)" +
@@ -148,7 +187,7 @@ async def parse(request: Request, task: str, manager: ModelManager) -> Transcrip
     name = upload.filename or "file"
     await upload.close()
     samples = await asyncio.to_thread(decode_upload, data, name, manager.cfg.max_audio_seconds)
-    return TranscriptionRequest(slot, fmt, language, stream, samples, hotwords)
+    return TranscriptionRequest(slot, fmt, language, stream, samples, hotwords, words)
 
 
 class UploadLimit:

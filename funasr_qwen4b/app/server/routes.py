@@ -125,7 +125,7 @@ async def until_disconnect(request: Request, req: TranscriptionRequest, task: st
             cancel.set()
             job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: nobody awaits it now
             return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
-    return render(job.result(), req.format, task=task, model=req.slot.id)
+    return render(job.result(), req.format, task=task, model=req.slot.id, words=req.words)
 
 
 async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ... import segments
 from ...audio import SAMPLE_RATE, AudioError
 from ...bundle import Bundle
 from ...config import Backend
@@ -41,6 +42,10 @@ MODELS = {
 # The models a bundle serves, by Bundle.kind; a server holds one bundle of each kind at most.
 KIND_MODELS = {"qwen4b": (LLM_MODEL, CTC_MODEL), "funasr-nano": (NANO_MODEL,)}
 HOTWORD_MODELS = (NANO_MODEL,)  # the models trained with hotwords in their prompt
+TIMED_MODELS = (LLM_MODEL, CTC_MODEL)  # word times from SenseVoice's CTC alignment (Fun-ASR-Nano has no CTC head)
+# OpenAI's transcription models, by the names its clients send (whisper-1 by default): each answers as
+# the server's default model, so a client or tool with a fixed model name works unchanged.
+ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 OWNER = "funasr-qwen4b"
 MIN_UPLOAD_MB = 0.001  # about 1 KB: below it the limit would round to no bytes at all
 
@@ -53,7 +58,9 @@ class ServerConfig:
     idle_unload: float = 600.0  # seconds without a request before a model is unloaded; 0 = never
     max_upload_mb: float = 25.0
     max_audio_seconds: float = 600.0
-    max_seconds: float = 30.0  # long audio is split at quiet points into pieces this long (0 = never)
+    max_seconds: float = 30.0  # with vad "off": long audio is split at quiet points into pieces this long (0 = never)
+    vad: str = "auto"  # how audio is cut into utterances before the LLM (segments.VAD_MODES)
+    max_segment_seconds: float | None = None  # the longest utterance (default: each bundle's)
     template: str | None = None  # funasr-qwen4b's prompt template text (default: the bundle's)
     decode: DecodeConfig | None = None  # generation settings of every LLM model (default: each bundle's)
     speculate: str | None = None  # "ctc" or "off" for every LLM model (default: each bundle's setting)
@@ -65,6 +72,9 @@ class ServerConfig:
         checks.number(self.max_upload_mb, "max_upload_mb", low=MIN_UPLOAD_MB, zero="no limit")
         checks.number(self.max_audio_seconds, "max_audio_seconds", low=0)
         checks.max_seconds(self.max_seconds)
+        segments.vad_mode(self.vad)
+        if self.max_segment_seconds is not None:
+            segments.max_segment_seconds(self.max_segment_seconds)
         checks.positive_int(self.batch_size, "batch_size")
         checks.number(self.batch_wait, "batch_wait", low=0, high=10)
         if self.default_model is not None and self.default_model not in MODELS:
@@ -152,7 +162,8 @@ class ModelSlot:
             return self.model
         t0 = time.perf_counter()
         # the upload was bounded when it was read (requests.decode_upload): the same bound, or none
-        bounds = {"max_seconds": self.cfg.max_seconds, "max_audio_seconds": self.cfg.max_audio_seconds or None}
+        bounds = {"max_seconds": self.cfg.max_seconds, "max_audio_seconds": self.cfg.max_audio_seconds or None,
+                  "vad": self.cfg.vad, "max_segment_seconds": self.cfg.max_segment_seconds}
         try:
             bundle = Bundle.read(self.bundle)
             if self.id not in KIND_MODELS[bundle.kind]:  # the bundle changed kind since the server started
@@ -352,10 +363,12 @@ class ModelManager:
                              f"{', '.join(self.slots)}")
 
     def slot(self, model: str | None) -> ModelSlot:
-        model = model or self.default_model
+        """The model a request names: none or one of OpenAI's (ALIASES) is the default model."""
+        model = self.default_model if not model or model in ALIASES else model
         if model not in self.slots:
-            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(self.slots)}",
-                           param="model", code="model_not_found")
+            raise ApiError(404, f"The model `{model}` does not exist; this server has {', '.join(self.slots)} "
+                           f"({', '.join(ALIASES)} name {self.default_model}, the default)", param="model",
+                           code="model_not_found")
         return self.slots[model]
 
     async def idle_loop(self) -> None:
