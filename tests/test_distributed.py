@@ -94,6 +94,9 @@ def test_cer_over_two_ranks_reports_what_one_process_does(demo_bundle, manifest,
     assert re.search(r"^Time: .*; over 2 ranks \(ring\)$", run.stdout, re.MULTILINE)
     for rank in (0, 1):  # each rank's own resumable file
         assert (two.parent / f"cer.rank{rank}-of-2.partial.jsonl").is_file()
+    # progress: rank 1's lines beside rank 0's bar; rank 0 names every rank when gathered
+    assert "rank 1 of 2: 2/2 utterances" in run.stderr
+    assert all(re.search(rf"^cer: rank {r} on \S+: 2 utterances", run.stderr, re.MULTILINE) for r in (0, 1))
 
 
 def test_transcribe_over_two_ranks_writes_what_one_process_does(demo_bundle, tmp_path, capsys):
@@ -110,6 +113,11 @@ def test_transcribe_over_two_ranks_writes_what_one_process_does(demo_bundle, tmp
     assert run.stdout == single_out  # every text, in input order, once: rank 0's
     assert run.stderr.count("broken.wav: cannot read audio") == 1
     assert "launch:" not in run.stderr  # rank 0's status 1 is the command's outcome, said by its summary
+    done = {int(r): int(n) for r, n in re.findall(r"^transcribe: rank (\d) on \S+: (\d) inputs", run.stderr,
+                                                  re.MULTILINE)}
+    assert sorted(done) == [0, 1] and sum(done.values()) == len(CLIPS) + 1
+    for rank, n in done.items():  # each rank's progress, to the end of its share
+        assert f"rank {rank} of 2: {n}/{n} inputs" in run.stderr
     names = sorted(p.name for p in one.iterdir())
     assert sorted(p.name for p in two.iterdir()) == names and len(names) == 5 * len(CLIPS)
     for name in names:

@@ -231,11 +231,10 @@ def cmd_transcribe(args) -> int:
     hotwords = hotwords_from(args)  # a bad file refused before the model loads
     ranks = distributed.launched()  # under mlx.launch: this rank's share; rank 0 says and writes everything
     mine = range(len(inputs)) if ranks is None else distributed.split_inputs(ranks, inputs, args.stream)
-    t = load_transcriber(args)
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
-    each = t.transcribe_each([source(inputs[i]) for i in mine],
-                             on_texts=said.printed, translate=args.translate, hotwords=hotwords,
-                             batch_size=args.batch_size, window=args.batch_size) if mine else []
+    each = load_transcriber(args).transcribe_each([source(inputs[i]) for i in mine],
+                                                  on_texts=said.printed, translate=args.translate, hotwords=hotwords,
+                                                  batch_size=args.batch_size, window=args.batch_size) if mine else []
     if ranks is not None:
         each = distributed.outcomes(ranks, list(mine), each)
         if ranks.rank:
