@@ -65,6 +65,23 @@ def manifest(tmp_path_factory) -> Path:
     return path
 
 
+def test_without_a_launcher_or_with_one_rank_nothing_changes(monkeypatch, tmp_path):
+    from funasr_qwen4b.app.distributed import LAUNCHER_ENV, launched
+
+    for var, _ in LAUNCHER_ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert launched() is None
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("")  # what mlx.launch -n 1 --backend ring gives its one rank
+    monkeypatch.setenv("MLX_HOSTFILE", str(hostfile))
+    assert launched() is None
+    hostfile.write_text('[["127.0.0.1:5000"]]')  # a ring of one, written by hand
+    assert launched() is None
+    monkeypatch.delenv("MLX_HOSTFILE")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")  # mpirun -np 1
+    assert launched() is None
+
+
 def test_balance_longest_first_onto_the_least_loaded_rank():
     # by hand: 5 → rank 0 (5); 3 → rank 1 (3); 3 → rank 1 (6); 2 → rank 0 (7); 1 → rank 1 (7)
     assert balance([1.0, 5.0, 3.0, 3.0, 2.0], 2) == [[1, 4], [0, 2, 3]]

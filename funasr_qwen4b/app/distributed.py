@@ -30,7 +30,8 @@ from ..audio import AudioError
 log = logging.getLogger(__name__)
 
 # What each launcher sets (mlx/_distributed_utils/launch.py; mpirun for MPI) → the backend that
-# reads it. The ring's MLX_HOSTFILE names a file of the ranks' addresses (empty for one rank).
+# reads it. The ring's MLX_HOSTFILE and JACCL's MLX_IBV_DEVICES name files (JSON lists, one item a
+# rank; mlx.launch leaves the ring's empty for one rank).
 LAUNCHER_ENV = (("MLX_HOSTFILE", "ring"), ("MLX_IBV_DEVICES", "jaccl"), ("NCCL_HOST_IP", "nccl"),
                 ("OMPI_COMM_WORLD_SIZE", "mpi"))
 # A test hook: the rank named here kills itself (SIGKILL) after its first result, so that tests
@@ -59,14 +60,16 @@ class Ranks:
 def _single(backend: str) -> bool:
     """A launch of one process, told by what the launcher set (MLX's ring refuses its empty hostfile)."""
     env = os.environ
-    if backend == "ring":
-        path = env["MLX_HOSTFILE"]
-        return not path or not Path(path).is_file() or not Path(path).read_text().strip()
     if backend == "nccl":
         return env.get("MLX_WORLD_SIZE", "1") == "1"
     if backend == "mpi":
         return env["OMPI_COMM_WORLD_SIZE"] == "1"
-    return len(json.loads(env["MLX_IBV_DEVICES"] or "[]")) <= 1
+    path = Path(env["MLX_HOSTFILE" if backend == "ring" else "MLX_IBV_DEVICES"])
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return True  # no file of ranks: MLX would start none either
+    return not text or len(json.loads(text)) <= 1
 
 
 def launched() -> Ranks | None:
