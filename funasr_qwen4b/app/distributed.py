@@ -141,8 +141,8 @@ def _all_gather(ranks: Ranks, x):
         out = mx.distributed.all_gather(x, group=ranks.group)
         mx.eval(out)
     except RuntimeError as e:
-        raise PeerLost(f"{ranks}: lost a peer while gathering the results ({' '.join(str(e).split())}); "
-                       f"nothing was written") from None
+        raise PeerLost(f"{ranks}: lost a peer in a collective ({' '.join(str(e).split())}): another rank ended or "
+                       f"its link broke; nothing was written") from None
     return np.array(out)
 
 
