@@ -189,3 +189,20 @@ def test_a_host_that_cannot_be_reached_is_one_line(demo_bundle, manifest):
     assert run.returncode == 255
     assert re.fullmatch(r"funasr-qwen4b launch: rank 1 on 127\.0\.0\.2 exited with status 255, ssh's own failure: "
                         r"check that `ssh 127\.0\.0\.2` logs in .*; stopped rank 0", run.stderr.strip().splitlines()[-1])
+
+
+def test_a_collective_that_loses_its_peer_is_one_line_of_error(monkeypatch):
+    import mlx.core as mx
+
+    from funasr_qwen4b.app import distributed
+
+    def lost(x, group=None):  # what the ring backend raises when a peer's socket closes
+        raise RuntimeError("[ring] connection to a peer was lost")
+
+    monkeypatch.setattr(mx.distributed, "all_gather", lost)
+    ranks = distributed.Ranks(group=None, rank=0, size=2, backend="ring")
+    with pytest.raises(distributed.PeerLost, match=r"^rank 0 of 2 \(ring, .*\): lost a peer in a collective "
+                       r"\(\[ring\] connection to a peer was lost\): another rank ended or its link broke; nothing "
+                       r"was written$"):
+        distributed.gather(ranks, {"rows": []})
+    assert issubclass(distributed.PeerLost, OSError)  # the command's one-line error, not a bug's traceback
