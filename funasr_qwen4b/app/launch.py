@@ -3,11 +3,12 @@ says whether every rank succeeded.
 
 mlx.launch (0.32) stops the other ranks when one ends with a failure but itself exits 0, so a
 script or a CI job cannot tell a failed run from a good one. This runs mlx.launch's own code,
-notes how each rank ended, and exits with the status of the first rank that failed on its own
-(128 + N for signal N, as a shell does; the ranks the launcher then stopped are not the
-failure), after one line in place of mlx.launch's warnings naming that rank, its host, how it
-ended and the ranks stopped; but for rank 0's status 1, which is the command's own outcome (an
-input failed, or a check), said by the command itself."""
+notes how each rank ended, and exits with the status of the rank that failed on its own (128 + N
+for signal N, as a shell does): the ranks the launcher then stopped are not the failure, and a
+rank killed by a signal comes before one that ended with a status (maybe for losing that peer),
+else the first to end. One line, in place of mlx.launch's warnings, names that rank, its host,
+how it ended and the ranks stopped; but for rank 0's status 1, which is the command's own
+outcome (an input failed, or a check), said by the command itself."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         launch.RemoteProcess, launch.log_warning, sys.argv = base, warn, saved
     if not ended:
         return 0
-    rank, host, code = ended[0]
+    # A rank killed by a signal goes first: a rank that ended with a status may have lost that peer.
+    rank, host, code = min(ended, key=lambda e: e[2] >= 0)
     if (rank, code) != (0, 1):  # rank 0's 1 is the command's own outcome (an input failed), said in its summary
         print(f"{PROG}: rank {rank} on {host} {_how(code, host)}"
               + (f"; stopped rank{'s' * (len(stopped) > 1)} {', '.join(map(str, sorted(stopped)))}" if stopped else ""),
