@@ -151,7 +151,7 @@ def test_a_rank_killed_mid_run_ends_the_launch_with_one_line_and_no_report(demo_
                  "--no-progress", env={DIE_ENV: "1"})  # rank 1 kills itself after its first utterance
     assert run.returncode == 128 + 9, run.stderr
     lines = run.stderr.strip().splitlines()
-    assert re.fullmatch(r"funasr-qwen4b launch: rank 1 on 127\.0\.0\.1 was killed by SIGKILL(; stopped rank 0)?",
+    assert re.fullmatch(r"funasr_qwen4b\.app\.launch: rank 1 on 127\.0\.0\.1 was killed by SIGKILL(; stopped rank 0)?",
                         lines[-1]), run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
     assert not any(p.exists() for p in (report, report.with_suffix(".md"), report.with_suffix(".png")))
@@ -187,8 +187,9 @@ def test_a_host_that_cannot_be_reached_is_one_line(demo_bundle, manifest):
             str(demo_bundle), "--manifest", str(manifest)]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_S, check=False)
     assert run.returncode == 255
-    assert re.fullmatch(r"funasr-qwen4b launch: rank 1 on 127\.0\.0\.2 exited with status 255, ssh's own failure: "
-                        r"check that `ssh 127\.0\.0\.2` logs in .*; stopped rank 0", run.stderr.strip().splitlines()[-1])
+    assert re.fullmatch(r"funasr_qwen4b\.app\.launch: rank 1 on 127\.0\.0\.2 exited with status 255, ssh's own "
+                        r"failure: check that `ssh 127\.0\.0\.2` logs in .*; stopped rank 0",
+                        run.stderr.strip().splitlines()[-1])
 
 
 def test_a_collective_that_loses_its_peer_is_one_line_of_error(monkeypatch):

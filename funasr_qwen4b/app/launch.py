@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 
-PROG = "funasr-qwen4b launch"
+PROG = "funasr_qwen4b.app.launch"  # as it is run: python -m funasr_qwen4b.app.launch
 LOCAL = "127.0.0.1"  # the host mlx.launch runs without ssh
 SSH_FAILED = 255  # ssh's status when it cannot connect or log in (mlx.launch quiets its message)
 
