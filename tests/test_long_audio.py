@@ -305,3 +305,22 @@ def test_progress_counts_every_second_of_the_input_once(bundle, clip_10s):
     list(t.transcribe_each([x, x[:5 * SR]], SR, progress=lambda i, s: bars.append(Bar(i, s)) or bars[-1]))
     assert [(b.i, b.total, b.closed) for b in bars] == [(0, 30.0, True), (1, 5.0, True)]
     assert [round(b.n, 6) for b in bars] == [30.0, 5.0]
+
+
+def test_cer_takes_the_segmenting_flags(demo_bundle, monkeypatch, capsys):
+    """`cer` loads its transcribers with --vad, --max-segment-seconds and --ctc-guard as given."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.app.transcriber import Transcriber
+    from tests.conftest import CLIPS
+
+    seen, load = [], Transcriber.load.__func__
+
+    def recording(cls, *args, **kwargs):
+        seen.append({k: kwargs.get(k) for k in ("vad", "max_segment_seconds", "ctc_guard")})
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Transcriber, "load", classmethod(recording))
+    assert main(["cer", "-m", str(demo_bundle), "--manifest", str(CLIPS / "clips.jsonl"), "--limit", "1",
+                 "--no-progress", "--vad", "energy", "--max-segment-seconds", "2", "--ctc-guard", "retry"]) == 0
+    assert seen == [{"vad": "energy", "max_segment_seconds": 2.0, "ctc_guard": "retry"}]
+    assert "CER" in capsys.readouterr().out
