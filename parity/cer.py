@@ -305,7 +305,8 @@ def to_markdown(rep: dict) -> str:
     t = rep.get("timing", {})
     if t:
         lines += ["", "Time: " + "; ".join(f"{b} {v['seconds']:.1f} s for {v['audio_s']:.1f} s of audio "
-                                             f"(RTF {v['rtf']})" for b, v in t.items())]
+                                             f"(RTF {v['rtf']})" for b, v in t.items())
+                  + (f"; over {m['ranks']['count']} ranks ({m['ranks']['backend']})" if m.get("ranks") else "")]
     if rep["worst"]:
         by_id = {r["id"]: r for r in rep["utterances"]}
         lines += ["", f"## Worst {len(rep['worst'])} utterances", ""]

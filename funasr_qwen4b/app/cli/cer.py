@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -18,6 +19,7 @@ from ...files import refuse_overwriting, sha256_file
 from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
+from .. import distributed
 from .args import (add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
                    add_segment_args, add_source_args,
                    add_template_args, backends_from, bundle_from, bundle_inputs, integer, query_conflict, query_from,
@@ -25,6 +27,8 @@ from .args import (add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg
 
 if TYPE_CHECKING:
     from funasr_qwen4b.parity.shards import Shard
+
+    from ..distributed import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +118,16 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
           report: str | Path | None = None, limit: int | None = None, worst: int = 10,
           query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
           progress: bool = True, batch_size: int = 1, shard: Shard | None = None,
-          max_audio_seconds: float | None = MAX_AUDIO_SECONDS, **segmenting) -> dict:
+          max_audio_seconds: float | None = MAX_AUDIO_SECONDS, **segmenting) -> dict | None:
     """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
     `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
     With `shard` (and `report`, which it renames: Shard.report), the report of that shard alone,
     its partial file holding what `shards.merge_shards` needs to give the whole run's report.
     An utterance longer than `max_audio_seconds` (None: no bound) is refused from its header.
-    `segmenting`: vad, max_segment_seconds and ctc_guard, as for Transcriber.load."""
-    from funasr_qwen4b.parity import cer, shards
+    `segmenting`: vad, max_segment_seconds and ctc_guard, as for Transcriber.load.
+    Under a launcher (app/distributed.py) each rank scores its share and rank 0 returns the whole
+    run's report, the other ranks None."""
+    from funasr_qwen4b.parity import cer, report as reports, shards
 
     _check_options(limit, worst, batch_size, shard, report)
     bundle.require("sensevoice", why="every transcript starts with its encoder")
@@ -158,16 +164,44 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         header = shards.shard_header(header, shard, backends=[b.value for b in backends], meta=meta)
         entries, report = shard.take(entries), shard.report(report)
         meta = {**meta, "utterances": len(entries), "shard": str(shard)}
+    ranks = distributed.launched()  # under mlx.launch: this rank's share, its own partial file, rank 0 reports
+    if ranks is not None and shard is not None:
+        raise ValueError(f"--shard {shard} splits a run by hand; under a launcher the ranks split it: drop --shard")
+    partial = cer.partial_path(report) if report else None
     if report is not None:
-        refuse_overwriting(report_files(report), inputs, "--report")
+        refuse_overwriting(report_files(report) if ranks is None else [*reports.triplet(report), rank_partial(
+            report, ranks)], inputs, "--report")
     transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template,
                                               query=None if nano else query,
                                               sources=sources, max_audio_seconds=max_audio_seconds, **segmenting)
                     for b in backends}
-    results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,
-                                 partial=cer.partial_path(report) if report else None,
-                                 load=_loader(manifest, entries, max_audio_seconds))
+    mine, started = entries, time.perf_counter()
+    if ranks is not None:
+        mine = [entries[i] for i in distributed.share(ranks, [e.audio for e in entries], [e.id for e in entries])]
+        header = {**header, "rank": f"{ranks.rank}/{ranks.size}"}
+        partial = rank_partial(report, ranks) if report else None
+        # rank 0's bar, the other ranks' lines at each tenth of their share (counted on one backend)
+        count = distributed.Progress(ranks, len(mine), "utterances") if progress and ranks.rank else None
+        progress = progress and ranks.rank == 0
+        transcribers = {b: distributed.hooked(ranks, fn, count if k == 0 else None)
+                        for k, (b, fn) in enumerate(transcribers.items())}
+    results = cer.run_utterances(mine, transcribers, batch_size=batch_size, header=header, progress=progress,
+                                 partial=partial, load=_loader(manifest, entries, max_audio_seconds))
+    if ranks is not None:
+        results, per_rank = distributed.cer_results(ranks, results, time.perf_counter() - started)
+        if results is None:
+            return None
+        meta = {**meta, "ranks": {"count": ranks.size, "backend": ranks.backend, "per_rank": per_rank}}
     return cer.build_report(entries, results, meta, worst=worst)
+
+
+def rank_partial(report: str | Path, ranks: "Ranks") -> Path:
+    """A rank's own resumable partial file, FILE.rankR-of-N.partial.jsonl: its share of a split
+    by the audio's durations, the same on a rerun with the same ranks."""
+    from funasr_qwen4b.parity import cer
+
+    p = Path(report)
+    return cer.partial_path(p.with_name(p.name.removesuffix(".json") + f".rank{ranks.rank}-of-{ranks.size}.json"))
 
 
 def shard_arg(text: str) -> "Shard":
@@ -197,6 +231,8 @@ def cmd_cer(args) -> int:
                 sources=sources_from(args), progress=not args.no_progress, batch_size=args.batch_size, shard=shard,
                 max_audio_seconds=args.max_audio_seconds, vad=args.vad, max_segment_seconds=args.max_segment_seconds,
                 ctc_guard=args.ctc_guard)
+    if rep is None:  # a rank other than 0 under a launcher: rank 0 reports the whole run
+        return 0
     if args.report:  # before printing: a reader that closes stdout early (| head) does not cost the report
         for p in cer.write(rep, shard.report(args.report) if shard else args.report):
             log.info("wrote %s", p)
@@ -215,7 +251,9 @@ def add_parser(sub) -> None:
         "half-width), lowercase, punctuation removed, whitespace removed for CER / collapsed for WER. With "
         "--report, results are appended to FILE.partial.jsonl as they come, and a rerun skips the utterances "
         "already done (resume after an interruption). For a set that outgrows one machine, run each of N "
-        "shards with --shard I/N (the same command otherwise), then funasr-qwen4b cer-merge.")
+        "shards with --shard I/N (the same command otherwise), then funasr-qwen4b cer-merge; or, with MLX's launcher, "
+        "one command over every machine, each rank scoring its share and rank 0 writing the one report (python -m "
+        "funasr_qwen4b.app.launch --hostfile hosts.json -- funasr-qwen4b cer ...; docs/distributed.md).")
     add_model_arg(p)
     p.add_argument("--manifest", required=True, help="JSONL manifest (see datasets/make_manifest.py)")
     add_backend_arg(p, both=True)

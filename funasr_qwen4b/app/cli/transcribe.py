@@ -17,6 +17,7 @@ from pathlib import Path
 from ...audio import AudioError
 from ...files import refuse_overwriting
 from ...prompt import NANO_LANGUAGES, nano_instruction
+from .. import distributed
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
 from .args import (MAX_SECONDS, add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg,
@@ -228,12 +229,19 @@ def cmd_transcribe(args) -> int:
     refuse_overwriting([said.out_dir / f"{stem}.{fmt}" for stem in said.stems for fmt in said.formats],
                        [name for name in inputs if name != STDIN], "--output-dir/--output-format")
     hotwords = hotwords_from(args)  # a bad file refused before the model loads
-    t = load_transcriber(args)
+    ranks = distributed.launched()  # under mlx.launch: this rank's share; rank 0 says and writes everything
+    mine = range(len(inputs)) if ranks is None else distributed.split_inputs(ranks, inputs, args.stream)
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
-    for i, r in t.transcribe_each([source(name) for name in inputs],
-                                  on_texts=said.printed, translate=args.translate, hotwords=hotwords,
-                                  batch_size=args.batch_size, window=args.batch_size,
-                                  progress=None if args.quiet or not sys.stderr.isatty() else bar(inputs)):
+    names = [inputs[i] for i in mine]
+    each = load_transcriber(args).transcribe_each(
+        [source(name) for name in names], on_texts=said.printed, translate=args.translate, hotwords=hotwords,
+        batch_size=args.batch_size, window=args.batch_size,
+        progress=None if args.quiet or not sys.stderr.isatty() else bar(names)) if mine else []
+    if ranks is not None:
+        each = distributed.outcomes(ranks, list(mine), each)
+        if ranks.rank:
+            return 0
+    for i, r in each:
         said.outcome(i, r)
     return said.close()
 
