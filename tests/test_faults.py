@@ -893,7 +893,7 @@ def test_6_files_sigterm_during_convert_leaves_nothing(sv_dir, qwen_dir, tmp_pat
 
 @pytest.mark.parametrize("sig, code, said", STOPS, ids=["SIGTERM", "SIGINT"])
 def test_6_files_signal_during_a_long_decode_ends_it(sig, code, said, demo_bundle, tmp_path):
-    """A 3-minute clip decoded whole (--max-seconds 0): the encoder and the LLM run for minutes inside
+    """A 3-minute clip decoded whole (--max-seconds 0, --vad off): the encoder and the LLM run for minutes inside
     MLX without returning to Python, and the signal still ends the run, with nothing written. The
     test waits for the line that says decoding began (-v), never for a time."""
     x, rate = sf.read(ROOT / "datasets" / "zh_synth" / "zh_long_pauses.wav", dtype="float32")
@@ -901,7 +901,7 @@ def test_6_files_signal_during_a_long_decode_ends_it(sig, code, said, demo_bundl
     sf.write(long, np.tile(x, 3), rate, subtype="PCM_16")
     out = tmp_path / "out"
     proc = _stoppable_process([sys.executable, "-m", "funasr_qwen4b.app.cli", "-v", "transcribe", str(long), "-m",
-                               str(demo_bundle), "--max-seconds", "0", "--output-dir", str(out)],
+                               str(demo_bundle), "--max-seconds", "0", "--vad", "off", "--output-dir", str(out)],
                               stdout=subprocess.PIPE)
     seen = []
     for line in proc.stderr:
