@@ -109,10 +109,10 @@ class Qwen3:
 
     def tokens(self, inputs_embeds: mx.array, cfg: DecodeConfig, max_tokens: int,
                rec: TapRecorder | None = None, *, draft: Draft | None = None,
-               stats: DecodeStats | None = None) -> Iterator[int]:
-        """Greedy ids from `inputs_embeds` [1, L, hidden], at most `max_tokens`: with a
-        `draft`, several per forward pass (`speculate`); else one at a time by mlx-lm's
-        generate_step. `stats` counts the forward passes after the prefill."""
+               stats: DecodeStats | None = None) -> Iterator[tuple[int, float]]:
+        """Greedy ids from `inputs_embeds` [1, L, hidden], at most `max_tokens`, each with its
+        log-probability: with a `draft`, several per forward pass (`speculate`); else one at a
+        time by mlx-lm's generate_step. `stats` counts the forward passes after the prefill."""
         if rec is not None:
             self.prefill_taps(inputs_embeds, rec)
         stats = stats if stats is not None else DecodeStats()
@@ -124,19 +124,20 @@ class Qwen3:
             # the shared numpy rule, so both paths penalise identically
             processors = [lambda toks, logits: mx.array(
                 process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
-        for n, (tok, _) in enumerate(generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
-                                                   input_embeddings=inputs_embeds[0], logits_processors=processors,
-                                                   prefill_step_size=self.prefill_step)):
+        steps = generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
+                              input_embeddings=inputs_embeds[0], logits_processors=processors,
+                              prefill_step_size=self.prefill_step)
+        for n, (tok, logprobs) in enumerate(steps):
             stats.forwards = n  # the first token comes from the prefill
-            yield int(tok)
+            yield int(tok), float(logprobs[tok])
 
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
-                  stats: DecodeStats) -> Iterator[int]:
+                  stats: DecodeStats) -> Iterator[tuple[int, float]]:
         """Greedy decoding that verifies the draft: each pass feeds the last token and up to
         `window` next draft tokens, keeps the longest prefix the LLM's own argmax agrees with
         plus the LLM's token after it, and trims the rejected positions from the KV cache.
         Every id is the argmax given exactly the ids before it: the ids of plain greedy
-        decoding.
+        decoding, each with its log-probability at the position that verified it.
 
         How many draft tokens a pass verifies: with this machine's measured pass costs
         (`costs`), the number that gives the most expected tokens per second at the draft's
@@ -155,12 +156,14 @@ class Qwen3:
         for i in range(0, h.shape[1] - 1, self.prefill_step):  # as mlx-lm prefills: all but the last position
             model.model(None, cache, input_embeddings=h[:, i: min(i + self.prefill_step, h.shape[1] - 1)])
             mx.eval([c.state for c in cache])
-        y = greedy(model(None, cache, input_embeddings=h[:, -1:])[0])[-1]
-        yield y
+        ids, logprobs = greedy_picks(model(None, cache, input_embeddings=h[:, -1:])[0])
+        y = ids[-1].item()
+        yield y, logprobs[-1].item()
         out = [y]
 
-        def launch(first: mx.array, ahead: list[int]) -> mx.array:
-            preds = greedy_ids(model(mx.concatenate([first, mx.array(ahead, dtype=first.dtype)])[None], cache)[0])
+        def launch(first: mx.array, ahead: list[int]) -> tuple[mx.array, mx.array]:
+            """The pass's argmaxes and their log-probabilities, queued."""
+            preds = greedy_picks(model(mx.concatenate([first, mx.array(ahead, dtype=first.dtype)])[None], cache)[0])
             mx.async_eval(preds)
             return preds
 
@@ -183,8 +186,8 @@ class Qwen3:
                     # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
                     bet_at = at + len(ahead) + 1
                     bet = draft.ids[bet_at: bet_at + min(size(False), room - 1)]
-                    nxt = launch(preds[len(ahead):], bet)
-                got = preds.tolist()
+                    nxt = launch(preds[0][len(ahead):], bet)
+                got, scores = preds[0].tolist(), preds[1].tolist()
                 stats.forwards += 1  # passes whose ids are used
                 ok = 0
                 while ok < len(ahead) and got[ok] == ahead[ok]:
@@ -193,9 +196,9 @@ class Qwen3:
                 stats.accepted += ok
                 acceptance.update(ok, len(ahead))
                 y = got[ok]
-                for tok in [*ahead[:ok], y]:
+                for tok, logprob in zip([*ahead[:ok], y], scores):  # an accepted draft token is the argmax there
                     out.append(tok)
-                    yield tok
+                    yield tok, logprob
                 if len(out) >= max_tokens:
                     return
                 if bet is not None and ok == len(ahead):  # the bet holds: the next pass is already queued
@@ -218,11 +221,19 @@ def device_name() -> str:
     return f"{mx.default_device()} {info.get('device_name', '')}, MLX {mx.__version__}"
 
 
-def greedy_ids(logits: mx.array) -> mx.array:
+def greedy_picks(logits: mx.array) -> tuple[mx.array, mx.array]:
     """Each row's argmax exactly as mlx-lm's greedy sampler takes it: of the log-probabilities,
     in the logits' dtype (in bfloat16 the subtraction can make two values tie, and the argmax
-    is then the lower id), so the ids are plain greedy decoding's. Left on the device."""
-    return mx.argmax(logits - mx.logsumexp(logits, axis=-1, keepdims=True), axis=-1).astype(mx.uint32)
+    is then the lower id), so the ids are plain greedy decoding's; and its log-probability
+    (float32), the value mlx-lm's generate_step yields for it. Left on the device."""
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    ids = mx.argmax(logprobs, axis=-1)
+    return ids.astype(mx.uint32), mx.take_along_axis(logprobs, ids[..., None], axis=-1)[..., 0].astype(mx.float32)
+
+
+def greedy_ids(logits: mx.array) -> mx.array:
+    """Each row's greedy id (greedy_picks), left on the device."""
+    return greedy_picks(logits)[0]
 
 
 def greedy(logits: mx.array) -> list[int]:
