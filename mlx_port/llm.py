@@ -129,7 +129,7 @@ class Qwen3:
                               prefill_step_size=self.prefill_step)
         for n, (tok, logprobs) in enumerate(steps):
             stats.forwards = n  # the first token comes from the prefill
-            yield int(tok), float(logprobs[tok])
+            yield int(tok), log_softmax_at(logprobs, mx.array(tok)).item()
 
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
                   stats: DecodeStats) -> Iterator[tuple[int, float]]:
@@ -224,11 +224,30 @@ def device_name() -> str:
 def greedy_picks(logits: mx.array) -> tuple[mx.array, mx.array]:
     """Each row's argmax exactly as mlx-lm's greedy sampler takes it: of the log-probabilities,
     in the logits' dtype (in bfloat16 the subtraction can make two values tie, and the argmax
-    is then the lower id), so the ids are plain greedy decoding's; and its log-probability
-    (float32), the value mlx-lm's generate_step yields for it. Left on the device."""
+    is then the lower id), so the ids are plain greedy decoding's; and its log-probability,
+    from those log-probabilities as the plain path takes it from generate_step's (log_softmax_at).
+    Left on the device."""
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    ids = mx.argmax(logprobs, axis=-1)
-    return ids.astype(mx.uint32), mx.take_along_axis(logprobs, ids[..., None], axis=-1)[..., 0].astype(mx.float32)
+    ids = mx.argmax(logprobs, axis=-1).astype(mx.uint32)
+    return ids, log_softmax_at(logprobs, ids)
+
+
+# Vocabulary entries summed at a time by log_softmax_at, before the blocks' sums are added.
+SUM_BLOCK = 128
+
+
+def log_softmax_at(logits: mx.array, ids: mx.array) -> mx.array:
+    """Each row's log-softmax at `ids` (float32; `logits` [..., vocab], `ids` [...]). MLX's CPU
+    reduction adds the vocabulary's 152k terms one after another in float32, which leaves a
+    log-probability up to ~2e-4 off where the distribution is flat; summed in blocks of
+    SUM_BLOCK, then the blocks, it is within ~1e-6, as torch's float32 log_softmax is."""
+    x = logits.astype(mx.float32)
+    top = mx.max(x, axis=-1, keepdims=True)
+    e = mx.exp(x - top)
+    e = mx.pad(e, [(0, 0)] * (e.ndim - 1) + [(0, -e.shape[-1] % SUM_BLOCK)])
+    total = e.reshape(*e.shape[:-1], -1, SUM_BLOCK).sum(axis=-1).sum(axis=-1)
+    picked = mx.take_along_axis(x, ids.astype(mx.int32)[..., None], axis=-1)[..., 0]
+    return picked - top[..., 0] - mx.log(total)
 
 
 def greedy_ids(logits: mx.array) -> mx.array:

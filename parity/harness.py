@@ -87,7 +87,7 @@ def compare_logprobs(ref: list[float], mlx: list[float], first_difference: int |
     """The generated ids' log-probabilities, where both paths chose the same id after the same ids."""
     n = min(len(ref), len(mlx)) if first_difference is None else first_difference
     diff = np.abs(np.asarray(ref[:n], dtype=np.float64) - np.asarray(mlx[:n], dtype=np.float64))
-    return {"compared": n, "max_abs_diff": float(diff.max()) if n else 0.0}
+    return {"compared": n, "max_abs_diff": float(diff.max()) if n else 0.0, "reference": list(ref), "mlx": list(mlx)}
 
 
 def topk_agreement(ref_logits: np.ndarray, mlx_logits: np.ndarray) -> dict:
