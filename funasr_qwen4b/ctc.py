@@ -100,20 +100,20 @@ _CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _WORD = re.compile(rf"[{_CJK}][^\w\s]*|[^\s{_CJK}]+")
 
 
-def _norm(text: str) -> tuple[str, list[int]]:
+def letters(text: str) -> tuple[str, list[int]]:
     """Letters and digits of `text`, lowercased, with each one's offset in `text`."""
     keep = [(c.lower(), i) for i, c in enumerate(text) if c.isalnum()]
     return "".join(c for c, _ in keep), [i for _, i in keep]
 
 
-def _spike_times(result: CtcResult, tokenizer: CtcTokenizer) -> tuple[str, list[float]]:
+def spike_times(result: CtcResult, tokenizer: CtcTokenizer) -> tuple[str, list[float]]:
     """The CTC transcript's letters and digits, each with the time (s) of its token's frames' centre."""
     chars, times = [], []
     for i, (first, last) in zip(result.text_ids, result.text_frames):
         piece = tokenizer.piece(i)
         if piece.startswith("<"):  # tags and byte pieces carry no letters
             continue
-        for c in _norm(piece)[0]:
+        for c in letters(piece)[0]:
             chars.append(c)
             times.append((first + last + 1) / 2 * FRAME_SECONDS)
     return "".join(chars), times
@@ -139,8 +139,8 @@ def _word_times(text: str, spans: list[tuple[int, int]], result: CtcResult,
     (difflib's longest matching blocks), unmatched words interpolated between their neighbours."""
     if tokenizer is None or not result.text_ids:
         return [None] * len(spans)
-    ctc_chars, ctc_times = _spike_times(result, tokenizer)
-    chars, offsets = _norm(text)
+    ctc_chars, ctc_times = spike_times(result, tokenizer)
+    chars, offsets = letters(text)
     at = {}
     for block in difflib.SequenceMatcher(None, chars, ctc_chars, autojunk=False).get_matching_blocks():
         for k in range(block.size):

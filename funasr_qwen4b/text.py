@@ -94,3 +94,15 @@ def word_counts(ref: str, hyp: str) -> Counts:
     """WER counts of raw texts (both normalised here)."""
     r, h = normalize(ref), normalize(hyp)
     return _counts(r.split(), h.split(), lambda: jiwer.process_words(r, h))
+
+
+def covered(ref: str, hyp: str) -> list[bool]:
+    """For each character of `ref`, whether the edit-distance alignment (jiwer's, as CER counts
+    it) matches it with the same character of `hyp`."""
+    hits = [False] * len(ref)
+    if not ref or not hyp:
+        return hits
+    for chunk in jiwer.process_characters(ref, hyp).alignments[0]:
+        if chunk.type == "equal":
+            hits[chunk.ref_start_idx:chunk.ref_end_idx] = [True] * (chunk.ref_end_idx - chunk.ref_start_idx)
+    return hits

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -181,3 +182,145 @@ def test_pieces_are_joined_with_a_space_only_where_the_script_writes_one(pieces,
         stream.new_chunk()
         stream(p)
     assert "".join(out) == joined
+
+
+# --- the language reported -----------------------------------------------------------------
+
+def test_every_held_out_clip_is_detected_in_its_language(demo_bundle, demo_heldout, capsys):
+    """Default settings: the LID tag of each of the 100 held-out clips (zh, en) is its language
+    (the pipeline's outputs as the Transcriber gets them for clips within the segment limit),
+    and the command line reports it; a language the user sets is reported as set."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.language import from_tags
+
+    assert all(x.size <= 20 * SR for x in demo_heldout.clips)  # each decoded whole, as here
+    found = [from_tags(o.ctc.tags) for o in demo_heldout.speculative]
+    assert found == [e.lang for e in demo_heldout.entries]
+    zh, en = demo_heldout.entries[0].audio, demo_heldout.entries[50].audio
+    for flags, want in (([], ["zh", "en"]), (["--language", "auto"], ["zh", "en"]), (["--language", "en"], ["en"] * 2)):
+        assert main(["transcribe", str(zh), str(en), "-m", str(demo_bundle), "--ctc", "--json", *flags]) == 0
+        assert [json.loads(line)["language"] for line in capsys.readouterr().out.splitlines()] == want, flags
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("今天是三月十五日", "zh"), ("東京へ行きます", "ja"), ("カメラ", "ja"), ("안녕하세요", "ko"),
+    ("It is windy today.", "en"), ("今天OK", "zh"), ("OK 今天 very good", "en"), ("", None), ("123 ,.", None),
+])
+def test_the_script_of_a_transcript_tells_its_language(text, lang):
+    from funasr_qwen4b.language import from_text
+
+    assert from_text(text) == lang
+
+
+def test_the_language_of_most_of_the_speech_is_the_inputs():
+    from funasr_qwen4b.language import from_tags, most_spoken
+
+    assert from_tags(["<|en|>", "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>"]) == "en"
+    assert from_tags(["<|nospeech|>", "<|EMO_UNKNOWN|>"]) is None
+    assert most_spoken([(3.0, "en"), (2.0, "zh"), (2.5, "zh"), (9.0, None)]) == "zh"
+    assert most_spoken([(1.0, None)]) is None
+
+
+# --- the CTC guard ---------------------------------------------------------------------------
+
+def test_the_guard_measures_how_much_of_the_ctc_transcript_the_llm_text_covers():
+    from funasr_qwen4b.app import ctc_guard
+    from funasr_qwen4b.ctc import CtcResult
+
+    ctc = CtcResult(ids=[], tag_ids=[], text_ids=[], text="今天是三月十五日，星期五。现在是下午")
+    c = ctc_guard.check("今天是三月十五日，星期五。", ctc, None)  # 11 of 16 letters
+    assert (c.chars, c.coverage, c.fired, c.tail) == (16, 11 / 16, True, None)  # no tokenizer: no times
+    assert not ctc_guard.check("今天是三月十五日，星期五。现在是下", ctc, None).fired  # 15 of 16
+    assert not ctc_guard.check("", CtcResult([], [], [], "好的"), None).fired  # too short to judge
+    with pytest.raises(ValueError, match="ctc_guard must be one of off, warn, retry"):
+        ctc_guard.guard_mode("always")
+
+
+def test_the_guard_fires_where_the_llm_stops_early_and_retry_decodes_the_rest(demo_bundle, capsys):
+    """zh_10s.wav whole (--vad off): the demonstration LLM stops after the first clause while
+    the CTC head spells all of it; the guard says so (the result's warnings, one line on
+    stderr), and retry decodes the uncovered end again: CER under 20 %."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.manifest import load_manifest
+    from tests.conftest import CLIPS
+
+    ref = next(e.text for e in load_manifest(CLIPS / "clips.jsonl") if e.id == "zh_10s")
+    clip = str(CLIPS / "zh_10s.wav")
+    got = {}
+    for guard in ("off", "warn", "retry"):
+        assert main(["transcribe", clip, "-m", str(demo_bundle), "--vad", "off", "--json", "--ctc-guard", guard]) == 0
+        out, err = capsys.readouterr()
+        got[guard] = json.loads(out)
+        said = [line for line in err.splitlines() if "of the CTC transcript" in line]
+        assert said == got[guard]["warnings"] == ([] if guard == "off" else said) and len(said) == (guard != "off")
+    assert char_counts(ref, got["warn"]["text"]).rate > 0.5 and got["warn"]["text"] == got["off"]["text"]
+    assert char_counts(ref, got["retry"]["text"]).rate < 0.2 and got["retry"]["chunks"] > 1
+    assert got["retry"]["ctc_text"] == got["warn"]["ctc_text"]  # the tail decoded again is not spelled twice
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+def test_a_progress_bar_on_a_terminal_for_long_inputs_and_quiet_silences_it(bundle, clip_10s, tmp_path, capsys,
+                                                                            monkeypatch):
+    """30 s of audio: a bar by audio seconds on stderr when it is a terminal;
+    none with --quiet, none for 10 s, none when stderr is not a terminal."""
+    import soundfile as sf
+
+    from funasr_qwen4b.app.cli import main
+
+    long_, short = tmp_path / "long.wav", tmp_path / "short.wav"
+    sf.write(long_, np.tile(clip_10s[:10 * SR], 3), SR)
+    sf.write(short, clip_10s[:10 * SR], SR)
+
+    def err(*flags, tty=True):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+        assert main(["transcribe", *flags, "-m", str(bundle), "--ctc", "--vad", "energy",
+                     "--max-segment-seconds", "4"]) == 0
+        return capsys.readouterr().err
+
+    shown = err(str(long_))
+    assert "long.wav:   0%|" in shown and "/30.0 s audio" in shown
+    assert "s audio" not in err(str(long_), "--quiet")
+    assert "s audio" not in err(str(short))
+    assert "s audio" not in err(str(long_), tty=False)
+
+
+def test_progress_counts_every_second_of_the_input_once(bundle, clip_10s):
+    from funasr_qwen4b import Transcriber
+
+    class Bar:
+        def __init__(self, i, seconds):
+            self.i, self.total, self.n, self.closed = i, seconds, 0.0, False
+
+        def update(self, s):
+            assert not self.closed and s >= 0
+            self.n += s
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    x = np.tile(clip_10s[:10 * SR], 3)
+    t = Transcriber.load(bundle, ctc_only=True, max_segment_seconds=4)
+    list(t.transcribe_each([x, x[:5 * SR]], SR, progress=lambda i, s: bars.append(Bar(i, s)) or bars[-1]))
+    assert [(b.i, b.total, b.closed) for b in bars] == [(0, 30.0, True), (1, 5.0, True)]
+    assert [round(b.n, 6) for b in bars] == [30.0, 5.0]
+
+
+def test_cer_takes_the_segmenting_flags(demo_bundle, monkeypatch, capsys):
+    """`cer` loads its transcribers with --vad, --max-segment-seconds and --ctc-guard as given."""
+    from funasr_qwen4b.app.cli import main
+    from funasr_qwen4b.app.transcriber import Transcriber
+    from tests.conftest import CLIPS
+
+    seen, load = [], Transcriber.load.__func__
+
+    def recording(cls, *args, **kwargs):
+        seen.append({k: kwargs.get(k) for k in ("vad", "max_segment_seconds", "ctc_guard")})
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Transcriber, "load", classmethod(recording))
+    assert main(["cer", "-m", str(demo_bundle), "--manifest", str(CLIPS / "clips.jsonl"), "--limit", "1",
+                 "--no-progress", "--vad", "energy", "--max-segment-seconds", "2", "--ctc-guard", "retry"]) == 0
+    assert seen == [{"vad": "energy", "max_segment_seconds": 2.0, "ctc_guard": "retry"}]
+    assert "CER" in capsys.readouterr().out

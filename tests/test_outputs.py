@@ -34,6 +34,10 @@ def test_writers_hand_checked():
                                                   "2\n01:01:01,500 --> 01:02:05,000\nWorld\tagain\n\n")
     assert outputs.to_vtt(RESULT["segments"]) == ("WEBVTT\n\n00:00:00.000 --> 00:00:01.234\nHello there.\n\n"
                                                   "01:01:01.500 --> 01:02:05.000\nWorld\tagain\n\n")
+    assert outputs.render({**RESULT, "language": "en"}, "vtt") == ("WEBVTT\nLanguage: en\n\n00:00:00.000 --> "
+                                                                  "00:00:01.234\nHello there.\n\n01:01:01.500 --> "
+                                                                  "01:02:05.000\nWorld\tagain\n\n")
+    assert outputs.render({**RESULT, "language": None}, "vtt") == outputs.to_vtt(RESULT["segments"])
     assert outputs.to_tsv(RESULT["segments"]) == \
         "start\tend\ttext\n0\t1234\tHello there.\n3661500\t3725000\tWorld again\n"
     assert outputs.to_txt(RESULT) == "Hello there.\nWorld\tagain\n"

@@ -40,6 +40,7 @@ class Job:
     pieces: dict[int, np.ndarray] = field(default_factory=dict)
     silent: dict[int, str] = field(default_factory=dict)  # the pieces without speech, with the reason
     stream: object = None  # the input's OrderedStream, if its text is streamed
+    progress: object = None  # a bar advanced by each piece's seconds as it is decoded (update, close)
     read_s: float = 0.0  # reading it
     outs: dict[int, object] = field(default_factory=dict)
     runs: list[dict[str, float]] = field(default_factory=list)

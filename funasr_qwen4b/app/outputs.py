@@ -31,8 +31,10 @@ def to_srt(segments: list[dict]) -> str:
                    for i, s in enumerate(_cues(segments), 1))
 
 
-def to_vtt(segments: list[dict]) -> str:
-    return "WEBVTT\n\n" + "".join(f"{timestamp(s['start'], '.')} --> {timestamp(s['end'], '.')}\n"
+def to_vtt(segments: list[dict], language: str | None = None) -> str:
+    """WebVTT; `language` (the result's) in a `Language:` header line, as YouTube's captions carry it."""
+    header = "WEBVTT\n" + (f"Language: {language}\n" if language else "") + "\n"
+    return header + "".join(f"{timestamp(s['start'], '.')} --> {timestamp(s['end'], '.')}\n"
                                   f"{s['text'].strip()}\n\n" for s in _cues(segments))
 
 
@@ -61,7 +63,7 @@ def render(result: dict, fmt: str) -> str:
     if fmt == "srt":
         return to_srt(result["segments"])
     if fmt == "vtt":
-        return to_vtt(result["segments"])
+        return to_vtt(result["segments"], result.get("language"))
     if fmt == "tsv":
         return to_tsv(result["segments"])
     raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)} or all")

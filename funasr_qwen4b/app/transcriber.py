@@ -39,11 +39,13 @@ from ..bundle import Bundle, as_bundle
 from ..config import Backend, QueryConfig
 from ..decoding import DecodeConfig
 from ..hub import resolve
+from ..language import from_tags, from_text, most_spoken
 from ..nospeech import no_speech
 from ..prompt import AUDIO_SLOT, NANO_LANGUAGES, PRESETS, TRANSLATE_TEMPLATE, encode, nano_template
-from . import batching, checks
+from . import batching, checks, ctc_guard
 from .backends import load_pipeline
 from .batching import Job
+from .ctc_guard import guard_mode
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +159,12 @@ class Transcriber:
     ctc_only: bool = False
     max_audio_seconds: float | None = MAX_AUDIO_SECONDS
     kind: str = "qwen4b"  # the bundle's model kind (Bundle.kind)
-    language: str | None = None  # Fun-ASR-Nano: the prompt's language for every call (None: auto)
+    language: str | None = None  # load's language= (Fun-ASR-Nano: the prompt's for every call; None: auto)
     fixed_template: bool = False  # Fun-ASR-Nano: load's `template=` holds the prompt; calls cannot make one
     vad: str = "auto"  # the segmenter (segments.VAD_MODES)
     max_segment_seconds: float = segments.MAX_SEGMENT_SECONDS["qwen4b"]
     vad_dir: Path | None = None  # the bundle's converted VAD, if it has one
+    ctc_guard: str = "warn"  # the CTC transcript checks the LLM's text (app/ctc_guard.py): off, warn, retry
     _vad_model: object = field(default=None, repr=False, compare=False)  # loaded at its first use
 
     @classmethod
@@ -170,7 +173,7 @@ class Transcriber:
              decode: DecodeConfig | None = None, max_seconds: float = 30.0, sources: dict | None = None,
              speculate: str | None = None, hub: str | None = None, revision: str | None = None,
              max_audio_seconds: float | None = MAX_AUDIO_SECONDS, vad: str = "auto",
-             max_segment_seconds: float | None = None) -> "Transcriber":
+             max_segment_seconds: float | None = None, ctc_guard: str | None = None) -> "Transcriber":
         """`bundle`: a directory or a hub id (`user/bundle`: from the local cache when there,
         else downloaded; `hub` "huggingface" or "modelscope" and `revision` as funasr_qwen4b.hub
         resolves them). `language`: the encoder's language query row for every call (a call's
@@ -185,7 +188,11 @@ class Transcriber:
         `vad`: how audio is cut into utterances before the LLM: "auto" (the bundle's FSMN VAD if it
         has one, else "energy"), "fsmn", "energy" (loud stretches between pauses) or "off" (only
         `max_seconds` pieces); `max_segment_seconds`: the longest segment (default: the bundle's,
-        Bundle.max_segment_seconds). Each call may give its own `vad` and `max_segment_seconds`."""
+        Bundle.max_segment_seconds). Each call may give its own `vad` and `max_segment_seconds`.
+        `ctc_guard`: when the LLM's text covers clearly less of SenseVoice's CTC transcript than
+        it should, "warn" (the default) adds to the result's `warnings` and logs it, "retry" also
+        decodes the uncovered end again as its own piece, "off" checks nothing; a bundle without
+        a CTC head (Fun-ASR-Nano) and ctc_only have no guard."""
         checks.max_seconds(max_seconds)
         segments.vad_mode(vad)
         if max_segment_seconds is not None:
@@ -210,6 +217,12 @@ class Transcriber:
         if not ctc_only:
             b.require("sensevoice", "adaptor", "llm",
                       why="LLM transcription needs all three; use --ctc for SenseVoice's own head")
+        if ctc_guard is not None:
+            guard_mode(ctc_guard)
+        if ctc_guard not in (None, "off") and (nano or ctc_only):
+            log.info("the CTC guard is off: %s", "a Fun-ASR-Nano bundle has no CTC head" if nano
+                     else "ctc_only transcribes with the CTC head itself")
+        guard = "off" if nano or ctc_only else ctc_guard or "warn"
         if vad == "fsmn":
             b.require("vad", why="vad='fsmn' (--vad fsmn) runs it; use 'auto' or 'energy' without one")
         if template is not None:
@@ -224,10 +237,10 @@ class Transcriber:
                              "text cannot be spelled; reconvert with the sentencepiece model beside model.pt")
         if nano and speculate == "ctc":
             log.warning("%s is a Fun-ASR-Nano bundle: it has no CTC head, so no CTC draft; decoding plain", b.root)
-        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language if nano else None,
+        return cls(pipe, backend, max_seconds, ctc_only, max_audio_seconds, b.kind, language,
                    nano and template is not None, vad,
                    b.max_segment_seconds if max_segment_seconds is None else float(max_segment_seconds),
-                   b.dir("vad") if b.has("vad") else None)
+                   b.dir("vad") if b.has("vad") else None, guard)
 
     def _template(self, language: str | None, hotwords) -> str | None:
         """This call's prompt template: for Fun-ASR-Nano, its language and hotwords (None: the
@@ -297,13 +310,16 @@ class Transcriber:
                         on_texts: list[Callable[[str], None] | None] | None = None, translate: bool = False,
                         hotwords: list[str] | None = None, batch_size: int = 1, window: int | None = None,
                         max_audio_seconds: float | None = AS_LOADED, vad: str | None = None,
-                        max_segment_seconds: float | None = None) -> Iterator[tuple[int, dict | Exception]]:
+                        max_segment_seconds: float | None = None,
+                        progress: Callable[[int, float], object] | None = None) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
         the input at fault gets an error, its own; inputs are read `window` at a time (default:
         all), a window's outcomes given once it is done. Arguments as for transcribe_batch: one
-        language and one hotword list, so one prompt, for every input of a call."""
+        language and one hotword list, so one prompt, for every input of a call. `progress(i,
+        seconds)`: input i's progress bar (an object with update(seconds) and close(), or None),
+        made once the input is read and advanced by each piece's seconds as it is decoded."""
         audios = _inputs(audios, "transcribe_each")
         if sample_rate is not None:
             checks.sample_rate(sample_rate)
@@ -317,10 +333,13 @@ class Transcriber:
         used, cut = self._segmenter(vad, max_segment_seconds)
         template = self._template(language, hotwords)
         query, decode = self._settings(language)
-        shown = (language or self.language or "auto") if self.kind == NANO else query.language
-        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut),
+        chosen = language or self.language
+        chosen = None if chosen == "auto" else chosen  # auto: the one detected is reported
+        return batching.each(audios, prepare=lambda audio, i: self._prepare(audio, sample_rate, on_texts[i], bound, cut,
+                                                                    progress and (lambda s: progress(i, s))),
                              run=lambda pieces: self._run(pieces, query, decode, template), took=self._took,
-                             finish=lambda job: self._result(job, shown, translate, used), batch_size=batch_size,
+                             finish=lambda job: self._result(job, chosen, translate, used,
+                                                             (query, decode, template)), batch_size=batch_size,
                              window=window)
 
     def _segmenter(self, vad: str | None, max_segment_seconds: float | None) -> tuple[str, Callable]:
@@ -354,7 +373,7 @@ class Transcriber:
         return self._vad_model
 
     def _prepare(self, audio, sample_rate: int | None, on_text: Callable[[str], None] | None,
-                 max_audio_seconds: float | None, cut: Callable) -> Job:
+                 max_audio_seconds: float | None, cut: Callable, progress: Callable | None = None) -> Job:
         """One input read (refused from its header when longer than `max_audio_seconds`) and cut
         into pieces (`cut`: the call's segmenter); a piece without speech is not transcribed (the
         same rule for both backends), its reason kept. Where a segmenter finds no speech at all,
@@ -364,7 +383,8 @@ class Transcriber:
         read_s = time.perf_counter() - t
         spans = cut(samples) or [(0, samples.size)]
         stream = OrderedStream(on_text, len(spans)) if on_text is not None else None
-        job = Job(samples, stream=stream, read_s=read_s, spans=spans)
+        job = Job(samples, stream=stream, read_s=read_s, spans=spans,
+                  progress=progress(samples.size / SAMPLE_RATE) if progress else None)
         for k, (a, b) in enumerate(spans):
             reason = no_speech(samples[a:b])
             if reason is None:
@@ -388,6 +408,9 @@ class Transcriber:
         return self.pipeline.run_batch(audio, feeds, query=query, decode=decode, template=template)
 
     def _took(self, job: Job, k: int, out) -> None:
+        if job.progress is not None:
+            a, b = job.spans[k]
+            job.progress.update((b - a) / SAMPLE_RATE)
         if self.ctc_only:
             out.text = out.ctc.text.strip()
             if job.stream is not None:
@@ -395,15 +418,70 @@ class Transcriber:
         if job.stream is not None:
             job.stream.done(k)
 
-    def _result(self, job: Job, language: str, translate: bool, vad: str) -> dict:
+    def _guard(self, job: Job, query: QueryConfig, decode: DecodeConfig | None, template: str | None) -> list[str]:
+        """The CTC guard over a done job's pieces: a warning (logged) for each whose LLM text covers
+        too little of its CTC transcript; with "retry", the uncovered end is cut off the piece and
+        decoded as a piece of its own (the job's spans and outputs renumbered)."""
+        if self.ctc_guard == "off":
+            return []
+        warnings, spans, outs, silent = [], [], {}, {}
+        for k, (a, b) in enumerate(job.spans):
+            out = job.outs.get(k)
+            if k in job.silent:
+                silent[len(spans)] = job.silent[k]
+            if out is None or out.ctc is None:
+                spans.append((a, b))
+                if out is not None:
+                    outs[len(spans) - 1] = out
+                continue
+            c = ctc_guard.check(out.text, out.ctc, self.pipeline.tokenizer)
+            outs[len(spans)] = out
+            spans.append((a, b))
+            if not c.fired:
+                continue
+            said = ctc_guard.warning(c, a / SAMPLE_RATE, b / SAMPLE_RATE)
+            retried = []
+            # each tail decoded again is guarded in turn: a decoder that stopped early once may again
+            while self.ctc_guard == "retry" and c.fired and c.tail is not None \
+                    and len(retried) < ctc_guard.MAX_RETRIES:
+                t = spans[-1][0] + int(c.tail * SAMPLE_RATE)
+                if b - t < ctc_guard.MIN_RETRY_SECONDS * SAMPLE_RATE:
+                    break
+                again = self.pipeline.run(job.samples[t:b], query=query, decode=decode, template=template)
+                job.runs.append(again.timings)
+                spans[-1] = (spans[-1][0], t)
+                outs[len(spans)] = again
+                spans.append((t, b))
+                retried.append(f"{t / SAMPLE_RATE:.2f}-{b / SAMPLE_RATE:.2f} s")
+                c = ctc_guard.check(again.text, again.ctc, self.pipeline.tokenizer)
+            if retried:
+                said += f"; decoded again: {', '.join(retried)}"
+            log.warning("%s", said)
+            warnings.append(said)
+        job.spans, job.outs, job.silent = spans, outs, silent
+        return warnings
+
+    def _result(self, job: Job, language: str | None, translate: bool, vad: str, settings: tuple) -> dict:
         """One input's result from its pieces' outputs and the stage times of the pipeline calls
-        they were in."""
+        they were in; its `language` the one set (`language`), else the one detected
+        (funasr_qwen4b.language; None where nothing tells: no speech); the CTC guard's warnings,
+        its retries among the pieces (`settings`: the call's query, decoding and template)."""
+        if job.progress is not None:  # the silence between the pieces, then done
+            job.progress.update((job.samples.size - sum(b - a for k, (a, b) in enumerate(job.spans)
+                                                         if k in job.outs)) / SAMPLE_RATE)
+            job.progress.close()
+        ctc_fields = {} if self.kind == NANO else _ctc_fields([job.outs[k] for k in sorted(job.outs)])
+        warnings = self._guard(job, *settings)  # after the CTC fields: a retried tail is not spelled twice
         outs = [job.outs[k] for k in sorted(job.outs)]
+        if language is None:
+            language = most_spoken([((b - a) / SAMPLE_RATE, from_tags(o.ctc.tags) if o.ctc is not None
+                                     else from_text(o.text)) for (a, b), o in
+                                    ((job.spans[k], job.outs[k]) for k in sorted(job.outs))])
         seconds = round(job.samples.size / SAMPLE_RATE, 3)
         result = {"text": join_texts([o.text for o in outs]), "segments": self._all_segments(job),
-                  "language": language, **({} if self.kind == NANO else _ctc_fields(outs)), "seconds": seconds,
+                  "language": language, **ctc_fields, "seconds": seconds,
                   "chunks": len(job.spans), "vad": vad,
-                  **self._decoded_fields(outs), "backend": self.backend.value}
+                  **self._decoded_fields(outs), "backend": self.backend.value, "warnings": warnings}
         if job.silent and not outs:
             reasons = list(job.silent.values())
             result["no_speech"] = reasons[0] if len(reasons) == 1 else "; ".join(sorted(set(reasons)))

@@ -16,6 +16,7 @@ from ...decoding import SPECULATE
 from ...prompt import PRESETS
 from ...segments import MIN_SEGMENT_SECONDS, VAD_MODES
 from .. import checks
+from ..ctc_guard import GUARD_MODES
 
 PROG = "funasr-qwen4b"
 
@@ -75,6 +76,13 @@ def add_segment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-segment-seconds", type=finite(MIN_SEGMENT_SECONDS), metavar="SECONDS",
                    help="the longest segment; longer ones are cut at their quietest points (default: what the model "
                    "was trained on, 20 for qwen4b bundles, 30 for Fun-ASR-Nano)")
+
+
+def add_ctc_guard_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ctc-guard", choices=GUARD_MODES,
+                   help="when the LLM's text covers clearly less of SenseVoice's CTC transcript than it should: "
+                   "warn (the default: a line on stderr and in the result's warnings), retry (also decode the "
+                   "uncovered end again), off; Fun-ASR-Nano has no CTC head, so no guard")
 
 
 def add_max_audio_seconds_arg(p: argparse.ArgumentParser) -> None:

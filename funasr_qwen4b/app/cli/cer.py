@@ -18,7 +18,8 @@ from ...files import refuse_overwriting, sha256_file
 from ...config import Backend, QueryConfig
 from ...manifest import Entry, load_manifest
 from ...text import strip_tags
-from .args import (add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args, add_source_args,
+from .args import (add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
+                   add_segment_args, add_source_args,
                    add_template_args, backends_from, bundle_from, bundle_inputs, integer, query_conflict, query_from,
                    sources_from, template_from)
 
@@ -113,12 +114,13 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
           report: str | Path | None = None, limit: int | None = None, worst: int = 10,
           query: QueryConfig | None = None, template: str | None = None, sources: dict | None = None,
           progress: bool = True, batch_size: int = 1, shard: Shard | None = None,
-          max_audio_seconds: float | None = MAX_AUDIO_SECONDS) -> dict:
+          max_audio_seconds: float | None = MAX_AUDIO_SECONDS, **segmenting) -> dict:
     """The CER report of `bundle` on `manifest`; with `report`, resumable from REPORT.partial.jsonl.
     `query` (default the bundle's) and `template` (text; default the bundle's) as for Transcriber.load.
     With `shard` (and `report`, which it renames: Shard.report), the report of that shard alone,
     its partial file holding what `shards.merge_shards` needs to give the whole run's report.
-    An utterance longer than `max_audio_seconds` (None: no bound) is refused from its header."""
+    An utterance longer than `max_audio_seconds` (None: no bound) is refused from its header.
+    `segmenting`: vad, max_segment_seconds and ctc_guard, as for Transcriber.load."""
     from funasr_qwen4b.parity import cer, shards
 
     _check_options(limit, worst, batch_size, shard, report)
@@ -160,7 +162,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         refuse_overwriting(report_files(report), inputs, "--report")
     transcribers = {b.value: lazy_transcriber(bundle, b, batch_size=batch_size, template=template,
                                               query=None if nano else query,
-                                              sources=sources, max_audio_seconds=max_audio_seconds)
+                                              sources=sources, max_audio_seconds=max_audio_seconds, **segmenting)
                     for b in backends}
     results = cer.run_utterances(entries, transcribers, batch_size=batch_size, header=header, progress=progress,
                                  partial=cer.partial_path(report) if report else None,
@@ -193,7 +195,8 @@ def cmd_cer(args) -> int:
     rep = score(bundle, args.manifest, backends_from(args), report=args.report, limit=args.limit,
                 worst=args.worst, query=query_from(args, bundle.query), template=template_from(args, bundle),
                 sources=sources_from(args), progress=not args.no_progress, batch_size=args.batch_size, shard=shard,
-                max_audio_seconds=args.max_audio_seconds)
+                max_audio_seconds=args.max_audio_seconds, vad=args.vad, max_segment_seconds=args.max_segment_seconds,
+                ctc_guard=args.ctc_guard)
     if args.report:  # before printing: a reader that closes stdout early (| head) does not cost the report
         for p in cer.write(rep, shard.report(args.report) if shard else args.report):
             log.info("wrote %s", p)
@@ -231,6 +234,8 @@ def add_parser(sub) -> None:
                    "funasr-qwen4b cer-merge FILE.shard*-of-N.partial.jsonl --report FILE.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_max_audio_seconds_arg(p)
+    add_segment_args(p)
+    add_ctc_guard_arg(p)
     add_source_args(p)
     add_template_args(p)
     add_query_args(p)

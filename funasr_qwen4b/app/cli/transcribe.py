@@ -19,7 +19,7 @@ from ...files import refuse_overwriting
 from ...prompt import NANO_LANGUAGES, nano_instruction
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
-from .args import (MAX_SECONDS, add_backend_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
+from .args import (MAX_SECONDS, add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
                    add_segment_args, add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
                    query_from, sources_from, template_from)
 
@@ -192,10 +192,10 @@ def load_transcriber(args):
                          bundle.decode.speculate, repetition_penalty=args.repetition_penalty,
                          no_repeat_ngram=args.no_repeat_ngram)
     return Transcriber.load(bundle, args.backend, ctc_only=args.ctc, template=template_from(args, bundle),
-                            query=None if nano else query_from(args, None), language=args.language if nano else None,
+                            query=None if nano else query_from(args, None), language=args.language,
                             decode=decode, speculate=args.speculate, max_seconds=args.max_seconds,
                             max_audio_seconds=args.max_audio_seconds, sources=sources_from(args), vad=args.vad,
-                            max_segment_seconds=args.max_segment_seconds)
+                            max_segment_seconds=args.max_segment_seconds, ctc_guard=args.ctc_guard)
 
 
 # What only the LLM does: with --ctc these flags would be silently ignored.
@@ -232,9 +232,25 @@ def cmd_transcribe(args) -> int:
     # --batch-size inputs at a time, each read first: a bad input fails before any text of it is printed
     for i, r in t.transcribe_each([source(name) for name in inputs],
                                   on_texts=said.printed, translate=args.translate, hotwords=hotwords,
-                                  batch_size=args.batch_size, window=args.batch_size):
+                                  batch_size=args.batch_size, window=args.batch_size,
+                                  progress=None if args.quiet or not sys.stderr.isatty() else bar(inputs)):
         said.outcome(i, r)
     return said.close()
+
+
+PROGRESS_SECONDS = 20.0  # shorter inputs get no progress bar: they are done about as soon as read
+
+
+def bar(inputs: list[str]):
+    """Input i's progress bar on stderr, by audio seconds, when it is longer than PROGRESS_SECONDS."""
+    from tqdm import tqdm
+
+    def make(i: int, seconds: float):
+        if seconds <= PROGRESS_SECONDS:
+            return None
+        return tqdm(total=round(seconds, 1), desc=Path(inputs[i]).name, unit="s", file=sys.stderr, leave=False,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    return make
 
 
 class Reports:
@@ -336,10 +352,13 @@ def add_parser(sub) -> None:
     tr.add_argument("--translate", action="store_true",
                     help="also translate the transcript into English (a second, text-only pass, thinking disabled)")
     add_segment_args(tr)
+    add_ctc_guard_arg(tr)
     tr.add_argument("--max-seconds", type=MAX_SECONDS, default=30.0,
                     help=f"with --vad off: split longer audio at low-energy points (default 30; 0 = never split; "
                     f"else at least {MIN_SPLIT_SECONDS:g})")
     add_max_audio_seconds_arg(tr)
+    tr.add_argument("--quiet", action="store_true",
+                    help=f"no progress bar (shown on a terminal's stderr for inputs over {PROGRESS_SECONDS:g} s)")
     g = tr.add_argument_group("output files (one per input and format, written whole or not at all)")
     g.add_argument("--output-dir", metavar="DIR", help="write files here (default with --output-format: .)")
     g.add_argument("--output-format", choices=[*FORMATS, "all"],
