@@ -190,6 +190,8 @@ def test_penalties_hand_checked_and_same_in_both_paths(full_bundle, clip):
     ids = rep.llm["tokens"]["mlx"]
     assert rep.llm["tokens"]["equal"] and len(ids) == 16
     assert len({tuple(ids[i:i + 2]) for i in range(15)}) == 15  # no bigram repeats
+    # the log-probabilities of the penalised distributions the ids were picked from, alike in both
+    assert rep.llm["logprobs"]["compared"] == 16 and rep.llm["logprobs"]["max_abs_diff"] <= 1e-4, rep.llm["logprobs"]
 
 
 @pytest.mark.accuracy  # a 4- or 8-bit LM head over Qwen's vocabulary takes ~0.6 s a pass on a CPU

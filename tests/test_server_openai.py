@@ -225,6 +225,10 @@ def test_segmentation_settings_reach_the_models(demo_bundle, capsys):
         got = s.post(audio=ZH, response_format="verbose_json", **{"timestamp_granularities[]": "word"}).json()
     assert [(g["start"], g["end"], g["text"]) for g in got["segments"]] == [(w["start"], w["end"], w["text"])
                                                                              for w in want]
+    # each segment's tokens carry their own log-probabilities, its avg_logprob their mean
+    assert all(len(w["logprobs"]) == len(w["tokens"]) == len(g["tokens"]) for g, w in zip(got["segments"], want))
+    assert [g.get("avg_logprob") for g in got["segments"]] == pytest.approx(
+        [np.mean(w["logprobs"]) if w["logprobs"] else None for w in want], abs=1e-4)
     assert [w["word"] for w in got["words"]] == [w["word"] for seg in want for w in seg["words"]]
     with pytest.raises(ValueError, match="vad must be one of"):
         ServerConfig(str(demo_bundle), vad="loud")
