@@ -108,8 +108,8 @@ def test_streaming_equals_final_text_across_split_characters(qwen_dir):
     ids = tok.encode(text, add_special_tokens=False)
     assert sum("\ufffd" in tok.decode([i]) for i in ids) >= 4  # characters split across byte-level tokens
     deltas = []
-    d = decode_loop(((i, -1.0) for i in ids + [151645]), cap=100, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append,
-                    tokenizer=tok)
+    d = decode_loop(((i, -1.0) for i in ids + [151645]), cap=100, stop=[151645], cfg=DecodeConfig(),
+                    on_text=deltas.append, tokenizer=tok)
     assert d.stop == "eos" and d.ids == ids
     assert all("\ufffd" not in x for x in deltas) and "".join(deltas) == text
 
@@ -158,7 +158,8 @@ def test_streaming_holds_back_what_a_loop_cut_removes(qwen_dir):
     tok = load_tokenizer(qwen_dir)
     word = tok.encode("早上", add_special_tokens=False)
     deltas = []
-    d = decode_loop(((i, -1.0) for i in word * 40), cap=200, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append, tokenizer=tok)
+    d = decode_loop(((i, -1.0) for i in word * 40), cap=200, stop=[151645], cfg=DecodeConfig(),
+                    on_text=deltas.append, tokenizer=tok)
     assert d.stop == "loop" and "".join(deltas) == tok.decode(d.ids) == "早上"
 
 
