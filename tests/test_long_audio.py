@@ -232,6 +232,16 @@ def test_the_guard_measures_how_much_of_the_ctc_transcript_the_llm_text_covers()
     assert (c.chars, c.coverage, c.fired, c.tail) == (16, 11 / 16, True, None)  # no tokenizer: no times
     assert not ctc_guard.check("今天是三月十五日，星期五。现在是下", ctc, None).fired  # 15 of 16
     assert not ctc_guard.check("", CtcResult([], [], [], "好的"), None).fired  # too short to judge
+
+    class Pieces:  # a tokenizer of one letter a piece
+        def piece(self, i):
+            return "abcdefghij"[i]
+
+    timed = CtcResult([], [], list(range(10)), "abcdefghij", text_frames=[(2 * k, 2 * k + 1) for k in range(10)])
+    # stopped early: the last 6 of 10 uncovered; retried from the last covered spike, frames 6-7's centre
+    assert ctc_guard.check("abcd", timed, Pieces()) == ctc_guard.Check(0.4, 10, True, pytest.approx(7 * 0.06))
+    # half the letters wrong along the way, the end covered: flagged, but no tail to decode again
+    assert ctc_guard.check("axcxexgxix", timed, Pieces()) == ctc_guard.Check(0.5, 10, True, None)
     with pytest.raises(ValueError, match="ctc_guard must be one of off, warn, retry"):
         ctc_guard.guard_mode("always")
 
