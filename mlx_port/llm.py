@@ -3,6 +3,7 @@ audio rows passed as `input_embeddings`. The twin of reference/llm.py."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from typing import Iterator
 
@@ -124,12 +125,24 @@ class Qwen3:
             # the shared numpy rule, so both paths penalise identically
             processors = [lambda toks, logits: mx.array(
                 process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
-        steps = generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
+        picked = collections.deque()  # each pass's id's log-probability, in the order of the passes
+
+        def sampler(logprobs: mx.array) -> mx.array:
+            """mlx-lm's greedy sampler, and the chosen id's log-probability computed with the pass:
+            generate_step queues the next pass before it yields an id, so one read afterwards
+            would wait for that pass too."""
+            ids = mx.argmax(logprobs, axis=-1)
+            logprob = log_softmax_at(logprobs, ids)
+            mx.async_eval(logprob)
+            picked.append(logprob)
+            return ids
+
+        steps = generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens, sampler=sampler,
                               input_embeddings=inputs_embeds[0], logits_processors=processors,
                               prefill_step_size=self.prefill_step)
-        for n, (tok, logprobs) in enumerate(steps):
+        for n, (tok, _) in enumerate(steps):
             stats.forwards = n  # the first token comes from the prefill
-            yield int(tok), log_softmax_at(logprobs, mx.array(tok)).item()
+            yield int(tok), picked.popleft().item()
 
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
                   stats: DecodeStats) -> Iterator[tuple[int, float]]:
