@@ -5,7 +5,8 @@ FunASR runs its LLM recognisers on the FSMN VAD's segments (`vad_model="fsmn-vad
 it was trained on stops early. The segmenters:
 
 - `fsmn`: the bundle's `vad` component (FunASR's FSMN VAD, funasr_qwen4b.vad), as FunASR runs it;
-- `energy`: without a VAD, the loud stretches between pauses (audio.speech_regions);
+- `energy`: without a VAD, the loud stretches between pauses of PAUSE_SECONDS or more
+  (audio.speech_regions);
 - `off`: no segmentation, only pieces of at most `max_seconds` cut at the quietest points
   (audio.split_points), with the silence kept.
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, speech_regions, split_points
+from .audio import PAD_SECONDS, SAMPLE_RATE, speech_regions, split_points
 
 VAD_MODES = ("auto", "fsmn", "energy", "off")
 # What the model kinds were trained on when the bundle records nothing: Fun-ASR-Nano is run by
@@ -30,6 +31,9 @@ VAD_MODES = ("auto", "fsmn", "energy", "off")
 # SenseVoice-based qwen4b models were trained on single utterances, a few to about 20 s.
 MAX_SEGMENT_SECONDS = {"qwen4b": 20.0, "funasr-nano": 30.0}
 MIN_SEGMENT_SECONDS = 1.0  # shorter limits would cut words apart
+# A pause that ends an utterance: shorter ones (a comma's) stay inside it. FunASR's FSMN VAD waits
+# longer (800 ms of end silence); the energy rule, without its model, cuts at half a second.
+PAUSE_SECONDS = 0.5
 
 
 def vad_mode(value) -> str:
@@ -68,9 +72,17 @@ def limited(spans: list[tuple[int, int]], samples: np.ndarray, max_seconds: floa
 
 
 def energy_spans(samples: np.ndarray, max_seconds: float, sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
-    """The loud stretches between pauses (speech_regions) as sample ranges, at most `max_seconds` each."""
-    spans = [(round(s * sr), round(e * sr)) for s, e in speech_regions(samples, sr)]
-    return limited([(a, min(b, samples.size)) for a, b in spans if b > a], samples, max_seconds, sr)
+    """The loud stretches between pauses of at least PAUSE_SECONDS (speech_regions, closer ones
+    joined while the whole stays within `max_seconds`) as sample ranges, at most `max_seconds` each."""
+    spans: list[list[int]] = []
+    for s, e in speech_regions(samples, sr):
+        a, b = round(s * sr), min(round(e * sr), samples.size)
+        # regions are padded by PAD_SECONDS each side: their gap is the pause less both pads
+        if spans and a - spans[-1][1] < (PAUSE_SECONDS - 2 * PAD_SECONDS) * sr and b - spans[-1][0] <= max_seconds * sr:
+            spans[-1][1] = b
+        elif b > a:
+            spans.append([a, b])
+    return limited([(a, b) for a, b in spans], samples, max_seconds, sr)
 
 
 def ms_spans(segments: list[tuple[int, int]], samples: np.ndarray, max_seconds: float,

@@ -57,10 +57,11 @@ def check(llm_text: str, result: ctc.CtcResult, tokenizer: ctc.CtcTokenizer | No
     fired = len(chars) >= MIN_CHARS and coverage < COVERAGE
     tail = None
     last = max((i for i, h in enumerate(hits) if h), default=-1)
-    if fired and times and len(chars) - 1 - last >= TAIL_SHARE * len(chars):
+    # nothing covered is no early stop (the same audio decoded again gives the same text)
+    if fired and times and last >= 0 and len(chars) - 1 - last >= TAIL_SHARE * len(chars):
         # from the last covered character's spike (a CTC spike comes late in its sound), so that
         # the first uncovered one is whole: halfway to it cut into it (measured on zh_10s.wav)
-        tail = 0.0 if last < 0 else times[last]
+        tail = times[last]
     return Check(coverage, len(chars), fired, tail)
 
 

@@ -12,10 +12,12 @@
     Transcriber.load("bundle/", ctc_only=True)      # SenseVoice's own CTC head
     Transcriber.load("nano/").transcribe("a.wav", hotwords=["通义", "FunASR"])   # a Fun-ASR-Nano bundle
 
-Audio is cut into speech segments first (`vad`: the bundle's FSMN VAD when it has one,
-else the energy rule; funasr_qwen4b.segments), each at most `max_segment_seconds`,
-decoded as separate utterances (batched as `transcribe_batch` batches) and joined;
-`vad="off"` splits only audio longer than `max_seconds`, at low-energy points.
+Audio longer than `max_segment_seconds` is cut into speech segments first (`vad`: the
+bundle's FSMN VAD when it has one, else the energy rule; funasr_qwen4b.segments), each
+decoded as its own utterance (`batch_size` at a time, as inputs are) and the texts joined
+(join_texts); `vad="off"` splits only audio longer than `max_seconds`, at low-energy points.
+SenseVoice's CTC transcript guards the LLM's text (app/ctc_guard.py: `warnings`, a retry
+of what it left out), and `language` is the one set, else the one detected (funasr_qwen4b.language).
 Segments carry times from the CTC alignment (ctc.timed_segments): a new
 segment at each pause and after each sentence, with its words. A Fun-ASR-Nano
 bundle (kind `funasr-nano`) has no CTC head: its results have no CTC fields
@@ -183,7 +185,8 @@ class Transcriber:
         `speculate`: "ctc" (the CTC transcript drafts, the LLM verifies: the same ids,
         fewer passes; MLX only) or "off" (default: the bundle's generation setting);
         `max_seconds`: no piece is longer (0: no bound; else at least 0.2 s,
-        checks.MIN_SPLIT_SECONDS); with vad="off" the only cut, at the quietest points; `max_audio_seconds`: longer audio is refused
+        checks.MIN_SPLIT_SECONDS); with vad="off" the only cut, at the quietest points;
+        `max_audio_seconds`: longer audio is refused
         from its header before it is decoded (default 4 h; None: no bound; each call may give its own);
         `vad`: how audio is cut into utterances before the LLM: "auto" (the bundle's FSMN VAD if it
         has one, else "energy"), "fsmn", "energy" (loud stretches between pauses) or "off" (only
@@ -311,7 +314,8 @@ class Transcriber:
                         hotwords: list[str] | None = None, batch_size: int = 1, window: int | None = None,
                         max_audio_seconds: float | None = AS_LOADED, vad: str | None = None,
                         max_segment_seconds: float | None = None,
-                        progress: Callable[[int, float], object] | None = None) -> Iterator[tuple[int, dict | Exception]]:
+                        progress: Callable[[int, float], object] | None = None,
+                        ) -> Iterator[tuple[int, dict | Exception]]:
         """(position, result or the exception raised for that input alone) for each input, in
         input order, by the batching policy (funasr_qwen4b.app.batching): pieces `batch_size` at
         a time, longest first; a batch that fails runs again one piece at a time, so that only
@@ -445,7 +449,7 @@ class Transcriber:
             while self.ctc_guard == "retry" and c.fired and c.tail is not None \
                     and len(retried) < ctc_guard.MAX_RETRIES:
                 t = spans[-1][0] + int(c.tail * SAMPLE_RATE)
-                if b - t < ctc_guard.MIN_RETRY_SECONDS * SAMPLE_RATE:
+                if t <= spans[-1][0] or b - t < ctc_guard.MIN_RETRY_SECONDS * SAMPLE_RATE:
                     break
                 again = self.pipeline.run(job.samples[t:b], query=query, decode=decode, template=template)
                 job.runs.append(again.timings)

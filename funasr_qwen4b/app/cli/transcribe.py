@@ -19,9 +19,9 @@ from ...files import refuse_overwriting
 from ...prompt import NANO_LANGUAGES, nano_instruction
 from ..checks import MIN_SPLIT_SECONDS
 from ..outputs import FORMATS, write_outputs
-from .args import (MAX_SECONDS, add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg, add_query_args,
-                   add_segment_args, add_source_args, add_speculate_arg, add_template_args, bundle_from, finite, integer, query_conflict,
-                   query_from, sources_from, template_from)
+from .args import (MAX_SECONDS, add_backend_arg, add_ctc_guard_arg, add_max_audio_seconds_arg, add_model_arg,
+                   add_query_args, add_segment_args, add_source_args, add_speculate_arg, add_template_args,
+                   bundle_from, finite, integer, query_conflict, query_from, sources_from, template_from)
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,8 @@ def add_parser(sub) -> None:
                         "through ffmpeg when it is installed; any sample rate; stereo is averaged to mono) with "
                         "SenseVoice → adaptor → Qwen3: greedy decoding until <|im_end|>/<|endoftext|>, capped at "
                         "about 5 tokens per second of audio (8 for --language en; 30..400), with a guard that cuts "
-                        "n-gram repetition loops. Audio is first cut into speech segments (--vad: the bundle's FSMN VAD, "
+                        "n-gram repetition loops. Audio is first cut into speech segments (--vad: the bundle's "
+                        "FSMN VAD, "
                         "else the loudness between pauses), each at most --max-segment-seconds, decoded as separate "
                         "utterances and joined; with --vad off, audio longer than --max-seconds (default 30) is split "
                         "at its quietest points. --ctc uses SenseVoice's own CTC head instead: "
