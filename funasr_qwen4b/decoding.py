@@ -176,10 +176,30 @@ class TextStream:
         return delta
 
 
+def _byte_of_char() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2's, Qwen's): each byte written as a printable character."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    rest = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + k): b for k, b in enumerate(rest)}}
+
+
+_BYTE_OF_CHAR = _byte_of_char()
+
+
+def token_bytes(tokenizer, ids: list[int]) -> list[bytes]:
+    """The bytes each id of a byte-level BPE tokenizer stands for: together, the UTF-8 of the
+    decoded text, a character split across ids split as its bytes are. A piece outside the
+    byte alphabet (an added token) is its own UTF-8."""
+    return [piece.encode() if any(c not in _BYTE_OF_CHAR for c in piece) else bytes(_BYTE_OF_CHAR[c] for c in piece)
+            for piece in tokenizer.convert_ids_to_tokens([int(i) for i in ids])]
+
+
 @dataclass
 class Decoded:
     ids: list[int]
     stop: str  # "eos", "cap", "loop", "stopped" (Stopped) or "end" (the token source ran out)
+    # each id's log-probability under the distribution it was picked from (penalties applied)
+    logprobs: list[float] = field(default_factory=list)
     prefill_s: float = 0.0  # until the first token
     decode_s: float = 0.0  # the tokens after it
     stats: DecodeStats = field(default_factory=DecodeStats)
@@ -213,21 +233,23 @@ class Decoder:
     def __init__(self, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None):
         self.cap, self.stop, self.cfg, self.on_text = cap, stop, cfg, on_text
         self.ids: list[int] = []
+        self.logprobs: list[float] = []
         self.stream = TextStream(tokenizer) if on_text is not None else None
         self.reason: str | None = None  # set once decoding has ended
         self.t0 = time.perf_counter()
         self.t_first: float | None = None
 
-    def push(self, tok: int) -> bool:
-        """One more id; True once decoding has ended (stop id, loop, cap)."""
+    def push(self, tok: int, logprob: float) -> bool:
+        """One more id and its log-probability; True once decoding has ended (stop id, loop, cap)."""
         self.t_first = self.t_first or time.perf_counter()
         tok, ids, cfg = int(tok), self.ids, self.cfg
         if tok in self.stop:
             self.reason = "eos"
             return True
         ids.append(tok)
+        self.logprobs.append(float(logprob))
         if cfg.loop_guard and (cut := loop_start(ids, cfg)) is not None:
-            del ids[cut:]
+            del ids[cut:], self.logprobs[cut:]
             self.reason = "loop"
             return True
         if self.stream is not None:
@@ -244,10 +266,11 @@ class Decoder:
         return False
 
     def run(self, tokens, stats: DecodeStats | None = None) -> Decoded:
-        """Push a path's token source until decoding ends. `tokens` yields the next id given
-        everything so far (each path's own model and cache; `stats` is what it reports of its work)."""
-        for tok in tokens:
-            if self.push(tok):
+        """Push a path's token source until decoding ends. `tokens` yields the next id and its
+        log-probability given everything so far (each path's own model and cache; `stats` is what
+        it reports of its work)."""
+        for tok, logprob in tokens:
+            if self.push(tok, logprob):
                 break
         return self.finish(stats)
 
@@ -259,12 +282,13 @@ class Decoder:
                 self.on_text(tail)
         end = time.perf_counter()
         t_first = self.t_first or end
-        return Decoded(self.ids, self.reason or "end", t_first - self.t0, end - t_first, stats or DecodeStats())
+        return Decoded(self.ids, self.reason or "end", self.logprobs, t_first - self.t0, end - t_first,
+                       stats or DecodeStats())
 
 
 def decode_loop(tokens, *, cap: int, stop: list[int], cfg: DecodeConfig, on_text=None, tokenizer=None,
                 stats: DecodeStats | None = None) -> Decoded:
-    """Run a path's greedy token source under the shared rules (Decoder)."""
+    """Run a path's greedy token source, (id, log-probability) pairs, under the shared rules (Decoder)."""
     return Decoder(cap=cap, stop=stop, cfg=cfg, on_text=on_text, tokenizer=tokenizer).run(tokens, stats)
 
 

@@ -16,7 +16,7 @@ from mlx_lm.models.cache import BatchKVCache
 
 from funasr_qwen4b.decoding import DecodeConfig, Decoder, DecodeStats, Stopped, process_logits
 
-from .llm import Qwen3, greedy_ids
+from .llm import Qwen3, greedy_picks
 
 
 def left_padded(embeds: list[mx.array]) -> tuple[mx.array, list[int]]:
@@ -40,12 +40,13 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
     rows = list(range(len(embeds)))  # the decoders of the rows still in the batch
     stats = [DecodeStats() for _ in rows]
 
-    def pick(logits: mx.array) -> mx.array:
-        """Each row's next id, as the one-utterance path picks it (penalties need the ids so far)."""
+    def pick(logits: mx.array) -> tuple[mx.array, mx.array]:
+        """Each row's next id and its log-probability, as the one-utterance path picks it
+        (penalties need the ids so far)."""
         if cfg.penalised:
             logits = mx.array(np.stack([process_logits(decoders[r].ids, row, cfg) for r, row in
                                         zip(rows, np.array(logits.astype(mx.float32)))]))
-        return greedy_ids(logits)
+        return greedy_picks(logits)
 
     y = pick(model(None, cache, input_embeddings=h[:, -1:])[:, -1])
     mx.async_eval(y)
@@ -54,7 +55,8 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
             # like mlx-lm's loop, the next pass is queued before this one's ids are read (not with
             # penalties: they need this pass's ids); a row that ends now wasted its row of it
             nxt = None if cfg.penalised else _queue(model, y, cache, pick)
-            keep = [k for k, (r, tok) in enumerate(zip(rows, y.tolist())) if not _push(decoders[r], tok)]
+            keep = [k for k, (r, tok, logprob) in enumerate(zip(rows, *(a.tolist() for a in y)))
+                    if not _push(decoders[r], tok, logprob)]
             if not keep:
                 return stats
             if len(keep) < len(rows):
@@ -62,7 +64,7 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
                 for c in cache:
                     c.filter(idx)
                 rows = [rows[k] for k in keep]
-                y, nxt = y[idx], None if nxt is None else nxt[idx]
+                y, nxt = [a[idx] for a in y], None if nxt is None else [a[idx] for a in nxt]
             for r in rows:
                 stats[r].forwards += 1
             y = nxt if nxt is not None else _queue(model, y, cache, pick)
@@ -70,15 +72,15 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
         mx.synchronize()
 
 
-def _push(decoder: Decoder, tok: int) -> bool:
+def _push(decoder: Decoder, tok: int, logprob: float) -> bool:
     """True once the row has ended, also when its listener stopped it (its decoder says "stopped")."""
     try:
-        return decoder.push(tok)
+        return decoder.push(tok, logprob)
     except Stopped:
         return True
 
 
-def _queue(model, y: mx.array, cache: list, pick) -> mx.array:
-    nxt = pick(model(y[:, None], cache)[:, -1])
+def _queue(model, y: tuple[mx.array, mx.array], cache: list, pick) -> tuple[mx.array, mx.array]:
+    nxt = pick(model(y[0][:, None], cache)[:, -1])
     mx.async_eval(nxt)
     return nxt

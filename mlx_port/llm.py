@@ -3,6 +3,7 @@ audio rows passed as `input_embeddings`. The twin of reference/llm.py."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from typing import Iterator
 
@@ -109,10 +110,10 @@ class Qwen3:
 
     def tokens(self, inputs_embeds: mx.array, cfg: DecodeConfig, max_tokens: int,
                rec: TapRecorder | None = None, *, draft: Draft | None = None,
-               stats: DecodeStats | None = None) -> Iterator[int]:
-        """Greedy ids from `inputs_embeds` [1, L, hidden], at most `max_tokens`: with a
-        `draft`, several per forward pass (`speculate`); else one at a time by mlx-lm's
-        generate_step. `stats` counts the forward passes after the prefill."""
+               stats: DecodeStats | None = None) -> Iterator[tuple[int, float]]:
+        """Greedy ids from `inputs_embeds` [1, L, hidden], at most `max_tokens`, each with its
+        log-probability: with a `draft`, several per forward pass (`speculate`); else one at a
+        time by mlx-lm's generate_step. `stats` counts the forward passes after the prefill."""
         if rec is not None:
             self.prefill_taps(inputs_embeds, rec)
         stats = stats if stats is not None else DecodeStats()
@@ -124,19 +125,32 @@ class Qwen3:
             # the shared numpy rule, so both paths penalise identically
             processors = [lambda toks, logits: mx.array(
                 process_logits(np.array(toks).tolist(), np.array(logits[0].astype(mx.float32)), cfg))[None]]
-        for n, (tok, _) in enumerate(generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens,
-                                                   input_embeddings=inputs_embeds[0], logits_processors=processors,
-                                                   prefill_step_size=self.prefill_step)):
+        picked = collections.deque()  # each pass's id's log-probability, in the order of the passes
+
+        def sampler(logprobs: mx.array) -> mx.array:
+            """mlx-lm's greedy sampler, and the chosen id's log-probability computed with the pass:
+            generate_step queues the next pass before it yields an id, so one read afterwards
+            would wait for that pass too."""
+            ids = mx.argmax(logprobs, axis=-1)
+            logprob = log_softmax_at(logprobs, ids)
+            mx.async_eval(logprob)
+            picked.append(logprob)
+            return ids
+
+        steps = generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens, sampler=sampler,
+                              input_embeddings=inputs_embeds[0], logits_processors=processors,
+                              prefill_step_size=self.prefill_step)
+        for n, (tok, _) in enumerate(steps):
             stats.forwards = n  # the first token comes from the prefill
-            yield int(tok)
+            yield int(tok), picked.popleft().item()
 
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
-                  stats: DecodeStats) -> Iterator[int]:
+                  stats: DecodeStats) -> Iterator[tuple[int, float]]:
         """Greedy decoding that verifies the draft: each pass feeds the last token and up to
         `window` next draft tokens, keeps the longest prefix the LLM's own argmax agrees with
         plus the LLM's token after it, and trims the rejected positions from the KV cache.
         Every id is the argmax given exactly the ids before it: the ids of plain greedy
-        decoding.
+        decoding, each with its log-probability at the position that verified it.
 
         How many draft tokens a pass verifies: with this machine's measured pass costs
         (`costs`), the number that gives the most expected tokens per second at the draft's
@@ -155,12 +169,14 @@ class Qwen3:
         for i in range(0, h.shape[1] - 1, self.prefill_step):  # as mlx-lm prefills: all but the last position
             model.model(None, cache, input_embeddings=h[:, i: min(i + self.prefill_step, h.shape[1] - 1)])
             mx.eval([c.state for c in cache])
-        y = greedy(model(None, cache, input_embeddings=h[:, -1:])[0])[-1]
-        yield y
+        ids, logprobs = greedy_picks(model(None, cache, input_embeddings=h[:, -1:])[0])
+        y = ids[-1].item()
+        yield y, logprobs[-1].item()
         out = [y]
 
-        def launch(first: mx.array, ahead: list[int]) -> mx.array:
-            preds = greedy_ids(model(mx.concatenate([first, mx.array(ahead, dtype=first.dtype)])[None], cache)[0])
+        def launch(first: mx.array, ahead: list[int]) -> tuple[mx.array, mx.array]:
+            """The pass's argmaxes and their log-probabilities, queued."""
+            preds = greedy_picks(model(mx.concatenate([first, mx.array(ahead, dtype=first.dtype)])[None], cache)[0])
             mx.async_eval(preds)
             return preds
 
@@ -183,8 +199,8 @@ class Qwen3:
                     # the bet: all of `ahead` accepted, so the next pass starts at its last argmax
                     bet_at = at + len(ahead) + 1
                     bet = draft.ids[bet_at: bet_at + min(size(False), room - 1)]
-                    nxt = launch(preds[len(ahead):], bet)
-                got = preds.tolist()
+                    nxt = launch(preds[0][len(ahead):], bet)
+                got, scores = preds[0].tolist(), preds[1].tolist()
                 stats.forwards += 1  # passes whose ids are used
                 ok = 0
                 while ok < len(ahead) and got[ok] == ahead[ok]:
@@ -193,9 +209,9 @@ class Qwen3:
                 stats.accepted += ok
                 acceptance.update(ok, len(ahead))
                 y = got[ok]
-                for tok in [*ahead[:ok], y]:
+                for tok, logprob in zip([*ahead[:ok], y], scores):  # an accepted draft token is the argmax there
                     out.append(tok)
-                    yield tok
+                    yield tok, logprob
                 if len(out) >= max_tokens:
                     return
                 if bet is not None and ok == len(ahead):  # the bet holds: the next pass is already queued
@@ -218,11 +234,38 @@ def device_name() -> str:
     return f"{mx.default_device()} {info.get('device_name', '')}, MLX {mx.__version__}"
 
 
-def greedy_ids(logits: mx.array) -> mx.array:
+def greedy_picks(logits: mx.array) -> tuple[mx.array, mx.array]:
     """Each row's argmax exactly as mlx-lm's greedy sampler takes it: of the log-probabilities,
     in the logits' dtype (in bfloat16 the subtraction can make two values tie, and the argmax
-    is then the lower id), so the ids are plain greedy decoding's. Left on the device."""
-    return mx.argmax(logits - mx.logsumexp(logits, axis=-1, keepdims=True), axis=-1).astype(mx.uint32)
+    is then the lower id), so the ids are plain greedy decoding's; and its log-probability,
+    from those log-probabilities as the plain path takes it from generate_step's (log_softmax_at).
+    Left on the device."""
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    ids = mx.argmax(logprobs, axis=-1).astype(mx.uint32)
+    return ids, log_softmax_at(logprobs, ids)
+
+
+# Vocabulary entries summed at a time by log_softmax_at, before the blocks' sums are added.
+SUM_BLOCK = 128
+
+
+def log_softmax_at(logits: mx.array, ids: mx.array) -> mx.array:
+    """Each row's log-softmax at `ids` (float32; `logits` [..., vocab], `ids` [...]). MLX's CPU
+    reduction adds the vocabulary's 152k terms one after another in float32, which leaves a
+    log-probability up to ~2e-4 off where the distribution is flat; summed in blocks of
+    SUM_BLOCK, then the blocks, it is within ~1e-6, as torch's float32 log_softmax is."""
+    x = logits.astype(mx.float32)
+    top = mx.max(x, axis=-1, keepdims=True)
+    e = mx.exp(x - top)
+    e = mx.pad(e, [(0, 0)] * (e.ndim - 1) + [(0, -e.shape[-1] % SUM_BLOCK)])
+    total = e.reshape(*e.shape[:-1], -1, SUM_BLOCK).sum(axis=-1).sum(axis=-1)
+    picked = mx.take_along_axis(x, ids.astype(mx.int32)[..., None], axis=-1)[..., 0]
+    return picked - top[..., 0] - mx.log(total)
+
+
+def greedy_ids(logits: mx.array) -> mx.array:
+    """Each row's greedy id (greedy_picks), left on the device."""
+    return greedy_picks(logits)[0]
 
 
 def greedy(logits: mx.array) -> list[int]:

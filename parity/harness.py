@@ -84,6 +84,13 @@ def compare_tokens(ref: np.ndarray, mlx: np.ndarray) -> dict:
     return {"equal": first is None, "first_difference": first, "reference": ref.tolist(), "mlx": mlx.tolist()}
 
 
+def compare_logprobs(ref: list[float], mlx: list[float], first_difference: int | None) -> dict:
+    """The generated ids' log-probabilities, where both paths chose the same id after the same ids."""
+    n = min(len(ref), len(mlx)) if first_difference is None else first_difference
+    diff = np.abs(np.asarray(ref[:n], dtype=np.float64) - np.asarray(mlx[:n], dtype=np.float64))
+    return {"compared": n, "max_abs_diff": float(diff.max()) if n else 0.0, "reference": list(ref), "mlx": list(mlx)}
+
+
 def topk_agreement(ref_logits: np.ndarray, mlx_logits: np.ndarray) -> dict:
     top5_ref, top5_mlx = np.argsort(-ref_logits)[:5], np.argsort(-mlx_logits)[:5]
     return {"top1": bool(top5_ref[0] == top5_mlx[0]), "top5_overlap": len(set(top5_ref) & set(top5_mlx)) / 5,
@@ -145,7 +152,10 @@ def run_parity(bundle: str | Path | Bundle, samples: np.ndarray, *, audio_name: 
         results["isolated"] = [compare(n, iso[n], ref_rec.outputs[n], tol) for n in names]
     llm = None
     if mlx.llm is not None:
-        llm = {"tokens": compare_tokens(ref_rec.outputs[taps.LLM_TOKENS], mlx_rec.outputs[taps.LLM_TOKENS]),
+        tokens = compare_tokens(ref_rec.outputs[taps.LLM_TOKENS], mlx_rec.outputs[taps.LLM_TOKENS])
+        llm = {"tokens": tokens,
+               "logprobs": compare_logprobs(ref_out.decoded.logprobs, mlx_out.decoded.logprobs,
+                                            tokens["first_difference"]),
                "logits": topk_agreement(ref_rec.outputs[taps.LLM_LOGITS], mlx_rec.outputs[taps.LLM_LOGITS]),
                "reference_text": ref_out.text, "mlx_text": mlx_out.text,
                "stop": {"reference": ref_out.decoded.stop, "mlx": mlx_out.decoded.stop}, "template": template}

@@ -42,6 +42,9 @@ def to_markdown(report: ParityReport) -> str:
         first = "none" if t["first_difference"] is None else t["first_difference"]
         lines.append(f"- LLM generated ids identical: **{t['equal']}** ({len(t['mlx'])} MLX / {len(t['reference'])} "
                      f"reference tokens; first differing position: {first}); stop: {report.llm['stop']}")
+        lp = report.llm["logprobs"]
+        lines.append(f"- LLM generated ids' log-probabilities: max abs difference {lp['max_abs_diff']:.2e} "
+                     f"over the {lp['compared']} positions where the ids agree")
         lines.append(f"- LLM prefill logits: top-1 agree {lg['top1']}, top-5 overlap {lg['top5_overlap']:.0%}"
                      f"{' (same order)' if lg['top5_same_order'] else ''}")
         lines.append(f"- LLM text, MLX: `{report.llm['mlx_text']}`; reference: `{report.llm['reference_text']}`")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 from transformers import AutoTokenizer, Qwen3ForCausalLM
 
@@ -54,9 +53,9 @@ class Qwen3:
 
     @torch.no_grad()
     def tokens(self, inputs_embeds: torch.Tensor, cfg: DecodeConfig, max_tokens: int,
-               rec: TapRecorder | None = None, *, stats: DecodeStats | None = None) -> Iterator[int]:
+               rec: TapRecorder | None = None, *, stats: DecodeStats | None = None) -> Iterator[tuple[int, float]]:
         """Greedy ids from `inputs_embeds` [1, L, hidden], one at a time (at most
-        `max_tokens`), with transformers' KV cache."""
+        `max_tokens`) with their log-probabilities, with transformers' KV cache."""
         names = [t for t in taps.llm_taps(self.num_layers) if t not in (taps.LLM_INPUTS_EMBEDS, taps.LLM_LOGITS)]
         if rec is None:
             out = self.model(inputs_embeds=inputs_embeds, use_cache=True)
@@ -71,17 +70,17 @@ class Qwen3:
 
 
 def greedy_ids(out, step: Callable, cfg: DecodeConfig, max_tokens: int,
-               stats: DecodeStats | None = None) -> Iterator[int]:
-    """Greedy ids after the forward `out` (at most `max_tokens`): plain argmax unless a penalty
-    applies; `step(id, out)` is the next one-token forward on the cache."""
+               stats: DecodeStats | None = None) -> Iterator[tuple[int, float]]:
+    """Greedy ids after the forward `out` (at most `max_tokens`), each with its log-probability
+    under the logits it was picked from: plain argmax unless a penalty applies; `step(id, out)`
+    is the next one-token forward on the cache."""
     generated: list[int] = []
     while len(generated) < max_tokens:
-        logits = out.logits[0, -1]
-        if cfg.repetition_penalty is None and not cfg.no_repeat_ngram:
-            nxt = int(torch.argmax(logits))
-        else:
-            nxt = int(np.argmax(process_logits(generated, logits.numpy(), cfg)))
-        yield nxt
+        logits = out.logits[0, -1].float()
+        if cfg.penalised:
+            logits = torch.from_numpy(process_logits(generated, logits.numpy(), cfg))
+        nxt = int(torch.argmax(logits))
+        yield nxt, float(torch.log_softmax(logits, -1)[nxt])
         generated.append(nxt)
         if len(generated) == max_tokens:
             return

@@ -46,6 +46,7 @@ def test_random_weights_batched_ids_equal_unbatched(pipe, decode):
         batched += pipe.run_batch(clips[at: at + 4], decode=decode)
     for i, (a, b) in enumerate(zip(alone, batched)):
         assert ids(b) == ids(a) and b.decoded.stop == a.decoded.stop, i
+        np.testing.assert_allclose(b.decoded.logprobs, a.decoded.logprobs, rtol=0, atol=1e-4, err_msg=str(i))
         assert b.ctc.ids == a.ctc.ids, i
         np.testing.assert_allclose(b.audio_embeds, a.audio_embeds, rtol=1e-4, atol=1e-4)
         assert b.decoded.stats.forwards == a.decoded.stats.forwards == len(ids(a)) - 1

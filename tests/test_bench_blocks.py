@@ -63,9 +63,10 @@ def test_spread_of_one_value():
 
 def test_tokens_per_s_times_after_the_first_and_takes_off_excluded_time():
     ticks = itertools.count(0.0, 2.0)  # each read of the clock: 2 s later
-    speed, ids = tokens_per_s(iter([7, 8, 9, 10]), clock=lambda: next(ticks))
+    speed, ids = tokens_per_s(iter([(7, -0.5), (8, -1.0), (9, -0.1), (10, -2.0)]), clock=lambda: next(ticks))
     assert ids == [7, 8, 9, 10] and speed == 3 / 2.0
     ticks = itertools.count(0.0, 4.0)
     spent = iter([1.0, 2.0])  # 1 s of the 4 was the draft's upkeep
-    speed, _ = tokens_per_s(iter([1, 2, 3, 4]), clock=lambda: next(ticks), excluded=lambda: next(spent))
+    speed, _ = tokens_per_s(iter([(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0)]), clock=lambda: next(ticks),
+                            excluded=lambda: next(spent))
     assert speed == 3 / 3.0

@@ -76,7 +76,7 @@ def tiny(full_bundle, clip):
 
     pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
     embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(pipe.run(clip, decode=PLAIN).audio_embeds))
-    return pipe, embeds, list(pipe.llm.tokens(embeds, PLAIN, TOKENS))
+    return pipe, embeds, [tok for tok, _ in pipe.llm.tokens(embeds, PLAIN, TOKENS)]
 
 
 @pytest.mark.parametrize("costs, forwards", [
@@ -91,8 +91,8 @@ def test_speculation_sized_by_the_cost_curve_keeps_plain_ids(tiny, costs, forwar
     llm.pass_costs = costs
     try:
         stats = DecodeStats()
-        ids = list(llm.tokens(embeds, DecodeConfig(draft_tokens=16), TOKENS, draft=Draft(plain, pipe.setup.tokenizer),
-                              stats=stats))
+        ids = [tok for tok, _ in llm.tokens(embeds, DecodeConfig(draft_tokens=16), TOKENS,
+                                            draft=Draft(plain, pipe.setup.tokenizer), stats=stats)]
     finally:
         llm.pass_costs = before
     assert ids == plain and stats.forwards == forwards

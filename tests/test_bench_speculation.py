@@ -19,7 +19,7 @@ def tiny(full_bundle, clip):
 
     pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
     embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, mx.array(pipe.run(clip, decode=PLAIN).audio_embeds))
-    return pipe, embeds, list(pipe.llm.tokens(embeds, PLAIN, TOKENS))
+    return pipe, embeds, [tok for tok, _ in pipe.llm.tokens(embeds, PLAIN, TOKENS)]
 
 
 def test_simulated_draft_realigns_where_the_llm_parts_from_it(tiny):
@@ -38,7 +38,7 @@ def test_simulated_draft_realigns_where_the_llm_parts_from_it(tiny):
                         ("realigned", SimulatedDraft(parted, 1.0, vocab, greedy_continuation(pipe.llm, embeds,
                                                                                              TOKENS)))]:
         stats = DecodeStats()
-        ids = list(pipe.llm.tokens(embeds, spec_cfg, TOKENS, draft=draft, stats=stats))
+        ids = [tok for tok, _ in pipe.llm.tokens(embeds, spec_cfg, TOKENS, draft=draft, stats=stats)]
         assert ids == plain, name
         runs[name] = (stats, draft)
     lost, (realigned, draft) = runs["lost"][0], runs["realigned"]
@@ -48,7 +48,7 @@ def test_simulated_draft_realigns_where_the_llm_parts_from_it(tiny):
     assert realigned.forwards < lost.forwards
     again = DecodeStats()  # a second decode finds the continuation it needs already derived
     spent = draft.spent
-    assert list(pipe.llm.tokens(embeds, spec_cfg, TOKENS, draft=draft, stats=again)) == plain
+    assert [tok for tok, _ in pipe.llm.tokens(embeds, spec_cfg, TOKENS, draft=draft, stats=again)] == plain
     assert draft.spent == spent and again.forwards == realigned.forwards
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from funasr_qwen4b import taps
-from funasr_qwen4b.decoding import DecodeConfig, Decoded, decode_loop, loop_start, process_logits
+from funasr_qwen4b.decoding import DecodeConfig, Decoded, decode_loop, loop_start, process_logits, token_bytes
 from funasr_qwen4b.prompt import PRESETS, Prompt, template_text
 from funasr_qwen4b.reference.llm import load_tokenizer
 from funasr_qwen4b.parity.harness import run_parity
@@ -42,6 +42,8 @@ def test_ids_identical_for_every_template(full_bundle, clip, name):
         assert rep.first_failure(mode) is None, max(rep.results[mode], key=lambda m: m.rel_l2)
     logits = {m.name: m for m in rep.results["chained"]}[taps.LLM_LOGITS]
     assert logits.rel_l2 <= 1e-4
+    lp = rep.llm["logprobs"]  # the generated ids' log-probabilities, MLX speculating, the reference not
+    assert lp["compared"] == 24 and lp["max_abs_diff"] <= 1e-4, lp
     tok = load_tokenizer(full_bundle / "llm")
     prompt = Prompt.build(PRESETS[name], tok)
     n_audio = rep.mlx_taps[taps.ADAPTOR_NORM].shape[0]
@@ -85,12 +87,19 @@ def test_token_path_equals_embedding_path_and_cache_equals_recompute(full_bundle
         seq.append(int(mx.argmax(mlx.llm.model(mx.array([seq]))[0, -1])))
     assert seq[len(prompt):] == by_ids
     # Reference: cached greedy (our loop) vs transformers recomputing, vs token ids
-    cached = list(ref.llm.tokens(ref.llm.embed(prompt)[None], NO_GUARD, n))
-    seq = list(prompt)
+    cached, cached_logprobs = zip(*ref.llm.tokens(ref.llm.embed(prompt)[None], NO_GUARD, n))
+    seq, recomputed = list(prompt), []
     with torch.no_grad():
         for _ in range(n):
-            seq.append(int(ref.llm.model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
-    assert seq[len(prompt):] == cached == by_ids
+            logits = ref.llm.model(input_ids=torch.tensor([seq])).logits[0, -1]
+            seq.append(int(logits.argmax()))
+            recomputed.append(float(torch.log_softmax(logits, -1)[seq[-1]]))
+    assert seq[len(prompt):] == list(cached) == by_ids
+    # each id's log-probability: the reference's cached loop as recomputed, MLX's as the reference's
+    np.testing.assert_allclose(cached_logprobs, recomputed, rtol=0, atol=1e-4)
+    mlx_ids, mlx_logprobs = zip(*mlx.llm.tokens(mlx.llm.embed(prompt)[None], NO_GUARD, n))
+    assert list(mlx_ids) == by_ids
+    np.testing.assert_allclose(mlx_logprobs, cached_logprobs, rtol=0, atol=1e-4)
 
 
 def test_streaming_equals_final_text_across_split_characters(qwen_dir):
@@ -99,10 +108,29 @@ def test_streaming_equals_final_text_across_split_characters(qwen_dir):
     ids = tok.encode(text, add_special_tokens=False)
     assert sum("\ufffd" in tok.decode([i]) for i in ids) >= 4  # characters split across byte-level tokens
     deltas = []
-    d = decode_loop(iter(ids + [151645]), cap=100, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append,
-                    tokenizer=tok)
+    d = decode_loop(((i, -1.0) for i in ids + [151645]), cap=100, stop=[151645], cfg=DecodeConfig(),
+                    on_text=deltas.append, tokenizer=tok)
     assert d.stop == "eos" and d.ids == ids
     assert all("\ufffd" not in x for x in deltas) and "".join(deltas) == text
+
+
+def test_token_bytes_spell_the_text(qwen_dir):
+    """Each id's bytes (byte-level BPE mapped back): together the UTF-8 of what the tokenizer decodes,
+    a character split across ids split as its bytes are."""
+    tok = load_tokenizer(qwen_dir)
+    for text in ("龘靐齉齾，开放时间：早上九点至下午五点。", " It's nine o'clock.\n\tok", "<|im_end|>x"):
+        ids = tok.encode(text, add_special_tokens=False)
+        pieces = token_bytes(tok, ids)
+        assert len(pieces) == len(ids) and b"".join(pieces).decode() == tok.decode(ids) == text
+    assert any(_not_utf8(p) for p in token_bytes(tok, tok.encode("龘靐齉齾", add_special_tokens=False)))
+
+
+def _not_utf8(b: bytes) -> bool:
+    try:
+        b.decode()
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def test_transcriber_stream_equals_text(full_bundle, clip):
@@ -120,17 +148,18 @@ def test_repetition_guard_hand_cases():
     assert loop_start([5, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], cfg) == 4  # keep 5 and one copy of 1 2 3
     assert loop_start([5, 1, 2, 3, 1, 2, 3, 1, 2, 3], cfg) is None  # 3 copies: not yet a loop
     assert loop_start([9] * 7, cfg) is None and loop_start([9] * 8, cfg) == 1  # single tokens need 8
-    looping = iter([5] + [1, 2, 3] * 50)
-    d = decode_loop(looping, cap=100, stop=[0], cfg=cfg)
-    assert d == Decoded([5, 1, 2, 3], "loop", d.prefill_s, d.decode_s)
-    assert decode_loop(iter([1, 2, 3] * 50), cap=100, stop=[0], cfg=NO_GUARD).stop == "cap"
+    looping = [5] + [1, 2, 3] * 50
+    d = decode_loop(zip(looping, [-k / 10 for k in range(len(looping))]), cap=100, stop=[0], cfg=cfg)
+    assert d == Decoded([5, 1, 2, 3], "loop", [0.0, -0.1, -0.2, -0.3], d.prefill_s, d.decode_s)
+    assert decode_loop(((i, 0.0) for i in [1, 2, 3] * 50), cap=100, stop=[0], cfg=NO_GUARD).stop == "cap"
 
 
 def test_streaming_holds_back_what_a_loop_cut_removes(qwen_dir):
     tok = load_tokenizer(qwen_dir)
     word = tok.encode("早上", add_special_tokens=False)
     deltas = []
-    d = decode_loop(iter(word * 40), cap=200, stop=[151645], cfg=DecodeConfig(), on_text=deltas.append, tokenizer=tok)
+    d = decode_loop(((i, -1.0) for i in word * 40), cap=200, stop=[151645], cfg=DecodeConfig(),
+                    on_text=deltas.append, tokenizer=tok)
     assert d.stop == "loop" and "".join(deltas) == tok.decode(d.ids) == "早上"
 
 
@@ -162,6 +191,8 @@ def test_penalties_hand_checked_and_same_in_both_paths(full_bundle, clip):
     ids = rep.llm["tokens"]["mlx"]
     assert rep.llm["tokens"]["equal"] and len(ids) == 16
     assert len({tuple(ids[i:i + 2]) for i in range(15)}) == 15  # no bigram repeats
+    # the log-probabilities of the penalised distributions the ids were picked from, alike in both
+    assert rep.llm["logprobs"]["compared"] == 16 and rep.llm["logprobs"]["max_abs_diff"] <= 1e-4, rep.llm["logprobs"]
 
 
 @pytest.mark.accuracy  # a 4- or 8-bit LM head over Qwen's vocabulary takes ~0.6 s a pass on a CPU

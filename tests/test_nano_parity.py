@@ -61,6 +61,7 @@ def _clean(rep):
     assert worst.rel_l2 <= 1e-5, worst
     assert rep.ctc is None and rep.llm["tokens"]["equal"] and len(rep.llm["tokens"]["mlx"]) == 8
     assert rep.llm["logits"]["top1"] and rep.llm["logits"]["top5_overlap"] == 1.0
+    assert rep.llm["logprobs"]["compared"] == 8 and rep.llm["logprobs"]["max_abs_diff"] <= 1e-4, rep.llm["logprobs"]
     assert rep.meta["kind"] == "funasr-nano" and rep.meta["dtype"] == "float32"
     assert "adaptor.linear1" in rep.taps and "ctc.ctc_lo" not in rep.taps
 
@@ -75,6 +76,7 @@ def test_funasr_layout_against_both_oracles(funasr_bundle, original, hf_dir, cli
 
     hf = _parity(funasr_bundle, clip, oracle="transformers", sources={"sensevoice": hf_dir}, modes=("chained",))
     assert hf.passed and hf.llm["tokens"]["equal"] and hf.llm["tokens"]["reference"] == rep.llm["tokens"]["reference"]
+    assert hf.llm["logprobs"]["compared"] == 8 and hf.llm["logprobs"]["max_abs_diff"] <= 1e-4, hf.llm["logprobs"]
     assert hf.meta["oracle"]["checked_against_bundle"] is False
 
 

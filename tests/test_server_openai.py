@@ -1,7 +1,8 @@
 """The server as OpenAI's official client uses it: word times in verbose_json, uploads in every
 container the command line reads (M4A, MP4, WebM through ffmpeg, with the same limits and
 errors), OpenAI's model names, segment statistics that are computed or left out, and
-`include=logprobs` refused by name.
+`include=logprobs` answered with the LLM's token log-probabilities (refused by name where there
+are none).
 
 One live server on the demonstration bundle answers every call; each answer is compared with
 the Transcriber reading the same file directly, as `transcribe` does.
@@ -141,28 +142,67 @@ def test_openai_model_names(server, direct):
     assert all(m in e.value.message for m in (LLM_MODEL, CTC_MODEL, *ALIASES))
 
 
-def test_segment_statistics_are_computed_or_left_out(server):
+def test_segment_statistics_are_computed_or_left_out(server, direct):
     """No constant placeholders: no_speech_prob is the no-speech rule's decision (1 for silence, 0 for
     speech), compression_ratio Whisper's zlib ratio of the segment's text, temperature 0 (greedy);
-    avg_logprob is not computed, so it is not there."""
+    avg_logprob the mean of the segment's token log-probabilities, as the Transcriber gives them, and
+    left out where there are none (a silent piece, sensevoice-small's CTC transcript)."""
     speech = server.post(audio=EN, response_format="verbose_json").json()["segments"]
     silence = io.BytesIO()
     sf.write(silence, np.zeros(16000, dtype=np.float32), 16000, format="WAV", subtype="PCM_16")
     quiet = server.post(audio=silence.getvalue(), response_format="verbose_json").json()["segments"]
-    assert len(speech) == 1 and len(quiet) == 1 and quiet[0]["text"] == "" and speech[0]["text"]
-    for seg, no_speech in ((speech[0], 0.0), (quiet[0], 1.0)):
+    ctc = server.post(audio=EN, response_format="verbose_json", model=CTC_MODEL).json()["segments"]
+    assert len(speech) == 1 and len(quiet) == 1 and quiet[0]["text"] == "" and speech[0]["text"] and ctc[0]["text"]
+    for seg, no_speech in ((speech[0], 0.0), (quiet[0], 1.0), (ctc[0], 0.0)):
         text = seg["text"].encode()
-        assert seg["no_speech_prob"] == no_speech and seg["temperature"] == 0.0 and "avg_logprob" not in seg
+        assert seg["no_speech_prob"] == no_speech and seg["temperature"] == 0.0
         assert seg["compression_ratio"] == len(text) / len(zlib.compress(text))
+    (want,) = direct.transcribe(EN)["segments"]
+    assert len(want["logprobs"]) == len(want["tokens"]) == len(speech[0]["tokens"]) >= 5
+    assert speech[0]["avg_logprob"] == pytest.approx(np.mean(want["logprobs"]), abs=1e-4)
+    assert -5 < speech[0]["avg_logprob"] < 0  # the demonstration model hears its held-out clip well
+    assert "avg_logprob" not in quiet[0] and "avg_logprob" not in ctc[0]
+
+
+def test_token_logprobs_with_the_openai_client(server, direct):
+    """include=["logprobs"]: OpenAI's `logprobs`, each token the LLM wrote with its log-probability
+    (the Transcriber's) and its bytes, which together spell the text, in json (the client's
+    Transcription), verbose_json and the stream's final event."""
+    want = direct.transcribe(ZH)
+    (seg,) = want["segments"]
+    client = server.client()
+    with open(ZH, "rb") as f:
+        r = client.audio.transcriptions.create(file=f, model="whisper-1", include=["logprobs"])
+    assert r.text == want["text"] and len(r.logprobs) == len(seg["tokens"]) >= 5
+    assert [lp.logprob for lp in r.logprobs] == pytest.approx(seg["logprobs"], abs=1e-4)
+    assert all(lp.logprob <= 0 for lp in r.logprobs)
+    spelled = bytes(int(b) for lp in r.logprobs for b in lp.bytes)
+    assert spelled.decode().strip() == r.text
+    for lp in r.logprobs:  # a token's text is its bytes (U+FFFD for a character split across tokens)
+        assert lp.token == bytes(int(b) for b in lp.bytes).decode("utf-8", errors="replace")
+    with open(ZH, "rb") as f:
+        verbose = client.audio.transcriptions.create(file=f, model=LLM_MODEL, response_format="verbose_json",
+                                                     include=["logprobs"])
+    assert verbose.model_extra["logprobs"] == [lp.model_dump() for lp in r.logprobs]
+    with open(ZH, "rb") as f:
+        *_, done = client.audio.transcriptions.create(file=f, model=LLM_MODEL, stream=True, include=["logprobs"])
+    assert done.type == "transcript.text.done" and done.text == r.text
+    assert [lp.model_dump() for lp in done.logprobs] == verbose.model_extra["logprobs"]
+    assert "logprobs" not in server.post(audio=ZH).json()  # only when asked for
 
 
 def test_refusals_are_openai_errors(server):
-    """include=logprobs is refused by name (never answered without them); word times only where they can be."""
+    """include=logprobs is refused by name where there are none (never answered without them), and
+    outside json and verbose_json; word times only where they can be."""
     with pytest.raises(openai.BadRequestError) as e:
-        server.client().audio.transcriptions.create(file=("a.wav", EN.read_bytes()), model="whisper-1",
+        server.client().audio.transcriptions.create(file=("a.wav", EN.read_bytes()), model=CTC_MODEL,
                                                     include=["logprobs"])
-    assert e.value.code == "unsupported_include" and e.value.param == "include" and "logprobs" in e.value.message
+    assert e.value.code == "unsupported_include" and e.value.param == "include" and "CTC head" in e.value.message
+    r = httpx.post(server.url + "/v1/audio/translations", files={"file": ("a.wav", ZH.read_bytes())},
+                   data={"include[]": "logprobs"}, timeout=HANG_S)
+    assert "translation" in _error(r, 400, "unsupported_include", "include")["message"]
     for fields, param in (({"include[]": "everything"}, "include"),
+                          ({"include[]": "logprobs", "response_format": "srt"}, "include"),
                           ({"timestamp_granularities[]": "char", "response_format": "verbose_json"},
                            "timestamp_granularities"),
                           ({"timestamp_granularities[]": "word"}, "timestamp_granularities")):  # json: no words
@@ -185,6 +225,10 @@ def test_segmentation_settings_reach_the_models(demo_bundle, capsys):
         got = s.post(audio=ZH, response_format="verbose_json", **{"timestamp_granularities[]": "word"}).json()
     assert [(g["start"], g["end"], g["text"]) for g in got["segments"]] == [(w["start"], w["end"], w["text"])
                                                                              for w in want]
+    # each segment's tokens carry their own log-probabilities, its avg_logprob their mean
+    assert all(len(w["logprobs"]) == len(w["tokens"]) == len(g["tokens"]) for g, w in zip(got["segments"], want))
+    assert [g.get("avg_logprob") for g in got["segments"]] == pytest.approx(
+        [np.mean(w["logprobs"]) if w["logprobs"] else None for w in want], abs=1e-4)
     assert [w["word"] for w in got["words"]] == [w["word"] for seg in want for w in seg["words"]]
     with pytest.raises(ValueError, match="vad must be one of"):
         ServerConfig(str(demo_bundle), vad="loud")

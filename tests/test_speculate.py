@@ -78,7 +78,7 @@ def test_streaming_holds_back_only_a_repeating_tail():
     def source():
         for i in range(7):
             consumed.append(i)
-            yield i
+            yield i, -0.1
 
     def on_text(delta):
         first.append(first[0] if first else len(consumed))
@@ -99,9 +99,11 @@ def test_streamed_text_equals_final_text_under_loop_cuts():
         pattern = rng.integers(0, 5, size=int(rng.integers(1, 6))).tolist()
         ids = rng.integers(0, 5, size=int(rng.integers(0, 12))).tolist() + pattern * 12
         deltas = []
-        d = decode_loop(iter(ids), cap=400, stop=[5], cfg=cfg, tokenizer=tok, on_text=deltas.append)
+        logprobs = (-rng.random(len(ids))).tolist()
+        d = decode_loop(zip(ids, logprobs), cap=400, stop=[5], cfg=cfg, tokenizer=tok, on_text=deltas.append)
         cuts += d.stop == "loop"
         assert "".join(deltas) == tok.decode(d.ids)
+        assert d.logprobs == logprobs[:len(d.ids)]  # a loop cut takes its ids' log-probabilities too
     assert cuts > 250
 
 
@@ -115,6 +117,9 @@ def test_speculation_gives_plain_greedy_ids(full_bundle, clip, seconds):
     plain = pipe.run(x, decode=PLAIN).decoded
     spec = pipe.run(x, decode=SPEC).decoded
     assert len(plain.ids) == 60 and spec.ids == plain.ids
+    # each id's log-probability as plain decoding's one-position pass gives it (float32)
+    np.testing.assert_allclose(spec.logprobs, plain.logprobs, rtol=0, atol=1e-4)
+    assert len(set(plain.logprobs)) > 1 and max(plain.logprobs) <= 0
     assert plain.stats.drafted == 0 and spec.stats.drafted > 0
     assert spec.stats.forwards <= plain.stats.forwards
     assert spec.stats.voided > 0  # passes queued on bets that failed were thrown away, ids unchanged
@@ -129,11 +134,13 @@ def test_a_right_draft_takes_few_passes(full_bundle, clip):
     pipe = Pipeline.from_bundle(full_bundle, decode=PLAIN)
     audio = mx.array(pipe.run(clip, decode=PLAIN).audio_embeds)
     embeds = pipe.llm.inputs_embeds(pipe.setup.prompt, audio)
-    plain = list(pipe.llm.tokens(embeds, PLAIN, 60))
-    draft = Draft(plain, pipe.setup.tokenizer)
+    plain, plain_logprobs = zip(*pipe.llm.tokens(embeds, PLAIN, 60))
+    draft = Draft(list(plain), pipe.setup.tokenizer)
     stats = DecodeStats()
-    spec = list(pipe.llm.tokens(embeds, DecodeConfig(draft_tokens=16), 60, draft=draft, stats=stats))
+    spec, spec_logprobs = zip(*pipe.llm.tokens(embeds, DecodeConfig(draft_tokens=16), 60, draft=draft, stats=stats))
     assert spec == plain
+    # the accepted draft tokens' log-probabilities, read from the verify passes, are plain decoding's
+    np.testing.assert_allclose(spec_logprobs, plain_logprobs, rtol=0, atol=1e-4)
     # after the prefill's token, three whole windows of 16 and the 7 left before the cap:
     # 16 + 16 + 16 + 7 accepted, each pass adding a token of its own; none verifies few enough
     # tokens to queue the next before its ids are read

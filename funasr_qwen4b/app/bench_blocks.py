@@ -70,11 +70,12 @@ def disagreement(what: str, figure: float, blocks: dict, name: str) -> str | Non
 
 def tokens_per_s(tokens: Iterator, clock: Callable[[], float] = time.perf_counter,
                  excluded: Callable[[], float] = lambda: 0.0) -> tuple[float, list[int]]:
-    """Speed of the tokens after the first (which ends the prefill), by `clock`, and all the ids.
-    `excluded`: seconds spent inside the run on work not its own (a simulated draft's upkeep),
-    read before and after, taken off."""
+    """Speed of the tokens after the first (which ends the prefill), by `clock`, and all the ids;
+    `tokens` yields (id, log-probability) pairs, as the LLMs' token sources and mlx-lm's
+    generate_step do. `excluded`: seconds spent inside the run on work not its own (a simulated
+    draft's upkeep), read before and after, taken off."""
     first = next(tokens)
     t, skip = clock(), excluded()
     rest = list(tokens)
     elapsed = clock() - t - (excluded() - skip)
-    return len(rest) / elapsed, [first, *rest]
+    return len(rest) / elapsed, [int(tok) for tok, _ in [first, *rest]]

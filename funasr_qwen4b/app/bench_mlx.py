@@ -132,7 +132,7 @@ def greedy_continuation(llm, embeds, tokens: int):
     def continue_from(prefix: list[int]) -> list[int]:
         mx.synchronize()  # a pass in flight is speculation's time, not the draft's
         h = mx.concatenate([embeds, llm.embed(prefix)[None].astype(embeds.dtype)], axis=1)
-        return [*prefix, *llm.tokens(h, cfg, max(tokens - len(prefix), 1))]
+        return [*prefix, *(tok for tok, _ in llm.tokens(h, cfg, max(tokens - len(prefix), 1)))]
     return continue_from
 
 

@@ -524,28 +524,31 @@ class Transcriber:
 
     def _segments(self, out, samples, offset: float) -> list[dict]:
         """One piece's transcript as timed segments (seconds into the whole audio), each with
-        its words and the ids that decode to it; the CTC alignment places them (ctc.timed_segments).
-        Without a CTC head (Fun-ASR-Nano) the piece's speech is one segment, untimed within."""
+        its words and the ids that decode to it (and, from the LLM, their log-probabilities); the
+        CTC alignment places them (ctc.timed_segments). Without a CTC head (Fun-ASR-Nano) the
+        piece's speech is one segment, untimed within."""
         if self.ctc_only:
             text, ids, tok = out.ctc.text, out.ctc.text_ids, self.pipeline.tokenizer
-            decode = tok.decode if tok is not None else None
+            decode, logprobs = tok.decode if tok is not None else None, None
         else:
             text, ids, decode = out.text, out.decoded.ids, self.pipeline.setup.text
+            logprobs = out.decoded.logprobs
         tokenizer = None if out.ctc is None else self.pipeline.tokenizer  # nothing to align with
         found = ctc.timed_segments(text, out.ctc, tokenizer, speech_regions(samples),
                                    samples.size / SAMPLE_RATE)
         if not found:  # speech without a transcript: the piece, untimed within
             return [{"start": round(offset, 3), "end": round(offset + samples.size / SAMPLE_RATE, 3), "text": "",
-                     "tokens": list(ids), "words": []}]
-        groups = [[] for _ in found]
+                     "tokens": list(ids), "words": [], **_logprobs(logprobs, range(len(ids)))}]
+        groups = [[] for _ in found]  # positions in `ids`
         if decode is not None:  # each id to the segment where the text decoded up to it ends
             starts = [seg["span"][0] for seg in found]
-            for k, i in enumerate(ids):
-                groups[max(0, bisect.bisect_right(starts, len(decode(ids[:k + 1])) - 1) - 1)].append(i)
+            for k in range(len(ids)):
+                groups[max(0, bisect.bisect_right(starts, len(decode(ids[:k + 1])) - 1) - 1)].append(k)
         else:
-            groups[0] = list(ids)
+            groups[0] = list(range(len(ids)))
         t = lambda x: round(offset + x, 3)  # noqa: E731
-        return [{"start": t(seg["start"]), "end": t(seg["end"]), "text": seg["text"].strip(), "tokens": group,
+        return [{"start": t(seg["start"]), "end": t(seg["end"]), "text": seg["text"].strip(),
+                 "tokens": [ids[k] for k in group], **_logprobs(logprobs, group),
                  "words": [{"word": w["word"], "start": t(w["start"]), "end": t(w["end"])} for w in seg["words"]]}
                 for seg, group in zip(found, groups)]
 
@@ -593,6 +596,11 @@ def _inputs(audios, method: str) -> list:
         return list(audios)
     except TypeError:
         raise TypeError(f"{method} takes a list of inputs, got {type(audios).__name__}") from None
+
+
+def _logprobs(logprobs: list[float] | None, positions) -> dict:
+    """A segment's `logprobs`, those of its ids at `positions`, where the decoding gave them (the LLM's)."""
+    return {} if logprobs is None else {"logprobs": [logprobs[k] for k in positions]}
 
 
 def _ctc_fields(outs: list) -> dict:

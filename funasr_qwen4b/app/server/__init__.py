@@ -9,7 +9,7 @@ Endpoints (OpenAI's request and response shapes, its error shape
 `{"error": {"message", "type", "param", "code"}}` for every 4xx/5xx):
 
     POST   /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
-                                      timestamp_granularities[], stream
+                                      timestamp_granularities[], include[], stream
     POST   /v1/audio/translations     multipart: file, model, prompt, response_format (English text)
     GET    /v1/models                 the models served, with `loaded`
     GET    /v1/models/{id}
@@ -19,7 +19,9 @@ Endpoints (OpenAI's request and response shapes, its error shape
 
 The file may be any container the command line reads (through ffmpeg for M4A, MP4,
 WebM, ...). verbose_json lists each word's times when timestamp_granularities[] asks
-for words (models with a CTC head); include[]=logprobs is refused (400). OpenAI's
+for words (models with a CTC head), and json and verbose_json each token's
+log-probability for include[]=logprobs (models with an LLM; verbose_json's segments
+carry their avg_logprob whenever there is one). OpenAI's
 model names (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe) answer as the
 default model.
 

@@ -32,6 +32,7 @@ class TranscriptionRequest:
     samples: np.ndarray  # 16 kHz mono float32
     hotwords: tuple[str, ...] = ()  # Fun-ASR-Nano's prompt lists them
     words: bool = False  # verbose_json lists each word's times
+    logprobs: bool = False  # the answer lists each token's log-probability (include[]=logprobs)
 
 
 def _bool(value, name: str) -> bool:
@@ -121,16 +122,26 @@ def _listed(form, name: str) -> list[str]:
     return [v.strip() for key in (f"{name}[]", name) for v in form.getlist(key) if isinstance(v, str) and v.strip()]
 
 
-def _include(form) -> None:
-    """OpenAI's `include[]`: its one value, logprobs, asks for what this server does not compute yet;
-    refused by name rather than answered without it."""
-    for item in _listed(form, "include"):
-        if item == "logprobs":
-            raise ApiError(400, "include=logprobs is not supported: this server's decoding keeps each token's id, "
-                           "not its log-probability; send the request without include", param="include",
-                           code="unsupported_include")
-        raise ApiError(400, f"unknown include value {item!r} (OpenAI's one is logprobs, which this server does not "
-                       f"support either)", param="include", code="invalid_value")
+def _include(form, fmt: str, task: str, model: str) -> bool:
+    """OpenAI's `include[]`: its one value, logprobs, lists each token the LLM wrote with its
+    log-probability, in json and verbose_json (and the stream's final event). Where there are
+    none it is refused by name rather than answered without them: a CTC transcript, a translation."""
+    items = _listed(form, "include")
+    if bad := sorted(set(items) - {"logprobs"}):
+        raise ApiError(400, f"unknown include value {bad[0]!r}; OpenAI's one is logprobs", param="include",
+                       code="invalid_value")
+    if not items:
+        return False
+    if model == CTC_MODEL:
+        raise ApiError(400, f"{model} transcribes with its CTC head, which gives no token log-probabilities; use "
+                       f"an LLM model for include=logprobs", param="include", code="unsupported_include")
+    if task == "translate":
+        raise ApiError(400, "a translation has no token log-probabilities; transcribe for include=logprobs",
+                       param="include", code="unsupported_include")
+    if fmt not in ("json", "verbose_json"):
+        raise ApiError(400, f"token log-probabilities come in json or verbose_json; set response_format to one of "
+                       f"them (got {fmt})", param="include", code="invalid_value")
+    return True
 
 
 def _word_times(form, fmt: str, task: str, model: str) -> bool:
@@ -177,7 +188,7 @@ async def parse(request: Request, task: str, manager: ModelManager) -> Transcrip
     language = _language(fields.get("language"), slot.id) if task == "transcribe" else None
     stream = _bool(fields.get("stream"), "stream") if task == "transcribe" else False
     hotwords = _hotwords(fields, slot.id)
-    _include(form)
+    logprobs = _include(form, fmt, task, slot.id)
     words = _word_times(form, fmt, task, slot.id)
     if task == "translate" and slot.id == CTC_MODEL:
         llms = [m for m in manager.slots if m != CTC_MODEL]
@@ -187,7 +198,7 @@ async def parse(request: Request, task: str, manager: ModelManager) -> Transcrip
     name = upload.filename or "file"
     await upload.close()
     samples = await asyncio.to_thread(decode_upload, data, name, manager.cfg.max_audio_seconds)
-    return TranscriptionRequest(slot, fmt, language, stream, samples, hotwords, words)
+    return TranscriptionRequest(slot, fmt, language, stream, samples, hotwords, words, logprobs)
 
 
 class UploadLimit:

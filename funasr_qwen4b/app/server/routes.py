@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import ApiError, Cancelled, http_protocol, internal, one_line
-from .formats import render, sse
+from .formats import render, sse, token_logprobs
 from .requests import TranscriptionRequest, UploadLimit, parse
 from .slots import ModelManager, ServerConfig, memory_info
 
@@ -125,12 +125,13 @@ async def until_disconnect(request: Request, req: TranscriptionRequest, task: st
             cancel.set()
             job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: nobody awaits it now
             return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
-    return render(job.result(), req.format, task=task, model=req.slot.id, words=req.words)
+    return render(job.result(), req.format, task=task, model=req.slot.id, words=req.words, logprobs=req.logprobs)
 
 
 async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:
     """Server-sent events: `transcript.text.delta` as text comes, then `transcript.text.done`
-    (or `error`). When the client goes, decoding stops at its next token."""
+    (with `logprobs` where asked for), or `error`. When the client goes, decoding stops at its
+    next token."""
     await req.slot.load()  # a model that cannot load answers 503 before the stream starts
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
@@ -160,7 +161,9 @@ async def stream_transcription(req: TranscriptionRequest) -> StreamingResponse:
                     continue
                 exc = value.exception()
                 if exc is None:
-                    yield sse({"type": "transcript.text.done", "text": value.result()["text"]})
+                    result = value.result()
+                    listed = {"logprobs": token_logprobs(result["segments"])} if req.logprobs else {}
+                    yield sse({"type": "transcript.text.done", "text": result["text"], **listed})
                 elif not isinstance(exc, Cancelled):
                     err = exc if isinstance(exc, ApiError) else internal(exc)
                     yield sse({"type": "error", **err.body()})

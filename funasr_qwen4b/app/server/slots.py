@@ -24,7 +24,7 @@ from ... import segments
 from ...audio import SAMPLE_RATE, AudioError
 from ...bundle import Bundle
 from ...config import Backend
-from ...decoding import DecodeConfig
+from ...decoding import DecodeConfig, token_bytes
 from .. import checks
 from ..transcriber import Transcriber
 from .errors import ApiError, Cancelled, ModelUnavailable, one_line
@@ -285,9 +285,10 @@ class ModelSlot:
         if len(batch) > 1:
             self.stats["batches"] += 1
             self.stats["batched"] += len(batch)
-        return model.transcribe_each([i.samples for i in batch], SAMPLE_RATE, language=language, translate=translate,
-                                     hotwords=list(hotwords) or None, on_texts=[i.on_text for i in batch],
-                                     batch_size=self.cfg.batch_size)
+        outcomes = model.transcribe_each([i.samples for i in batch], SAMPLE_RATE, language=language,
+                                         translate=translate, hotwords=list(hotwords) or None,
+                                         on_texts=[i.on_text for i in batch], batch_size=self.cfg.batch_size)
+        return ((k, _with_token_bytes(r, model) if isinstance(r, dict) else r) for k, r in outcomes)
 
     async def transcribe(self, samples, *, language: str | None = None, translate: bool = False,
                          hotwords: tuple[str, ...] = (), on_text: Callable[[str], None] | None = None,
@@ -335,6 +336,15 @@ class ModelSlot:
 
 
 # --- all of them ----------------------------------------------------------------------
+
+def _with_token_bytes(result: dict, model: Transcriber) -> dict:
+    """Each segment with the LLM's token log-probabilities gets its tokens' bytes (`token_bytes`),
+    from the model's tokenizer while it is loaded: what include=logprobs answers with."""
+    for s in result["segments"]:
+        if "logprobs" in s:
+            s["token_bytes"] = token_bytes(model.pipeline.setup.tokenizer, s["tokens"])
+    return result
+
 
 def _read(path: str) -> Bundle | None:
     try:
