@@ -129,7 +129,7 @@ def _check_duration(name: str, frames: int, rate: int, max_seconds: float | None
                          f"into shorter files, or raise the bound (--max-audio-seconds, or max_audio_seconds= in Python)")
 
 
-def _is_stream(path: Path) -> bool:
+def is_stream(path: Path) -> bool:
     """A FIFO, a character device or a socket: /dev/fd/N of a shell's `<(...)`, `mkfifo`."""
     try:
         mode = path.stat().st_mode
@@ -139,7 +139,7 @@ def _is_stream(path: Path) -> bool:
 
 
 def _read_file(path: Path, max_seconds: float | None, sample_rate) -> np.ndarray:
-    if _is_stream(path):
+    if is_stream(path):
         if sample_rate is not None:
             raise AudioError(f"audio {path} is encoded audio with its own rate; omit sample_rate")
         with open(path, "rb") as f:  # a stream can be read only once: whole, then decoded as bytes

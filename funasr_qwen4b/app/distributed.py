@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..audio import AudioError
+from ..audio import AudioError, is_stream
 
 log = logging.getLogger(__name__)
 
@@ -195,21 +194,13 @@ def hooked(ranks: Ranks, fn, progress: Progress | None = None):
 
 # --- transcribe ------------------------------------------------------------------
 
-def _is_stream(name: str) -> bool:
-    try:
-        mode = os.stat(name).st_mode
-    except OSError:
-        return False  # a missing file: reported by the rank that gets it, as one process reports it
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
-
-
 def split_inputs(ranks: Ranks, inputs: list[str], stream: bool) -> list[int]:
     """This rank's inputs (positions) of `transcribe`'s: files only, each rank reading its own."""
     if stream:
         raise ValueError("--stream prints an input's text as it is decoded, on the rank that decodes it; under "
                          "a launcher rank 0 prints every text once gathered: drop --stream")
     for name in inputs:
-        if name == "-" or _is_stream(name):
+        if name == "-" or is_stream(Path(name)):  # a missing file: reported by the rank that gets it
             raise ValueError(f"{'standard input' if name == '-' else name} is a stream: under a launcher each rank "
                              f"reads its inputs by path, so a stream cannot be split; save it to a file first")
     return share(ranks, inputs)
