@@ -90,9 +90,11 @@ class DecodeStats:
 
 @dataclass
 class Acceptance:
-    """The draft's running acceptance rate in one utterance: each draft token a pass verified
-    was kept or was the first one rejected (those after it were not tried), counted under a
-    uniform prior, so a draft with no record yet stands at 1/2."""
+    """The draft's running acceptance rate in one utterance: each draft token the LLM's own
+    tokens stood against was kept or was the first one missed (those after it were not tried),
+    counted under a uniform prior, so a draft with no record yet stands at 1/2. The token after
+    a pass's last kept one is seen whether the pass verified it or not, so a rate that once
+    fell low enough to verify nothing still rises again where the draft comes right."""
 
     kept: int = 0
     rejected: int = 0

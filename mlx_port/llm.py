@@ -207,8 +207,11 @@ class Qwen3:
                     ok += 1
                 stats.drafted += len(ahead)
                 stats.accepted += ok
-                acceptance.update(ok, len(ahead))
                 y = got[ok]
+                # y stood against the draft's token after the kept ones too, verified or not: seen
+                # free of charge, so a pass that verifies none still keeps the rate current
+                told = at + ok < len(draft.ids)
+                acceptance.update(ok + (told and draft.ids[at + ok] == y), ok + told)
                 for tok, logprob in zip([*ahead[:ok], y], scores):  # an accepted draft token is the argmax there
                     out.append(tok)
                     yield tok, logprob

@@ -99,6 +99,28 @@ def test_speculation_sized_by_the_cost_curve_keeps_plain_ids(tiny, costs, forwar
     assert stats.accepted == TOKENS - 1 - forwards  # a right draft: every draft token offered is kept
 
 
+def test_a_window_shrunk_to_nothing_grows_again_where_the_draft_comes_right(tiny):
+    """Two wrong draft tokens first, then the right ones: the rate falls below what a draft token
+    is worth (1 + r > 1.3) and passes verify none; the tokens the LLM writes meanwhile still show
+    the draft right, so the rate rises and draft tokens are verified again (before, it stayed low:
+    nothing verified, nothing learnt)."""
+    pipe, embeds, plain = tiny
+    llm, tok = pipe.llm, pipe.setup.tokenizer
+    wrong = [next(i for i in range(100, 200) if i not in plain[k - 1: k + 2] and tok.decode([i]).strip())
+             for k in (1, 2)]
+    before = llm.pass_costs
+    llm.pass_costs = [1.0, 1.3] + [5.0] * 15  # one draft token a pass pays at a rate over 0.3
+    try:
+        stats = DecodeStats()
+        ids = [t for t, _ in llm.tokens(embeds, DecodeConfig(draft_tokens=16), TOKENS,
+                                        draft=Draft([plain[0], *wrong, *plain[3:]], tok), stats=stats)]
+    finally:
+        llm.pass_costs = before
+    assert ids == plain
+    assert stats.drafted - stats.accepted == 2  # the two wrong ones, then every one offered is kept
+    assert stats.accepted >= (TOKENS - 1) // 2 - 3  # after the pass or two that verify none, one a pass
+
+
 def test_calibrate_stores_what_speculation_finds(tiny, full_bundle, tmp_path, monkeypatch):
     from funasr_qwen4b.app import bench_calibrate
     from funasr_qwen4b.mlx_port.llm import Qwen3
