@@ -144,6 +144,16 @@ class Qwen3:
             stats.forwards = n  # the first token comes from the prefill
             yield int(tok), picked.popleft().item()
 
+    def prefill(self, inputs_embeds: mx.array) -> tuple[list, mx.array]:
+        """A fresh KV cache filled as mlx-lm's generate_step fills it (all but the last position,
+        prefill_step at a time), and the last position's logits [1, vocab] from a pass of its own."""
+        cache = make_prompt_cache(self.model)
+        h = inputs_embeds
+        for i in range(0, h.shape[1] - 1, self.prefill_step):
+            self.model.model(None, cache, input_embeddings=h[:, i: min(i + self.prefill_step, h.shape[1] - 1)])
+            mx.eval([c.state for c in cache])
+        return cache, self.model(None, cache, input_embeddings=h[:, -1:])[0]
+
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
                   stats: DecodeStats) -> Iterator[tuple[int, float]]:
         """Greedy decoding that verifies the draft: each pass feeds the last token and up to
@@ -164,12 +174,8 @@ class Qwen3:
         pass verifies at most `bet_tokens` draft tokens and does not reach the draft's stop
         guess (after which decoding likely ends), or verifies none."""
         model = self.model
-        cache = make_prompt_cache(model)
-        h = inputs_embeds
-        for i in range(0, h.shape[1] - 1, self.prefill_step):  # as mlx-lm prefills: all but the last position
-            model.model(None, cache, input_embeddings=h[:, i: min(i + self.prefill_step, h.shape[1] - 1)])
-            mx.eval([c.state for c in cache])
-        ids, logprobs = greedy_picks(model(None, cache, input_embeddings=h[:, -1:])[0])
+        cache, logits = self.prefill(inputs_embeds)
+        ids, logprobs = greedy_picks(logits)
         y = ids[-1].item()
         yield y, logprobs[-1].item()
         out = [y]

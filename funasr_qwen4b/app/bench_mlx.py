@@ -124,15 +124,25 @@ class SimulatedDraft(Draft):
 
 
 def greedy_continuation(llm, embeds, tokens: int):
-    """prefix -> `prefix` and plain greedy's ids after it, `tokens` in all, given `embeds`."""
+    """prefix -> `prefix` and plain greedy's ids after it, `tokens` in all, given `embeds`: the
+    prefix fed one position a pass as plain decoding feeds its own ids, then plain decoding's
+    passes. Where a pass over several positions computes other values than one-position passes
+    (quantized kernels that change with the row count), this is what plain decoding would write
+    after that prefix, not a guess from a pass shaped otherwise."""
     import mlx.core as mx
 
-    cfg = bench_decode(tokens, "off")
+    from funasr_qwen4b.mlx_port.llm import greedy
 
     def continue_from(prefix: list[int]) -> list[int]:
         mx.synchronize()  # a pass in flight is speculation's time, not the draft's
-        h = mx.concatenate([embeds, llm.embed(prefix)[None].astype(embeds.dtype)], axis=1)
-        return [*prefix, *(tok for tok, _ in llm.tokens(h, cfg, max(tokens - len(prefix), 1)))]
+        cache, logits = llm.prefill(embeds)
+        out = list(prefix)
+        for tok in prefix:
+            logits = llm.model(mx.array([[tok]], dtype=mx.uint32), cache)[0]
+        while len(out) < tokens:
+            out.append(greedy(logits)[-1])
+            logits = llm.model(mx.array([[out[-1]]], dtype=mx.uint32), cache)[0]
+        return out
     return continue_from
 
 
@@ -198,16 +208,11 @@ def verify_vs_single(llm, embeds, plain_ids: list[int], positions: int) -> dict:
     feeds them: at how many positions the pass's argmax differs from the id plain greedy chose
     there (near-ties that several rows resolve otherwise)."""
     import mlx.core as mx
-    from mlx_lm.models.cache import make_prompt_cache
 
     from funasr_qwen4b.mlx_port.llm import greedy
 
-    cache = make_prompt_cache(llm.model)
-    h = embeds
-    for i in range(0, h.shape[1] - 1, llm.prefill_step):  # as speculation prefills
-        llm.model.model(None, cache, input_embeddings=h[:, i: min(i + llm.prefill_step, h.shape[1] - 1)])
-        mx.eval([c.state for c in cache])
-    first = greedy(llm.model(None, cache, input_embeddings=h[:, -1:])[0])[-1]
+    cache, logits = llm.prefill(embeds)  # as speculation prefills
+    first = greedy(logits)[-1]
     differ = int(first != plain_ids[0])
     for start in range(0, len(plain_ids) - 1, positions):
         fed = plain_ids[start: start + positions]
