@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from funasr_qwen4b.app.cli import main
-from funasr_qwen4b.app.distributed import DIE_ENV, balance
+from funasr_qwen4b.app.distributed import balance
 
 from .conftest import DATASETS, HANG_S
 
@@ -145,10 +145,35 @@ def test_transcribe_over_two_ranks_writes_what_one_process_does(demo_bundle, tmp
             assert y.read_bytes() == x.read_bytes(), name
 
 
+# Started in every process of the launch (a `sitecustomize` on PYTHONPATH): rank 1 kills itself
+# after its first batch of utterances, a death at a known point with nothing timed.
+DIE_AFTER_FIRST_BATCH = """
+import os, signal
+from funasr_qwen4b.app import distributed
+
+_counted = distributed.counted
+
+
+def counted(fn, progress):
+    def run(batch):
+        out = _counted(fn, progress)(batch)
+        if os.environ.get("MLX_RANK") == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return run
+
+
+distributed.counted = counted
+"""
+
+
 def test_a_rank_killed_mid_run_ends_the_launch_with_one_line_and_no_report(demo_bundle, manifest, tmp_path):
-    report = tmp_path / "cer.json"
+    report, site = tmp_path / "cer.json", tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(DIE_AFTER_FIRST_BATCH)
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     run = launch("cer", "-m", str(demo_bundle), "--manifest", str(manifest), "--report", str(report),
-                 "--no-progress", env={DIE_ENV: "1"})  # rank 1 kills itself after its first utterance
+                 "--no-progress", env={"PYTHONPATH": path})
     assert run.returncode == 128 + 9, run.stderr
     lines = run.stderr.strip().splitlines()
     assert re.fullmatch(r"funasr_qwen4b\.app\.launch: rank 1 on 127\.0\.0\.1 was killed by SIGKILL(; stopped rank 0)?",

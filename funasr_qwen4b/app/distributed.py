@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -33,9 +32,6 @@ log = logging.getLogger(__name__)
 # rank; mlx.launch leaves the ring's empty for one rank).
 LAUNCHER_ENV = (("MLX_HOSTFILE", "ring"), ("MLX_IBV_DEVICES", "jaccl"), ("NCCL_HOST_IP", "nccl"),
                 ("OMPI_COMM_WORLD_SIZE", "mpi"))
-# A test hook: the rank named here kills itself (SIGKILL) after its first result, so that tests
-# see a rank die mid-run without timing anything.
-DIE_ENV = "FUNASR_QWEN4B_TEST_DIE_RANK"
 # The share of a file whose header gives no duration (formats only ffmpeg reads): its size at 128 kbit/s.
 BYTES_PER_SECOND = 16_000
 
@@ -159,12 +155,6 @@ def gather(ranks: Ranks, obj) -> list | None:
     return [json.loads(row[:n].tobytes().decode("utf-8")) for row, n in zip(rows, sizes)]
 
 
-def died_here(ranks: Ranks) -> None:
-    """The test hook (DIE_ENV): this rank ends now, as if killed, when it is the one named."""
-    if os.environ.get(DIE_ENV) == str(ranks.rank):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class Progress:
     """A rank's share done, logged at each tenth of it: the launcher forwards every rank's stderr,
     so the ranks' progress lines, side by side, cover the whole run."""
@@ -180,13 +170,14 @@ class Progress:
             log.info("rank %d of %d: %d/%d %s", self.ranks.rank, self.ranks.size, self.done, self.total, self.unit)
 
 
-def hooked(ranks: Ranks, fn, progress: Progress | None = None):
-    """`fn` (a batch → its results), counted by `progress`; after each call the test hook may end this rank."""
+def counted(fn, progress: Progress | None):
+    """`fn` (a batch → its results), its batches counted by `progress` where there is one."""
+    if progress is None:
+        return fn
+
     def run(batch):
         out = fn(batch)
-        if progress is not None:
-            progress.add(len(batch))
-        died_here(ranks)
+        progress.add(len(batch))
         return out
 
     return run
@@ -225,7 +216,6 @@ def outcomes(ranks: Ranks, mine: list[int], results) -> list[tuple[int, dict | E
     for k, r in results:
         rows.append({"i": mine[k], **({"error": _error(r)} if isinstance(r, Exception) else {"result": r})})
         progress.add(1)
-        died_here(ranks)
     every = gather(ranks, {"rows": rows, "host": socket.gethostname(), "seconds": time.perf_counter() - started})
     if every is None:
         return []

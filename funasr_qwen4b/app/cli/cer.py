@@ -183,7 +183,7 @@ def score(bundle: Bundle, manifest: str | Path, backends: tuple[Backend, ...] = 
         # rank 0's bar, the other ranks' lines at each tenth of their share (counted on one backend)
         count = distributed.Progress(ranks, len(mine), "utterances") if progress and ranks.rank else None
         progress = progress and ranks.rank == 0
-        transcribers = {b: distributed.hooked(ranks, fn, count if k == 0 else None)
+        transcribers = {b: distributed.counted(fn, count if k == 0 else None)
                         for k, (b, fn) in enumerate(transcribers.items())}
     results = cer.run_utterances(mine, transcribers, batch_size=batch_size, header=header, progress=progress,
                                  partial=partial, load=_loader(manifest, entries, max_audio_seconds))
