@@ -12,6 +12,9 @@ Steps (one process each, so one step's weights never count in another's peak mem
   blocks, each pass sized by the calibrated costs; then the same speculation sized by the rule
   used without costs (`speculation_rule`) (`bench_bf16.json`, `bench_q4.json`).
 - `batch-q4`: batch 16 against batch 1 at 4 bits in interleaved blocks (`batch_q4.json`).
+- `server`: the 4-bit server one request at a time against the pipeline alone, 16 clip lengths
+  each visited twice, each side in a fresh process (`server_q4.json`): whether the server's extra
+  time per request is the server's or a shape's first run.
 - `drift`: plain decoding before speculative passes, after them, and after `mx.clear_cache()`,
   each in a fresh process under MLX's default CUDA graph settings and under each setting of
   DRIFT_ENVS (`drift.json`): whether plain slows after speculation, and which cache it is.
@@ -153,9 +156,75 @@ def drift(args) -> dict:
     return res
 
 
+def visits(args) -> dict:
+    """One process (`visits-one`): the 4-bit pipeline, one token a pass, decodes 16 clips of 16
+    lengths one at a time, each clip twice (first visits, then second), timed per clip; through
+    the server (HTTP, one request at a time) or by the pipeline alone. A first visit runs every
+    shape of that length for the first time in the process; a second does not."""
+    import time
+
+    from funasr_qwen4b.app.bench_batch import ragged_clips
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import server_batching as sb
+
+    pipe = sb.synthetic(4, args.tokens)
+    clips = ragged_clips(16)
+    if args.mode == "server":
+        url, _, stop = sb.serve(pipe, 16)
+        bodies = [sb.wav(x) for x in clips]
+
+        def one(k: int) -> None:
+            sb.ask(url, bodies[k])
+    else:
+        stop = None
+
+        def one(k: int) -> None:
+            pipe.run(clips[k])
+    one(0)  # warm-up: the first clip's shapes
+    seconds = {"first": [], "second": []}
+    for visit in seconds:
+        for k in range(1, len(clips)):
+            t = time.perf_counter()
+            one(k)
+            seconds[visit].append(time.perf_counter() - t)
+    if stop is not None:
+        stop()
+    return {"mode": args.mode, "clip_samples": [x.size for x in clips[1:]], "seconds": seconds}
+
+
+def server(args) -> dict:
+    """The server one request at a time against the pipeline alone, each in a fresh process
+    (visits), first and second visits of each clip length: where the server's extra time per
+    request goes."""
+    import statistics
+
+    from funasr_qwen4b.app.bench_stages import machine
+
+    res = {"machine": machine()}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for mode in ("pipeline", "server"):
+        part = Path(args.out) / f".visits_{mode}.json"
+        cmd = [sys.executable, __file__, "visits-one", "--out", str(part), "--mode", mode, "--blocks", str(args.blocks)]
+        done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], check=False)
+        if done.returncode:
+            res[mode] = {"error": f"exit {done.returncode}"}
+            continue
+        res[mode] = json.loads(part.read_text())
+        part.unlink()
+        res[mode]["median_s"] = {v: statistics.median(t) for v, t in res[mode]["seconds"].items()}
+        log.info("%s: %.3f s a clip on a first visit of its length, %.3f s on a second", mode,
+                 res[mode]["median_s"]["first"], res[mode]["median_s"]["second"])
+    if all("median_s" in res[m] for m in ("pipeline", "server")):
+        res["server_over_pipeline"] = {v: res["server"]["median_s"][v] / res["pipeline"]["median_s"][v]
+                                       for v in ("first", "second")}
+    return res
+
+
 STEPS = {"calibrate": (calibrate, "calibrate.json"), "bench-bf16": (lambda a: bench(a, None), "bench_bf16.json"),
          "bench-q4": (lambda a: bench(a, 4), "bench_q4.json"), "batch-q4": (batch, "batch_q4.json"),
-         "drift": (drift, "drift.json"), "drift-one": (drift_one, None)}
+         "drift": (drift, "drift.json"), "drift-one": (drift_one, None), "server": (server, "server_q4.json"),
+         "visits-one": (visits, None)}
 
 
 def main(argv=None) -> int:
@@ -164,6 +233,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the folder for the reports (drift-one: the file)")
     ap.add_argument("--blocks", type=int, default=5, help="interleaved blocks per ratio (default 5)")
     ap.add_argument("--quick", action="store_true", help="tiny models: a check of the logic, not a measurement")
+    ap.add_argument("--mode", choices=["server", "pipeline"], default="pipeline", help="visits-one: what decodes")
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
     args.tokens = 8 if args.quick else 64

@@ -47,6 +47,48 @@ def wav(x: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def serve(pipe, batch_size: int) -> tuple[str, object, object]:
+    """The server on a free port with `pipe` in place of a loaded bundle (loaded on the model's own
+    thread, as the server loads): its transcription URL, its model slot and a function that stops it."""
+    app = create_app("unused-bundle", idle_unload=0, batch_size=batch_size, max_audio_seconds=60)
+    slot = app.state.manager.slots[LLM_MODEL]
+
+    def load() -> None:
+        slot.model = Transcriber(pipe() if callable(pipe) else pipe)
+
+    slot.executor.submit(load).result()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(30)  # the lifespan's end shuts the model threads down
+
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/v1/audio/transcriptions", slot, stop
+
+
+def ask(url: str, body: bytes) -> str:
+    r = httpx.post(url, files={"file": ("a.wav", body)}, data={"model": LLM_MODEL}, timeout=600)
+    r.raise_for_status()
+    return r.json()["text"]
+
+
+def synthetic(q_bits: int | None, tokens: int, bundle: str | None = None):
+    """The pipeline the server runs: the synthetic weights (or a bundle), `tokens` tokens a request,
+    one token per pass."""
+    if bundle:
+        pipe = load_pipeline(Bundle.read(bundle), Backend.MLX)
+    else:
+        pipe, _ = mlx_synthetic(q_bits, "float16", tokens)
+    pipe.setup = pipe.setup.with_decode(replace(bench_decode(tokens), speculate="off"))
+    return pipe
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -58,49 +100,23 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
-    app = create_app("unused-bundle", idle_unload=0, batch_size=args.batch_size, max_audio_seconds=60)
-    slot = app.state.manager.slots[LLM_MODEL]
-
-    def load() -> None:  # on the model's own thread, as the server loads (MLX streams are per thread)
-        if args.bundle:
-            pipe = load_pipeline(Bundle.read(args.bundle), Backend.MLX)
-        else:
-            pipe, _ = mlx_synthetic(args.q_bits, "float16", args.tokens)
-        pipe.setup = pipe.setup.with_decode(replace(bench_decode(args.tokens), speculate="off"))
-        slot.model = Transcriber(pipe)  # in place of a loaded bundle
-
-    slot.executor.submit(load).result()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/audio/transcriptions"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-
+    url, slot, stop = serve(lambda: synthetic(args.q_bits, args.tokens, args.bundle), args.batch_size)
     bodies = [wav(x) for x in ragged_clips(args.requests)]  # what bench --batch-sizes batches
-
-    def ask(body: bytes) -> str:
-        r = httpx.post(url, files={"file": ("a.wav", body)}, data={"model": LLM_MODEL}, timeout=600)
-        r.raise_for_status()
-        return r.json()["text"]
 
     def all_at_once() -> list[str]:
         with ThreadPoolExecutor(len(bodies)) as pool:
-            return list(pool.map(ask, bodies))
+            return list(pool.map(lambda b: ask(url, b), bodies))
 
-    ask(bodies[0])  # warm-up, alone and batched: kernels compiled for both paths' shapes, caches filled
+    ask(url, bodies[0])  # warm-up, alone and batched: kernels compiled for both paths' shapes, caches filled
     all_at_once()
     t = time.perf_counter()
-    one_by_one = [ask(b) for b in bodies]
+    one_by_one = [ask(url, b) for b in bodies]
     sequential = time.perf_counter() - t
     batches, batched = slot.stats["batches"], slot.stats["batched"]
     t = time.perf_counter()
     together = all_at_once()
     concurrent = time.perf_counter() - t
-    server.should_exit = True
-    thread.join(30)  # the lifespan's end shuts the model threads down
+    stop()
     stats = slot.state()
     rep = {"machine": machine(), "requests": args.requests, "tokens_per_request": args.tokens,
            "llm": args.bundle or f"Qwen3-4B random weights, {'bf16' if not args.q_bits else f'{args.q_bits}-bit'}",
