@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 from mlx_lm.generate import generate_step
 from mlx_lm.models.base import create_attention_mask
@@ -44,6 +45,7 @@ class Qwen3:
 
     def __init__(self, model):
         self.model = model
+        fold_batches(model)
         # Seconds of one pass over 1, 2, ... new positions on this machine (`bench --calibrate`),
         # looked up in the user's cache on the first speculation; () where none are measured.
         self.pass_costs: list[float] | tuple | None = None
@@ -235,6 +237,32 @@ class Qwen3:
                 preds = launch(mx.array([y], dtype=mx.uint32), ahead)
         finally:  # a caller that stops early (a cancelled request) leaves no pass in flight holding the cache
             mx.synchronize()
+
+
+class RowsQuantizedLinear(nn.QuantizedLinear):
+    """A quantized linear layer that hands MLX one product over all its input's rows. MLX's CUDA
+    backend takes a [B, L, K] input as B products of L rows, each reading the whole weight (a
+    batch decoding one position a row: B matrix-vector products); as [1, B·L, K] the weight is
+    read once for all rows. MLX's Metal backend folds the rows so itself: there, nothing changes."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return super().__call__(x.reshape(1, -1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
+class RowsQuantizedEmbedding(nn.QuantizedEmbedding):
+    """The tied LM head's product, as RowsQuantizedLinear's."""
+
+    def as_linear(self, x: mx.array) -> mx.array:
+        return super().as_linear(x.reshape(1, -1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
+def fold_batches(model) -> None:
+    """Every quantized layer of `model` (as loaded or quantized) made its Rows twin in place."""
+    for _, m in model.named_modules():
+        if type(m) is nn.QuantizedLinear:
+            m.__class__ = RowsQuantizedLinear
+        elif type(m) is nn.QuantizedEmbedding:
+            m.__class__ = RowsQuantizedEmbedding
 
 
 def device_name() -> str:

@@ -132,3 +132,41 @@ def test_cli_batch_size(full_bundle, capsys):
     assert main(["transcribe", *paths, "-m", str(full_bundle), "--batch-size", "2", "--stream"]) == 2
     assert "--stream prints one input's text" in capsys.readouterr().err
     assert main(["transcribe", paths[0], "-m", str(full_bundle), "--batch-size", "0"]) == 2
+
+
+def test_quantized_layers_take_a_batchs_rows_as_one_product(monkeypatch):
+    """A quantized Qwen3 as Qwen3 wraps it: each quantized product gets all rows of a [B, L, K]
+    input as one [1, B·L, K] product (MLX's CUDA backend reads the weight once per leading row
+    otherwise), and computes what MLX's own quantized layers compute on the same weights."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models.qwen3 import Model, ModelArgs
+
+    from funasr_qwen4b.mlx_port.llm import Qwen3, RowsQuantizedEmbedding, RowsQuantizedLinear
+
+    args = ModelArgs(model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, vocab_size=256,
+                     max_position_embeddings=512, rope_theta=1e6, tie_word_embeddings=True)
+    mx.random.seed(0)
+    model = Model(args)
+    nn.quantize(model, group_size=64, bits=4)
+    mx.eval(model.parameters())
+    x = mx.random.normal((3, 2, 64))
+
+    def rows(m):  # [3, 2, K] for the layer's input width K
+        return mx.random.normal((3, 2, m.weight.shape[1] * 32 // m.bits), key=mx.random.key(1))
+
+    own = [(m, m(rows(m))) for _, m in model.named_modules() if type(m) is nn.QuantizedLinear]
+    head = model.model.embed_tokens.as_linear(x)
+    llm = Qwen3(model)
+    kinds = {type(m) for _, m in model.named_modules() if "Quantized" in type(m).__name__}
+    assert kinds == {RowsQuantizedLinear, RowsQuantizedEmbedding}
+    assert len(own) == 2 * 7  # q, k, v, o, gate, up, down in each layer
+    for m, want in own:
+        assert mx.array_equal(m(rows(m)), want)
+    assert mx.array_equal(llm.logits(x), head) and llm.logits(x[0, 0]).shape == (256,)
+    shapes = []
+    qmm = mx.quantized_matmul
+    monkeypatch.setattr(mx, "quantized_matmul", lambda a, *r, **k: shapes.append(a.shape) or qmm(a, *r, **k))
+    model(mx.array([[1], [2], [3]]))  # a batch of three rows, one position each
+    assert shapes and {s[0] for s in shapes} == {1} and {s[1] for s in shapes} == {3}
