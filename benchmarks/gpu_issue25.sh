@@ -4,12 +4,13 @@
 # and soxr wheels carried beside it where the machine lacks them). Each call writes its
 # reports and its log into $OUT (or the folder given second):
 #   benchmarks/gpu_issue25.sh a [OUT]   calibrate, bench-bf16, bench-q4  (calibrate.json, bench_bf16.json, bench_q4.json)
-#   benchmarks/gpu_issue25.sh b [OUT]   server, batch-q4, drift          (server_q4.json, batch_q4.json, drift.json)
+#   benchmarks/gpu_issue25.sh b [OUT]   batch-q4, server                 (batch_q4.json, server_q4.json)
+#   benchmarks/gpu_issue25.sh c [OUT]   drift                            (drift.json)
 # QUICK=1: tiny models (a CPU check of every step's logic, not a measurement). BLOCKS: interleaved
 # blocks per ratio (default 5). Pass costs are cached in $XDG_CACHE_HOME (default
 # /tmp/issue25-cache): call a's calibrate step stores them before its bench steps read them.
 set -uo pipefail
-stage=${1:?give a stage: a or b}
+stage=${1:?give a stage: a, b or c}
 out=${2:-${OUT:?give an output folder or set OUT}}
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$out"
@@ -25,8 +26,9 @@ args=(--out "$out" --blocks "${BLOCKS:-5}")
 [ -n "${QUICK:-}" ] && args+=(--quick)
 case $stage in
   a) steps=(calibrate bench-bf16 bench-q4) ;;
-  b) steps=(server batch-q4 drift) ;;
-  *) echo "gpu_issue25.sh: unknown stage $stage: give a or b"; exit 2 ;;
+  b) steps=(batch-q4 server) ;;
+  c) steps=(drift) ;;
+  *) echo "gpu_issue25.sh: unknown stage $stage: give a, b or c"; exit 2 ;;
 esac
 "$py" -c "import mlx.core as mx; print('MLX', mx.__version__, mx.default_device(), mx.device_info())" \
   2>&1 | tee -a "$out/log_$stage.txt"

@@ -13,8 +13,9 @@ Steps (one process each, so one step's weights never count in another's peak mem
   used without costs (`speculation_rule`) (`bench_bf16.json`, `bench_q4.json`).
 - `batch-q4`: batch 16 against batch 1 at 4 bits in interleaved blocks (`batch_q4.json`).
 - `server`: the 4-bit server one request at a time against the pipeline alone, 16 clip lengths
-  each visited twice, each side in a fresh process (`server_q4.json`): whether the server's extra
-  time per request is the server's or a shape's first run.
+  each visited twice, each run in a fresh process, the server also on a warm compiled-kernel cache
+  and with cuDNN's attention off (`server_q4.json`): whether the server's extra time per request
+  is the server's, a kernel compiled at run time, or a shape's first run.
 - `drift`: plain decoding before speculative passes, after them, and after `mx.clear_cache()`,
   each in a fresh process under MLX's default CUDA graph settings and under each setting of
   DRIFT_ENVS (`drift.json`): whether plain slows after speculation, and which cache it is.
@@ -193,31 +194,43 @@ def visits(args) -> dict:
     return {"mode": args.mode, "clip_samples": [x.size for x in clips[1:]], "seconds": seconds}
 
 
+# The server step's runs, each a fresh process: the pipeline alone; the server; the server again
+# on the compiled-kernel cache the first run left (MLX keeps its CUDA kernels compiled at run time
+# on disk: a second process compiles none); the server with cuDNN's attention off (a graph built
+# per new query length otherwise).
+SERVER_RUNS = (("pipeline", "pipeline", {}), ("server", "server", {}), ("server_again", "server", {}),
+               ("server_no_cudnn_sdpa", "server", {"MLX_CUDA_USE_CUDNN_SDPA": "0"}))
+
+
 def server(args) -> dict:
-    """The server one request at a time against the pipeline alone, each in a fresh process
-    (visits), first and second visits of each clip length: where the server's extra time per
-    request goes."""
+    """The server one request at a time against the pipeline alone (SERVER_RUNS), first and second
+    visits of each clip length, every request timed on its own: where the server's extra time per
+    request goes (one slow request: a kernel compiled at run time; every first visit slower: a
+    per-shape cost; every request slower: the server's own)."""
     import statistics
 
     from funasr_qwen4b.app.bench_stages import machine
 
     res = {"machine": machine()}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    for mode in ("pipeline", "server"):
-        part = Path(args.out) / f".visits_{mode}.json"
+    for name, mode, env in SERVER_RUNS:
+        part = Path(args.out) / f".visits_{name}.json"
         cmd = [sys.executable, __file__, "visits-one", "--out", str(part), "--mode", mode, "--blocks", str(args.blocks)]
-        done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], check=False)
+        done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], env={**os.environ, **env}, check=False)
         if done.returncode:
-            res[mode] = {"error": f"exit {done.returncode}"}
+            res[name] = {"error": f"exit {done.returncode}"}
             continue
-        res[mode] = json.loads(part.read_text())
+        res[name] = {**json.loads(part.read_text()), "env": env}
         part.unlink()
-        res[mode]["median_s"] = {v: statistics.median(t) for v, t in res[mode]["seconds"].items()}
-        log.info("%s: %.3f s a clip on a first visit of its length, %.3f s on a second", mode,
-                 res[mode]["median_s"]["first"], res[mode]["median_s"]["second"])
-    if all("median_s" in res[m] for m in ("pipeline", "server")):
-        res["server_over_pipeline"] = {v: res["server"]["median_s"][v] / res["pipeline"]["median_s"][v]
+        sec = res[name]["seconds"]
+        res[name]["median_s"] = {v: statistics.median(t) for v, t in sec.items()}
+        res[name]["max_s"] = {v: max(t) for v, t in sec.items()}
+        log.info("%s: %.3f s a clip on a first visit of its length (slowest %.3f), %.3f s on a second", name,
+                 res[name]["median_s"]["first"], res[name]["max_s"]["first"], res[name]["median_s"]["second"])
+    if "median_s" in res["pipeline"]:
+        res["over_pipeline"] = {name: {v: res[name]["median_s"][v] / res["pipeline"]["median_s"][v]
                                        for v in ("first", "second")}
+                                for name, _, _ in SERVER_RUNS[1:] if "median_s" in res[name]}
     return res
 
 
