@@ -33,10 +33,7 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
     model = llm.model
     h, pad = left_padded(embeds)
     cache = [BatchKVCache(pad) for _ in model.layers]
-    # as mlx-lm prefills: all but the last position, llm.prefill_step at a time
-    for i in range(0, h.shape[1] - 1, llm.prefill_step):
-        model.model(None, cache, input_embeddings=h[:, i: min(i + llm.prefill_step, h.shape[1] - 1)])
-        mx.eval([c.state for c in cache])
+    last = llm.prefill_into(cache, h)  # as one utterance prefills
     rows = list(range(len(embeds)))  # the decoders of the rows still in the batch
     stats = [DecodeStats() for _ in rows]
 
@@ -48,7 +45,7 @@ def decode(llm: Qwen3, embeds: list[mx.array], decoders: list[Decoder], cfg: Dec
                                         zip(rows, np.array(logits.astype(mx.float32)))]))
         return greedy_picks(logits)
 
-    y = pick(model(None, cache, input_embeddings=h[:, -1:])[:, -1])
+    y = pick(last)
     mx.async_eval(y)
     try:
         while True:

@@ -139,22 +139,35 @@ class Qwen3:
             picked.append(logprob)
             return ids
 
-        steps = generate_step(mx.array([], dtype=mx.int32), self.model, max_tokens=max_tokens, sampler=sampler,
-                              input_embeddings=inputs_embeds[0], logits_processors=processors,
-                              prefill_step_size=self.prefill_step)
-        for n, (tok, _) in enumerate(steps):
-            stats.forwards = n  # the first token comes from the prefill
+        # the prefill's last pass gives the first id; mlx-lm's loop goes on from it on the same cache
+        cache, logits = self.prefill(inputs_embeds)
+        first, logprob = greedy_picks(logits)
+        yield first.item(), logprob.item()
+        if max_tokens <= 1:
+            return
+        steps = generate_step(first, self.model, max_tokens=max_tokens - 1, sampler=sampler, prompt_cache=cache,
+                              logits_processors=processors)
+        for n, (tok, _) in enumerate(steps, 1):
+            stats.forwards = n
             yield int(tok), picked.popleft().item()
 
     def prefill(self, inputs_embeds: mx.array) -> tuple[list, mx.array]:
-        """A fresh KV cache filled as mlx-lm's generate_step fills it (all but the last position,
-        prefill_step at a time), and the last position's logits [1, vocab] from a pass of its own."""
+        """A fresh KV cache filled with `inputs_embeds` [1, L, hidden] (prefill_into), and the last
+        position's logits [1, vocab]."""
         cache = make_prompt_cache(self.model)
+        return cache, self.prefill_into(cache, inputs_embeds)
+
+    def prefill_into(self, cache: list, inputs_embeds: mx.array) -> mx.array:
+        """Fill `cache` with `inputs_embeds` [B, L, hidden], prefill_step positions a pass, the
+        last position in the last pass (mlx-lm's loop gives it a pass of its own: on a GPU, where
+        a short prompt's pass costs what a decoding step costs, one pass more); the logits
+        [B, vocab] of the last position, the LM head applied to it alone."""
         h = inputs_embeds
-        for i in range(0, h.shape[1] - 1, self.prefill_step):
-            self.model.model(None, cache, input_embeddings=h[:, i: min(i + self.prefill_step, h.shape[1] - 1)])
-            mx.eval([c.state for c in cache])
-        return cache, self.model(None, cache, input_embeddings=h[:, -1:])[0]
+        for i in range(0, h.shape[1], self.prefill_step):
+            if i:
+                mx.eval([c.state for c in cache])
+            out = self.model.model(None, cache, input_embeddings=h[:, i: i + self.prefill_step])
+        return self.logits(out[:, -1])
 
     def speculate(self, inputs_embeds: mx.array, draft: Draft, window: int, max_tokens: int,
                   stats: DecodeStats) -> Iterator[tuple[int, float]]:
