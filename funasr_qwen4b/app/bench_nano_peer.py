@@ -1,7 +1,8 @@
-"""`bench --synthetic nano --peer`: our Fun-ASR-Nano beside the peer funasr-mlx's, on the same
-random weights, stage by stage, in one run.
+"""`bench --synthetic nano --peer`: our Fun-ASR-Nano beside the peers funasr-mlx's and (where
+installed) mlx-audio's (bench_nano_mlx_audio), on the same random weights, stage by stage, in one
+run.
 
-The peer loads only its own converted layout (safetensors + config.json), so the original
+funasr-mlx loads only its own converted layout (safetensors + config.json), so the original
 directory our bundle was converted from (FunASR's model.pt + config.yaml + the Qwen3 folder) is
 converted by the peer's own converter (`convert_checkpoint`, its `fun-asr-nano` source rule) and
 run by its own `LlmAsrTranscriber`. Its converter writes float16/float32 only from FunASR's
@@ -9,15 +10,16 @@ model.pt (the encoder's float32 tensors have no numpy bfloat16 to go to), and qu
 16-bit checkpoints: a bfloat16 side is converted at float32 and cast with the peer model's own
 `set_dtype`; `-q` quantizes it in memory with its own `apply_quantization` (what its loader does
 with a checkpoint's quantization section), the layers' linear weights and the tied embedding at
-group size 64, as ours. Both sides decode the same number of tokens greedily, EOS ignored.
+group size 64, as ours. Every side decodes the same number of tokens greedily, EOS ignored.
 
-Each stage's speed is timed in interleaved blocks (bench_blocks): ours over the peer's, the median
-over blocks of the sides' block medians, with its spread. Peak memory is measured per side in its
-own untimed run, outside the blocks.
+Each stage's speed is timed in interleaved blocks (bench_blocks), every side in each block: ours
+over each peer's, the median over blocks of the sides' block medians, with its spread. Peak
+memory is measured per side in its own untimed run, outside the blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.metadata
 import json
@@ -33,6 +35,7 @@ import yaml
 from ..atomic import scratch
 from ..audio import SAMPLE_RATE
 from ..config import Backend
+from . import bench_nano_mlx_audio
 from .backends import load_pipeline
 from .bench_blocks import ratio, run_blocks, spread
 from .bench_stages import bench_decode
@@ -59,30 +62,30 @@ def require_peer() -> None:
 
 def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmup: int, dtype: str,
                  q_bits: int | None) -> dict:
-    """Our pipeline of a Fun-ASR-Nano bundle against the peer funasr-mlx on the original
-    directory the bundle was converted from, at `dtype` (every component) and `q_bits` (the
-    LLM), on one clip: per stage speeds in interleaved blocks, peak memory per side."""
-    import mlx.core as mx
+    """Our pipeline of a Fun-ASR-Nano bundle against the peers (funasr-mlx, and mlx-audio where
+    installed) on the original directory the bundle was converted from, at `dtype` (every
+    component) and `q_bits` (the LLM), on one clip: per stage speeds in interleaved blocks, peak
+    memory per side."""
 
     src = bundle.source("llm")  # the original directory, checked against what was converted
+    with_mlx_audio = bench_nano_mlx_audio.installed()
+    if not with_mlx_audio:
+        log.info("--peer: mlx-audio is not installed, so funasr-mlx alone beside ours (pip install mlx-audio==0.6.2)")
     with scratch("funasr-qwen4b-bench-peer-") as work:
-        peer_dir = peer_checkpoint(src, work / "funasr-mlx", dtype)
-        gc.collect()
-        mx.clear_cache()
-        base = mx.get_active_memory()
-        pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
-        mx.eval(pipe.sensevoice.parameters(), pipe.adaptor.parameters(), pipe.llm.model.parameters())  # loads are lazy
-        ours_weights = mx.get_active_memory() - base
-        gc.collect()
-        mx.clear_cache()
-        base = mx.get_active_memory()
-        peer = PeerNano(peer_dir, tokens, dtype, q_bits)
-        gc.collect()
-        mx.clear_cache()
-        peer_weights = mx.get_active_memory() - base
+        builds = {"funasr-mlx": functools.partial(PeerNano, peer_checkpoint(src, work / "funasr-mlx", dtype), tokens,
+                                                  dtype, q_bits)}
+        if with_mlx_audio:
+            ckpt = bench_nano_mlx_audio.convert_checkpoint(src, work / "mlx-audio", dtype)
+            builds[bench_nano_mlx_audio.PACKAGE] = functools.partial(bench_nano_mlx_audio.MlxAudioNano, ckpt, tokens,
+                                                                     dtype, q_bits, Q_GROUP)
+        pipe, ours_weights = resident(lambda: ours_loaded(bundle, tokens))
+        built = {name: resident(build) for name, build in builds.items()}
+    peers = {name: side for name, (side, _) in built.items()}
+    weights = {"ours": ours_weights, **{name: w for name, (_, w) in built.items()}}
     seconds = samples.size / SAMPLE_RATE
-    sides = {"ours": lambda: ours_run(pipe, samples), "peer": lambda: peer.run(samples)}
-    memory = {"ours": peak_of(sides["ours"], ours_weights), "peer": peak_of(sides["peer"], peer_weights)}
+    sides = {"ours": lambda: ours_run(pipe, samples), **{name: functools.partial(p.run, samples)
+                                                         for name, p in peers.items()}}
+    memory = {name: peak_of(run, weights[name]) for name, run in sides.items()}
     runs = {name: [] for name in sides}
 
     def runner(name):
@@ -101,7 +104,7 @@ def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmu
         speeds = {name: [statistics.median(stage_speed(r, stage, seconds) for r in block) for block in bs]
                   for name, bs in per_block.items()}
         stages[stage] = {"unit": unit, **{name: {**spread(v), "blocks": v} for name, v in speeds.items()},
-                         "ours_over_peer": ratio({"speeds": speeds}, "ours", "peer")}
+                         "ours_over": {name: ratio({"speeds": speeds}, "ours", name) for name in peers}}
     # every run's count, so a side that stopped short anywhere shows
     return {"clip_s": seconds, "tokens": {name: sorted({r["tokens"] for r in rs}) for name, rs in runs.items()},
             "prefill_positions": {name: r["prefill_positions"] for name, r in last.items()},
@@ -109,8 +112,22 @@ def nano_vs_peer(bundle, samples: np.ndarray, *, tokens: int, blocks: int, warmu
             "rtf": {name: seconds / stages["whole_clip"][name]["median"] for name in sides},
             "blocks": {"n": rep["n"], "k": rep["k"], "order": rep["order"], "warmup": warmup},
             "stages": stages, "memory": memory,
-            "peer": {"package": f"funasr-mlx {importlib.metadata.version('funasr-mlx')}", "dtype": dtype,
-                     "q_bits": q_bits, "loaded": peer.how, "differs": peer.differs}}
+            "peers": {name: {"package": p.package, "dtype": dtype, "q_bits": q_bits, "loaded": p.how,
+                             "differs": p.differs} for name, p in peers.items()}}
+
+
+def resident(build):
+    """What `build` returns (a side, its weights evaluated), with the MLX memory it leaves
+    resident: its weights."""
+    import mlx.core as mx
+
+    gc.collect()
+    mx.clear_cache()
+    base = mx.get_active_memory()
+    built = build()
+    gc.collect()
+    mx.clear_cache()
+    return built, mx.get_active_memory() - base
 
 
 def stage_speed(r: dict, stage: str, seconds: float) -> float:
@@ -137,6 +154,14 @@ def peak_of(run, weights: int) -> dict:
     run()
     working = mx.get_peak_memory() - before
     return {"weights_bytes": weights, "run_working_bytes": working, "peak_bytes": weights + working}
+
+
+def ours_loaded(bundle, tokens: int):
+    import mlx.core as mx
+
+    pipe = load_pipeline(bundle, Backend.MLX, decode=bench_decode(tokens))
+    mx.eval(pipe.sensevoice.parameters(), pipe.adaptor.parameters(), pipe.llm.model.parameters())  # loads are lazy
+    return pipe
 
 
 def ours_run(pipe, samples: np.ndarray) -> dict:
@@ -202,6 +227,7 @@ class PeerNano:
 
         self.mx = mx
         self.tr = _timed_transcriber()(ckpt, family="fun-asr-nano", max_tokens=tokens)
+        self.package = f"funasr-mlx {importlib.metadata.version('funasr-mlx')}"
         self.tr._eos = ()  # random weights: always `tokens` ids, as ours (EOS ignored)
         model = self.tr.model
         self.tr._caches = [KVCache() for _ in model.llm.model.layers]  # its own count is Qwen3-0.6B's 28
@@ -254,23 +280,30 @@ def fake_len(frames: int) -> int:
 
 
 def to_markdown(r: dict) -> list[str]:
-    b, p = r["blocks"], r["peer"]
-    lines = [(f"\nFun-ASR-Nano, ours vs the peer ({p['package']}: {p['loaded']}), {r['clip_s']:g} s clip, "
-              f"{_counts(r['tokens']['ours'])} / {_counts(r['tokens']['peer'])} tokens, {b['n']} interleaved blocks of "
-              f"{b['k']}:"), "",
-             "| stage | unit | ours | peer | ours / peer speed | spread over blocks |", "|---|---|---|---|---|---|"]
+    b, peers = r["blocks"], r["peers"]
+    sides = ["ours", *peers]
+    lines = [(f"\nFun-ASR-Nano, ours vs the peers on the same random weights, {r['clip_s']:g} s clip, "
+             f"{' / '.join(_counts(r['tokens'][s]) for s in sides)} tokens ({', '.join(sides)}), {b['n']} interleaved "
+             f"blocks of {b['k']}:")]
+    lines.extend(f"- {name}: {p['package']}: {p['loaded']}" for name, p in peers.items())
+    lines.extend(["", "| stage | unit | " + " | ".join(sides) + " | "
+                  + " | ".join(f"ours / {name} speed | spread over blocks" for name in peers) + " |",
+                  "|---|---|" + "---|" * (len(sides) + 2 * len(peers))])
     for stage, s in r["stages"].items():
-        q = s["ours_over_peer"]
-        lines.append(f"| {stage} | {s['unit']} | {s['ours']['median']:.4g} | {s['peer']['median']:.4g} | "
-                     f"{q['median']:.2f} | {q['min']:.2f}-{q['max']:.2f} (IQR {q['iqr'][0]:.2f}-{q['iqr'][1]:.2f}) |")
+        cells = [f"{s[side]['median']:.4g}" for side in sides]
+        for name in peers:
+            q = s["ours_over"][name]
+            cells += [f"{q['median']:.2f}", f"{q['min']:.2f}-{q['max']:.2f} (IQR {q['iqr'][0]:.2f}-{q['iqr'][1]:.2f})"]
+        lines.append(f"| {stage} | {s['unit']} | " + " | ".join(cells) + " |")
     m = r["memory"]
-    lines.append(f"RTF ours {r['rtf']['ours']:.4f}, peer {r['rtf']['peer']:.4f}; prefill positions ours "
-                 f"{r['prefill_positions']['ours']}, peer {r['prefill_positions']['peer']}")
+    lines.append("RTF " + ", ".join(f"{side} {r['rtf'][side]:.4f}" for side in sides) + "; prefill positions "
+                 + ", ".join(f"{side} {r['prefill_positions'][side]}" for side in sides))
     lines.append("peak memory (each side's own run, MLX peak reset first; weights + the run's working memory): "
                  + ", ".join(f"{k} {v['peak_bytes'] / 2**30:.3f} GiB (weights {v['weights_bytes'] / 2**30:.3f})"
                              for k, v in m.items())
-                 + f"; ours / peer {m['ours']['peak_bytes'] / m['peer']['peak_bytes']:.2f}")
-    lines.extend(f"differs: {d}" for d in p["differs"])
+                 + "; " + ", ".join(f"ours / {name} {m['ours']['peak_bytes'] / m[name]['peak_bytes']:.2f}"
+                                    for name in peers))
+    lines.extend(f"differs ({name}): {d}" for name, p in peers.items() for d in p["differs"])
     return lines
 
 
