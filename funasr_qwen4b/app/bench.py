@@ -5,7 +5,7 @@ as a bundle by bench_nano), MLX and/or the PyTorch reference.
 Timings are wall clock after warm-up, synchronised at stage ends (mx.eval /
 host copies), medians and spread over repetitions; every A-against-B decode figure
 (speculation against plain, the pipeline against bare mlx-lm, Fun-ASR-Nano's stages against
-the peer funasr-mlx's: bench_nano_peer) is timed in interleaved blocks (bench_blocks), `reps` of them. Decoding always runs to
+the peers funasr-mlx's and mlx-audio's: bench_nano_peer) is timed in interleaved blocks (bench_blocks), `reps` of them. Decoding always runs to
 the token cap (EOS ignored) so tokens/s compare like with like. Memory is
 measured: MLX active/peak memory; for PyTorch the process RSS (and CUDA peak
 when on a GPU).

@@ -109,7 +109,7 @@ def add_parser(sub) -> None:
                         "  funasr-qwen4b bench --synthetic full -q 4 --clips 10,30 --tokens 64\n"
                         "  funasr-qwen4b bench --synthetic full --batch-sizes 1,4,16 --json batching.json\n"
                         "  funasr-qwen4b bench --synthetic nano -q 4 --backend both\n"
-                        "  funasr-qwen4b bench --synthetic nano --dtype bfloat16 -q 4 --peer --clips 10   # beside funasr-mlx\n"
+                        "  funasr-qwen4b bench --synthetic nano --dtype bfloat16 -q 4 --peer --clips 10   # beside funasr-mlx, mlx-audio\n"
                         "  funasr-qwen4b bench -m bundle/ --calibrate        # this machine's pass costs, for speculation",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(be, required=False)
@@ -132,7 +132,8 @@ def add_parser(sub) -> None:
     be.add_argument("--peer", action="store_true",
                     help="also time the peer funasr-mlx beside ours (needs funasr-mlx): its SenseVoiceSmall encoder; "
                     "with --synthetic nano its Fun-ASR-Nano on the same random weights (its converter on the original "
-                    "model.pt), every stage and peak memory, at --dtype/-q, in interleaved blocks")
+                    "model.pt), and mlx-audio's too where mlx-audio is installed, every stage and peak memory, at "
+                    "--dtype/-q, in interleaved blocks")
     be.add_argument("--draft-rate", type=finite(0, 1),
                     help="speculation with a simulated draft: each draft token is the LLM's own with this "
                     "probability (default with --synthetic: the rate measured on the demonstration model's "
