@@ -136,20 +136,27 @@ def drift_one(args) -> dict:
             "phases": {k: {**spread(v), "runs": v} for k, v in phases.items()}}
 
 
+def fresh_process(args, step: str, name: str, env: dict, *extra: str) -> dict:
+    """`step` run by this script in a fresh process under `env`: its report, or its exit status."""
+    part = Path(args.out) / f".{step}_{name}.json"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, step, "--out", str(part), "--blocks", str(args.blocks), *extra]
+    done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], env={**os.environ, **env}, check=False)
+    if done.returncode:
+        return {"error": f"exit {done.returncode}"}
+    rep = json.loads(part.read_text())
+    part.unlink()
+    return rep
+
+
 def drift(args) -> dict:
     from funasr_qwen4b.app.bench_stages import machine
 
     res = {"machine": machine()}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     for name, env in DRIFT_ENVS.items():
-        part = Path(args.out) / f".drift_{name}.json"
-        cmd = [sys.executable, __file__, "drift-one", "--out", str(part), "--blocks", str(args.blocks)]
-        done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], env={**os.environ, **env}, check=False)
-        if done.returncode:
-            res[name] = {"error": f"exit {done.returncode}"}
+        res[name] = fresh_process(args, "drift-one", name, env)
+        if "error" in res[name]:
             continue
-        res[name] = json.loads(part.read_text())
-        part.unlink()
         ph = res[name]["phases"]
         log.info("%s: plain %.1f fresh, %.1f after speculation, %.1f after clear_cache (tok/s, medians)", name,
                  ph["plain_fresh"]["median"], ph["plain_after_speculation"]["median"],
@@ -212,16 +219,10 @@ def server(args) -> dict:
     from funasr_qwen4b.app.bench_stages import machine
 
     res = {"machine": machine()}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     for name, mode, env in SERVER_RUNS:
-        part = Path(args.out) / f".visits_{name}.json"
-        cmd = [sys.executable, __file__, "visits-one", "--out", str(part), "--mode", mode, "--blocks", str(args.blocks)]
-        done = subprocess.run([*cmd, *(["--quick"] if args.quick else [])], env={**os.environ, **env}, check=False)
-        if done.returncode:
-            res[name] = {"error": f"exit {done.returncode}"}
+        res[name] = {**fresh_process(args, "visits-one", name, env, "--mode", mode), "env": env}
+        if "error" in res[name]:
             continue
-        res[name] = {**json.loads(part.read_text()), "env": env}
-        part.unlink()
         sec = res[name]["seconds"]
         res[name]["median_s"] = {v: statistics.median(t) for v, t in sec.items()}
         res[name]["max_s"] = {v: max(t) for v, t in sec.items()}

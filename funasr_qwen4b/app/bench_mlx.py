@@ -137,11 +137,10 @@ def greedy_continuation(llm, embeds, tokens: int):
         mx.synchronize()  # a pass in flight is speculation's time, not the draft's
         cache, logits = llm.prefill(embeds)
         out = list(prefix)
-        for tok in prefix:
-            logits = llm.model(mx.array([[tok]], dtype=mx.uint32), cache)[0]
-        while len(out) < tokens:
-            out.append(greedy(logits)[-1])
-            logits = llm.model(mx.array([[out[-1]]], dtype=mx.uint32), cache)[0]
+        for k in range(tokens - 1):  # the pass after the last id would decide nothing
+            logits = llm.model(mx.array([[out[k]]], dtype=mx.uint32), cache)[0]
+            if k + 1 == len(out):
+                out.append(greedy(logits)[-1])
         return out
     return continue_from
 
