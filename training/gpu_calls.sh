@@ -31,6 +31,9 @@ use_stage() {  # the staged wheels and espeak-ng (installed into /tmp/fq-stage o
     if [ -n "$stage" ]; then
         [ -x /tmp/fq-stage/bin/espeak-ng ] || bash "$stage/setup.sh"
         export PATH=/tmp/fq-stage/bin:$PATH PYTHONPATH=/tmp/fq-stage/site:$PWD
+        # the package as pyproject lays it out (funasr_qwen4b.reference is ./reference), uninstalled
+        repo=$PWD
+        . benchmarks/gpu_shim.sh
         args+=(--funasr-modules-only)
     fi
     # shellcheck disable=SC2206  # TRAIN_ARGS is a list of words
@@ -52,6 +55,7 @@ case $call in
         "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - 90)))" \
             2>&1 | tee "$OUT/train2.log"
     elif [ -d "$run" ]; then
+        use_stage
         echo "call 1 finished the schedule: packing $run" | tee "$OUT/train2.log"
     else
         echo "call 2: neither a checkpoint ($work/checkpoint.pt) nor a model ($run) is here: this is not the machine" \
