@@ -31,8 +31,10 @@ use_stage() {  # the staged wheels and espeak-ng (installed into /tmp/fq-stage o
     if [ -n "$stage" ]; then
         [ -x /tmp/fq-stage/bin/espeak-ng ] || bash "$stage/setup.sh"
         export PATH=/tmp/fq-stage/bin:$PATH PYTHONPATH=/tmp/fq-stage/site:$PWD
-        # the package as pyproject lays it out (funasr_qwen4b.reference is ./reference), uninstalled
-        repo=$PWD
+        # the package as pyproject lays it out (funasr_qwen4b.reference is ./reference), uninstalled;
+        # PYTHONSAFEPATH: `python -m` would put ./funasr_qwen4b (without those) before it
+        repo=$PWD PYTHONSAFEPATH=1
+        export PYTHONSAFEPATH
         . benchmarks/gpu_shim.sh
         args+=(--funasr-modules-only)
     fi
