@@ -1,9 +1,9 @@
 """What one LLM pass costs at 1, 2, ... new positions, measured on this machine for one model
-shape and precision (`bench --calibrate`), kept in the user's cache directory: speculation
-sizes each pass by it (`decoding.draft_size`). Keyed by the device's name and the model's
-identity (its shapes, dtype and quantization: weights' values do not change what a pass costs),
-written whole (atomic), and read leniently: a file that is unreadable or of another key is as
-none, with a warning, since calibrating again replaces it."""
+shape and precision (`bench --calibrate`, or the first speculation that finds none), kept in
+the user's cache directory: speculation sizes each pass by it (`decoding.draft_size`). Keyed by
+the device's name and the model's identity (its shapes, dtype and quantization: weights' values
+do not change what a pass costs), written whole (atomic), and read leniently: a file that is
+unreadable or of another key is as none, with a warning, since calibrating again replaces it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 
 
 CACHE_ENV = "FUNASR_QWEN4B_CACHE"
+# "off": speculation does not measure the costs where none are cached, and sizes its passes by
+# the rule without them (the whole window; one draft token after a pass that kept none)
+MEASURE_ENV = "FUNASR_QWEN4B_MEASURE_PASSES"
+FIRST_USE_BLOCKS = 3  # enough for a median; `bench --calibrate --reps N` measures with more
+
+
+def measure_on_first_use() -> bool:
+    return os.environ.get(MEASURE_ENV, "").strip().lower() not in ("off", "0")
 
 
 def cache_dir() -> Path:
@@ -56,7 +64,7 @@ def load(device: str, identity: dict) -> list[float] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("%s: unreadable pass costs (%s); speculation uses its rule without them until "
-                    "`funasr-qwen4b bench --calibrate` measures them again", path, e)
+        log.warning("%s: unreadable pass costs (%s); the next speculation measures them again and replaces "
+                    "it (or `funasr-qwen4b bench --calibrate`)", path, e)
         return None
     return [float(s) for s in seconds]

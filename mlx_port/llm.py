@@ -46,8 +46,9 @@ class Qwen3:
     def __init__(self, model):
         self.model = model
         fold_batches(model)
-        # Seconds of one pass over 1, 2, ... new positions on this machine (`bench --calibrate`),
-        # looked up in the user's cache on the first speculation; () where none are measured.
+        # Seconds of one pass over 1, 2, ... new positions on this machine, looked up in the
+        # user's cache on the first speculation and measured there where none are cached
+        # (`costs`); () where none are to be measured.
         self.pass_costs: list[float] | tuple | None = None
 
     @classmethod
@@ -73,11 +74,45 @@ class Qwen3:
         quant = sorted({(m.bits, m.group_size) for _, m in self.model.named_modules() if hasattr(m, "bits")})
         return {**shape, "dtype": str(self.dtype), "quantized": [list(q) for q in quant]}
 
-    def costs(self) -> list[float] | tuple:
-        """The measured pass costs for this machine and model, or () where none are cached."""
+    def costs(self, positions: int) -> list[float] | tuple:
+        """This machine's pass costs for this model at 1..`positions` new positions: the cached
+        ones (`bench --calibrate`, or an earlier first use), else measured now, once, and cached
+        (`measure_pass_costs`, a few seconds); () where the user turned that off
+        (pass_costs.measure_on_first_use)."""
         if self.pass_costs is None:
-            self.pass_costs = pass_costs.load(device_name(), self.identity()) or ()
+            device, identity = device_name(), self.identity()
+            self.pass_costs = pass_costs.load(device, identity) or ()
+            if not self.pass_costs and pass_costs.measure_on_first_use():
+                pass_costs.log.info("measuring what one pass costs at 1..%d positions on %s (once for this "
+                                    "model; %s=off skips it)", positions, device, pass_costs.MEASURE_ENV)
+                blocks = pass_costs.FIRST_USE_BLOCKS
+                self.pass_costs = self.measure_pass_costs(positions, blocks)
+                pass_costs.save(device, identity, self.pass_costs, context=self.calibration_context, blocks=blocks)
         return self.pass_costs
+
+    # cache positions before a measured pass: a 10 s clip's prompt and some text
+    calibration_context = 200
+
+    def measure_pass_costs(self, positions: int, blocks: int, warmup: int = 1) -> list[float]:
+        """Seconds of one pass over 1..`positions` new positions, as speculation runs it (k new
+        positions on a `calibration_context`-position cache and the argmax of each, then trimmed
+        away again): every size once a block, in turn (reversed on every other block, so that a
+        drifting clock favours none), after `warmup` untimed rounds; each size's median over blocks."""
+        import time
+
+        cache = make_prompt_cache(self.model)
+        mx.eval(self.model(mx.zeros((1, self.calibration_context), dtype=mx.int32), cache))
+        sizes = list(range(1, positions + 1))
+        seconds: dict[int, list[float]] = {k: [] for k in sizes}
+        for i in range(warmup + blocks):
+            for k in sizes if i % 2 == 0 else sizes[::-1]:
+                x = mx.ones((1, k), dtype=mx.uint32)
+                t = time.perf_counter()
+                mx.eval(greedy_ids(self.model(x, cache)[0]))
+                if i >= warmup:
+                    seconds[k].append(time.perf_counter() - t)
+                trim_prompt_cache(cache, k)
+        return [float(np.median(seconds[k])) for k in sizes]
 
     def embed(self, ids: list[int]) -> mx.array:
         """[len(ids), hidden]"""
@@ -201,7 +236,7 @@ class Qwen3:
             mx.async_eval(preds)
             return preds
 
-        costs, acceptance = self.costs(), Acceptance()
+        costs, acceptance = self.costs(window + 1), Acceptance()
 
         def size(missed_all: bool) -> int:
             if costs:

@@ -132,8 +132,37 @@ def test_calibrate_stores_what_speculation_finds(tiny, full_bundle, tmp_path, mo
     assert len(c["seconds"]) == 5 and all(s > 0 for s in c["seconds"]) and c["blocks"] == 2
     assert c["cache_file"].startswith(str(tmp_path / "funasr-qwen4b"))
     fresh = Qwen3.load(full_bundle / "llm")  # a later load looks the curve up on first use
-    assert fresh.pass_costs is None and fresh.costs() == c["seconds"]
+    assert fresh.pass_costs is None and fresh.costs(5) == c["seconds"]
     assert "| 5 |" in bench_calibrate.to_markdown(rep)
     other = tmp_path / "other"
     monkeypatch.setenv("XDG_CACHE_HOME", str(other))
-    assert Qwen3.load(full_bundle / "llm").costs() == ()  # none measured here
+    assert Qwen3.load(full_bundle / "llm").costs(5) == ()  # none measured here (and none on first use)
+
+
+def test_the_first_speculation_without_costs_measures_and_stores_them(tiny, tmp_path, monkeypatch, caplog):
+    """Where no costs are cached, the first speculation measures them (1..window + 1 positions),
+    stores them for this device and model, and decodes plain greedy's ids; a later load of the
+    same model finds them and measures nothing."""
+    from funasr_qwen4b.mlx_port.llm import Qwen3, device_name
+
+    pipe, embeds, plain = tiny
+    monkeypatch.setenv(pass_costs.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(pass_costs.MEASURE_ENV)
+    fresh = Qwen3(pipe.llm.model)
+    with caplog.at_level(logging.INFO, logger=pass_costs.__name__):
+        ids = [tok for tok, _ in fresh.tokens(embeds, DecodeConfig(draft_tokens=6), TOKENS,
+                                              draft=Draft(plain, pipe.setup.tokenizer), stats=DecodeStats())]
+    assert ids == plain
+    assert "measuring what one pass costs at 1..7 positions" in caplog.text
+    stored = pass_costs.load(device_name(), fresh.identity())
+    assert stored == fresh.pass_costs and len(stored) == 7 and all(s > 0 for s in stored)
+    rec = json.loads(pass_costs.path_for(device_name(), fresh.identity()).read_text(encoding="utf-8"))
+    assert rec["blocks"] == pass_costs.FIRST_USE_BLOCKS and rec["context"] == Qwen3.calibration_context
+
+    def measured(*a, **k):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(Qwen3, "measure_pass_costs", measured)
+    assert Qwen3(pipe.llm.model).costs(7) == stored
+    monkeypatch.setenv(pass_costs.MEASURE_ENV, "off")
+    monkeypatch.setenv(pass_costs.CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert Qwen3(pipe.llm.model).costs(7) == ()  # turned off: the rule without costs
