@@ -87,7 +87,12 @@ class Qwen3:
                                     "model; %s=off skips it)", positions, device, pass_costs.MEASURE_ENV)
                 blocks = pass_costs.FIRST_USE_BLOCKS
                 self.pass_costs = self.measure_pass_costs(positions, blocks)
-                pass_costs.save(device, identity, self.pass_costs, context=self.calibration_context, blocks=blocks)
+                try:
+                    pass_costs.save(device, identity, self.pass_costs, context=self.calibration_context,
+                                    blocks=blocks)
+                except OSError as e:  # a cache we cannot write costs a measurement per load, not the run
+                    pass_costs.log.warning("pass costs not stored (%s): measured again on the next load; "
+                                           "set %s to a writable folder", e, pass_costs.CACHE_ENV)
         return self.pass_costs
 
     # cache positions before a measured pass: a 10 s clip's prompt and some text

@@ -166,3 +166,16 @@ def test_the_first_speculation_without_costs_measures_and_stores_them(tiny, tmp_
     monkeypatch.setenv(pass_costs.MEASURE_ENV, "off")
     monkeypatch.setenv(pass_costs.CACHE_ENV, str(tmp_path / "elsewhere"))
     assert Qwen3(pipe.llm.model).costs(7) == ()  # turned off: the rule without costs
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tiny, tmp_path, monkeypatch, caplog):
+    from funasr_qwen4b.mlx_port.llm import Qwen3
+
+    pipe, _, _ = tiny
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(pass_costs.CACHE_ENV, str(tmp_path / "a-file"))  # a file where the folder should be
+    monkeypatch.delenv(pass_costs.MEASURE_ENV)
+    with caplog.at_level(logging.WARNING, logger=pass_costs.__name__):
+        costs = Qwen3(pipe.llm.model).costs(3)
+    assert len(costs) == 3 and all(s > 0 for s in costs)
+    assert "pass costs not stored" in caplog.text and pass_costs.CACHE_ENV in caplog.text
