@@ -4,6 +4,7 @@ audio rows passed as `input_embeddings`. The twin of reference/llm.py."""
 from __future__ import annotations
 
 import collections
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -42,6 +43,8 @@ class Qwen3:
     # at each token with probability p keeps all k with about p^k: at the demonstration
     # model's per-token rate, that is likely enough up to 3.
     bet_tokens = 3
+    # Cache positions before a pass whose cost is measured: a 10 s clip's prompt and some text.
+    calibration_context = 200
 
     def __init__(self, model):
         self.model = model
@@ -95,16 +98,11 @@ class Qwen3:
                                            "set %s to a writable folder", e, pass_costs.CACHE_ENV)
         return self.pass_costs
 
-    # cache positions before a measured pass: a 10 s clip's prompt and some text
-    calibration_context = 200
-
     def measure_pass_costs(self, positions: int, blocks: int, warmup: int = 1) -> list[float]:
         """Seconds of one pass over 1..`positions` new positions, as speculation runs it (k new
         positions on a `calibration_context`-position cache and the argmax of each, then trimmed
         away again): every size once a block, in turn (reversed on every other block, so that a
         drifting clock favours none), after `warmup` untimed rounds; each size's median over blocks."""
-        import time
-
         cache = make_prompt_cache(self.model)
         mx.eval(self.model(mx.zeros((1, self.calibration_context), dtype=mx.int32), cache))
         sizes = list(range(1, positions + 1))
