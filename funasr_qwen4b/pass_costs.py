@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .atomic import write_json_atomic
@@ -68,3 +69,22 @@ def load(device: str, identity: dict) -> list[float] | None:
                     "it (or `funasr-qwen4b bench --calibrate`)", path, e)
         return None
     return [float(s) for s in seconds]
+
+
+def cached_or_measured(device: str, identity: dict, positions: int, context: int,
+                       measure: Callable[[int], list[float]]) -> list[float] | tuple:
+    """The cached costs, else `measure(FIRST_USE_BLOCKS)`'s (1..`positions`), stored; () where
+    none are cached and measuring on first use is off. A cache folder that cannot be written
+    costs a warning (and a measurement on the next load), not the run."""
+    seconds = load(device, identity)
+    if seconds or not measure_on_first_use():
+        return seconds or ()
+    log.info("measuring what one pass costs at 1..%d positions on %s (once for this model; %s=off skips it)",
+             positions, device, MEASURE_ENV)
+    seconds = measure(FIRST_USE_BLOCKS)
+    try:
+        save(device, identity, seconds, context=context, blocks=FIRST_USE_BLOCKS)
+    except OSError as e:
+        log.warning("pass costs not stored (%s): measured again on the next load; set %s to a writable folder",
+                    e, CACHE_ENV)
+    return seconds

@@ -83,19 +83,9 @@ class Qwen3:
         (`measure_pass_costs`, a few seconds); () where the user turned that off
         (pass_costs.measure_on_first_use)."""
         if self.pass_costs is None:
-            device, identity = device_name(), self.identity()
-            self.pass_costs = pass_costs.load(device, identity) or ()
-            if not self.pass_costs and pass_costs.measure_on_first_use():
-                pass_costs.log.info("measuring what one pass costs at 1..%d positions on %s (once for this "
-                                    "model; %s=off skips it)", positions, device, pass_costs.MEASURE_ENV)
-                blocks = pass_costs.FIRST_USE_BLOCKS
-                self.pass_costs = self.measure_pass_costs(positions, blocks)
-                try:
-                    pass_costs.save(device, identity, self.pass_costs, context=self.calibration_context,
-                                    blocks=blocks)
-                except OSError as e:  # a cache we cannot write costs a measurement per load, not the run
-                    pass_costs.log.warning("pass costs not stored (%s): measured again on the next load; "
-                                           "set %s to a writable folder", e, pass_costs.CACHE_ENV)
+            self.pass_costs = pass_costs.cached_or_measured(
+                device_name(), self.identity(), positions, self.calibration_context,
+                lambda blocks: self.measure_pass_costs(positions, blocks))
         return self.pass_costs
 
     def measure_pass_costs(self, positions: int, blocks: int, warmup: int = 1) -> list[float]:
