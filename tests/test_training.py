@@ -330,16 +330,60 @@ def test_batched_losses_match_one_utterance_at_a_time():
         ids[j, :len(x)] = torch.tensor(x)
     ctc = torch.randint(20, 190, (B, 5))
     ctc_lengths = torch.tensor([5, 3, 0, 5, 4, 1])
-    b = train.Batch(torch.randn(B, 30, 560), torch.tensor([30, 22, 17, 25, 30, 12]), torch.tensor([[0, 5, 6, 15]] * B),
+    lengths, llm_lengths = torch.tensor([30, 22, 17, 25, 30, 12]), torch.tensor([len(x) for x in llm])
+    b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
                     ctc.masked_fill(torch.arange(5)[None] >= ctc_lengths[:, None], -1), ctc_lengths,
-                    torch.randint(2, 20, (B, 4)), ids, torch.tensor([len(x) for x in llm]))
+                    torch.randint(2, 20, (B, 4)), ids, llm_lengths, lengths.clone(), ctc_lengths.clone(),
+                    llm_lengths.clone())
     with torch.no_grad():
         got = train.losses(m, b)
         enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
         audio = m.adaptor(enc, mask=torch.arange(enc.shape[1])[None] < enc_lens[:, None])
         want = _per_utterance_llm_loss(m, audio, enc_lens, llm)
+        # FunASR's own CTC module (its loop over utterances), per target token as the trainer weighs it
+        want_ctc = m.sv.ctc(enc[:, 4:], enc_lens - 4, b.ctc_targets, b.ctc_lengths) * B / ctc_lengths.sum()
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
-    assert torch.isfinite(got["ctc"]) and torch.isfinite(got["rich"])
+    assert torch.allclose(got["ctc"], want_ctc, rtol=1e-6, atol=0)
+    assert torch.isfinite(got["rich"])
+
+
+def test_ctc_loss_is_funasr_modules_with_its_gradients():
+    """The trainer's CTC loss against FunASR's CTC module on the same weights: the same value and
+    the same gradients (in training mode, empty targets included), and an utterance whose targets
+    cannot fit its frames counts zero where the module drops it."""
+    import torch
+
+    from training import train
+
+    torch.manual_seed(1)
+    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
+    m.train(True)
+    B, T = 5, 24
+    lengths, tl = torch.tensor([24, 17, 9, 20, 13]), torch.tensor([7, 0, 4, 11, 2])
+    targets = torch.randint(1, 200, (B, 11)).masked_fill(torch.arange(11)[None] >= tl[:, None], -1)
+    enc = torch.randn(B, T, 256, requires_grad=True)
+
+    def grads(loss):
+        m.sv.ctc.ctc_lo.zero_grad()
+        enc.grad = None
+        loss.backward()
+        return enc.grad.clone(), m.sv.ctc.ctc_lo.weight.grad.clone()
+
+    got = train.ctc_loss(m, enc, lengths, targets, tl)
+    got_grads = grads(got)
+    want = m.sv.ctc(enc, lengths, targets, tl)
+    want_grads = grads(want)
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-5, atol=1e-7)
+    impossible = tl.clone()
+    impossible[2] = 11  # 11 targets, 9 frames
+    targets_2 = torch.randint(1, 200, (B, 11)).masked_fill(torch.arange(11)[None] >= impossible[:, None], -1)
+    with torch.no_grad():
+        per = [float(train.ctc_loss(m, enc[j:j + 1], lengths[j:j + 1], targets_2[j:j + 1], impossible[j:j + 1]))
+               for j in range(B)]
+        assert per[2] == 0.0
+        assert float(train.ctc_loss(m, enc, lengths, targets_2, impossible)) == pytest.approx(sum(per) / B, rel=1e-6)
 
 
 @needs_espeak
@@ -461,7 +505,9 @@ def test_batches_gather_what_padding_built(tmp_path):
     for ks, b in ex.batches(random.Random(3), 6, 4, (shift, scale)):
         T = int(frames[ks].max())
         assert b.feats.dtype == torch.float32 and b.feats.shape == (len(ks), T, 560)
-        assert b.lengths.tolist() == frames[ks].tolist()
+        assert b.lengths.tolist() == b.host_lengths.tolist() == frames[ks].tolist()
+        assert b.host_lengths.device.type == "cpu" and torch.equal(b.host_ctc_lengths, b.ctc_lengths.cpu())
+        assert torch.equal(b.host_llm_lengths, b.llm_lengths.cpu())
         for j, k in enumerate(ks):
             seen.append(k)
             it = train_items[order[k]]
