@@ -75,8 +75,8 @@ class Settings:
     early_share: float = 1 / 3  # of the clips, made before training starts (training/features.py)
     early_epochs: int = 24  # over those, while the others are made (about as long as making them takes)
     epochs: int = 18  # then over all
-    # A step costs its operations' dispatch, nearly whatever the batch (training/RUN.md): 512 sees
-    # twice the examples of 256 in the same steps and minutes; lr is 256's 1.5e-3 times about √2.
+    # A step waits on its operator calls, not the batch's arithmetic (training/RUN.md): 512 sees
+    # twice the examples of 256 in about the same minutes; lr is 256's 1.5e-3 times about √2.
     batch_size: int = 512
     lr: float = 2e-3
     warmup_steps: int = 1000
