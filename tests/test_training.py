@@ -333,8 +333,7 @@ def test_batched_losses_match_one_utterance_at_a_time():
     lengths, llm_lengths = torch.tensor([30, 22, 17, 25, 30, 12]), torch.tensor([len(x) for x in llm])
     b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
                     ctc.masked_fill(torch.arange(5)[None] >= ctc_lengths[:, None], -1), ctc_lengths,
-                    torch.randint(2, 20, (B, 4)), ids, llm_lengths, lengths.clone(), ctc_lengths.clone(),
-                    llm_lengths.clone())
+                    torch.randint(2, 20, (B, 4)), ids, llm_lengths, lengths.clone(), llm_lengths.clone())
     with torch.no_grad():
         got = train.losses(m, b)
         enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
@@ -506,7 +505,7 @@ def test_batches_gather_what_padding_built(tmp_path):
         T = int(frames[ks].max())
         assert b.feats.dtype == torch.float32 and b.feats.shape == (len(ks), T, 560)
         assert b.lengths.tolist() == b.host_lengths.tolist() == frames[ks].tolist()
-        assert b.host_lengths.device.type == "cpu" and torch.equal(b.host_ctc_lengths, b.ctc_lengths.cpu())
+        assert b.host_lengths.device.type == b.ctc_lengths.device.type == "cpu"
         assert torch.equal(b.host_llm_lengths, b.llm_lengths.cpu())
         for j, k in enumerate(ks):
             seen.append(k)

@@ -152,14 +152,13 @@ class Batch:
     lengths: object  # [B]
     query: object  # [B, 4] query ids
     ctc_targets: object  # [B, U] padded with -1
-    ctc_lengths: object
+    ctc_lengths: object  # [B], on the host (as host_lengths)
     tags: object  # [B, 4] CTC-vocabulary ids of the tag frames
     llm_ids: object  # [B, L]: transcript ids + <|im_end|>, padded with 0
     llm_lengths: object  # [B]
-    # lengths and llm_lengths again, and ctc_lengths, on the host: what a step sizes by them is
-    # read there, so the host never waits for the device mid-step
+    # lengths and llm_lengths again, on the host: what a step sizes by them is read there, so the
+    # host never waits for the device mid-step
     host_lengths: object
-    host_ctc_lengths: object
     host_llm_lengths: object
 
 
@@ -182,8 +181,8 @@ def losses(m: DemoModel, b: Batch) -> dict:
 
     speech = torch.cat((m.sv.embed(b.query), b.feats), dim=1)
     enc, enc_lens = m.sv.encoder(speech, b.lengths + 4)
-    ctc = ctc_loss(m, enc[:, 4:], b.host_lengths, b.ctc_targets, b.host_ctc_lengths)
-    ctc = ctc * len(b.ctc_lengths) / max(1, int(b.host_ctc_lengths.sum()))  # per token, like the LLM's loss
+    ctc = ctc_loss(m, enc[:, 4:], b.host_lengths, b.ctc_targets, b.ctc_lengths)
+    ctc = ctc * len(b.ctc_lengths) / max(1, int(b.ctc_lengths.sum()))  # per token, like the LLM's loss
     tag_logits = m.sv.ctc.ctc_lo(enc[:, :4])
     rich = F.cross_entropy(tag_logits.reshape(-1, tag_logits.shape[-1]), b.tags.reshape(-1))
 
@@ -234,7 +233,6 @@ class Examples:
             return torch.from_numpy(t).to(device), np.array([len(r) for r in rows], np.int64)
 
         (self.ctc, self.ctc_len), (self.llm, self.llm_len) = table(ctc, -1), table(llm, 0)
-        self.ctc_len_dev = torch.from_numpy(self.ctc_len).to(device)
         self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
         self.tags = torch.tensor(tags, dtype=torch.long, device=device)
         self.feats, self.frames = None, np.zeros(0, np.int64)
@@ -279,9 +277,9 @@ class Examples:
             rows = self.first_dev[k][:, None] + torch.minimum(pos[None], lengths[:, None] - 1)
             x = (self.feats[rows].float() + shift) * scale * (pos[None, :, None] < lengths[:, None, None])
             yield idx, Batch(x, lengths, query_dev[start:start + len(c)],
-                        self.ctc[k][:, :int(self.ctc_len[idx].max())], self.ctc_len_dev[k], self.tags[k],
-                        self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k],
-                        *(torch.from_numpy(v[idx]) for v in (self.frames, self.ctc_len, self.llm_len)))
+                        self.ctc[k][:, :int(self.ctc_len[idx].max())], torch.from_numpy(self.ctc_len[idx]),
+                        self.tags[k], self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k],
+                        torch.from_numpy(self.frames[idx]), torch.from_numpy(self.llm_len[idx]))
             start += len(c)
 
 
