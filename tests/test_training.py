@@ -227,6 +227,32 @@ def test_spec_augment_masks_the_same_bins_in_every_stacked_frame():
     assert train.spec_augment(train.Settings(spec_freq_width=0, spec_time_width=0)) is None
 
 
+@pytest.mark.parametrize("freq, time, frames", [(20, 5, 40), (20, 5, 9), (20, 0, 30), (0, 5, 30), (3, 40, 60)])
+def test_spec_augment_drawn_on_the_host_is_funasrs(freq, time, frames):
+    """The trainer's SpecAugLFR draws on the CPU what FunASR's draws on the features' device: on
+    the CPU the masked features are FunASR's bit for bit, seed for seed (short clips too, where
+    FunASR bounds the positions by 1)."""
+    import torch
+    from funasr.models.specaug.specaug import SpecAugLFR
+
+    from training.specaug import SpecAugLFR as HostDrawn
+
+    funasr_aug = SpecAugLFR(apply_time_warp=False, apply_freq_mask=freq > 0, freq_mask_width_range=(0, freq),
+                            num_freq_mask=1, lfr_rate=6, apply_time_mask=time > 0,
+                            time_mask_width_range=(0, time), num_time_mask=1)
+    ours = HostDrawn(freq, time, lfr_rate=6)
+    x = torch.randn(16, frames, 560)
+    masked = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        want, _ = funasr_aug(x.clone(), torch.full((16,), frames))
+        torch.manual_seed(seed)
+        got, _ = ours(x.clone(), torch.full((16,), frames))
+        assert torch.equal(got, want), seed
+        masked += int((got == 0).sum())
+    assert masked > 0
+
+
 def test_committed_heldout_sets_follow_the_recipe():
     """The committed manifests are what the recipe draws (texts, speakers, sounds), so the
     training script and the test sets cannot drift apart."""
@@ -538,6 +564,18 @@ def test_schedule_counts_early_and_whole_epochs():
     assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr
 
 
+def test_fitted_schedule_counts_what_fits():
+    """73500 early clips are 144 steps of 512, 220500 are 431; after 288 steps, 775 s at 0.12 s a
+    step are 6458 steps: 3168 finish the 24 early epochs, 7 epochs over all take 3017 of the
+    other 3290 (8 would take 3448). Too little time still trains one epoch over all."""
+    from training import train
+
+    s = train.Settings()
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775) == 7
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775 + 0.12 * 158) == 8
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 100) == 1
+
+
 # The trainer's dimensions, shrunk for a CPU: the schedule, data, checkpoint and resume are the real ones.
 _TINY = ("import sys, training.train as t; "
          "t.ENCODER.update(output_size=64, attention_heads=2, linear_units=128, num_blocks=2, kernel_size=5); "
@@ -595,11 +633,20 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     for f in ("sensevoice/am.mvn", "qwen3/tokenizer.json", "sensevoice/config.yaml"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
+    # Fitted to a time too short for more: one epoch over all, decided after the second epoch,
+    # which (like the first) trains as in the recipe's schedule.
+    c = tmp_path / "c"
+    r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 epochs over all clips (the recipe's 2)" in r.stderr
+    lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
+    assert lc["settings"]["epochs"] == 1 and strip(lc["history"]) == strip(la["history"])[:2]
+
 
 def test_resume_refuses_what_it_cannot_do(tmp_path):
     from training import train
 
     with pytest.raises(SystemExit, match="no checkpoint at"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
-    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --fit-minutes, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])

@@ -306,15 +306,13 @@ def load_tokenizers(model_dir: Path):
 
 
 def spec_augment(s: Settings):
-    """FunASR's SpecAugLFR as Settings asks for it, or None when both masks are off."""
+    """FunASR's SpecAugLFR as Settings asks for it (training/specaug.py: drawn on the host), or
+    None when both masks are off."""
     if not (s.spec_freq_width or s.spec_time_width):
         return None
-    from funasr.models.specaug.specaug import SpecAugLFR
+    from .specaug import SpecAugLFR
 
-    return SpecAugLFR(apply_time_warp=False, apply_freq_mask=s.spec_freq_width > 0,
-                      freq_mask_width_range=(0, s.spec_freq_width), num_freq_mask=1, lfr_rate=6,
-                      apply_time_mask=s.spec_time_width > 0, time_mask_width_range=(0, s.spec_time_width),
-                      num_time_mask=1)
+    return SpecAugLFR(s.spec_freq_width, s.spec_time_width, lfr_rate=6)
 
 
 def cosine_lr(step: int, total: int, s: Settings) -> float:
@@ -360,6 +358,22 @@ class Limits:
     pause_minutes: float | None = None  # checkpoint and exit at the last epoch boundary before this
     pause_epochs: int | None = None  # checkpoint and exit once this many epochs (of the whole schedule) are done
     max_minutes: float | None = None  # write the model (and a checkpoint) at the last epoch boundary before this
+    # a fresh run only: size the epochs over all clips so that training ends this many minutes after
+    # the process started (see fit_epochs)
+    fit_minutes: float | None = None
+
+
+FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second's rate decides
+
+
+def fit_epochs(s: Settings, early_clips: int, all_clips: int, done_steps: int, seconds_per_step: float,
+               seconds_left: float) -> int:
+    """How many epochs over all clips fit in `seconds_left` at `seconds_per_step`, after the rest of
+    the early epochs (the steps done are `done_steps`); at least 1. Chosen during the learning
+    rate's warm-up, the cosine then ends where the time does, where --max-minutes would cut it."""
+    early, every = math.ceil(early_clips / s.batch_size), math.ceil(all_clips / s.batch_size)
+    left = seconds_left / seconds_per_step - (s.early_epochs * early - done_steps)
+    return max(1, int(left // every))
 
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
@@ -491,7 +505,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             return summary
 
         trained, trained_steps = 0.0, 0
-        for epoch in range(done, len(sizes)):
+        epoch = done - 1
+        while (epoch := epoch + 1) < len(sizes):  # fit_minutes may change len(sizes)
             if sizes[epoch] > ex.loaded:
                 t_wait = time.time()
                 if background is not None:
@@ -526,6 +541,16 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             log.info(json.dumps(row))
             if not all(map(math.isfinite, means)):
                 raise FloatingPointError(f"epoch {epoch + 1}: a loss is not finite ({row}); the run is lost")
+            if limits.fit_minutes is not None and not resume and epoch + 1 == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
+                fitted = fit_epochs(s, len(parts[0]), len(train), step, seconds / steps[epoch],
+                                    60 * limits.fit_minutes - (time.time() - t0))
+                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / steps[epoch]:.3f} s a step: "
+                         f"{fitted} epochs over all clips (the recipe's {s.epochs})"
+                         + ("" if step <= s.warmup_steps else "; the warm-up was over, so the learning rate jumps"))
+                s = replace(s, epochs=fitted)
+                sizes = s.epoch_clips(len(parts[0]), len(train))
+                steps = [math.ceil(k / s.batch_size) for k in sizes]
+                total = sum(steps)
             if epoch + 1 == len(sizes):
                 break
             elapsed, next_epoch = time.time() - t0, trained / trained_steps * steps[epoch + 1]
@@ -563,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause-after-epochs", type=int, help="checkpoint and exit once this many epochs are done")
     ap.add_argument("--max-minutes", type=float,
                     help="write the model at the last epoch boundary before this much wall time, keeping a checkpoint")
+    ap.add_argument("--fit-minutes", type=float,
+                    help="size the epochs over all clips (instead of --epochs) so that the training of the whole "
+                         "schedule, over this call and the resuming ones, ends this many minutes after this "
+                         f"process starts, at the rate of epoch {FIT_AFTER_EPOCHS} (decided then; the checkpoint "
+                         "keeps the choice)")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -581,9 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {out} exists; give a new --out directory")
     resume = None
     if args.resume:
-        if args.seed is not None or args.epochs is not None or args.quick or args.work:
+        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.fit_minutes:
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
-                     "drop --seed, --epochs, --quick and --work")
+                     "drop --seed, --epochs, --fit-minutes, --quick and --work")
         try:
             resume = read_checkpoint(Path(args.resume))
             s = Settings.from_dict(resume["settings"])
@@ -608,7 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes)
+    if args.fit_minutes is not None and args.epochs is not None:
+        sys.exit("error: --fit-minutes chooses the epochs over all clips; drop --epochs")
+    limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes)
     summary = run(out, work, s, device, args.workers, cache_dir=cache_dir, resume=resume, limits=limits,
                   funasr_modules_only=args.funasr_modules_only, t0=t0)
     if summary is None or args.no_eval:
