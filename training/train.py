@@ -198,11 +198,17 @@ def losses(m: DemoModel, b: Batch) -> dict:
     is_text = (pos >= a) & (pos < a + n_ids - 1)
     inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
                          torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
-    labels = torch.gather(b.llm_ids, 1, (pos - a + 1).clamp(0, last))
-    labels = labels.masked_fill((pos < a - 1) | (pos >= a - 1 + n_ids), -100)
     mask = (pos < a + n_ids - 1).long()
-    logits = m.llm(inputs_embeds=inputs, attention_mask=mask).logits
-    llm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+    # The LM head and its softmax at the labelled positions only (row i's transcript: from a_i - 1,
+    # llm_ids[i, j] at a_i - 1 + j): a small share of the rows, and the largest product of the step.
+    # Their count is known on the host, so the indices are built without a wait on the device.
+    count = int(b.host_llm_lengths.sum())
+    row = torch.repeat_interleave(torch.arange(len(b.host_llm_lengths), device=enc.device), b.llm_lengths,
+                                  output_size=count)
+    j = torch.arange(count, device=enc.device) - (torch.cumsum(b.llm_lengths, 0) - b.llm_lengths)[row]
+    logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
+    llm = F.cross_entropy(logits, b.llm_ids[row, j])
     return {"ctc": ctc, "rich": rich, "llm": llm}
 
 
