@@ -28,7 +28,10 @@ work directory (OUT.work unless --work), beside the tokenizers and the feature c
 continues the same schedule on the same data: the weights are an uninterrupted run's (bitwise
 on the CPU; tests/test_training.py). --max-minutes instead writes the model at the last epoch
 boundary that fits (the cosine is then near its end, and the log says how near) and keeps a
-checkpoint, so a later --resume can still finish the schedule.
+checkpoint, so a later --resume can still finish the schedule. Under either, an epoch that needs
+clips still being made waits for them only while it would still fit; otherwise the run stops
+there and the one that resumes makes the rest. --fit-minutes sizes the epochs over all clips to
+the time instead (fit_epochs).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import random
 import shutil
 import sys
 import time
+from concurrent import futures
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -560,13 +564,24 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             if epoch + 1 == len(sizes):
                 break
             elapsed, next_epoch = time.time() - t0, trained / trained_steps * steps[epoch + 1]
-            if limits.pause_epochs == epoch + 1 or (
-                    limits.pause_minutes is not None and elapsed + next_epoch > 60 * limits.pause_minutes):
+            ready = True
+            time_limits = [60 * x for x in (limits.pause_minutes, limits.max_minutes) if x is not None]
+            if sizes[epoch + 1] > ex.loaded and background is not None and time_limits:
+                # The next epoch needs the clips still being made: wait for them only while the
+                # epoch would still fit, else stop here (the run that resumes makes the rest).
+                limit = min(time_limits)
+                ready = not futures.wait(pending, timeout=max(0.0, limit - elapsed - next_epoch)).not_done
+                elapsed = time.time() - t0
+
+            def out_of_time(minutes: float | None) -> bool:
+                return minutes is not None and (not ready or elapsed + next_epoch > 60 * minutes)
+
+            if limits.pause_epochs == epoch + 1 or out_of_time(limits.pause_minutes):
                 stop(epoch + 1, write_model=False)
                 log.info(f"paused after epoch {epoch + 1} of {len(sizes)} (step {step} of {total}, {elapsed / 60:.1f} "
                          f"minutes); go on with: python -m training.train --out {out} --resume {work / CHECKPOINT}")
                 return None
-            if limits.max_minutes is not None and elapsed + next_epoch > 60 * limits.max_minutes:
+            if out_of_time(limits.max_minutes):
                 return stop(epoch + 1, write_model=True)
         return stop(len(sizes), write_model=True)
     finally:  # an error must not leave the background processes making features
