@@ -571,9 +571,19 @@ def test_fitted_schedule_counts_what_fits():
     from training import train
 
     s = train.Settings()
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775) == 7
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775 + 0.12 * 158) == 8
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 100) == 1
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775) == (24, 7)
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775 + 0.12 * 158) == (24, 8)
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 100) == (24, 1)
+    # At 0.1 s a step the rest of the early epochs take 316.8 s: clips still 300 s from made
+    # change nothing (8000 steps: 4832 after those, 11 epochs over all); 400 s leave 83.2 s, which
+    # 6 more early epochs of 14.4 s cover (30 in all; 3968 steps after them: 9 over all).
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.1, 800, making_left=300) == (24, 11)
+    assert train.fit_epochs(s, 73500, 220500, 288, 0.1, 800, making_left=400) == (30, 9)
+    # Decided after an epoch over all (1 early epoch of 5 steps, then 14): that epoch counts; 100 s
+    # at 0.29 s a step are 344.8 steps more, (14 + 344.8) // 14 = 25 epochs over all in all.
+    q = train.Settings(early_epochs=1, epochs=2, batch_size=16)
+    assert train.fit_epochs(q, 70, 210, 19, 0.29, 100) == (1, 25)
+    assert train.fit_epochs(q, 70, 210, 19, 0.29, 0) == (1, 1)
 
 
 # The trainer's dimensions, shrunk for a CPU: the schedule, data, checkpoint and resume are the real ones.
@@ -638,9 +648,10 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     c = tmp_path / "c"
     r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "1 epochs over all clips (the recipe's 2)" in r.stderr
+    assert "1 early epochs and 1 over all clips (the recipe's 1 and 2)" in r.stderr
     lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
-    assert lc["settings"]["epochs"] == 1 and strip(lc["history"]) == strip(la["history"])[:2]
+    assert (lc["settings"]["early_epochs"], lc["settings"]["epochs"]) == (1, 1)
+    assert strip(lc["history"]) == strip(la["history"])[:2]
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path):

@@ -377,13 +377,19 @@ FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second'
 
 
 def fit_epochs(s: Settings, early_clips: int, all_clips: int, done_steps: int, seconds_per_step: float,
-               seconds_left: float) -> int:
-    """How many epochs over all clips fit in `seconds_left` at `seconds_per_step`, after the rest of
-    the early epochs (the steps done are `done_steps`); at least 1. Chosen during the learning
-    rate's warm-up, the cosine then ends where the time does, where --max-minutes would cut it."""
+               seconds_left: float, making_left: float = 0.0) -> tuple[int, int]:
+    """(early epochs, epochs over all) that fit in `seconds_left` at `seconds_per_step`, the steps
+    done being `done_steps`: the early epochs are the recipe's, or more where the other clips
+    take longer to make (`making_left` seconds) than those take to train, so that no epoch waits
+    for them; then as many epochs over all as the time leaves, at least 1. Chosen during the
+    learning rate's warm-up, the cosine then ends where the time does, where --max-minutes
+    would cut it."""
     early, every = math.ceil(early_clips / s.batch_size), math.ceil(all_clips / s.batch_size)
-    left = seconds_left / seconds_per_step - (s.early_epochs * early - done_steps)
-    return max(1, int(left // every))
+    short = making_left - max(0, s.early_epochs * early - done_steps) * seconds_per_step
+    early_epochs = s.early_epochs + max(0, math.ceil(short / (early * seconds_per_step)))
+    early_left = max(0, early_epochs * early - done_steps)
+    all_done = done_steps - early_epochs * early + early_left  # steps of epochs over all already trained
+    return early_epochs, max(1, all_done // every, int((all_done + seconds_left / seconds_per_step - early_left) // every))
 
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
@@ -428,7 +434,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     background = None
     if not all_now and cache.missing(1):
         background = features.pool(max(1, workers - 2), funasr_modules_only)
-        pending = cache.submit(background, 1, train)
+        pending, t_background = cache.submit(background, 1, train), time.time()
     try:
         sp, llm_tok = load_tokenizers(model_dir)
         ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
@@ -552,12 +558,16 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             if not all(map(math.isfinite, means)):
                 raise FloatingPointError(f"epoch {epoch + 1}: a loss is not finite ({row}); the run is lost")
             if limits.fit_minutes is not None and not resume and epoch + 1 == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
-                fitted = fit_epochs(s, len(parts[0]), len(train), step, seconds / steps[epoch],
-                                    60 * limits.fit_minutes - (time.time() - t0))
-                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / steps[epoch]:.3f} s a step: "
-                         f"{fitted} epochs over all clips (the recipe's {s.epochs})"
+                # the other clips' making, at its rate so far (nothing done yet: no estimate)
+                made = sum(f.done() for f in pending) if background is not None else 0
+                making_left = (time.time() - t_background) * (len(pending) - made) / made if made else 0.0
+                early_epochs, epochs = fit_epochs(s, len(parts[0]), len(train), step, seconds / steps[epoch],
+                                                  60 * limits.fit_minutes - (time.time() - t0), making_left)
+                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / steps[epoch]:.3f} s a step, "
+                         f"the other clips made in about {making_left:.0f} s more: {early_epochs} early epochs and "
+                         f"{epochs} over all clips (the recipe's {s.early_epochs} and {s.epochs})"
                          + ("" if step <= s.warmup_steps else "; the warm-up was over, so the learning rate jumps"))
-                s = replace(s, epochs=fitted)
+                s = replace(s, early_epochs=early_epochs, epochs=epochs)
                 sizes = s.epoch_clips(len(parts[0]), len(train))
                 steps = [math.ceil(k / s.batch_size) for k in sizes]
                 total = sum(steps)
