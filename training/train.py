@@ -30,8 +30,8 @@ on the CPU; tests/test_training.py). --max-minutes instead writes the model at t
 boundary that fits (the cosine is then near its end, and the log says how near) and keeps a
 checkpoint, so a later --resume can still finish the schedule. Under either, an epoch that needs
 clips still being made waits for them only while it would still fit; otherwise the run stops
-there and the one that resumes makes the rest. --fit-minutes sizes the epochs over all clips to
-the time instead (fit_epochs).
+there and the one that resumes makes the rest. --fit-minutes sizes the schedule's epochs to the
+time instead (fit_epochs).
 """
 
 from __future__ import annotations
@@ -368,8 +368,8 @@ class Limits:
     pause_minutes: float | None = None  # checkpoint and exit at the last epoch boundary before this
     pause_epochs: int | None = None  # checkpoint and exit once this many epochs (of the whole schedule) are done
     max_minutes: float | None = None  # write the model (and a checkpoint) at the last epoch boundary before this
-    # a fresh run only: size the epochs over all clips so that training ends this many minutes after
-    # the process started (see fit_epochs)
+    # a fresh run only: size the schedule's epochs so that training ends this many minutes after the
+    # process started (see fit_epochs)
     fit_minutes: float | None = None
 
 
@@ -620,10 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float,
                     help="write the model at the last epoch boundary before this much wall time, keeping a checkpoint")
     ap.add_argument("--fit-minutes", type=float,
-                    help="size the epochs over all clips (instead of --epochs) so that the training of the whole "
-                         "schedule, over this call and the resuming ones, ends this many minutes after this "
-                         f"process starts, at the rate of epoch {FIT_AFTER_EPOCHS} (decided then; the checkpoint "
-                         "keeps the choice)")
+                    help="size the epochs over all clips (instead of --epochs), and the early ones where the "
+                         "other clips are still being made, so that the training of the whole schedule, over this "
+                         "call and the resuming ones, ends this many minutes after this process starts, at the "
+                         f"rate of epoch {FIT_AFTER_EPOCHS} (decided then; the checkpoint keeps the choice)")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -642,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {out} exists; give a new --out directory")
     resume = None
     if args.resume:
-        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.fit_minutes:
+        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.fit_minutes is not None:
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
                      "drop --seed, --epochs, --fit-minutes, --quick and --work")
         try:
