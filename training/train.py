@@ -389,7 +389,8 @@ def fit_epochs(s: Settings, early_clips: int, all_clips: int, done_steps: int, s
     early_epochs = s.early_epochs + max(0, math.ceil(short / (early * seconds_per_step)))
     early_left = max(0, early_epochs * early - done_steps)
     all_done = done_steps - early_epochs * early + early_left  # steps of epochs over all already trained
-    return early_epochs, max(1, all_done // every, int((all_done + seconds_left / seconds_per_step - early_left) // every))
+    all_steps = all_done + seconds_left / seconds_per_step - early_left
+    return early_epochs, max(1, all_done // every, int(all_steps // every))
 
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
