@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -431,7 +432,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
               "training_log.json"):
         assert (out / f).is_file(), f
     log = json.loads((out / "training_log.json").read_text(encoding="utf-8"))
-    assert [(h["epoch"], h["clips"]) for h in log["history"]] == [(1, 70), (2, 210), (3, 210)]  # a third first
+    assert [(h["epoch"], h["clips"]) for h in log["history"]] == [(1, 39), (2, 210), (3, 210)]  # 18.5 % first
     assert set(log["heldout"]) == {"zh_heldout", "en_heldout", "zh_open", "en_open"}
     assert log["heldout"]["zh_open"]["utterances"] == 4 and log["heldout"]["en_open"]["nospeech"]["clips"] == 4
     first, last = log["history"][0], log["history"][-1]
@@ -492,8 +493,13 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
         gone.unlink()
         again = features.Cache(tmp_path / "c", recipe, parts)  # a later run
         assert [p for p, _ in again.missing(1)] == [gone]
+        # what a fitted run takes at an epoch's start: the written chunks up to the first that is not
+        assert again.ready(1, 0).index.tolist() == parts[1][:4] and len(again.ready(1, 4).frames) == 0
+        with pytest.raises(ValueError, match="does not begin a chunk"):
+            again.ready(1, 2)
         for f in again.submit(pool, 1, items):
             f.result()
+        assert again.ready(1, 4).index.tolist() == parts[1][4:]
     assert np.array_equal(again.load(1).feats, whole.feats) and kept.stat().st_mtime_ns == before
     other = features.Cache(tmp_path / "c", data.Recipe(train_per_lang=11, gain_db=(-6.0, 0.0)), parts)
     assert len(other.missing(0)) == 1 and len(other.missing(1)) == 2
@@ -550,6 +556,35 @@ def test_batches_gather_what_padding_built(tmp_path):
     assert sorted(seen) == list(range(6))
 
 
+def test_examples_added_in_parts_are_the_examples_added_at_once(tmp_path):
+    """A fitted run adds the clips as they are made: the buffer sized on the first (short) ones
+    is outgrown and moved, and the batches are those of the features added at once."""
+    import torch
+
+    from training import features, train
+
+    texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]
+    items = [data.Item(f"t{i}", "zh" if ord(t[0]) > 127 else "en", t, None) for i, t in enumerate(texts)]
+    items += _quiet_items(2)
+    train.write_tokenizers(tmp_path, train.Settings(ctc_vocab=120, llm_vocab=400),
+                           [(it.text, it.lang) for it in items if it.text] * 10)
+    sp, tok = train.load_tokenizers(tmp_path)
+    order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
+    feats = np.random.default_rng(1).normal(size=(frames.sum(), 560)).astype(np.float16)
+    whole = train.Examples(items, order, sp, tok, torch.device("cpu"))
+    whole.add(features.Part(feats, frames, np.array(order), np.zeros(560), np.zeros(560)))
+    grown = train.Examples(items, order, sp, tok, torch.device("cpu"))
+    grown.add(features.Part(feats[:10], frames[:2], np.array(order[:2]), np.zeros(560), np.zeros(560)))
+    assert len(grown.feats) == 10 + math.ceil(1.05 * 5 * 4)  # room at 5 % over 5 rows a clip
+    with pytest.raises(ValueError, match="not the examples' next ones"):
+        grown.add(features.Part(feats[40:70], frames[3:4], np.array(order[3:4]), np.zeros(560), np.zeros(560)))
+    grown.add(features.Part(feats[10:], frames[2:], np.array(order[2:]), np.zeros(560), np.zeros(560)))
+    assert grown.rows == whole.rows == 130 and torch.equal(grown.feats[:130], whole.feats[:130])
+    cmvn = (torch.zeros(560), torch.ones(560))
+    for (ka, a), (kb, b) in zip(whole.batches(random.Random(5), 6, 4, cmvn), grown.batches(random.Random(5), 6, 4, cmvn)):
+        assert ka.tolist() == kb.tolist() and torch.equal(a.feats, b.feats) and torch.equal(a.llm_ids, b.llm_ids)
+
+
 def test_schedule_counts_early_and_whole_epochs():
     from training import train
 
@@ -562,28 +597,6 @@ def test_schedule_counts_early_and_whole_epochs():
     total = sum(-(-k // s.batch_size) for k in sizes)
     lrs = [train.cosine_lr(i, total, s) for i in range(total)]
     assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr
-
-
-def test_fitted_schedule_counts_what_fits():
-    """73500 early clips are 144 steps of 512, 220500 are 431; after 288 steps, 775 s at 0.12 s a
-    step are 6458 steps: 3168 finish the 24 early epochs, 7 epochs over all take 3017 of the
-    other 3290 (8 would take 3448). Too little time still trains one epoch over all."""
-    from training import train
-
-    s = train.Settings()
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775) == (24, 7)
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 775 + 0.12 * 158) == (24, 8)
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.12, 100) == (24, 1)
-    # At 0.1 s a step the rest of the early epochs take 316.8 s: clips still 300 s from made
-    # change nothing (8000 steps: 4832 after those, 11 epochs over all); 400 s leave 83.2 s, which
-    # 6 more early epochs of 14.4 s cover (30 in all; 3968 steps after them: 9 over all).
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.1, 800, making_left=300) == (24, 11)
-    assert train.fit_epochs(s, 73500, 220500, 288, 0.1, 800, making_left=400) == (30, 9)
-    # Decided after an epoch over all (1 early epoch of 5 steps, then 14): that epoch counts; 100 s
-    # at 0.29 s a step are 344.8 steps more, (14 + 344.8) // 14 = 25 epochs over all in all.
-    q = train.Settings(early_epochs=1, epochs=2, batch_size=16)
-    assert train.fit_epochs(q, 70, 210, 19, 0.29, 100) == (1, 25)
-    assert train.fit_epochs(q, 70, 210, 19, 0.29, 0) == (1, 1)
 
 
 # The trainer's dimensions, shrunk for a CPU: the schedule, data, checkpoint and resume are the real ones.
@@ -643,15 +656,37 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     for f in ("sensevoice/am.mvn", "qwen3/tokenizer.json", "sensevoice/config.yaml"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
-    # Fitted to a time too short for more: one epoch over all, decided after the second epoch,
-    # which (like the first) trains as in the recipe's schedule.
+    # Fitted to a time too short for more: the schedule ends with the second epoch, which (like
+    # the first) trains as in the recipe's schedule.
     c = tmp_path / "c"
     r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "1 early epochs and 1 over all clips (the recipe's 1 and 2)" in r.stderr
+    assert "17 steps in all (the recipe's 31)" in r.stderr
     lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
-    assert (lc["settings"]["early_epochs"], lc["settings"]["epochs"]) == (1, 1)
-    assert strip(lc["history"]) == strip(la["history"])[:2]
+    assert lc["settings"]["steps"] == 3 + 14 and strip(lc["history"]) == strip(la["history"])[:2]
+
+
+@needs_espeak
+def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
+    """Fitted after its one early epoch (the other clips still being made), each later epoch
+    takes the clips written by its start: never fewer than the last, its steps those clips' or
+    what is left of the fitted steps, which are all trained. How many clips an epoch finds
+    and how many steps fit depend on the machine's speed; what holds for any speed is asserted."""
+    script = _TINY.replace("sys.exit(", "t.FIT_AFTER_EPOCHS = 1; sys.exit(")
+    c = tmp_path / "c"
+    r = subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval", "--out",
+                        str(c), "--quick", "--fit-minutes", "1"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=HANG_S)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
+    h, total = lc["history"], lc["settings"]["steps"]
+    assert h[0]["clips"] == 39 and "steps" not in h[0]  # the first share of 210: 3 steps of 16
+    later = h[1:]
+    assert all(39 <= a["clips"] <= b["clips"] <= 210 for a, b in zip(later, later[1:] + [{"clips": 210}]))
+    assert 3 + sum(row["steps"] for row in later) == total
+    assert all(row["steps"] == math.ceil(row["clips"] / 16) for row in later[:-1])
+    assert later == [] or 0 < later[-1]["steps"] <= math.ceil(later[-1]["clips"] / 16)
+    assert lc["settings"]["early_epochs"] == 1 and not (tmp_path / "c.work" / "checkpoint.pt").exists()
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path):

@@ -48,7 +48,9 @@ class Recipe:
     """Everything that decides the data; stored in the checkpoint's config."""
 
     seed: int = 20261124
-    train_per_lang: int = 105000  # speech utterances
+    # speech utterances: about what a GPU machine's CPUs make during a fitted run's two calls
+    # (training/RUN.md); a fitted run trains on those made by each epoch's start
+    train_per_lang: int = 190000
     heldout_per_lang: int = 50
     open_per_lang: int = 60
     open_nospeech: int = 7  # non-speech clips per open set: one of each kind

@@ -8,8 +8,8 @@ half the memory and disk of float32, and the rounding (under 0.01 on log-mel val
 -16 to 16) is the same in every run, fresh or from the cache.
 
 The clips are shuffled (seeded) and split in two parts: the first is made before training
-starts, the second by fewer workers while training runs its first epochs on the first
-(`train.Settings.early_epochs`). Each part is stored as chunk files of up to CHUNK clips, each
+starts, the second by fewer workers while training runs (the trainer takes its chunks as they
+are written, or all at once). Each part is stored as chunk files of up to CHUNK clips, each
 written whole by the worker that made it (written under a temporary name, then renamed), so an
 interrupted cache is completed, not made again:
 
@@ -22,6 +22,7 @@ interrupted cache is completed, not made again:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import multiprocessing
@@ -131,8 +132,19 @@ class Cache:
 
     def load(self, part: int) -> Part:
         """The part's chunks, in order (every one must exist)."""
+        return self._read(self.chunks(part))
+
+    def ready(self, part: int, start: int) -> Part:
+        """The part's chunks from its clip `start` (a chunk's first) that are written, in order,
+        up to the first that is not (yet)."""
+        if start % CHUNK:
+            raise ValueError(f"clip {start} does not begin a chunk of {CHUNK}")
+        chunks = list(itertools.takewhile(lambda c: c[0].is_file(), self.chunks(part)[start // CHUNK:]))
+        return self._read(chunks)
+
+    def _read(self, chunks: list[tuple[Path, list[int]]]) -> Part:
         feats, frames, index, s1, s2 = [], [], [], np.zeros(DIM), np.zeros(DIM)
-        for path, clips in self.chunks(part):
+        for path, clips in chunks:
             with np.load(path) as z:
                 if z["index"].tolist() != clips:
                     raise ValueError(f"{path} holds other clips than this recipe's layout; remove {self.root}")

@@ -13,9 +13,9 @@
 #   RUN_DIR       the model directory (/tmp/demo); the trainer's work directory is RUN_DIR.work
 #   CALL_SECONDS  when this call's trainer must have ended, in seconds from this script's start (570)
 #   FIT_MINUTES   call 1: the training of both calls, in minutes from the trainer's start, that the
-#                 epochs are fitted to (default: what is left of two calls of CALL_SECONDS when it
-#                 starts, less call 2's 60 s of packing and scoring, its 45 s of loading and 45 s for
-#                 an epoch's rounding); empty: the recipe's epochs
+#                 steps are fitted to (default: what is left of two calls of CALL_SECONDS when it
+#                 starts, less call 2's 60 s of packing and scoring, its 75 s of loading and 45 s for
+#                 loading clips at the epochs' starts); empty: the recipe's epochs
 #   STAGE         training/stage_gpu.sh's directory (build/gpu-stage); empty: use PYTHON as it is
 #   PYTHON        python3
 #   TRAIN_ARGS    more arguments for training.train (a CPU rehearsal: call 1 "--quick --workers 2",
@@ -51,7 +51,7 @@ case $call in
 1)
     use_stage
     rm -rf "$run"
-    fit=${FIT_MINUTES-$(minutes_left $((2 * budget - reserve - 90)))}
+    fit=${FIT_MINUTES-$(minutes_left $((2 * budget - reserve - 120)))}
     [ -n "$fit" ] && args+=(--fit-minutes "$fit")
     "$py" -m training.train "${args[@]}" --pause-after-minutes "$(minutes_left "$budget")" 2>&1 | tee "$OUT/train1.log"
     { echo "----- after call 1 ($SECONDS s)"; ls -la "$work"; du -sh "$work/data"; df -h /tmp; } >> "$OUT/train1.log" 2>&1

@@ -18,25 +18,29 @@ Everything that decides the model (data recipe, dimensions, optimiser, seed)
 is written into each checkpoint's config.
 
 Data: the features are made by worker processes into a cache on disk (training/features.py):
-the first third of the clips before training starts, the rest while the first epochs train
-on that third. Schedule: Settings.early_epochs over the first third, then Settings.epochs over
-all; linear warm-up, then cosine decay over every step of both.
+a first share of the clips before training starts, the rest while training runs. Schedule:
+Settings.early_epochs over the first share, then Settings.epochs over all (the first of them
+waits for the rest to be made); linear warm-up, then cosine decay over every step of both.
+--fit-minutes instead fits the steps to the time after epoch 2, and trains each epoch from
+then on over the clips made by its start: the rest join as they are written, none is waited
+for, and the data a run sees grows with the time it has.
 
 Pausing: --pause-after-minutes (or --pause-after-epochs) stops at an epoch boundary and saves a
 full checkpoint (weights, optimiser, step, epoch, every random state, the loss history) in the
 work directory (OUT.work unless --work), beside the tokenizers and the feature cache. --resume
 continues the same schedule on the same data: the weights are an uninterrupted run's (bitwise
-on the CPU; tests/test_training.py). --max-minutes instead writes the model at the last epoch
+on the CPU, tests/test_training.py; a fitted schedule's epochs take the clips made by then, which
+depends on the machine's speed). --max-minutes instead writes the model at the last epoch
 boundary that fits (the cosine is then near its end, and the log says how near) and keeps a
-checkpoint, so a later --resume can still finish the schedule. Under either, an epoch that needs
-clips still being made waits for them only while it would still fit; otherwise the run stops
-there and the one that resumes makes the rest. --fit-minutes sizes the schedule's epochs to the
-time instead (fit_epochs).
+checkpoint, so a later --resume can still finish the schedule. Under either, an epoch of the
+unfitted schedule that needs clips still being made waits for them only while it would still
+fit; otherwise the run stops there and the one that resumes makes the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -76,9 +80,12 @@ class Settings:
     recipe: data.Recipe = field(default_factory=data.Recipe)
     ctc_vocab: int = 4000  # every character of the training text (about 2700), then BPE merges
     llm_vocab: int = 8000
-    early_share: float = 1 / 3  # of the clips, made before training starts (training/features.py)
-    early_epochs: int = 24  # over those, while the others are made (about as long as making them takes)
-    epochs: int = 18  # then over all
+    early_share: float = 0.185  # of the clips (73815), made before training starts (training/features.py)
+    early_epochs: int = 24  # over those, while the others are made
+    epochs: int = 8  # then over all
+    # A fitted schedule (--fit-minutes): this many steps in all, its epochs after the early ones
+    # each over the clips made by their start (0: the epochs above, each over its clips)
+    steps: int = 0
     # A step waits on its operator calls, not the batch's arithmetic (training/RUN.md): 512 sees
     # twice the examples of 256 in about the same minutes; lr is 256's 1.5e-3 times about √2.
     batch_size: int = 512
@@ -113,7 +120,7 @@ class Settings:
         return cls(recipe=recipe, **{f.name: d[f.name] for f in fields(cls) if f.name != "recipe"})
 
     def epoch_clips(self, early: int, every: int) -> list[int]:
-        """Clips of each epoch: the early ones, then all."""
+        """Clips of each epoch of the unfitted schedule: the early ones, then all."""
         return [early] * self.early_epochs + [every] * self.epochs
 
 
@@ -245,19 +252,30 @@ class Examples:
         (self.ctc, self.ctc_len), (self.llm, self.llm_len) = table(ctc, -1), table(llm, 0)
         self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
         self.tags = torch.tensor(tags, dtype=torch.long, device=device)
-        self.feats, self.frames = None, np.zeros(0, np.int64)
+        self.feats, self.frames, self.rows = None, np.zeros(0, np.int64), 0
 
     @property
     def loaded(self) -> int:
         return len(self.frames)
 
     def add(self, part: features.Part) -> None:
+        """Append the next clips' features. Their rows go into one buffer sized, at the rows a
+        clip so far, for every example: adding does not copy what is there (a copy would hold
+        the features twice on the device)."""
         import torch
 
         if part.index.tolist() != self.order[self.loaded:self.loaded + len(part.index)]:
             raise ValueError("the features' clips are not the examples' next ones")
-        rows = torch.from_numpy(part.feats).to(self.device)
-        self.feats = rows if self.feats is None else torch.cat((self.feats, rows))
+        end, clips = self.rows + len(part.feats), self.loaded + len(part.frames)
+        if self.feats is None or end > len(self.feats):
+            # 5 % above the mean so far, so that the clips still to come rarely outgrow it
+            room = end + math.ceil(1.05 * end / max(1, clips) * (len(self.order) - clips))
+            feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
+            if self.feats is not None:
+                feats[:self.rows] = self.feats[:self.rows]
+            self.feats = feats
+        self.feats[self.rows:end] = torch.from_numpy(part.feats).to(self.device)
+        self.rows = end
         self.frames = np.concatenate((self.frames, part.frames))
         self.frames_dev = torch.from_numpy(self.frames).to(self.device)
         self.first_dev = torch.from_numpy(np.cumsum(self.frames) - self.frames).to(self.device)
@@ -368,29 +386,12 @@ class Limits:
     pause_minutes: float | None = None  # checkpoint and exit at the last epoch boundary before this
     pause_epochs: int | None = None  # checkpoint and exit once this many epochs (of the whole schedule) are done
     max_minutes: float | None = None  # write the model (and a checkpoint) at the last epoch boundary before this
-    # a fresh run only: size the schedule's epochs so that training ends this many minutes after the
-    # process started (see fit_epochs)
+    # a fresh run only: after epoch FIT_AFTER_EPOCHS, fit the schedule's steps to end training this
+    # many minutes after the process started, its epochs from then on over the clips made so far
     fit_minutes: float | None = None
 
 
 FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second's rate decides
-
-
-def fit_epochs(s: Settings, early_clips: int, all_clips: int, done_steps: int, seconds_per_step: float,
-               seconds_left: float, making_left: float = 0.0) -> tuple[int, int]:
-    """(early epochs, epochs over all) that fit in `seconds_left` at `seconds_per_step`, the steps
-    done being `done_steps`: the early epochs are the recipe's, or more where the other clips
-    take longer to make (`making_left` seconds) than those take to train, so that no epoch waits
-    for them; then as many epochs over all as the time leaves, at least 1. Chosen during the
-    learning rate's warm-up, the cosine then ends where the time does, where --max-minutes
-    would cut it."""
-    early, every = math.ceil(early_clips / s.batch_size), math.ceil(all_clips / s.batch_size)
-    short = making_left - max(0, s.early_epochs * early - done_steps) * seconds_per_step
-    early_epochs = s.early_epochs + max(0, math.ceil(short / (early * seconds_per_step)))
-    early_left = max(0, early_epochs * early - done_steps)
-    all_done = done_steps - early_epochs * early + early_left  # steps of epochs over all already trained
-    all_steps = all_done + seconds_left / seconds_per_step - early_left
-    return early_epochs, max(1, all_done // every, int(all_steps // every))
 
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
@@ -410,14 +411,19 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     _, train = data.items(s.recipe)
     parts = features.layout(len(train), s.recipe.seed, s.early_share)
     cache = features.Cache(cache_dir, s.recipe, parts)
-    sizes = s.epoch_clips(len(parts[0]), len(train))
-    steps = [math.ceil(k / s.batch_size) for k in sizes]
-    total = sum(steps)
     done = resume["epoch"] if resume else 0
-    all_now = sizes[done] > len(parts[0]) if done < len(sizes) else True
+    if s.steps:  # fitted: the steps are fixed, an epoch's clips are those made by its start
+        total, all_now = s.steps, False
+    else:
+        sizes = s.epoch_clips(len(parts[0]), len(train))
+        total = sum(math.ceil(k / s.batch_size) for k in sizes)
+        all_now = sizes[done] > len(parts[0]) if done < len(sizes) else True
+    step = resume["step"] if resume else 0
     log.info(f"{len(train)} training clips ({sum(not it.text for it in train)} without speech), {len(parts[0])} of "
-             f"them first; {len(sizes)} epochs ({s.early_epochs} over those, {s.epochs} over all), {total} steps"
-             + (f"; resuming after epoch {done}" if resume else ""))
+             f"them first; " + (f"{total} steps fitted to the time, each epoch over the clips made by its start"
+                                if s.steps else f"{len(sizes)} epochs ({s.early_epochs} over those, {s.epochs} over "
+                                                f"all), {total} steps")
+             + (f"; resuming after epoch {done} (step {step})" if resume else ""))
 
     # The features missing from the cache: the part needed now while the tokenizers are made
     # (a fresh run), then the other in the background, with two cores left to the trainer.
@@ -435,7 +441,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     background = None
     if not all_now and cache.missing(1):
         background = features.pool(max(1, workers - 2), funasr_modules_only)
-        pending, t_background = cache.submit(background, 1, train), time.time()
+        pending = cache.submit(background, 1, train)
     try:
         sp, llm_tok = load_tokenizers(model_dir)
         ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
@@ -470,16 +476,19 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         rng = random.Random(s.seed)
         random.seed(s.seed)
         np.random.seed(s.seed)
-        history, calls, step = [], [], 0
+        history, calls = [], []
         if resume:
             for mod, name in zip(m.modules(), PARTS):
                 mod.load_state_dict(resume["model"][name])
             opt.load_state_dict(resume["optimizer"])
             rng.setstate(resume["rng"]["batches"])
             _set_rng_states(resume["rng"], dev)
-            history, calls, step = resume["history"], resume["calls"], resume["step"]
+            history, calls = resume["history"], resume["calls"]
         call = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
                 "from_epoch": done, "seconds": 0.0}
+
+        def of_total() -> str:
+            return f"epoch {epoch}" + ("" if s.steps else f" of {len(sizes)}") + f", step {step} of {total}"
 
         def stop(epoch: int, write_model: bool) -> dict | None:
             """Checkpoint at `epoch` (unless the schedule is done), then write the model if asked."""
@@ -488,7 +497,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 background.shutdown(wait=True, cancel_futures=True)
                 background = None
             call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
-            if epoch < len(sizes):
+            if step < total:
                 state = {"settings": s.to_dict(), "epoch": epoch, "step": step, "history": history,
                          "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
@@ -506,9 +515,9 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             summary = {"settings": s.to_dict(), "parameters": n_params, "history": history,
                        "device": call["device"], "torch": torch.__version__, "calls": every,
                        "minutes": round(sum(c["seconds"] for c in every) / 60, 1)}
-            if epoch < len(sizes):
-                summary["cut"] = (f"stopped by --max-minutes after epoch {epoch} of {len(sizes)} (step {step} of {total}, "
-                                  f"learning rate {cosine_lr(step, total, s) / s.lr:.1%} of its peak); "
+            if step < total:
+                summary["cut"] = (f"stopped by --max-minutes after {of_total()} (learning rate "
+                                  f"{cosine_lr(step, total, s) / s.lr:.1%} of its peak); "
                                   f"--resume {work / CHECKPOINT} finishes the schedule")
                 log.info(summary["cut"])
             (model_dir / "training_log.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False),
@@ -517,13 +526,23 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(model_dir, tmp)
             tmp.rename(out)
-            if epoch == len(sizes):
+            if step == total:
                 (work / CHECKPOINT).unlink(missing_ok=True)
             return summary
 
-        trained, trained_steps = 0.0, 0
-        epoch = done - 1
-        while (epoch := epoch + 1) < len(sizes):  # fit_minutes may change len(sizes)
+        def clips(epoch: int) -> int:
+            """Epoch `epoch`'s clips (0-based): a fitted schedule's after its early epochs are
+            those made by now (what is written is loaded here), any other's are the schedule's."""
+            nonlocal background
+            if epoch < s.early_epochs:
+                return len(parts[0])
+            if s.steps:
+                if ex.loaded < len(ex.order):
+                    ex.add(cache.ready(1, ex.loaded - len(parts[0])))
+                if ex.loaded == len(ex.order) and background is not None:
+                    background.shutdown()
+                    background = None
+                return ex.loaded
             if sizes[epoch] > ex.loaded:
                 t_wait = time.time()
                 if background is not None:
@@ -534,9 +553,15 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 ex.add(cache.load(1))
                 log.info(f"features of the other {len(parts[1])} clips loaded ({time.time() - t_wait:.0f} s, waiting "
                          f"included)")
+            return sizes[epoch]
+
+        trained, trained_steps = 0.0, 0
+        epoch, n = done, clips(done) if step < total else 0
+        while step < total:
+            k = min(math.ceil(n / s.batch_size), total - step)
             m.train()
             sums, t_ep = torch.zeros(3, dtype=torch.float64, device=dev), time.time()
-            for _, b in ex.batches(rng, sizes[epoch], s.batch_size, cmvn_dev):
+            for _, b in itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev), k):
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, total, s)
                 if specaug is not None:
@@ -548,53 +573,53 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
                 opt.step()
                 step += 1
-                sums += torch.stack([parts_[k].detach() for k in LOSSES]).double()
-            means = (sums / steps[epoch]).tolist()  # waits for the epoch's last step
+                sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
+            means = (sums / k).tolist()  # waits for the epoch's last step
             seconds = time.time() - t_ep
-            trained, trained_steps = trained + seconds, trained_steps + steps[epoch]
-            row = {"epoch": epoch + 1, "clips": sizes[epoch], **{k: round(v, 4) for k, v in zip(LOSSES, means)},
+            trained, trained_steps, epoch = trained + seconds, trained_steps + k, epoch + 1
+            row = {"epoch": epoch, "clips": n, **({"steps": k} if s.steps else {}),
+                   **{name: round(v, 4) for name, v in zip(LOSSES, means)},
                    "lr": round(cosine_lr(step - 1, total, s), 7), "seconds": round(seconds, 1)}
             history.append(row)
             log.info(json.dumps(row))
             if not all(map(math.isfinite, means)):
-                raise FloatingPointError(f"epoch {epoch + 1}: a loss is not finite ({row}); the run is lost")
-            if limits.fit_minutes is not None and not resume and epoch + 1 == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
-                # the other clips' making, at its rate so far (nothing done yet: no estimate)
-                made = sum(f.done() for f in pending) if background is not None else 0
-                making_left = (time.time() - t_background) * (len(pending) - made) / made if made else 0.0
-                early_epochs, epochs = fit_epochs(s, len(parts[0]), len(train), step, seconds / steps[epoch],
-                                                  60 * limits.fit_minutes - (time.time() - t0), making_left)
-                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / steps[epoch]:.3f} s a step, "
-                         f"the other clips made in about {making_left:.0f} s more: {early_epochs} early epochs and "
-                         f"{epochs} over all clips (the recipe's {s.early_epochs} and {s.epochs})"
+                raise FloatingPointError(f"epoch {epoch}: a loss is not finite ({row}); the run is lost")
+            if limits.fit_minutes is not None and not s.steps and epoch == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
+                # The steps that fit the time left at this epoch's rate; from here each epoch takes
+                # the clips made by its start (none waits for them), the cosine ending with the time.
+                left = 60 * limits.fit_minutes - (time.time() - t0)
+                total = step + max(0, int(left / (seconds / k)))
+                s = replace(s, early_epochs=min(s.early_epochs, epoch), steps=total)
+                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / k:.3f} s a step: {total} "
+                         f"steps in all (the recipe's {sum(math.ceil(c / s.batch_size) for c in sizes)}), each epoch "
+                         "from here over the clips made by its start"
                          + ("" if step <= s.warmup_steps else "; the warm-up was over, so the learning rate jumps"))
-                s = replace(s, early_epochs=early_epochs, epochs=epochs)
-                sizes = s.epoch_clips(len(parts[0]), len(train))
-                steps = [math.ceil(k / s.batch_size) for k in sizes]
-                total = sum(steps)
-            if epoch + 1 == len(sizes):
+            if step == total:
                 break
-            elapsed, next_epoch = time.time() - t0, trained / trained_steps * steps[epoch + 1]
+            elapsed = time.time() - t0
             ready = True
             time_limits = [60 * x for x in (limits.pause_minutes, limits.max_minutes) if x is not None]
-            if sizes[epoch + 1] > ex.loaded and background is not None and time_limits:
+            if not s.steps and sizes[epoch] > ex.loaded and background is not None and time_limits:
                 # The next epoch needs the clips still being made: wait for them only while the
                 # epoch would still fit, else stop here (the run that resumes makes the rest).
-                limit = min(time_limits)
-                ready = not futures.wait(pending, timeout=max(0.0, limit - elapsed - next_epoch)).not_done
+                next_epoch = trained / trained_steps * math.ceil(sizes[epoch] / s.batch_size)
+                ready = not futures.wait(pending, timeout=max(0.0, min(time_limits) - elapsed - next_epoch)).not_done
                 elapsed = time.time() - t0
+            if ready:
+                n = clips(epoch)
+            next_epoch = trained / trained_steps * min(math.ceil(n / s.batch_size), total - step)
 
             def out_of_time(minutes: float | None) -> bool:
                 return minutes is not None and (not ready or elapsed + next_epoch > 60 * minutes)
 
-            if limits.pause_epochs == epoch + 1 or out_of_time(limits.pause_minutes):
-                stop(epoch + 1, write_model=False)
-                log.info(f"paused after epoch {epoch + 1} of {len(sizes)} (step {step} of {total}, {elapsed / 60:.1f} "
-                         f"minutes); go on with: python -m training.train --out {out} --resume {work / CHECKPOINT}")
+            if limits.pause_epochs == epoch or out_of_time(limits.pause_minutes):
+                stop(epoch, write_model=False)
+                log.info(f"paused after {of_total()} ({elapsed / 60:.1f} minutes); go on with: "
+                         f"python -m training.train --out {out} --resume {work / CHECKPOINT}")
                 return None
             if out_of_time(limits.max_minutes):
-                return stop(epoch + 1, write_model=True)
-        return stop(len(sizes), write_model=True)
+                return stop(epoch, write_model=True)
+        return stop(epoch, write_model=True)
     finally:  # an error must not leave the background processes making features
         if background is not None:
             background.shutdown(wait=False, cancel_futures=True)
@@ -621,10 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float,
                     help="write the model at the last epoch boundary before this much wall time, keeping a checkpoint")
     ap.add_argument("--fit-minutes", type=float,
-                    help="size the epochs over all clips (instead of --epochs), and the early ones where the "
-                         "other clips are still being made, so that the training of the whole schedule, over this "
-                         "call and the resuming ones, ends this many minutes after this process starts, at the "
-                         f"rate of epoch {FIT_AFTER_EPOCHS} (decided then; the checkpoint keeps the choice)")
+                    help=f"after epoch {FIT_AFTER_EPOCHS}, fit the schedule's steps (instead of --epochs) to "
+                         "end the training, over this call and the resuming ones, this many minutes after this "
+                         f"process starts, at epoch {FIT_AFTER_EPOCHS}'s rate; each epoch from then on trains "
+                         "over the clips made by its start (the checkpoint keeps the steps)")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -671,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if args.fit_minutes is not None and args.epochs is not None:
-        sys.exit("error: --fit-minutes chooses the epochs over all clips; drop --epochs")
+        sys.exit("error: --fit-minutes chooses the steps; drop --epochs")
     limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes)
     summary = run(out, work, s, device, args.workers, cache_dir=cache_dir, resume=resume, limits=limits,
                   funasr_modules_only=args.funasr_modules_only, t0=t0)
