@@ -594,6 +594,8 @@ def test_schedule_counts_early_and_whole_epochs():
     assert train.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     with pytest.raises(ValueError, match="encoder"):
         train.Settings.from_dict({**s.to_dict(), "encoder": {**train.ENCODER, "num_blocks": 1}})
+    with pytest.raises(ValueError, match="has no steps: another version"):
+        train.Settings.from_dict({k: v for k, v in s.to_dict().items() if k != "steps"})
     total = sum(-(-k // s.batch_size) for k in sizes)
     lrs = [train.cosine_lr(i, total, s) for i in range(total)]
     assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr

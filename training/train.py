@@ -113,6 +113,10 @@ class Settings:
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
         """The settings a checkpoint was written with; its dimensions must be this file's."""
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"the checkpoint has no {', '.join(missing)}: another version of this trainer wrote it; "
+                             "start a fresh run")
         for name, dims in (("encoder", ENCODER), ("adaptor", ADAPTOR), ("qwen3", QWEN3)):
             if d[name] != dims:
                 raise ValueError(f"the checkpoint's {name} dimensions {d[name]} are not this trainer's {dims}")
