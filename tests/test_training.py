@@ -432,7 +432,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
               "training_log.json"):
         assert (out / f).is_file(), f
     log = json.loads((out / "training_log.json").read_text(encoding="utf-8"))
-    assert [(h["epoch"], h["clips"]) for h in log["history"]] == [(1, 39), (2, 210), (3, 210)]  # 18.5 % first
+    assert [(h["epoch"], h["clips"]) for h in log["history"]] == [(1, 21), (2, 210), (3, 210)]  # 10 % first
     assert set(log["heldout"]) == {"zh_heldout", "en_heldout", "zh_open", "en_open"}
     assert log["heldout"]["zh_open"]["utterances"] == 4 and log["heldout"]["en_open"]["nospeech"]["clips"] == 4
     first, last = log["history"][0], log["history"][-1]
@@ -663,9 +663,9 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     c = tmp_path / "c"
     r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "17 steps in all (the recipe's 31)" in r.stderr
+    assert "16 steps in all (the recipe's 30)" in r.stderr
     lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
-    assert lc["settings"]["steps"] == 3 + 14 and strip(lc["history"]) == strip(la["history"])[:2]
+    assert lc["settings"]["steps"] == 2 + 14 and strip(lc["history"]) == strip(la["history"])[:2]
 
 
 @needs_espeak
@@ -682,10 +682,10 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
     h, total = lc["history"], lc["settings"]["steps"]
-    assert h[0]["clips"] == 39 and "steps" not in h[0]  # the first share of 210: 3 steps of 16
+    assert h[0]["clips"] == 21 and "steps" not in h[0]  # the first share of 210: 2 steps of 16
     later = h[1:]
-    assert all(39 <= a["clips"] <= b["clips"] <= 210 for a, b in zip(later, later[1:] + [{"clips": 210}]))
-    assert 3 + sum(row["steps"] for row in later) == total
+    assert all(21 <= a["clips"] <= b["clips"] <= 210 for a, b in zip(later, later[1:] + [{"clips": 210}]))
+    assert 2 + sum(row["steps"] for row in later) == total
     assert all(row["steps"] == math.ceil(row["clips"] / 16) for row in later[:-1])
     assert later == [] or 0 < later[-1]["steps"] <= math.ceil(later[-1]["clips"] / 16)
     assert lc["settings"]["early_epochs"] == 1 and not (tmp_path / "c.work" / "checkpoint.pt").exists()

@@ -80,7 +80,7 @@ class Settings:
     recipe: data.Recipe = field(default_factory=data.Recipe)
     ctc_vocab: int = 4000  # every character of the training text (about 2700), then BPE merges
     llm_vocab: int = 8000
-    early_share: float = 0.185  # of the clips (73815), made before training starts (training/features.py)
+    early_share: float = 0.1  # of the clips (39900), made before training starts (training/features.py): the GPU waits for them
     early_epochs: int = 24  # over those, while the others are made
     epochs: int = 8  # then over all
     # A fitted schedule (--fit-minutes): this many steps in all, its epochs after the early ones
