@@ -505,6 +505,18 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
     assert len(other.missing(0)) == 1 and len(other.missing(1)) == 2
 
 
+def _tokenized_items(d: Path):
+    """Four speech items and two non-speech ones, with tokenizers written into `d` from them."""
+    from training import train
+
+    texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]
+    items = [data.Item(f"t{i}", "zh" if ord(t[0]) > 127 else "en", t, None) for i, t in enumerate(texts)]
+    items += _quiet_items(2)
+    train.write_tokenizers(d, train.Settings(ctc_vocab=120, llm_vocab=400),
+                           [(it.text, it.lang) for it in items if it.text] * 10)
+    return (items, *train.load_tokenizers(d))
+
+
 def test_batches_gather_what_padding_built(tmp_path):
     """Examples keeps every feature on the device and gathers a batch; the batch is what the
     first trainer built by zero-padding each utterance's features, with the same targets."""
@@ -515,13 +527,8 @@ def test_batches_gather_what_padding_built(tmp_path):
     from funasr_qwen4b.testing import BPE_NAME
     from training import features, train
 
-    texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]
-    train_items = [data.Item(f"t{i}", "zh" if ord(t[0]) > 127 else "en", t, None) for i, t in enumerate(texts)]
-    train_items += _quiet_items(2)
     d = tmp_path / "model"
-    train.write_tokenizers(d, train.Settings(ctc_vocab=120, llm_vocab=400),
-                           [(it.text, it.lang) for it in train_items if it.text] * 10)
-    sp, tok = train.load_tokenizers(d)
+    train_items, sp, tok = _tokenized_items(d)
     assert isinstance(sp, spm.SentencePieceProcessor) and (d / "sensevoice" / BPE_NAME).is_file()
     order = [4, 0, 3, 1, 5, 2]
     r = np.random.default_rng(0)
@@ -563,12 +570,7 @@ def test_examples_added_in_parts_are_the_examples_added_at_once(tmp_path):
 
     from training import features, train
 
-    texts = ["现在是下午三点二十分。", "It is ten twenty in the morning.", "今天是三月十五日，星期五。", "Good morning."]
-    items = [data.Item(f"t{i}", "zh" if ord(t[0]) > 127 else "en", t, None) for i, t in enumerate(texts)]
-    items += _quiet_items(2)
-    train.write_tokenizers(tmp_path, train.Settings(ctc_vocab=120, llm_vocab=400),
-                           [(it.text, it.lang) for it in items if it.text] * 10)
-    sp, tok = train.load_tokenizers(tmp_path)
+    items, sp, tok = _tokenized_items(tmp_path)
     order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
     feats = np.random.default_rng(1).normal(size=(frames.sum(), 560)).astype(np.float16)
     whole = train.Examples(items, order, sp, tok, torch.device("cpu"))
