@@ -587,6 +587,34 @@ def test_examples_added_in_parts_are_the_examples_added_at_once(tmp_path):
         assert ka.tolist() == kb.tolist() and torch.equal(a.feats, b.feats) and torch.equal(a.llm_ids, b.llm_ids)
 
 
+def test_examples_beyond_the_device_budget_are_left_out(tmp_path):
+    """A device too small for every clip's features holds those that fit its budget, in order,
+    and the batches over them are those of the same clips added without a budget."""
+    import torch
+
+    from training import features, train
+
+    items, sp, tok = _tokenized_items(tmp_path)
+    order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
+    feats = np.random.default_rng(1).normal(size=(frames.sum(), 560)).astype(np.float16)
+    whole = train.Examples(items, order, sp, tok, torch.device("cpu"))
+    whole.add(features.Part(feats, frames, np.array(order), np.zeros(560), np.zeros(560)))
+    small = train.Examples(items, order, sp, tok, torch.device("cpu"))
+    small.add(features.Part(feats[:10], frames[:2], np.array(order[:2]), np.zeros(560), np.zeros(560)))
+    # 0.95 of 94316 bytes less 1.1 of 0 is 89600 = 80 rows of 560 float16: a new buffer of 80 - 31
+    # rows beside the first's 10 + 21 (the old one is held while the new one is filled), which
+    # holds the 10 rows there and one clip of 30
+    small.set_device_need(0, 94316)
+    small.add(features.Part(feats[10:], frames[2:], np.array(order[2:]), np.zeros(560), np.zeros(560)))
+    assert len(small.feats) == 80 - 31 and small.loaded == 3 and small.rows == 40 and small.full
+    assert torch.equal(small.feats[:40], whole.feats[:40])
+    small.add(features.Part(feats[40:], frames[3:], np.array(order[3:]), np.zeros(560), np.zeros(560)))
+    assert small.loaded == 3  # full: nothing more is taken
+    cmvn = (torch.zeros(560), torch.ones(560))
+    for (ka, a), (kb, b) in zip(whole.batches(random.Random(5), 3, 2, cmvn), small.batches(random.Random(5), 3, 2, cmvn)):
+        assert ka.tolist() == kb.tolist() and torch.equal(a.feats, b.feats) and torch.equal(a.llm_ids, b.llm_ids)
+
+
 def test_schedule_counts_early_and_whole_epochs():
     from training import train
 

@@ -31,6 +31,8 @@ budget=${CALL_SECONDS:-570}
 reserve=60  # call 2: packing (about 6 s) and the held-out scores (about 45 s)
 args=(--out "$run" --no-eval)
 export PYTHONUNBUFFERED=1
+# the feature buffer and the steps' tensors share the device without fragmenting it
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 minutes_left() { awk -v s="$(($1 - SECONDS))" 'BEGIN { printf "%.2f", s / 60 }'; }
 use_stage() {  # the staged wheels and espeak-ng (installed into /tmp/fq-stage once a machine)
     if [ -n "$stage" ]; then

@@ -257,10 +257,20 @@ class Examples:
         self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
         self.tags = torch.tensor(tags, dtype=torch.long, device=device)
         self.feats, self.frames, self.rows = None, np.zeros(0, np.int64), 0
+        # Bytes the feature buffers may take on the device (None: what the examples need); a
+        # buffer that reaches it is full and takes no more clips (`set_device_need`).
+        self.budget, self.full = None, False
 
     @property
     def loaded(self) -> int:
         return len(self.frames)
+
+    def set_device_need(self, need: int, total: int) -> None:
+        """What all but the features take at their peak on a device of `total` bytes (the model,
+        optimiser, tables and a step, measured over an epoch): the buffers get the rest, less 5 %
+        of the device and 10 % of that need, so that a device too small for every clip trains
+        on the clips it holds instead of running out of memory."""
+        self.budget = int(0.95 * total - 1.1 * need)
 
     def add(self, part: features.Part) -> None:
         """Append the next clips' features. Their rows go into one buffer sized, at the rows a
@@ -270,14 +280,30 @@ class Examples:
 
         if part.index.tolist() != self.order[self.loaded:self.loaded + len(part.index)]:
             raise ValueError("the features' clips are not the examples' next ones")
+        if self.full:
+            return
         end, clips = self.rows + len(part.feats), self.loaded + len(part.frames)
         if self.feats is None or end > len(self.feats):
             # 5 % above the mean so far, so that the clips still to come rarely outgrow it
             room = end + math.ceil(1.05 * end / max(1, clips) * (len(self.order) - clips))
-            feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
-            if self.feats is not None:
-                feats[:self.rows] = self.feats[:self.rows]
-            self.feats = feats
+            if self.budget is None and self.device.type == "cuda":  # a step's need is not measured yet
+                room = end
+            elif self.budget is not None:  # the old buffer is held while the new one is filled
+                held = 0 if self.feats is None else self.feats.numel() * self.feats.element_size()
+                room = max(0, min(room, (self.budget - held) // (2 * features.DIM)))
+            if room > self.rows or self.feats is None:
+                feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
+                if self.feats is not None:
+                    feats[:self.rows] = self.feats[:self.rows]
+                self.feats = feats
+            keep = int(np.searchsorted(np.cumsum(part.frames), len(self.feats) - self.rows, side="right"))
+            if keep < len(part.frames):
+                self.full = True
+                log.info(f"the device holds the features of {self.loaded + keep} of the {len(self.order)} clips: "
+                         "training goes on over those")
+                part = features.Part(part.feats[:part.frames[:keep].sum()], part.frames[:keep], part.index[:keep],
+                                     part.s1, part.s2)
+                end = self.rows + len(part.feats)
         self.feats[self.rows:end] = torch.from_numpy(part.feats).to(self.device)
         self.rows = end
         self.frames = np.concatenate((self.frames, part.frames))
@@ -468,6 +494,9 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
         log.info(f"parameters: {n_params}")
         ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
+        device_need = resume.get("device_need") if resume else None
+        if device_need:
+            ex.set_device_need(device_need, torch.cuda.get_device_properties(dev).total_memory)
         ex.add(first)
         del first
         if all_now:
@@ -503,7 +532,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
             if step < total:
                 state = {"settings": s.to_dict(), "epoch": epoch, "step": step, "history": history,
-                         "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
+                         "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir), "device_need": device_need,
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
                          "optimizer": opt.state_dict(), "rng": {"batches": rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
@@ -541,13 +570,13 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             if epoch < s.early_epochs:
                 return len(parts[0])
             if s.steps:
-                if ex.loaded < len(ex.order):
+                if ex.loaded < len(ex.order) and not ex.full:
                     ex.add(cache.ready(1, ex.loaded - len(parts[0])))
-                if ex.loaded == len(ex.order) and background is not None:
+                if (ex.loaded == len(ex.order) or ex.full) and background is not None:
                     background.shutdown()
                     background = None
                 return ex.loaded
-            if sizes[epoch] > ex.loaded:
+            if sizes[epoch] > ex.loaded and not ex.full:
                 t_wait = time.time()
                 if background is not None:
                     for f in pending:
@@ -557,7 +586,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 ex.add(cache.load(1))
                 log.info(f"features of the other {len(parts[1])} clips loaded ({time.time() - t_wait:.0f} s, waiting "
                          f"included)")
-            return sizes[epoch]
+            return min(sizes[epoch], ex.loaded)
 
         trained, trained_steps = 0.0, 0
         epoch, n = done, clips(done) if step < total else 0
@@ -586,6 +615,12 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                    "lr": round(cosine_lr(step - 1, total, s), 7), "seconds": round(seconds, 1)}
             history.append(row)
             log.info(json.dumps(row))
+            if dev.type == "cuda" and device_need is None:
+                device_need = torch.cuda.max_memory_allocated(dev) - ex.feats.numel() * ex.feats.element_size()
+                ex.set_device_need(device_need, torch.cuda.get_device_properties(dev).total_memory)
+                log.info(f"device memory: {device_need / 2**30:.1f} GiB at the peak besides the features "
+                         f"({ex.feats.numel() * ex.feats.element_size() / 2**30:.1f} GiB), "
+                         f"{ex.budget / 2**30:.1f} GiB for them")
             if not all(map(math.isfinite, means)):
                 raise FloatingPointError(f"epoch {epoch}: a loss is not finite ({row}); the run is lost")
             if limits.fit_minutes is not None and not s.steps and epoch == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
@@ -603,7 +638,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             elapsed = time.time() - t0
             ready = True
             time_limits = [60 * x for x in (limits.pause_minutes, limits.max_minutes) if x is not None]
-            if not s.steps and sizes[epoch] > ex.loaded and background is not None and time_limits:
+            if not s.steps and sizes[epoch] > ex.loaded and not ex.full and background is not None and time_limits:
                 # The next epoch needs the clips still being made: wait for them only while the
                 # epoch would still fit, else stop here (the run that resumes makes the rest).
                 next_epoch = trained / trained_steps * math.ceil(sizes[epoch] / s.batch_size)
