@@ -274,8 +274,9 @@ class Examples:
 
     def add(self, part: features.Part) -> None:
         """Append the next clips' features. Their rows go into one buffer sized, at the rows a
-        clip so far, for every example: adding does not copy what is there (a copy would hold
-        the features twice on the device)."""
+        clip so far, for every example (within the budget; on a GPU, only what is added until a
+        step's need is measured): adding does not copy what is there (a copy would hold the
+        features twice on the device). Clips beyond a full buffer are left out."""
         import torch
 
         if part.index.tolist() != self.order[self.loaded:self.loaded + len(part.index)]:
