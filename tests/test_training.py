@@ -563,28 +563,55 @@ def test_batches_gather_what_padding_built(tmp_path):
     assert sorted(seen) == list(range(6))
 
 
+class _SixClips:
+    """Six tokenized clips (two of 5 feature rows, four of 30) in a training order; `part(a, b)`
+    is the features of the order's clips a..b-1, `examples()` an empty Examples on the CPU."""
+
+    order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
+
+    def __init__(self, tmp_path):
+        self.items, self.sp, self.tok = _tokenized_items(tmp_path)
+        self.feats = np.random.default_rng(1).normal(size=(self.frames.sum(), 560)).astype(np.float16)
+        self.first = np.concatenate(([0], np.cumsum(self.frames)))
+
+    def part(self, a: int, b: int):
+        from training import features
+
+        return features.Part(self.feats[self.first[a]:self.first[b]], self.frames[a:b], np.array(self.order[a:b]),
+                             np.zeros(560), np.zeros(560))
+
+    def examples(self):
+        import torch
+
+        from training import train
+
+        return train.Examples(self.items, self.order, self.sp, self.tok, torch.device("cpu"))
+
+
+def _same_batches(a, b, n: int, batch_size: int) -> None:
+    import torch
+
+    cmvn = (torch.zeros(560), torch.ones(560))
+    pairs = zip(a.batches(random.Random(5), n, batch_size, cmvn), b.batches(random.Random(5), n, batch_size, cmvn))
+    for (ka, x), (kb, y) in pairs:
+        assert ka.tolist() == kb.tolist() and torch.equal(x.feats, y.feats) and torch.equal(x.llm_ids, y.llm_ids)
+
+
 def test_examples_added_in_parts_are_the_examples_added_at_once(tmp_path):
     """A fitted run adds the clips as they are made: the buffer sized on the first (short) ones
     is outgrown and moved, and the batches are those of the features added at once."""
     import torch
 
-    from training import features, train
-
-    items, sp, tok = _tokenized_items(tmp_path)
-    order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
-    feats = np.random.default_rng(1).normal(size=(frames.sum(), 560)).astype(np.float16)
-    whole = train.Examples(items, order, sp, tok, torch.device("cpu"))
-    whole.add(features.Part(feats, frames, np.array(order), np.zeros(560), np.zeros(560)))
-    grown = train.Examples(items, order, sp, tok, torch.device("cpu"))
-    grown.add(features.Part(feats[:10], frames[:2], np.array(order[:2]), np.zeros(560), np.zeros(560)))
+    clips = _SixClips(tmp_path)
+    whole, grown = clips.examples(), clips.examples()
+    whole.add(clips.part(0, 6))
+    grown.add(clips.part(0, 2))
     assert len(grown.feats) == 10 + math.ceil(1.05 * 5 * 4)  # room at 5 % over 5 rows a clip
     with pytest.raises(ValueError, match="not the examples' next ones"):
-        grown.add(features.Part(feats[40:70], frames[3:4], np.array(order[3:4]), np.zeros(560), np.zeros(560)))
-    grown.add(features.Part(feats[10:], frames[2:], np.array(order[2:]), np.zeros(560), np.zeros(560)))
+        grown.add(clips.part(3, 4))
+    grown.add(clips.part(2, 6))
     assert grown.rows == whole.rows == 130 and torch.equal(grown.feats[:130], whole.feats[:130])
-    cmvn = (torch.zeros(560), torch.ones(560))
-    for (ka, a), (kb, b) in zip(whole.batches(random.Random(5), 6, 4, cmvn), grown.batches(random.Random(5), 6, 4, cmvn)):
-        assert ka.tolist() == kb.tolist() and torch.equal(a.feats, b.feats) and torch.equal(a.llm_ids, b.llm_ids)
+    _same_batches(whole, grown, 6, 4)
 
 
 def test_examples_beyond_the_device_budget_are_left_out(tmp_path):
@@ -592,27 +619,20 @@ def test_examples_beyond_the_device_budget_are_left_out(tmp_path):
     and the batches over them are those of the same clips added without a budget."""
     import torch
 
-    from training import features, train
-
-    items, sp, tok = _tokenized_items(tmp_path)
-    order, frames = [4, 0, 3, 1, 5, 2], np.array([5, 5, 30, 30, 30, 30])
-    feats = np.random.default_rng(1).normal(size=(frames.sum(), 560)).astype(np.float16)
-    whole = train.Examples(items, order, sp, tok, torch.device("cpu"))
-    whole.add(features.Part(feats, frames, np.array(order), np.zeros(560), np.zeros(560)))
-    small = train.Examples(items, order, sp, tok, torch.device("cpu"))
-    small.add(features.Part(feats[:10], frames[:2], np.array(order[:2]), np.zeros(560), np.zeros(560)))
+    clips = _SixClips(tmp_path)
+    whole, small = clips.examples(), clips.examples()
+    whole.add(clips.part(0, 6))
+    small.add(clips.part(0, 2))
     # 0.95 of 94316 bytes less 1.1 of 0 is 89600 = 80 rows of 560 float16: a new buffer of 80 - 31
     # rows beside the first's 10 + 21 (the old one is held while the new one is filled), which
     # holds the 10 rows there and one clip of 30
     small.set_device_need(0, 94316)
-    small.add(features.Part(feats[10:], frames[2:], np.array(order[2:]), np.zeros(560), np.zeros(560)))
+    small.add(clips.part(2, 6))
     assert len(small.feats) == 80 - 31 and small.loaded == 3 and small.rows == 40 and small.full
     assert torch.equal(small.feats[:40], whole.feats[:40])
-    small.add(features.Part(feats[40:], frames[3:], np.array(order[3:]), np.zeros(560), np.zeros(560)))
+    small.add(clips.part(3, 6))
     assert small.loaded == 3  # full: nothing more is taken
-    cmvn = (torch.zeros(560), torch.ones(560))
-    for (ka, a), (kb, b) in zip(whole.batches(random.Random(5), 3, 2, cmvn), small.batches(random.Random(5), 3, 2, cmvn)):
-        assert ka.tolist() == kb.tolist() and torch.equal(a.feats, b.feats) and torch.equal(a.llm_ids, b.llm_ids)
+    _same_batches(whole, small, 3, 2)
 
 
 def test_schedule_counts_early_and_whole_epochs():
