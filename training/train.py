@@ -533,7 +533,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
             if step < total:
                 state = {"settings": s.to_dict(), "epoch": epoch, "step": step, "history": history,
-                         "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir), "device_need": device_need,
+                         "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
+                         "device_need": device_need,
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
                          "optimizer": opt.state_dict(), "rng": {"batches": rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
