@@ -623,16 +623,15 @@ def test_examples_beyond_the_device_budget_are_left_out(tmp_path):
     whole, small = clips.examples(), clips.examples()
     whole.add(clips.part(0, 6))
     small.add(clips.part(0, 2))
-    # 0.95 of 94316 bytes less 1.1 of 0 is 89600 = 80 rows of 560 float16: a new buffer of 80 - 31
-    # rows beside the first's 10 + 21 (the old one is held while the new one is filled), which
-    # holds the 10 rows there and one clip of 30
+    # 0.95 of 94316 bytes less 1.1 of 0 is 89600 = 80 rows of 560 float16: a buffer of 80 rows,
+    # which holds the 10 rows there and two clips of 30
     small.set_device_need(0, 94316)
     small.add(clips.part(2, 6))
-    assert len(small.feats) == 80 - 31 and small.loaded == 3 and small.rows == 40 and small.full
-    assert torch.equal(small.feats[:40], whole.feats[:40])
-    small.add(clips.part(3, 6))
-    assert small.loaded == 3  # full: nothing more is taken
-    _same_batches(whole, small, 3, 2)
+    assert len(small.feats) == 80 and small.loaded == 4 and small.rows == 70 and small.full
+    assert torch.equal(small.feats[:70], whole.feats[:70])
+    small.add(clips.part(4, 6))
+    assert small.loaded == 4  # full: nothing more is taken
+    _same_batches(whole, small, 4, 2)
 
 
 def test_schedule_counts_early_and_whole_epochs():

@@ -289,14 +289,15 @@ class Examples:
             room = end + math.ceil(1.05 * end / max(1, clips) * (len(self.order) - clips))
             if self.budget is None and self.device.type == "cuda":  # a step's need is not measured yet
                 room = end
-            elif self.budget is not None:  # the old buffer is held while the new one is filled
-                held = 0 if self.feats is None else self.feats.numel() * self.feats.element_size()
-                room = max(0, min(room, (self.budget - held) // (2 * features.DIM)))
+            elif self.budget is not None:
+                room = max(0, min(room, self.budget // (2 * features.DIM)))
             if room > self.rows or self.feats is None:
-                feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
-                if self.feats is not None:
-                    feats[:self.rows] = self.feats[:self.rows]
-                self.feats = feats
+                # the rows there wait on the host, so that the device never holds two buffers
+                held = None if self.feats is None else self.feats[:self.rows].cpu()
+                self.feats = None
+                self.feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
+                if held is not None:
+                    self.feats[:self.rows] = held.to(self.device)
             keep = int(np.searchsorted(np.cumsum(part.frames), len(self.feats) - self.rows, side="right"))
             if keep < len(part.frames):
                 self.full = True
