@@ -265,6 +265,11 @@ class Examples:
     def loaded(self) -> int:
         return len(self.frames)
 
+    @property
+    def nbytes(self) -> int:
+        """What the feature buffer takes on the device."""
+        return 0 if self.feats is None else self.feats.numel() * self.feats.element_size()
+
     def set_device_need(self, need: int, total: int) -> None:
         """What all but the features take at their peak on a device of `total` bytes (the model,
         optimiser, tables and a step, measured over an epoch): the buffers get the rest, less 5 %
@@ -275,15 +280,17 @@ class Examples:
     def add(self, part: features.Part) -> None:
         """Append the next clips' features. Their rows go into one buffer sized, at the rows a
         clip so far, for every example (within the budget; on a GPU, only what is added until a
-        step's need is measured): adding does not copy what is there (a copy would hold the
-        features twice on the device). Clips beyond a full buffer are left out."""
+        step's need is measured), so that adding rarely moves what is there; when it must, those
+        rows wait on the host (the device never holds two buffers). Clips beyond a full buffer
+        are left out."""
         import torch
 
         if part.index.tolist() != self.order[self.loaded:self.loaded + len(part.index)]:
             raise ValueError("the features' clips are not the examples' next ones")
         if self.full:
             return
-        end, clips = self.rows + len(part.feats), self.loaded + len(part.frames)
+        rows, frames = part.feats, part.frames
+        end, clips = self.rows + len(rows), self.loaded + len(frames)
         if self.feats is None or end > len(self.feats):
             # 5 % above the mean so far, so that the clips still to come rarely outgrow it
             room = end + math.ceil(1.05 * end / max(1, clips) * (len(self.order) - clips))
@@ -292,23 +299,22 @@ class Examples:
             elif self.budget is not None:
                 room = max(0, min(room, self.budget // (2 * features.DIM)))
             if room > self.rows or self.feats is None:
-                # the rows there wait on the host, so that the device never holds two buffers
                 held = None if self.feats is None else self.feats[:self.rows].cpu()
-                self.feats = None
+                self.feats = None  # freed before the new buffer is made
                 self.feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
                 if held is not None:
                     self.feats[:self.rows] = held.to(self.device)
-            keep = int(np.searchsorted(np.cumsum(part.frames), len(self.feats) - self.rows, side="right"))
-            if keep < len(part.frames):
+            keep = int(np.searchsorted(np.cumsum(frames), len(self.feats) - self.rows, side="right"))
+            if keep < len(frames):
                 self.full = True
                 log.info(f"the device holds the features of {self.loaded + keep} of the {len(self.order)} clips: "
                          "training goes on over those")
-                part = features.Part(part.feats[:part.frames[:keep].sum()], part.frames[:keep], part.index[:keep],
-                                     part.s1, part.s2)
-                end = self.rows + len(part.feats)
-        self.feats[self.rows:end] = torch.from_numpy(part.feats).to(self.device)
+                frames = frames[:keep]
+                rows = rows[:frames.sum()]
+                end = self.rows + len(rows)
+        self.feats[self.rows:end] = torch.from_numpy(rows).to(self.device)
         self.rows = end
-        self.frames = np.concatenate((self.frames, part.frames))
+        self.frames = np.concatenate((self.frames, frames))
         self.frames_dev = torch.from_numpy(self.frames).to(self.device)
         self.first_dev = torch.from_numpy(np.cumsum(self.frames) - self.frames).to(self.device)
 
@@ -619,10 +625,10 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             history.append(row)
             log.info(json.dumps(row))
             if dev.type == "cuda" and device_need is None:
-                device_need = torch.cuda.max_memory_allocated(dev) - ex.feats.numel() * ex.feats.element_size()
+                device_need = torch.cuda.max_memory_allocated(dev) - ex.nbytes
                 ex.set_device_need(device_need, torch.cuda.get_device_properties(dev).total_memory)
                 log.info(f"device memory: {device_need / 2**30:.1f} GiB at the peak besides the features "
-                         f"({ex.feats.numel() * ex.feats.element_size() / 2**30:.1f} GiB), "
+                         f"({ex.nbytes / 2**30:.1f} GiB), "
                          f"{ex.budget / 2**30:.1f} GiB for them")
             if not all(map(math.isfinite, means)):
                 raise FloatingPointError(f"epoch {epoch}: a loss is not finite ({row}); the run is lost")
