@@ -747,3 +747,52 @@ def test_resume_refuses_what_it_cannot_do(tmp_path):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
     with pytest.raises(SystemExit, match="drop --seed, --epochs, --fit-minutes, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])
+
+
+def test_mandarin_training_text_drills_one_character_words():
+    """A tenth of the Mandarin sentences (taken from the word sequences) string 3-10 one-character
+    words of the list together; English keeps its mix."""
+    one_char = {w for w in wordlists.load("zh")[0] if len(w) == 1}
+    r = random.Random(0)
+    drills = [corpus.train_sentence("zh", r, 0.0, 0.0, 1.0) for _ in range(300)]
+    assert all(3 <= len(corpus.tokens("zh", s)) <= 10 and set(corpus.tokens("zh", s)) <= one_char for s in drills)
+    recipe = data.Recipe()
+    assert recipe.shares("zh") == (0.08, 0.36, 0.10) and recipe.shares("en") == (0.08, 0.46, 0.0)
+    # the flatter draw reaches the rare characters: of the draws, 79 % fall outside the 200 most
+    # frequent one-character words under count**0.3, 59 % under the word sequences' count**0.6
+    top = set(sorted(one_char, key=dict(zip(*wordlists.load("zh"))).get, reverse=True)[:200])
+    said = [t for s in drills for t in corpus.tokens("zh", s)]
+    assert sum(t not in top for t in said) > 0.7 * len(said)
+
+
+# The fitted run below on a "device" that holds only the first clips: the features' chunks are
+# made by a thread pool in the trainer's process (so that this script's _make_chunk is the one
+# run), and every chunk of the other clips but the first waits until the model is written.
+_FULL = _TINY.replace("sys.exit(", """t.FIT_AFTER_EPOCHS = 1; import os, time, concurrent.futures as cf
+make, add = f._make_chunk, t.Examples.add
+def slow(job):
+    if "/p1_" in job[0] and not job[0].endswith("_00000.npz"):
+        while not os.path.exists(sys.argv[sys.argv.index("--out") + 1] + "/training_log.json"):
+            time.sleep(0.05)
+        return job[0]
+    return make(job)
+def small(self, part):
+    if self.feats is not None and self.budget is None:  # the first clips are in: 8 rows more fit, no clip
+        self.feats, self.budget = self.feats[:self.rows].clone(), 2 * f.DIM * (self.rows + 8)
+    add(self, part)
+f._make_chunk, f.pool, t.Examples.add = slow, lambda workers, modules_only: cf.ThreadPoolExecutor(1), small
+sys.exit(""")
+
+
+@needs_espeak
+def test_a_full_device_stops_the_features_it_cannot_take(tmp_path):
+    """Once the device's buffer is full, the run does not wait for the features of clips it will
+    not train on: here they wait for the model, so a run that waited for them would never end."""
+    c = tmp_path / "c"
+    r = subprocess.run([sys.executable, "-c", _FULL, "--workers", "2", "--device", "cpu", "--no-eval", "--out", str(c),
+                        "--quick", "--fit-minutes", "1"], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+    assert r.returncode == 0, r.stderr[-3000:]
+    h = json.loads((c / "training_log.json").read_text(encoding="utf-8"))["history"]
+    assert all(row["clips"] == 21 for row in h)  # the first share of 210, the only clips held
+    if "the device holds the features of 21 of the 210 clips" in r.stderr:  # the first chunk was made in time
+        assert "the features of the other 189 clips are not made" in r.stderr

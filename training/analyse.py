@@ -9,6 +9,9 @@ pipeline on the CPU, from the original files as training.evaluate reads them):
   stress mark), `word_boundary` (English: the same letters, cut into other words), `number` (a
   run inside a number, time, date or money piece), `end_deletion`, `insertion`, and `other`;
   and how many runs touch a junction of two pieces (the pairs training never heard together);
+- the share of tokens wrong by the kind of piece they belong to: a word of one token (a
+  one-character word in Mandarin, where only the tone tells many apart), a longer word, and a
+  number, time, date or money piece, for the LLM and the CTC head;
 - the cost of the held-out voices: each sentence spoken again, clean, (a) by the held-out
   speaker (so the noisy clips' noise is measured), (b) by the held-out voice at the nearest
   training speed and pitch, and (c) by a training voice at those, against the committed clips.
@@ -37,6 +40,8 @@ from . import corpus, data, speech
 from .evaluate import SETS
 
 OPEN_SETS = ("zh_open", "en_open")
+PIECE_KINDS = {"one_token_word": "one-token words", "longer_word": "longer words",
+               "number": "numbers, times, dates, money"}
 CATEGORIES = ("same_sound", "tone_or_stress", "word_boundary", "number", "end_deletion", "insertion", "other")
 CONDITIONS = {
     "committed": "the committed clips (held-out voices, speeds and pitches; the last 10 with noise)",
@@ -89,6 +94,26 @@ def junctions(lang: str, parts: list[str]) -> tuple[set[int], set[int]]:
             number |= set(range(at, at + n))
         at += n
     return edge, number
+
+
+def piece_kinds(lang: str, parts: list[str]) -> list[str]:
+    """The PIECE_KINDS key of each token of the sentence, from the piece it belongs to."""
+    words = set(corpus._word_table(lang)[0]) | set(corpus.DOMAIN[lang])
+    out: list[str] = []
+    for p in parts:
+        n = len(tokens(lang, p))
+        out += [("one_token_word" if n == 1 else "longer_word") if p in words else "number"] * n
+    return out
+
+
+def token_hits(ref: list[str], hyp: list[str]) -> list[bool]:
+    """Whether each reference token is matched in the hypothesis (jiwer's alignment)."""
+    hit = [False] * len(ref)
+    if ref and hyp:
+        for c in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
+            if c.type == "equal":
+                hit[c.ref_start_idx:c.ref_end_idx] = [True] * (c.ref_end_idx - c.ref_start_idx)
+    return hit
 
 
 def error_runs(ref: list[str], hyp: list[str]) -> list[tuple[int, int, int, int, int]]:
@@ -174,6 +199,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         kinds = {k: {"runs": 0, "edits": 0} for k in CATEGORIES}
         junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
+        by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0} for k in PIECE_KINDS}
         utterances = []
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
@@ -198,6 +224,14 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             ref = tokens(lang, e.text)
             edge, _ = junctions(lang, parts)
             edge_tokens, ref_tokens = edge_tokens + len(edge & set(range(len(ref)))), ref_tokens + len(ref)
+            kinds_of = piece_kinds(lang, parts)
+            if len(kinds_of) != len(ref):
+                raise ValueError(f"{name}/{e.id}: its pieces hold {len(kinds_of)} tokens, the sentence {len(ref)}")
+            for path, text in (("llm", o.text), ("ctc", o.ctc.text)):
+                for kind, hit in zip(kinds_of, token_hits(ref, tokens(lang, text))):
+                    by_piece[kind][f"{path}_wrong"] += not hit
+            for kind in kinds_of:
+                by_piece[kind]["tokens"] += 1
             runs = classify(lang, ref, tokens(lang, o.text), parts)
             for run in runs:
                 kinds[run["kind"]]["runs"] += 1
@@ -216,6 +250,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             "llm_errors": {"edits": sum(k["edits"] for k in kinds.values()), "runs": runs_total, "kinds": kinds,
                            "runs_at_junction": junction_runs,
                            "tokens_at_junction_share": edge_tokens / max(1, ref_tokens)},
+            "by_piece": by_piece,
             "by_voice": {v: {"rate": c.rate, "ref": c.ref} for v, c in sorted(by_voice.items())},
             "utterance_rows": utterances,
         }
@@ -249,6 +284,10 @@ def table(result: dict) -> str:
     row("error runs touching a junction of two pieces (tokens next to one)",
         [f"{100 * s['llm_errors']['runs_at_junction'] / max(1, s['llm_errors']['runs']):.0f} % "
          f"({100 * s['llm_errors']['tokens_at_junction_share']:.0f} %)" for s in sets.values()])
+    for k, label in PIECE_KINDS.items():
+        row(f"tokens wrong in {label}: LLM / CTC head (tokens)",
+            [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} ({b['tokens']})"
+             for b in (s["by_piece"][k] for s in sets.values())])
     return "\n".join(lines)
 
 

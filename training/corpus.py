@@ -399,6 +399,22 @@ def words(lang: str, r: random.Random, n: int) -> list[str]:
     return r.choices(table, cum_weights=cum, k=n)
 
 
+# One-character words drawn ∝ count**0.3: the rare ones are heard too. Out of a word, a Mandarin
+# syllable is told from its namesakes by its tone alone (方/房/访/放).
+ONE_CHAR_EXPONENT = 0.3
+
+
+@lru_cache(maxsize=None)
+def _one_char_table() -> tuple[tuple[str, ...], tuple[float, ...]]:
+    chosen = [(w, c) for w, c in zip(*wordlists.load("zh")) if len(w) == 1]
+    return tuple(w for w, _ in chosen), tuple(itertools.accumulate(c ** ONE_CHAR_EXPONENT for _, c in chosen))
+
+
+def one_char_words(r: random.Random, n: int) -> list[str]:
+    table, cum = _one_char_table()
+    return r.choices(table, cum_weights=cum, k=n)
+
+
 def pieces(lang: str, r: random.Random, n: int) -> list[str]:
     """n draws, each an expression (40 %), a domain word (20 %) or a run of 1-3 words (one piece each)."""
     out: list[str] = []
@@ -420,13 +436,17 @@ def join(lang: str, parts: list[str]) -> str:
     return s[0].upper() + s[1:] + "."
 
 
-def train_sentence(lang: str, r: random.Random, template_share: float, broad_share: float) -> str:
-    """A template instance, a word sequence, or a composition."""
+def train_sentence(lang: str, r: random.Random, template_share: float, broad_share: float,
+                   one_char_share: float = 0.0) -> str:
+    """A template instance, a word sequence, a sequence of one-character words (Mandarin), or a
+    composition."""
     u = r.random()
     if u < template_share:
         return SENTENCE[lang](r)
     if u < template_share + broad_share:
         return join(lang, words(lang, r, r.randint(3, 10)))
+    if u < template_share + broad_share + one_char_share:
+        return join(lang, one_char_words(r, r.randint(3, 10)))
     return join(lang, pieces(lang, r, r.randint(2, 5)))
 
 
@@ -498,7 +518,7 @@ def junction_words(lang: str, compositions: list[list[str]]) -> set[tuple[str, .
     return {(tokens(lang, a)[-1], tokens(lang, b)[0]) for parts in compositions for a, b in itertools.pairwise(parts)}
 
 
-def training(lang: str, n: int, seed: int, shares: tuple[float, float], banned: set[str], pairs: Pairs) -> list[str]:
+def training(lang: str, n: int, seed: int, shares: tuple[float, ...], banned: set[str], pairs: Pairs) -> list[str]:
     """n training sentences (repeats allowed), none in `banned`, none holding one of `pairs`."""
     r = random.Random(f"{seed}-{lang}-train")
     out: list[str] = []

@@ -59,6 +59,10 @@ class Recipe:
     # Templates are learnt (0 % on their held-out sets), so fewer of them and more word sequences.
     template_share: float = 0.08
     broad_share: float = 0.46
+    # Mandarin: this share of the sentences, taken from the word sequences', strings one-character
+    # words together: their tones alone tell them apart (a model trained without them wrote one
+    # character for both 方 and 放).
+    one_char_share: float = 0.10
     nonspeech_share: float = 0.05  # non-speech clips per speech utterance
     copies: int = 1  # augmented copies per training clip (training.features makes one)
     snr_db: tuple[float, float] = (5.0, 35.0)  # white noise, drawn per copy
@@ -70,9 +74,10 @@ class Recipe:
     generated_voices: int = speech.GENERATED_MAX
     generated_share: float = 0.6
 
-    @property
-    def shares(self) -> tuple[float, float]:
-        return self.template_share, self.broad_share
+    def shares(self, lang: str) -> tuple[float, float, float]:
+        """corpus.train_sentence's (template, word sequence, one-character sequence) shares."""
+        one_char = self.one_char_share if lang == "zh" else 0.0
+        return self.template_share, self.broad_share - one_char, one_char
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def texts(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
         pieces, pairs = corpus.open_pieces(lang, recipe.open_per_lang, recipe.seed, OPEN_PROBE_SHARES,
                                            exclude=exclude | set(old))
         opened = [corpus.join(lang, parts) for parts in pieces]
-        train = corpus.training(lang, recipe.train_per_lang, recipe.seed, recipe.shares,
+        train = corpus.training(lang, recipe.train_per_lang, recipe.seed, recipe.shares(lang),
                                 exclude | set(old) | set(opened),
                                 corpus.Pairs(lang, pairs | corpus.junction_words(lang, pieces)))
         out[lang] = {"heldout": old, "open": opened, "train": train}

@@ -1,0 +1,22 @@
+"""training.analyse's breakdown of errors by the kind of piece, against hand-derived values."""
+
+from training import analyse
+
+
+def test_piece_kinds_follow_the_pieces():
+    # 现象 and 叫 are listed words (jieba's list), 二十八块 a money piece of four characters
+    assert analyse.piece_kinds("zh", ["现象", "叫", "二十八块"]) == \
+        ["longer_word"] * 2 + ["one_token_word"] + ["number"] * 4
+    # a domain phrase of two words, a listed word, a time of two words
+    assert analyse.piece_kinds("en", ["post office", "people", "seven thirty"]) == \
+        ["longer_word"] * 2 + ["one_token_word"] + ["number"] * 2
+
+
+def test_token_hits_mark_what_the_alignment_matches():
+    # 叫→教 and 二十→而是 are substitutions; the rest match
+    assert analyse.token_hits(list("现象叫二十八块"), list("现象教而是八块")) == [True, True, False, False, False, True, True]
+    # b substituted, d deleted, e inserted
+    assert analyse.token_hits(["a", "b", "c", "d"], ["a", "x", "c", "e", "f"]) == [True, False, True, False]
+    assert analyse.token_hits(["a", "b"], ["e", "a", "b"]) == [True, True]
+    assert analyse.token_hits(["a", "b"], []) == [False, False]
+    assert analyse.token_hits([], ["a"]) == []
