@@ -1,6 +1,10 @@
 """training.analyse's breakdown of errors by the kind of piece, against hand-derived values."""
 
-from training import analyse
+import shutil
+
+import pytest
+
+from training import analyse, speech, wordlists
 
 
 def test_piece_kinds_follow_the_pieces():
@@ -20,3 +24,16 @@ def test_token_hits_mark_what_the_alignment_matches():
     assert analyse.token_hits(["a", "b"], ["e", "a", "b"]) == [True, True]
     assert analyse.token_hits(["a", "b"], []) == [False, False]
     assert analyse.token_hits([], ["a"]) == []
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_tone_sets_differ_in_their_tone_alone():
+    """Each probe set is four one-character words of the list that espeak-ng says with the same
+    phonemes in four different tones."""
+    listed = set(wordlists.load("zh")[0])
+    for chars in analyse.TONE_SETS:
+        said = [analyse.phonemes("zh", c) for c in chars]
+        assert len(chars) == 4 and set(chars) <= listed
+        assert len({p.translate(analyse._TONE_STRESS) for p in said}) == 1 and len(set(said)) == 4, (chars, said)
+    assert analyse.TONE_SPEAKER.voice.partition("+")[2] in speech.VARIANTS
+    assert analyse.TONE_SPEAKER.speed in speech.SPEEDS and analyse.TONE_SPEAKER.pitch in speech.PITCHES

@@ -12,6 +12,8 @@ pipeline on the CPU, from the original files as training.evaluate reads them):
 - the share of tokens wrong by the kind of piece they belong to: a word of one token (a
   one-character word in Mandarin, where only the tone tells many apart), a longer word, and a
   number, time, date or money piece, for the LLM and the CTC head;
+- whether the model hears tones: sets of four one-character words that differ in their tone
+  alone (方/房/访/放), each said alone by a training voice at a training speed and pitch;
 - the cost of the held-out voices: each sentence spoken again, clean, (a) by the held-out
   speaker (so the noisy clips' noise is measured), (b) by the held-out voice at the nearest
   training speed and pitch, and (c) by a training voice at those, against the committed clips.
@@ -49,6 +51,10 @@ CONDITIONS = {
     "training_speed_pitch": "the held-out voice at the nearest training speed and pitch, clean",
     "training_voice": "a training voice at the nearest training speed and pitch, clean",
 }
+# One-character words of the list, four to a syllable, one to a tone (espeak-ng -x marks each
+# with its own), said alone by this training voice: only the tone tells a set's words apart.
+TONE_SETS = ("方房访放", "八拔把爸", "汤糖躺烫", "吃迟尺赤", "通同统痛", "鸡急几记", "书熟鼠树")
+TONE_SPEAKER = speech.Speaker(f"{speech.ZH_VOICE}+m1", 160, 50)
 # espeak-ng's phoneme strings: these characters mark tone (Mandarin) or stress (English).
 _TONE_STRESS = str.maketrans("", "", "0123456789',")
 
@@ -172,6 +178,20 @@ def score(lang: str, ref: str, hyp: str) -> Counts:
     return char_counts(ref, hyp) if lang == "zh" else word_counts(ref, hyp)
 
 
+def tone_probe(pipe) -> dict:
+    """TONE_SETS' words said alone: what the LLM and the CTC head write for each."""
+    sets = [{"words": chars, **{path: [] for path in ("llm", "ctc")}} for chars in TONE_SETS]
+    for row in sets:
+        for c in row["words"]:
+            o = pipe.run(speech.synthesize(f"{c}。", TONE_SPEAKER))
+            row["llm"].append(cer_text(o.text))
+            row["ctc"].append(cer_text(o.ctc.text))
+    n = sum(len(r["words"]) for r in sets)
+    right = {path: sum(h == c for r in sets for c, h in zip(r["words"], r[path])) for path in ("llm", "ctc")}
+    return {"speaker": TONE_SPEAKER.to_dict(), "words": n, "llm_right": right["llm"], "ctc_right": right["ctc"],
+            "sets": sets}
+
+
 def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
     from funasr_qwen4b.reference.pipeline import Pipeline
 
@@ -183,7 +203,8 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
                                    llm=d / "qwen3")
     recipe = data.Recipe()
     exclude = data.committed_texts()
-    result: dict = {"model": str(model_dir), "pipeline": "reference (PyTorch, float32), CPU", "unit": {}, "sets": {}}
+    result: dict = {"model": str(model_dir), "pipeline": "reference (PyTorch, float32), CPU", "unit": {}, "sets": {},
+                    "tones": tone_probe(pipe)}
     for name in OPEN_SETS:
         lang = name[:2]
         result["unit"][name] = "characters" if lang == "zh" else "words"
@@ -284,6 +305,9 @@ def table(result: dict) -> str:
     row("error runs touching a junction of two pieces (tokens next to one)",
         [f"{100 * s['llm_errors']['runs_at_junction'] / max(1, s['llm_errors']['runs']):.0f} % "
          f"({100 * s['llm_errors']['tokens_at_junction_share']:.0f} %)" for s in sets.values()])
+    t = result["tones"]
+    row(f"one-character words said alone, {len(TONE_SETS)} sets of four tones: LLM / CTC head right",
+        [f"{t['llm_right']} / {t['ctc_right']} of {t['words']}" if n.startswith("zh") else "—" for n in sets])
     for k, label in PIECE_KINDS.items():
         row(f"tokens wrong in {label}: LLM / CTC head (tokens)",
             [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} ({b['tokens']})"
