@@ -37,3 +37,21 @@ def test_tone_sets_differ_in_their_tone_alone():
         assert len({p.translate(analyse._TONE_STRESS) for p in said}) == 1 and len(set(said)) == 4, (chars, said)
     assert analyse.TONE_SPEAKER.voice.partition("+")[2] in speech.VARIANTS
     assert analyse.TONE_SPEAKER.speed in speech.SPEEDS and analyse.TONE_SPEAKER.pitch in speech.PITCHES
+
+
+def test_pitch_track_follows_a_glide():
+    """A harmonic tone gliding from 120 to 100 Hz: its track falls by log(120/100) from end to
+    end, evenly; a steady one is flat; silence gives zeros."""
+    import numpy as np
+
+    from training import tones
+
+    sr, n = 16000, 16000
+    f = np.linspace(120.0, 100.0, n)
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    glide = sum(np.sin(k * phase) / k for k in range(1, 6))
+    y = tones.pitch_track(glide)
+    assert abs((y[0] - y[-1]) - np.log(120 / 100)) < 0.03 and np.all(np.diff(y) < 0)
+    steady = sum(np.sin(2 * np.pi * k * 110.0 * np.arange(n) / sr) / k for k in range(1, 6))
+    assert np.abs(tones.pitch_track(steady)).max() < 0.01
+    assert not tones.pitch_track(np.zeros(n)).any()
