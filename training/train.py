@@ -582,8 +582,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 if ex.loaded < len(ex.order) and not ex.full:
                     ex.add(cache.ready(1, ex.loaded - len(parts[0])))
                 if (ex.loaded == len(ex.order) or ex.full) and background is not None:
-                    # A full buffer takes no more clips: the chunks not begun are not made (waiting
-                    # for them cost an H100 four minutes of its call).
+                    # A full buffer takes no more clips: the chunks not begun are not made, and
+                    # nothing waits for those being made.
                     background.shutdown(wait=False, cancel_futures=True)
                     background = None
                     if ex.full:
