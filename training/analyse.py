@@ -113,12 +113,10 @@ def piece_kinds(lang: str, parts: list[str]) -> list[str]:
 
 
 def token_hits(ref: list[str], hyp: list[str]) -> list[bool]:
-    """Whether each reference token is matched in the hypothesis (jiwer's alignment)."""
-    hit = [False] * len(ref)
-    if ref and hyp:
-        for c in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
-            if c.type == "equal":
-                hit[c.ref_start_idx:c.ref_end_idx] = [True] * (c.ref_end_idx - c.ref_start_idx)
+    """Whether each reference token is matched in the hypothesis: outside every run of edits."""
+    hit = [True] * len(ref)
+    for rs, re_, *_ in error_runs(ref, hyp):
+        hit[rs:re_] = [False] * (re_ - rs)
     return hit
 
 
