@@ -784,6 +784,29 @@ f._make_chunk, f.pool, t.Examples.add = slow, lambda workers, modules_only: cf.T
 sys.exit(""")
 
 
+_STOP = """import subprocess, sys
+from pathlib import Path
+from training import features
+d = Path(sys.argv[1])
+ex = features.pool(1, False)
+made = [ex.submit(subprocess.call, ["sh", "-c", f"while [ ! -e {d}/go ]; do sleep 0.05; done; touch {d}/ran_{i}"])
+        for i in range(20)]
+features.stop(ex, made, wait=False)
+del ex  # as the trainer does: nothing holds the pool any more
+(d / "go").touch()
+"""
+
+
+def test_stopping_the_feature_workers_cancels_the_chunks_not_begun(tmp_path):
+    """The process exits once the chunks already handed to the worker are made, not after all of
+    them (the run then sat out its device call making features it would never train on)."""
+    r = subprocess.run([sys.executable, "-c", _STOP, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=HANG_S)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ran = len(list(tmp_path.glob("ran_*")))
+    assert ran <= 3, ran  # the one in the worker and the two queued for it (workers + 1) at most
+
+
 @needs_espeak
 def test_a_full_device_stops_the_features_it_cannot_take(tmp_path):
     """Once the device's buffer is full, the run does not wait for the features of clips it will

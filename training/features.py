@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import random
 import shutil
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,6 +67,16 @@ def _init_worker(funasr_modules_only: bool) -> None:
 def pool(workers: int, funasr_modules_only: bool) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(funasr_modules_only,))
+
+
+def stop(executor: Executor, made: list[Future], wait: bool) -> None:
+    """Cancel the chunks not begun (the few already handed to a worker are finished), then shut
+    `executor` down. The futures are cancelled here, not by `shutdown(cancel_futures=True)`: that
+    cancels nothing once the caller drops its last reference to the executor, and the process
+    would not exit before every chunk was made."""
+    for f in made:
+        f.cancel()
+    executor.shutdown(wait=wait)
 
 
 def _make_chunk(job: tuple[str, list[tuple[data.Item, int]], data.Recipe]) -> str:

@@ -535,7 +535,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             """Checkpoint at `epoch` (unless the schedule is done), then write the model if asked."""
             nonlocal background
             if background is not None:  # chunks being made finish; the rest are made by the run that resumes
-                background.shutdown(wait=True, cancel_futures=True)
+                features.stop(background, pending, wait=True)
                 background = None
             call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
             if step < total:
@@ -584,7 +584,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 if (ex.loaded == len(ex.order) or ex.full) and background is not None:
                     # A full buffer takes no more clips: the chunks not begun are not made, and
                     # nothing waits for those being made.
-                    background.shutdown(wait=False, cancel_futures=True)
+                    features.stop(background, pending, wait=False)
                     background = None
                     if ex.full:
                         log.info(f"the features of the other {len(ex.order) - ex.loaded} clips are not made")
@@ -674,7 +674,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         return stop(epoch, write_model=True)
     finally:  # an error must not leave the background processes making features
         if background is not None:
-            background.shutdown(wait=False, cancel_futures=True)
+            features.stop(background, pending, wait=False)
 
 
 def main(argv: list[str] | None = None) -> int:
