@@ -55,3 +55,47 @@ def test_pitch_track_follows_a_glide():
     steady = sum(np.sin(2 * np.pi * k * 110.0 * np.arange(n) / sr) / k for k in range(1, 6))
     assert np.abs(tones.pitch_track(steady)).max() < 0.01
     assert not tones.pitch_track(np.zeros(n)).any()
+
+
+def test_tone_classifiers_read_what_the_rows_carry():
+    """Rows that carry the tone and the syllable one-hot (the trained encoder's output here) are
+    read perfectly by held-out speakers; noise rows (the features here) leave the tone to chance."""
+    import numpy as np
+
+    from training import tones
+
+    rng = np.random.default_rng(0)
+    d: dict = {"feats": [], "encoded": [], "track": [], "tone": [], "syllable": [], "heldout": []}
+    sets, speakers = len(analyse.TONE_SETS), 24
+    for s in range(speakers):
+        for z in range(sets):
+            for t in range(4):
+                n = int(rng.integers(4, 9))
+                plain = rng.normal(0, 0.1, (n, 4 + sets)).astype(np.float32)
+                plain[:, t] += 1
+                plain[:, 4 + z] += 1
+                d["encoded"].append(plain)
+                d["feats"].append(rng.normal(0, 1, (n, 8)).astype(np.float32))
+                d["track"].append(rng.normal(0, 1, 10))
+                d["tone"].append(t)
+                d["syllable"].append(z)
+                d["heldout"].append(s >= speakers - 4)
+    result = tones.classify(d)
+    assert result["tone from the trained encoder's output"][1] == 1.0
+    assert result["syllable from the trained encoder's output"][1] == 1.0
+    assert result["tone from the features"][1] < 0.5  # 4 × 28 held-out clips of noise: chance is 25 %
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_tone_clips_take_the_encoder_output_without_its_query_rows():
+    """With a model, every word also gets the committed demonstration model's encoder output: a
+    row per stacked feature frame (the four query rows left out), the encoder's width."""
+    from pathlib import Path
+
+    from training import tones
+
+    model = Path(__file__).resolve().parents[1] / "models" / "demo"
+    d = tones.clips(1, 1, 0, str(model))
+    assert len(d["encoded"]) == len(d["feats"]) == 2 * 4 * len(analyse.TONE_SETS)
+    assert all(e.shape == (len(f), 256) for e, f in zip(d["encoded"], d["feats"]))
+    assert not tones.clips(1, 0, 0)["encoded"]

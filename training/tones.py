@@ -6,11 +6,14 @@ and a small classifier trained on the training speakers' clips, scored on the he
 - the tone from a pitch track (the log F0 over the voiced frames, at ten points, its mean
   removed): whether the audio carries the tones;
 - the syllable and the tone from the features the encoder is given (SenseVoice's 80-bin fbank,
-  7 frames stacked every 6): whether those features carry them as plainly.
+  7 frames stacked every 6): whether those features carry them as plainly;
+- with --model, the syllable and the tone from that trained model's encoder output (its own
+  front end, CMVN included; the query frames left out): whether training kept what the
+  features carry, or lost it.
 
-Run:  python -m training.tones [--speakers 150] [--heldout 30] [--json FILE]
+Run:  python -m training.tones [--speakers 150] [--heldout 30] [--model models/demo] [--json FILE]
 
-Needs espeak-ng. About 5 minutes on two cores with the defaults.
+Needs espeak-ng. About 5 minutes on two cores with the defaults, 8 with --model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import logging
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -52,9 +56,13 @@ def pitch_track(x: np.ndarray, sr: int = speech.SAMPLE_RATE, points: int = 10) -
     return y - y.mean()
 
 
-def clips(speakers: int, heldout: int, seed: int) -> dict:
-    """Every TONE_SETS word said by each speaker: features, pitch tracks, tone, set, speaker."""
-    from funasr_qwen4b.config import FrontendConfig
+def clips(speakers: int, heldout: int, seed: int, model: str | None = None) -> dict:
+    """Every TONE_SETS word said by each speaker: features, pitch tracks, tone, set, speaker;
+    with `model` (a directory whose `sensevoice/` holds the original files), its encoder's output."""
+    import torch
+
+    from funasr_qwen4b.config import FrontendConfig, QueryConfig
+    from funasr_qwen4b.reference.encoder import SenseVoiceSmall
     from funasr_qwen4b.reference.frontend import Frontend
 
     recipe = Recipe()
@@ -62,12 +70,18 @@ def clips(speakers: int, heldout: int, seed: int) -> dict:
     spk = [speech.draw_speaker("zh", r, False, generated=(recipe.generated_voices, recipe.generated_share))
            for _ in range(speakers)] + [speech.draw_speaker("zh", r, True) for _ in range(heldout)]
     frontend = Frontend(FrontendConfig(cmvn=False), None)
-    out: dict = {"feats": [], "track": [], "tone": [], "syllable": [], "heldout": []}
+    encoder, query = (SenseVoiceSmall.load(f"{model}/sensevoice"), QueryConfig(language="zh")) if model else (None, None)
+    out: dict = {"feats": [], "encoded": [], "track": [], "tone": [], "syllable": [], "heldout": []}
     for i, s in enumerate(spk):
         for z, chars in enumerate(TONE_SETS):
             for tone, c in enumerate(chars):
                 x = speech.synthesize(f"{c}。", s)
                 out["feats"].append(frontend(x).numpy())
+                if encoder is not None:
+                    with torch.no_grad():
+                        f = encoder.frontend(x)[None]
+                        enc, _ = encoder.encode(f, torch.tensor([f.shape[1]]), query)
+                    out["encoded"].append(enc[0, len(query.ids):].numpy())
                 out["track"].append(pitch_track(x))
                 out["tone"].append(tone)
                 out["syllable"].append(z)
@@ -97,7 +111,21 @@ def _fit(model, x, mask, y, train, epochs: int, lr: float) -> tuple[float, float
     return float(hit[train].mean()), float(hit[~train].mean())
 
 
+def _padded(seqs: list[np.ndarray]):
+    """Rows normalised over all sequences, zero-padded to the longest, and the mask of real rows."""
+    import torch
+
+    rows = np.concatenate(seqs)
+    mean, std = rows.mean(0), rows.std(0) + 1e-5
+    x = np.zeros((len(seqs), max(len(f) for f in seqs), rows.shape[1]), np.float32)
+    mask = np.zeros(x.shape[:2], bool)
+    for i, f in enumerate(seqs):
+        x[i, :len(f)], mask[i, :len(f)] = (f - mean) / std, True
+    return torch.from_numpy(x), torch.from_numpy(mask)
+
+
 def classify(d: dict, epochs: int = 25) -> dict:
+    """(training, held-out) accuracy of each classifier, by what it reads."""
     import torch
     from torch import nn
 
@@ -116,27 +144,23 @@ def classify(d: dict, epochs: int = 25) -> dict:
 
     track = torch.tensor(np.array(d["track"]), dtype=torch.float32) * 10
     result = {"tone from the pitch track": _fit(Track(), track, None, tone, train, 200, 1e-2)}
-    rows = np.concatenate(d["feats"])
-    mean, std = rows.mean(0), rows.std(0) + 1e-5
-    n = max(len(f) for f in d["feats"])
-    x = np.zeros((len(d["feats"]), n, rows.shape[1]), np.float32)
-    mask = np.zeros((len(d["feats"]), n), bool)
-    for i, f in enumerate(d["feats"]):
-        x[i, :len(f)], mask[i, :len(f)] = (f - mean) / std, True
-    x, mask = torch.from_numpy(x), torch.from_numpy(mask)
 
     class Frames(nn.Module):  # a bidirectional GRU over the frames, averaged
-        def __init__(self, classes: int):
+        def __init__(self, dim: int, classes: int):
             super().__init__()
-            self.inp, self.gru = nn.Linear(rows.shape[1], 128), nn.GRU(128, 128, batch_first=True, bidirectional=True)
+            self.inp, self.gru = nn.Linear(dim, 128), nn.GRU(128, 128, batch_first=True, bidirectional=True)
             self.out = nn.Linear(256, classes)
 
         def forward(self, x, m):
             h, _ = self.gru(torch.relu(self.inp(x)))
             return self.out((h * m[..., None]).sum(1) / m.sum(1, keepdim=True))
 
-    result["syllable from the features"] = _fit(Frames(len(TONE_SETS)), x, mask, syllable, train, epochs, 2e-3)
-    result["tone from the features"] = _fit(Frames(4), x, mask, tone, train, epochs, 2e-3)
+    for key, what in (("feats", "the features"), ("encoded", "the trained encoder's output")):
+        if not d.get(key):
+            continue
+        x, mask = _padded(d[key])
+        for name, y, classes in (("syllable", syllable, len(TONE_SETS)), ("tone", tone, 4)):
+            result[f"{name} from {what}"] = _fit(Frames(x.shape[2], classes), x, mask, y, train, epochs, 2e-3)
     return result
 
 
@@ -145,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speakers", type=int, default=150, help="training speakers (default %(default)s)")
     ap.add_argument("--heldout", type=int, default=30, help="held-out speakers (default %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", help="also read the tones from this trained model's encoder output "
+                                    "(a directory like models/demo)")
     ap.add_argument("--json", help="write the accuracies here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    d = clips(args.speakers, args.heldout, args.seed)
+    if args.model and not Path(args.model, "sensevoice").is_dir():
+        ap.error(f"{args.model}: no sensevoice/ directory here; give a model directory like models/demo")
+    d = clips(args.speakers, args.heldout, args.seed, args.model)
     result = classify(d)
     print(f"| {len(TONE_SETS) * 4} words, {args.speakers} training / {args.heldout} held-out speakers "
           "| training speakers | held-out speakers |\n| --- | --- | --- |")
