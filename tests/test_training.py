@@ -373,6 +373,49 @@ def test_batched_losses_match_one_utterance_at_a_time():
     assert torch.isfinite(got["rich"])
 
 
+def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
+    """With every transcript input replaced (token_noise 1), each one the LLM is given is a label of
+    the batch, most differ from the transcript's, and the loss is what each utterance gives alone
+    with those inputs and its own labels."""
+    import torch
+    import torch.nn.functional as F
+
+    from training import train
+
+    torch.manual_seed(0)
+    r = random.Random(1)
+    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
+    m.train(False)
+    B = 5
+    llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(B)]
+    ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
+    for i, x in enumerate(llm):
+        ids[i, :len(x)] = torch.tensor(x)
+    lengths, llm_lengths = torch.tensor([30, 22, 17, 25, 12]), torch.tensor([len(x) for x in llm])
+    ctc_lengths = torch.tensor([3] * B)
+    b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
+                    torch.randint(20, 190, (B, 3)), ctc_lengths, torch.randint(2, 20, (B, 4)), ids, llm_lengths,
+                    lengths.clone(), llm_lengths.clone())
+    fed = []
+    hook = m.llm.get_input_embeddings().register_forward_hook(lambda mod, args, out: fed.append(args[0].clone()))
+    with torch.no_grad():
+        got = train.losses(m, b, token_noise=1.0)
+        hook.remove()
+        enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
+        audio = m.adaptor(enc, mask=torch.arange(enc.shape[1])[None] < enc_lens[:, None])
+        total, count, changed = 0.0, 0, 0
+        for i, x in enumerate(llm):
+            a, t = int(enc_lens[i]), torch.tensor(x)
+            given = fed[0][i, a:a + len(x) - 1]
+            assert set(given.tolist()) <= {v for y in llm for v in y}
+            changed += int((given != t[:-1]).sum())
+            inputs = torch.cat([audio[i, :a], m.llm.get_input_embeddings()(given)])[None]
+            logits = m.llm(inputs_embeds=inputs).logits[0, a - 1:]
+            total, count = total + F.cross_entropy(logits, t, reduction="sum"), count + len(x)
+    assert len(fed) == 1 and changed > (count - B) // 2
+    assert torch.allclose(got["llm"], total / count, rtol=1e-5, atol=1e-6)
+
+
 def test_ctc_loss_is_funasr_modules_with_its_gradients():
     """The trainer's CTC loss against FunASR's CTC module on the same weights: the same value and
     the same gradients (in training mode, empty targets included), and an utterance whose targets

@@ -102,6 +102,10 @@ class Settings:
     # (training/analysis.json).
     spec_freq_width: int = 20
     spec_time_width: int = 5
+    # The share of the LLM's transcript inputs replaced by another label of the batch (its
+    # targets stay): the open sets' errors sit where two pieces meet, pairs training never spoke
+    # (training/RUN.md), and this makes every step speak unseen pairs.
+    token_noise: float = 0.1
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -190,7 +194,9 @@ def ctc_loss(m: DemoModel, enc, lengths, targets, target_lengths):
     return loss.sum() / len(lengths)
 
 
-def losses(m: DemoModel, b: Batch) -> dict:
+def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
+    """The CTC, tag and LLM losses of a batch; `token_noise` of the LLM's transcript inputs are
+    replaced by labels drawn from the whole batch (Settings.token_noise)."""
     import torch
     import torch.nn.functional as F
 
@@ -211,10 +217,6 @@ def losses(m: DemoModel, b: Batch) -> dict:
     last = b.llm_ids.shape[1] - 1
     text_in = torch.gather(b.llm_ids, 1, (pos - a).clamp(0, last))
     is_text = (pos >= a) & (pos < a + n_ids - 1)
-    inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
-                         torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
-    mask = (pos < a + n_ids - 1).long()
-    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
     # The LM head and its softmax at the labelled positions only (row i's transcript: from a_i - 1,
     # llm_ids[i, j] at a_i - 1 + j): a small share of the rows, and the largest product of the step.
     # Their count is known on the host, so the indices are built without a wait on the device.
@@ -222,8 +224,16 @@ def losses(m: DemoModel, b: Batch) -> dict:
     row = torch.repeat_interleave(torch.arange(len(b.host_llm_lengths), device=enc.device), b.llm_lengths,
                                   output_size=count)
     j = torch.arange(count, device=enc.device) - (torch.cumsum(b.llm_lengths, 0) - b.llm_lengths)[row]
+    labels = b.llm_ids[row, j]
+    if token_noise:
+        drawn = labels[torch.randint(count, text_in.shape, device=enc.device)]
+        text_in = torch.where(torch.rand(text_in.shape, device=enc.device) < token_noise, drawn, text_in)
+    inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
+                         torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
+    mask = (pos < a + n_ids - 1).long()
+    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
     logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
-    llm = F.cross_entropy(logits, b.llm_ids[row, j])
+    llm = F.cross_entropy(logits, labels)
     return {"ctc": ctc, "rich": rich, "llm": llm}
 
 
@@ -612,7 +622,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                     g["lr"] = cosine_lr(step, total, s)
                 if specaug is not None:
                     b = replace(b, feats=specaug(b.feats, b.lengths)[0])
-                parts_ = losses(m, b)
+                parts_ = losses(m, b, s.token_noise)
                 loss = parts_["ctc"] + s.rich_weight * parts_["rich"] + s.llm_weight * parts_["llm"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
