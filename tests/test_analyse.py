@@ -99,3 +99,17 @@ def test_tone_clips_take_the_encoder_output_without_its_query_rows():
     assert len(d["encoded"]) == len(d["feats"]) == 2 * 4 * len(analyse.TONE_SETS)
     assert all(e.shape == (len(f), 256) for e, f in zip(d["encoded"], d["feats"]))
     assert not tones.clips(1, 0, 0)["encoded"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_misnamed_words_are_longer_words_written_in_their_syllables_as_no_word():
+    """仔细 (zi3 xi4) written 自吸 (zi4 xi1): no listed word, and the list's only word said zi xi;
+    医院 written 一元: no listed word, but 亿元 and 议员 are said so too; 背部 written 被捕, a
+    listed word; 基本 written 鸡: not as many characters; 方 written 房 is not a longer word (each
+    between words written right: a run of edits is read as a whole)."""
+    parts = ["仔细", "叫", "医院", "叫", "背部", "叫", "基本", "叫", "方", "叫"]
+    ref = list("".join(parts))
+    got = analyse.misnamed_words(ref, list("自吸叫一元叫被捕叫鸡叫房叫"), parts)
+    assert got == [{"ref": "仔细", "hyp": "自吸", "edits": 2, "only": True},
+                   {"ref": "医院", "hyp": "一元", "edits": 2, "only": False}]
+    assert analyse.misnamed_words(ref, ref, parts) == []

@@ -64,8 +64,11 @@ def phonemes(lang: str, text: str) -> str:
     """What espeak-ng's default voice of the language says for `text` (its phoneme mnemonics,
     word separators dropped)."""
     voice = speech.ZH_VOICE if lang == "zh" else "en-us"
-    out = subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], check=True, capture_output=True,
-                         text=True).stdout
+    return _said(subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], check=True, capture_output=True,
+                                text=True).stdout)
+
+
+def _said(out: str) -> str:
     return "".join(out.replace("_|", "").replace("_", "").split())
 
 
@@ -172,6 +175,50 @@ def classify(lang: str, ref: list[str], hyp: list[str], parts: list[str]) -> lis
     return out
 
 
+def toneless(text: str) -> str:
+    """What espeak-ng says for Mandarin `text`, without its tones."""
+    return phonemes("zh", text).translate(_TONE_STRESS)
+
+
+@cache
+def toneless_words() -> dict[str, tuple[str, ...]]:
+    """The list's Mandarin words of two characters or more, by what espeak-ng says for them
+    without tones."""
+    words = [w for w in corpus._word_table("zh")[0] if len(w) > 1]
+    # one espeak-ng call for the whole list (a call a word is most of the cost): a sentence, so a line, a word
+    lines = subprocess.run(["espeak-ng", "-q", "-x", "-v", speech.ZH_VOICE], input="".join(f"{w}。\n" for w in words),
+                           check=True, capture_output=True, text=True).stdout.splitlines()
+    if len(lines) != len(words):
+        raise RuntimeError(f"espeak-ng said {len(lines)} lines for {len(words)} words")
+    out: dict[str, tuple[str, ...]] = {}
+    for w, line in zip(words, lines):
+        key = _said(line).translate(_TONE_STRESS)
+        out[key] = out.get(key, ()) + (w,)
+    return out
+
+
+def misnamed_words(ref: list[str], hyp: list[str], parts: list[str]) -> list[dict]:
+    """The listed Mandarin words of two characters or more that `hyp` writes with as many
+    characters, in their own syllables, as no listed word (仔细 as 自吸): each with its edits and
+    whether it is the only listed word said so (one that knows the words would have written it)."""
+    listed = set(corpus._word_table("zh")[0])
+    runs, out, at = error_runs(ref, hyp), [], 0
+    for p in parts:
+        lo, at = at, at + len(tokens("zh", p))
+        hit = [r for r in runs if r[0] < at and r[1] > lo]
+        if len(p) < 2 or p not in listed or not hit or any(r[1] - r[0] != r[3] - r[2] for r in hit):
+            continue
+        w = ref[lo:at]
+        for rs, re_, hs, _, _ in hit:
+            for k in range(max(rs, lo), min(re_, at)):
+                w[k - lo] = hyp[hs + k - rs]
+        h = "".join(w)
+        if h not in listed and toneless(h) == toneless(p):
+            out.append({"ref": p, "hyp": h, "edits": sum(a != b for a, b in zip(p, h)),
+                        "only": toneless_words()[toneless(p)] == (p,)})
+    return out
+
+
 def score(lang: str, ref: str, hyp: str) -> Counts:
     return char_counts(ref, hyp) if lang == "zh" else word_counts(ref, hyp)
 
@@ -219,7 +266,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
         by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0} for k in PIECE_KINDS}
-        utterances = []
+        utterances, misnamed = [], []
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
                 raise ValueError(f"{name}/{e.id}: the recipe's open sentence is not the committed one")
@@ -252,6 +299,8 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             for kind in kinds_of:
                 by_piece[kind]["tokens"] += 1
             runs = classify(lang, ref, tokens(lang, o.text), parts)
+            if lang == "zh":
+                misnamed += misnamed_words(ref, tokens(lang, o.text), parts)
             for run in runs:
                 kinds[run["kind"]]["runs"] += 1
                 kinds[run["kind"]]["edits"] += run["edits"]
@@ -270,6 +319,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
                            "runs_at_junction": junction_runs,
                            "tokens_at_junction_share": edge_tokens / max(1, ref_tokens)},
             "by_piece": by_piece,
+            "misnamed_words": misnamed,
             "by_voice": {v: {"rate": c.rate, "ref": c.ref} for v, c in sorted(by_voice.items())},
             "utterance_rows": utterances,
         }
@@ -306,6 +356,15 @@ def table(result: dict) -> str:
     t = result["tones"]
     row(f"one-character words said alone, {len(TONE_SETS)} sets of four tones: LLM / CTC head right",
         [f"{t['llm_right']} / {t['ctc_right']} of {t['words']}" if n.startswith("zh") else "—" for n in sets])
+    def misnamed(s: dict, n: str) -> str:
+        if not n.startswith("zh"):
+            return "—"
+        only = [w for w in s["misnamed_words"] if w["only"]]
+        return (f"{len(s['misnamed_words'])} ({sum(w['edits'] for w in s['misnamed_words'])} characters); "
+                f"{len(only)} ({sum(w['edits'] for w in only)})")
+
+    row("longer words written as no listed word in their own syllables (wrong characters); "
+        "those the only listed word said so", [misnamed(s, n) for n, s in sets.items()])
     for k, label in PIECE_KINDS.items():
         row(f"tokens wrong in {label}: LLM / CTC head (tokens)",
             [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} ({b['tokens']})"
