@@ -324,18 +324,46 @@ def test_vocabularies(tmp_path):
     assert sp.decode(sp.encode("现在是下午三点二十分")) == "现在是下午三点二十分"
 
 
-def _per_utterance_llm_loss(m, audio, enc_lens, llm_ids):
-    """The LLM loss of each utterance on its own: [audio rows, transcript] then averaged over tokens."""
+def _per_utterance_llm_loss(m, audio, enc_lens, llm_ids, given=None):
+    """The LLM loss of each utterance on its own: [audio rows, transcript] then averaged over tokens;
+    `given[i]`: the transcript inputs utterance i is fed instead of its own labels shifted."""
     import torch
     import torch.nn.functional as F
 
     total, count = 0.0, 0
     for i, ids in enumerate(llm_ids):
         a, t = int(enc_lens[i]), torch.tensor(ids)
-        inputs = torch.cat([audio[i, :a], m.llm.get_input_embeddings()(t[:-1])])[None]
+        inputs = torch.cat([audio[i, :a], m.llm.get_input_embeddings()(t[:-1] if given is None else given[i])])[None]
         logits = m.llm(inputs_embeds=inputs).logits[0, a - 1:]
         total, count = total + F.cross_entropy(logits, t, reduction="sum"), count + len(ids)
     return total / count
+
+
+def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list[int]):
+    """A small DemoModel (seeded) and a batch of random features, CTC targets and tags for these
+    transcripts; then the encoder's output, its lengths and the adaptor's rows, as the trainer
+    computes them."""
+    import torch
+
+    from training import train
+
+    torch.manual_seed(0)
+    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
+    m.train(False)
+    B = len(llm)
+    ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
+    for j, x in enumerate(llm):
+        ids[j, :len(x)] = torch.tensor(x)
+    ctc = torch.randint(20, 190, (B, 5))
+    ctc_lengths, lengths = torch.tensor(ctc_lengths), torch.tensor(lengths)
+    llm_lengths = torch.tensor([len(x) for x in llm])
+    b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
+                    ctc.masked_fill(torch.arange(5)[None] >= ctc_lengths[:, None], -1), ctc_lengths,
+                    torch.randint(2, 20, (B, 4)), ids, llm_lengths, lengths.clone(), llm_lengths.clone())
+    with torch.no_grad():
+        enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
+        audio = m.adaptor(enc, mask=torch.arange(enc.shape[1])[None] < enc_lens[:, None])
+    return m, b, enc, enc_lens, audio
 
 
 def test_batched_losses_match_one_utterance_at_a_time():
@@ -345,29 +373,15 @@ def test_batched_losses_match_one_utterance_at_a_time():
 
     from training import train
 
-    torch.manual_seed(0)
     r = random.Random(0)
-    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
-    m.train(False)
-    B = 6
-    llm = [[r.randrange(290) for _ in range(r.randint(1, 9))] + [302] for _ in range(B)]
+    llm = [[r.randrange(290) for _ in range(r.randint(1, 9))] + [302] for _ in range(6)]
     llm[2] = [302]  # no speech: <|im_end|> at once
-    ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
-    for j, x in enumerate(llm):
-        ids[j, :len(x)] = torch.tensor(x)
-    ctc = torch.randint(20, 190, (B, 5))
-    ctc_lengths = torch.tensor([5, 3, 0, 5, 4, 1])
-    lengths, llm_lengths = torch.tensor([30, 22, 17, 25, 30, 12]), torch.tensor([len(x) for x in llm])
-    b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
-                    ctc.masked_fill(torch.arange(5)[None] >= ctc_lengths[:, None], -1), ctc_lengths,
-                    torch.randint(2, 20, (B, 4)), ids, llm_lengths, lengths.clone(), llm_lengths.clone())
+    m, b, enc, enc_lens, audio = _model_and_batch(llm, [30, 22, 17, 25, 30, 12], [5, 3, 0, 5, 4, 1])
     with torch.no_grad():
         got = train.losses(m, b)
-        enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
-        audio = m.adaptor(enc, mask=torch.arange(enc.shape[1])[None] < enc_lens[:, None])
         want = _per_utterance_llm_loss(m, audio, enc_lens, llm)
         # FunASR's own CTC module (its loop over utterances), per target token as the trainer weighs it
-        want_ctc = m.sv.ctc(enc[:, 4:], enc_lens - 4, b.ctc_targets, b.ctc_lengths) * B / ctc_lengths.sum()
+        want_ctc = m.sv.ctc(enc[:, 4:], enc_lens - 4, b.ctc_targets, b.ctc_lengths) * len(llm) / b.ctc_lengths.sum()
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
     assert torch.allclose(got["ctc"], want_ctc, rtol=1e-6, atol=0)
     assert torch.isfinite(got["rich"])
@@ -378,42 +392,24 @@ def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
     the batch, most differ from the transcript's, and the loss is what each utterance gives alone
     with those inputs and its own labels."""
     import torch
-    import torch.nn.functional as F
 
     from training import train
 
-    torch.manual_seed(0)
     r = random.Random(1)
-    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
-    m.train(False)
-    B = 5
-    llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(B)]
-    ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
-    for i, x in enumerate(llm):
-        ids[i, :len(x)] = torch.tensor(x)
-    lengths, llm_lengths = torch.tensor([30, 22, 17, 25, 12]), torch.tensor([len(x) for x in llm])
-    ctc_lengths = torch.tensor([3] * B)
-    b = train.Batch(torch.randn(B, 30, 560), lengths, torch.tensor([[0, 5, 6, 15]] * B),
-                    torch.randint(20, 190, (B, 3)), ctc_lengths, torch.randint(2, 20, (B, 4)), ids, llm_lengths,
-                    lengths.clone(), llm_lengths.clone())
+    llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(5)]
+    m, b, enc, enc_lens, audio = _model_and_batch(llm, [30, 22, 17, 25, 12], [3] * 5)
     fed = []
     hook = m.llm.get_input_embeddings().register_forward_hook(lambda mod, args, out: fed.append(args[0].clone()))
     with torch.no_grad():
         got = train.losses(m, b, token_noise=1.0)
         hook.remove()
-        enc, enc_lens = m.sv.encoder(torch.cat((m.sv.embed(b.query), b.feats), dim=1), b.lengths + 4)
-        audio = m.adaptor(enc, mask=torch.arange(enc.shape[1])[None] < enc_lens[:, None])
-        total, count, changed = 0.0, 0, 0
-        for i, x in enumerate(llm):
-            a, t = int(enc_lens[i]), torch.tensor(x)
-            given = fed[0][i, a:a + len(x) - 1]
-            assert set(given.tolist()) <= {v for y in llm for v in y}
-            changed += int((given != t[:-1]).sum())
-            inputs = torch.cat([audio[i, :a], m.llm.get_input_embeddings()(given)])[None]
-            logits = m.llm(inputs_embeds=inputs).logits[0, a - 1:]
-            total, count = total + F.cross_entropy(logits, t, reduction="sum"), count + len(x)
-    assert len(fed) == 1 and changed > (count - B) // 2
-    assert torch.allclose(got["llm"], total / count, rtol=1e-5, atol=1e-6)
+        given = [fed[0][i, int(enc_lens[i]):int(enc_lens[i]) + len(x) - 1] for i, x in enumerate(llm)]
+        want = _per_utterance_llm_loss(m, audio, enc_lens, llm, given)
+    labels = {v for x in llm for v in x}
+    assert len(fed) == 1 and all(set(g.tolist()) <= labels for g in given)
+    changed = sum(int((g != torch.tensor(x[:-1])).sum()) for g, x in zip(given, llm))
+    assert changed > sum(len(x) - 1 for x in llm) // 2
+    assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
 
 
 def test_ctc_loss_is_funasr_modules_with_its_gradients():
