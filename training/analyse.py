@@ -185,7 +185,7 @@ def toneless_words() -> dict[str, tuple[str, ...]]:
     """The list's Mandarin words of two characters or more, by what espeak-ng says for them
     without tones."""
     words = [w for w in corpus._word_table("zh")[0] if len(w) > 1]
-    # one espeak-ng call for the whole list (a call a word is most of the cost): a sentence, so a line, a word
+    # one espeak-ng call for the whole list, not one a word: a sentence, and so a line, a word
     lines = subprocess.run(["espeak-ng", "-q", "-x", "-v", speech.ZH_VOICE], input="".join(f"{w}。\n" for w in words),
                            check=True, capture_output=True, text=True).stdout.splitlines()
     if len(lines) != len(words):
@@ -356,6 +356,7 @@ def table(result: dict) -> str:
     t = result["tones"]
     row(f"one-character words said alone, {len(TONE_SETS)} sets of four tones: LLM / CTC head right",
         [f"{t['llm_right']} / {t['ctc_right']} of {t['words']}" if n.startswith("zh") else "—" for n in sets])
+
     def misnamed(s: dict, n: str) -> str:
         if not n.startswith("zh"):
             return "—"
