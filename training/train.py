@@ -105,7 +105,7 @@ class Settings:
     # The share of the LLM's transcript inputs replaced by another label of the batch (its
     # targets stay): the open sets' errors sit where two pieces meet, pairs training never spoke
     # (training/RUN.md), and this makes every step speak unseen pairs.
-    token_noise: float = 0.1
+    token_noise: float = 0.2
     seed: int = 0
 
     def to_dict(self) -> dict:
