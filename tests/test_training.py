@@ -589,7 +589,7 @@ def test_batches_gather_what_padding_built(tmp_path):
             seen.append(k)
             it = train_items[order[k]]
             padded = torch.zeros(T, 560)
-            padded[:frames[k]] = torch.from_numpy(rows[k].astype(np.float32))
+            padded[:frames[k]] = features.from_grid(features.to_grid(torch.from_numpy(rows[k])))
             assert torch.equal(b.feats[j], (padded + shift) * scale * (torch.arange(T) < frames[k])[:, None])
             ctc = sp.encode(train.ctc_text(it.text, it.lang)) if it.text else []
             assert b.ctc_targets[j, :len(ctc)].tolist() == ctc and (b.ctc_targets[j, len(ctc):] == -1).all()
@@ -600,6 +600,25 @@ def test_batches_gather_what_padding_built(tmp_path):
             assert int(b.query[j, 0]) in {LANGUAGE_IDS[q] for q in train.QUERY_LANGUAGES}
             assert sp.id_to_piece(int(b.tags[j, 0])) == (f"<|{it.lang}|>" if it.text else "<|nospeech|>")
     assert sorted(seen) == list(range(6))
+
+
+def test_features_are_held_on_a_grid_of_256_points_from_the_log_floor():
+    """The device's uint8 rows: fbank's floor (digital silence) and every grid point come back
+    exactly, any value within the grid within half a step (0.094), values beyond it clamped."""
+    import torch
+
+    from training import features
+
+    floor = float(np.log(np.float32(np.finfo(np.float32).eps)))  # kaldi's log floor: -15.942385
+    step = (32 - floor) / 255
+    assert features.GRID_STEP == pytest.approx(step) and 0.18 < step < 0.19
+    points = torch.tensor([floor + k * step for k in range(256)])
+    assert torch.equal(features.to_grid(points), torch.arange(256, dtype=torch.uint8))
+    assert torch.allclose(features.from_grid(torch.arange(256, dtype=torch.uint8)), points, atol=1e-5, rtol=0)
+    assert features.from_grid(features.to_grid(torch.tensor([floor]))).item() == pytest.approx(floor, abs=1e-6)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(floor, 32, 10000).astype(np.float16))
+    assert (features.from_grid(features.to_grid(x)) - x.float()).abs().max() <= step / 2 + 1e-5
+    assert features.to_grid(torch.tensor([-40.0, 33.0, 1e4])).tolist() == [0, 255, 255]
 
 
 class _SixClips:
@@ -643,6 +662,7 @@ def test_examples_added_in_parts_are_the_examples_added_at_once(tmp_path):
 
     clips = _SixClips(tmp_path)
     whole, grown = clips.examples(), clips.examples()
+    grown.SLICE = 7  # and its rows go onto the device a few at a time
     whole.add(clips.part(0, 6))
     grown.add(clips.part(0, 2))
     assert len(grown.feats) == 10 + math.ceil(1.05 * 5 * 4)  # room at 5 % over 5 rows a clip
@@ -662,9 +682,9 @@ def test_examples_beyond_the_device_budget_are_left_out(tmp_path):
     whole, small = clips.examples(), clips.examples()
     whole.add(clips.part(0, 6))
     small.add(clips.part(0, 2))
-    # 0.95 of 94316 bytes less 1.1 of 0 is 89600 = 80 rows of 560 float16: a buffer of 80 rows,
+    # 0.95 of 47158 bytes less 1.1 of 0 is 44800 = 80 rows of 560 uint8: a buffer of 80 rows,
     # which holds the 10 rows there and two clips of 30
-    small.set_device_need(0, 94316)
+    small.set_device_need(0, 47158)
     small.add(clips.part(2, 6))
     assert len(small.feats) == 80 and small.loaded == 4 and small.rows == 70 and small.full
     assert torch.equal(small.feats[:70], whole.feats[:70])
@@ -817,7 +837,7 @@ def slow(job):
     return make(job)
 def small(self, part):
     if self.feats is not None and self.budget is None:  # the first clips are in: 8 rows more fit, no clip
-        self.feats, self.budget = self.feats[:self.rows].clone(), 2 * f.DIM * (self.rows + 8)
+        self.feats, self.budget = self.feats[:self.rows].clone(), self.feats.element_size() * f.DIM * (self.rows + 8)
     add(self, part)
 f._make_chunk, f.pool, t.Examples.add = slow, lambda workers, modules_only: cf.ThreadPoolExecutor(1), small
 sys.exit(""")

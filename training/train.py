@@ -240,11 +240,14 @@ def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
 # --- the examples, on the training device -----------------------------------------
 
 class Examples:
-    """Every training example where the model is: the features end to end ([rows, 560] float16),
-    each clip's first row and length, and its CTC targets, tags and LLM ids as padded tables.
-    A batch is then a few gathers: no per-utterance work and no host-to-device copy per step.
+    """Every training example where the model is: the features end to end ([rows, 560], uint8 on
+    `features.to_grid`'s grid), each clip's first row and length, and its CTC targets, tags and
+    LLM ids as padded tables. A batch is then a few gathers: no per-utterance work and no
+    host-to-device copy per step.
     Example j is clip `order[j]` of the training list (training/features.py's two parts, in turn);
     the features arrive a part at a time (`add`)."""
+
+    SLICE = 1 << 16  # rows put on the grid at a time: a part may be most of the device's rows
 
     def __init__(self, train: list[data.Item], order: list[int], sp, llm_tok, device):
         import torch
@@ -307,11 +310,11 @@ class Examples:
             if self.budget is None and self.device.type == "cuda":  # a step's need is not measured yet
                 room = end
             elif self.budget is not None:
-                room = max(0, min(room, self.budget // (2 * features.DIM)))
+                room = max(0, min(room, self.budget // features.DIM))
             if room > self.rows or self.feats is None:
                 held = None if self.feats is None else self.feats[:self.rows].cpu()
                 self.feats = None  # freed before the new buffer is made
-                self.feats = torch.empty((room, features.DIM), dtype=torch.float16, device=self.device)
+                self.feats = torch.empty((room, features.DIM), dtype=torch.uint8, device=self.device)
                 if held is not None:
                     self.feats[:self.rows] = held.to(self.device)
             keep = int(np.searchsorted(np.cumsum(frames), len(self.feats) - self.rows, side="right"))
@@ -322,7 +325,9 @@ class Examples:
                 frames = frames[:keep]
                 rows = rows[:frames.sum()]
                 end = self.rows + len(rows)
-        self.feats[self.rows:end] = torch.from_numpy(rows).to(self.device)
+        for a in range(0, len(rows), self.SLICE):
+            b = min(a + self.SLICE, len(rows))
+            self.feats[self.rows + a:self.rows + b] = features.to_grid(torch.from_numpy(rows[a:b]).to(self.device))
         self.rows = end
         self.frames = np.concatenate((self.frames, frames))
         self.frames_dev = torch.from_numpy(self.frames).to(self.device)
@@ -351,7 +356,7 @@ class Examples:
             T = int(self.frames[idx].max())
             lengths, pos = self.frames_dev[k], torch.arange(T, device=self.device)
             rows = self.first_dev[k][:, None] + torch.minimum(pos[None], lengths[:, None] - 1)
-            x = (self.feats[rows].float() + shift) * scale * (pos[None, :, None] < lengths[:, None, None])
+            x = (features.from_grid(self.feats[rows]) + shift) * scale * (pos[None, :, None] < lengths[:, None, None])
             yield idx, Batch(x, lengths, query_dev[start:start + len(c)],
                         self.ctc[k][:, :int(self.ctc_len[idx].max())], torch.from_numpy(self.ctc_len[idx]),
                         self.tags[k], self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k],
