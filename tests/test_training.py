@@ -735,9 +735,11 @@ def _weights(d: Path) -> dict:
 
 @needs_espeak
 def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
-    """Paused in the early epochs (while the other clips' features are being made, so the run
-    that resumes makes the rest), resumed, paused again, resumed to the end: the same losses
-    and bitwise the same weights as one uninterrupted run; the last leg makes no features."""
+    """Paused inside and at the end of epochs, by time, epoch and step (first in the early epoch,
+    while the other clips' features are being made, so the run that resumes makes the rest),
+    its model once written early by --max-minutes, resumed to the end: the same losses and
+    bitwise the same weights as one uninterrupted run; the last leg makes no features.
+    A limit of 0 minutes stops after the first step whatever the machine's speed."""
     import torch
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -745,22 +747,35 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert not (tmp_path / "a.work" / "checkpoint.pt").exists()  # finished: nothing to resume
 
+    # --quick: 2 steps of 16 over 21 clips, then 2 epochs of 14 over 210: 30 steps
     ckpt = tmp_path / "b.work" / "checkpoint.pt"
-    r = _tiny_train("--out", str(b), "--quick", "--pause-after-epochs", "1")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "paused after epoch 1 of 3" in r.stderr and ckpt.is_file() and not b.exists()
-    r = _tiny_train("--out", str(b), "--resume", str(ckpt), "--pause-after-epochs", "2")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resuming after epoch 1" in r.stderr and "paused after epoch 2 of 3" in r.stderr
-    r = _tiny_train("--out", str(b), "--resume", str(ckpt))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resuming after epoch 2" in r.stderr and "; 0 chunks made)" in r.stderr
-    assert not ckpt.exists()
+    legs = [(["--quick", "--pause-after-minutes", "0"], [], "paused after step 1 of epoch 1 of 3, step 1 of 30"),
+            (["--pause-after-epochs", "1"], ["resuming in epoch 1 after its step 1 (step 1)"],
+             "paused after epoch 1 of 3, step 2 of 30"),
+            (["--pause-after-steps", "9"], ["resuming after epoch 1 (step 2)"],
+             "paused after step 7 of epoch 2 of 3, step 9 of 30"),
+            (["--max-minutes", "0"], ["resuming in epoch 2 after its step 7 (step 9)"],
+             "stopped by --max-minutes after step 8 of epoch 2 of 3, step 10 of 30"),
+            ([], ["resuming in epoch 2 after its step 8 (step 10)", "; 0 chunks made)"], None)]
+    for i, (args, says, last) in enumerate(legs):
+        r = _tiny_train("--out", str(b), *(["--resume", str(ckpt)] if i else []), *args)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert all(x in r.stderr for x in says), (i, r.stderr[-3000:])
+        if last is None:
+            assert not ckpt.exists()
+        else:
+            assert last in r.stderr and ckpt.is_file(), (i, r.stderr[-3000:])
+        if "--max-minutes" in args:  # written early, its checkpoint kept: a new --out finishes it
+            assert last in json.loads((b / "training_log.json").read_text(encoding="utf-8"))["cut"]
+            shutil.rmtree(b)
+        else:
+            assert b.exists() == (last is None)
 
     la, lb = (json.loads((d / "training_log.json").read_text(encoding="utf-8")) for d in (a, b))
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
     assert strip(la["history"]) == strip(lb["history"]) and len(la["history"]) == 3
-    assert [(c["from_epoch"], c["to_epoch"]) for c in lb["calls"]] == [(0, 1), (1, 2), (2, 3)]
+    assert [(c["from_epoch"], c["to_epoch"], c["to_step"]) for c in lb["calls"]] == \
+        [(0, 0, 1), (0, 1, 2), (1, 1, 9), (1, 1, 10), (1, 3, 30)]
     wa, wb = _weights(a), _weights(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     for f in ("sensevoice/am.mvn", "qwen3/tokenizer.json", "sensevoice/config.yaml"):

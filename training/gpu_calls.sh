@@ -14,8 +14,9 @@
 #   CALL_SECONDS  when this call's trainer must have ended, in seconds from this script's start (570)
 #   FIT_MINUTES   call 1: the training of both calls, in minutes from the trainer's start, that the
 #                 steps are fitted to (default: what is left of two calls of CALL_SECONDS when it
-#                 starts, less call 2's 60 s of packing and scoring, its 75 s of loading and 45 s for
-#                 loading clips at the epochs' starts); empty: the recipe's epochs
+#                 starts, less call 2's 60 s of packing and scoring, its 75 s of loading, 45 s for
+#                 loading clips at the epochs' starts and the two calls' stops); empty: the recipe's
+#                 epochs
 #   STAGE         training/stage_gpu.sh's directory (build/gpu-stage); empty: use PYTHON as it is
 #   PYTHON        python3
 #   TRAIN_ARGS    more arguments for training.train (a CPU rehearsal: call 1 "--quick --workers 2",
@@ -29,6 +30,10 @@ py=${PYTHON:-python3}
 stage=${STAGE-build/gpu-stage}
 budget=${CALL_SECONDS:-570}
 reserve=60  # call 2: packing (about 6 s) and the held-out scores (about 45 s)
+# The trainer stops after the last step that ends before its limit, then writes: call 1 waits for
+# the feature chunks being made (17 s in a run on an H100) and the checkpoint; call 2 writes the
+# model and the checkpoint.
+stop1=30 stop2=15
 args=(--out "$run" --no-eval)
 export PYTHONUNBUFFERED=1
 # the feature buffer and the steps' tensors share the device without fragmenting it
@@ -53,16 +58,17 @@ case $call in
 1)
     use_stage
     rm -rf "$run"
-    fit=${FIT_MINUTES-$(minutes_left $((2 * budget - reserve - 120)))}
+    fit=${FIT_MINUTES-$(minutes_left $((2 * budget - reserve - 120 - stop1 - stop2)))}
     [ -n "$fit" ] && args+=(--fit-minutes "$fit")
-    "$py" -m training.train "${args[@]}" --pause-after-minutes "$(minutes_left "$budget")" 2>&1 | tee "$OUT/train1.log"
+    "$py" -m training.train "${args[@]}" --pause-after-minutes "$(minutes_left $((budget - stop1)))" 2>&1 \
+        | tee "$OUT/train1.log"
     { echo "----- after call 1 ($SECONDS s)"; ls -la "$work"; du -sh "$work/data"; df -h /tmp; } >> "$OUT/train1.log" 2>&1
     ;;
 2)
     if [ -f "$work/checkpoint.pt" ]; then
         use_stage
         rm -rf "$run"
-        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - reserve)))" \
+        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - reserve - stop2)))" \
             2>&1 | tee "$OUT/train2.log"
     elif [ -d "$run" ]; then
         use_stage

@@ -25,16 +25,19 @@ waits for the rest to be made); linear warm-up, then cosine decay over every ste
 then on over the clips made by its start: the rest join as they are written, none is waited
 for, and the data a run sees grows with the time it has.
 
-Pausing: --pause-after-minutes (or --pause-after-epochs) stops at an epoch boundary and saves a
-full checkpoint (weights, optimiser, step, epoch, every random state, the loss history) in the
-work directory (OUT.work unless --work), beside the tokenizers and the feature cache. --resume
-continues the same schedule on the same data: the weights are an uninterrupted run's (bitwise
-on the CPU, tests/test_training.py; a fitted schedule's epochs take the clips made by then, which
-depends on the machine's speed). --max-minutes instead writes the model at the last epoch
-boundary that fits (the cosine is then near its end, and the log says how near) and keeps a
-checkpoint, so a later --resume can still finish the schedule. Under either, an epoch of the
-unfitted schedule that needs clips still being made waits for them only while it would still
-fit; otherwise the run stops there and the one that resumes makes the rest.
+Pausing: --pause-after-minutes (or --pause-after-epochs, --pause-after-steps) stops after the
+last step that fits (or that epoch, or that step), wherever in an epoch, and saves a full
+checkpoint (weights, optimiser, step, where in its epoch, every random state, the loss history)
+in the work directory (OUT.work unless --work), beside the tokenizers and the feature cache.
+--resume continues the same schedule on the same data: the weights are an uninterrupted run's
+(bitwise on the CPU, tests/test_training.py; a fitted schedule's epochs take the clips made by
+then, which depends on the machine's speed). --max-minutes instead writes the model after the
+last step that fits (the cosine is then near its end, and the log says how near) and keeps a
+checkpoint, so a later --resume can still finish the schedule. A step fits when this process's
+mean step would end before the limit; the checkpoint's writing comes after it, so a caller with
+a hard deadline gives a limit short of it. Under either, an epoch of the unfitted schedule that
+needs clips still being made waits for them only while it would still fit; otherwise the run
+stops there and the one that resumes makes the rest.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ log = logging.getLogger(__name__)
 ENCODER = dict(output_size=256, attention_heads=4, linear_units=768, num_blocks=6, tp_blocks=1, kernel_size=11)
 # nhead 8 is the real adaptor's (and `convert adaptor`'s default): no flag needed to convert this one.
 ADAPTOR = dict(encoder_dim=256, d_model=128, num_layers=4, dim_feedforward=256, llm_dim=256, nhead=8)
-QWEN3 = dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+# Six layers, twice the earlier three: the open sets' Mandarin errors are the LLM's choice of word
+# from syllables whose tones it barely hears (training/RUN.md); about 7 MB more, under 50 MB in all.
+QWEN3 = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
              intermediate_size=512)
 TAGS = {"zh": "<|zh|>", "en": "<|en|>"}, "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>"
 TAGS_NONSPEECH = ("<|nospeech|>", *NONSPEECH_TAGS, "<|woitn|>")
@@ -333,10 +338,11 @@ class Examples:
         self.frames_dev = torch.from_numpy(self.frames).to(self.device)
         self.first_dev = torch.from_numpy(np.cumsum(self.frames) - self.frames).to(self.device)
 
-    def batches(self, rng: random.Random, n: int, batch_size: int, cmvn):
+    def batches(self, rng: random.Random, n: int, batch_size: int, cmvn, skip: int = 0):
         """One epoch over the first n examples: sorted by length (with a little noise), cut into
         batches, the batches shuffled; each utterance's language query drawn from `rng`.
-        Yields (example indices, Batch)."""
+        Yields (example indices, Batch), after the first `skip` batches (an epoch resumed where
+        it paused: `rng` in the state this epoch began with)."""
         import torch
 
         from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
@@ -350,8 +356,8 @@ class Examples:
         query = np.array([[LANGUAGE_IDS[rng.choice(QUERY_LANGUAGES)], *rest] for _ in flat], np.int64)
         flat_dev, query_dev = torch.from_numpy(flat).to(self.device), torch.from_numpy(query).to(self.device)
         shift, scale = cmvn
-        start = 0
-        for c in chunks:
+        start = sum(map(len, chunks[:skip]))
+        for c in chunks[skip:]:
             idx, k = flat[start:start + len(c)], flat_dev[start:start + len(c)]
             T = int(self.frames[idx].max())
             lengths, pos = self.frames_dev[k], torch.arange(T, device=self.device)
@@ -436,12 +442,13 @@ def _set_rng_states(states: dict, device) -> None:
 class Limits:
     """When this process stops training before the schedule's end (all optional)."""
 
-    pause_minutes: float | None = None  # checkpoint and exit at the last epoch boundary before this
+    pause_minutes: float | None = None  # checkpoint and exit after the last step that ends before this
     pause_epochs: int | None = None  # checkpoint and exit once this many epochs (of the whole schedule) are done
-    max_minutes: float | None = None  # write the model (and a checkpoint) at the last epoch boundary before this
+    max_minutes: float | None = None  # write the model (and a checkpoint) after the last step that ends before this
     # a fresh run only: after epoch FIT_AFTER_EPOCHS, fit the schedule's steps to end training this
     # many minutes after the process started, its epochs from then on over the clips made so far
     fit_minutes: float | None = None
+    pause_steps: int | None = None  # checkpoint and exit once this many steps (of the whole schedule) are done
 
 
 FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second's rate decides
@@ -465,6 +472,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     parts = features.layout(len(train), s.recipe.seed, s.early_share)
     cache = features.Cache(cache_dir, s.recipe, parts)
     done = resume["epoch"] if resume else 0
+    # a run paused inside epoch done + 1: its steps and clips there, the losses summed so far
+    within = resume.get("within") if resume else None
     if s.steps:  # fitted: the steps are fixed, an epoch's clips are those made by its start
         total, all_now = s.steps, False
     else:
@@ -476,7 +485,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
              f"them first; " + (f"{total} steps fitted to the time, each epoch over the clips made by its start"
                                 if s.steps else f"{len(sizes)} epochs ({s.early_epochs} over those, {s.epochs} over "
                                                 f"all), {total} steps")
-             + (f"; resuming after epoch {done} (step {step})" if resume else ""))
+             + ("" if not resume else f"; resuming in epoch {done + 1} after its step {within['steps']} (step {step})"
+                if within else f"; resuming after epoch {done} (step {step})"))
 
     # The features missing from the cache: the part needed now while the tokenizers are made
     # (a fresh run), then the other in the background, with two cores left to the trainer.
@@ -543,22 +553,26 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         call = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
                 "from_epoch": done, "seconds": 0.0}
 
-        def of_total() -> str:
-            return f"epoch {epoch}" + ("" if s.steps else f" of {len(sizes)}") + f", step {step} of {total}"
+        def of_total(part: dict | None = None) -> str:
+            where = f"epoch {epoch}" if part is None else f"step {part['steps']} of epoch {epoch + 1}"
+            return where + ("" if s.steps else f" of {len(sizes)}") + f", step {step} of {total}"
 
-        def stop(epoch: int, write_model: bool) -> dict | None:
-            """Checkpoint at `epoch` (unless the schedule is done), then write the model if asked."""
+        def stop(epoch: int, write_model: bool, part: dict | None = None, epoch_rng=None) -> dict | None:
+            """Checkpoint after `epoch` and, when paused inside the next, `part` of it (its steps,
+            clips, loss sums and seconds so far; `epoch_rng` the batch order's state it began with),
+            unless the schedule is done; then write the model if asked."""
             nonlocal background
             if background is not None:  # chunks being made finish; the rest are made by the run that resumes
                 features.stop(background, pending, wait=True)
                 background = None
-            call.update(to_epoch=epoch, seconds=round(time.time() - t0, 1))
+            call.update(to_epoch=epoch, to_step=step, seconds=round(time.time() - t0, 1))
             if step < total:
-                state = {"settings": s.to_dict(), "epoch": epoch, "step": step, "history": history,
+                state = {"settings": s.to_dict(), "epoch": epoch, "within": part, "step": step, "history": history,
                          "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
                          "device_need": device_need,
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
-                         "optimizer": opt.state_dict(), "rng": {"batches": rng.getstate(), **_rng_states(dev)}}
+                         "optimizer": opt.state_dict(),
+                         "rng": {"batches": epoch_rng if part else rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
                 os.replace(work / f"{CHECKPOINT}.tmp", work / CHECKPOINT)
             if not write_model:
@@ -573,7 +587,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                        "device": call["device"], "torch": torch.__version__, "calls": every,
                        "minutes": round(sum(c["seconds"] for c in every) / 60, 1)}
             if step < total:
-                summary["cut"] = (f"stopped by --max-minutes after {of_total()} (learning rate "
+                summary["cut"] = (f"stopped by --max-minutes after {of_total(part)} (learning rate "
                                   f"{cosine_lr(step, total, s) / s.lr:.1%} of its peak); "
                                   f"--resume {work / CHECKPOINT} finishes the schedule")
                 log.info(summary["cut"])
@@ -595,7 +609,11 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 return len(parts[0])
             if s.steps:
                 if ex.loaded < len(ex.order) and not ex.full:
+                    t_load, loaded = time.time(), ex.loaded
                     ex.add(cache.ready(1, ex.loaded - len(parts[0])))
+                    if ex.loaded > loaded:
+                        log.info(f"features of {ex.loaded - loaded} more clips on the device "
+                                 f"({time.time() - t_load:.1f} s)")
                 if (ex.loaded == len(ex.order) or ex.full) and background is not None:
                     # A full buffer takes no more clips: the chunks not begun are not made, and
                     # nothing waits for those being made.
@@ -616,13 +634,28 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                          f"included)")
             return min(sizes[epoch], ex.loaded)
 
-        trained, trained_steps = 0.0, 0
+        trained, trained_steps = 0.0, 0  # this process's seconds and steps in epochs
         epoch, n = done, clips(done) if step < total else 0
+        if within:
+            if n < within["clips"]:
+                raise RuntimeError(f"epoch {done + 1} paused over {within['clips']} clips, but {n} are in the "
+                                   f"feature cache {cache_dir}")
+            n = within["clips"]
+
+        def late(minutes: float | None, per_step: float) -> bool:
+            """Would one more step end after `minutes` from the start?"""
+            return minutes is not None and time.time() - t0 + per_step > 60 * minutes
+
         while step < total:
-            k = min(math.ceil(n / s.batch_size), total - step)
+            skip = within["steps"] if within else 0
+            k = min(math.ceil(n / s.batch_size), total - step + skip)
+            epoch_rng = rng.getstate()
             m.train()
-            sums, t_ep = torch.zeros(3, dtype=torch.float64, device=dev), time.time()
-            for _, b in itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev), k):
+            sums = torch.tensor(within["sums"] if within else [0.0] * len(LOSSES), dtype=torch.float64, device=dev)
+            before, t_ep = (within["seconds"] if within else 0.0), time.time()
+            within = None
+            for j, (_, b) in enumerate(itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev, skip), k - skip),
+                                       start=skip + 1):
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, total, s)
                 if specaug is not None:
@@ -635,12 +668,23 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 opt.step()
                 step += 1
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
+                if j == k:
+                    break
+                per_step = (trained + time.time() - t_ep) / (trained_steps + j - skip)
+                pause = limits.pause_steps == step or late(limits.pause_minutes, per_step)
+                if pause or late(limits.max_minutes, per_step):
+                    part = {"steps": j, "clips": n, "sums": sums.tolist(), "seconds": before + time.time() - t_ep}
+                    summary = stop(epoch, write_model=not pause, part=part, epoch_rng=epoch_rng)
+                    if pause:
+                        log.info(f"paused after {of_total(part)} ({(time.time() - t0) / 60:.1f} minutes); go on "
+                                 f"with: python -m training.train --out {out} --resume {work / CHECKPOINT}")
+                    return summary
             means = (sums / k).tolist()  # waits for the epoch's last step
             seconds = time.time() - t_ep
-            trained, trained_steps, epoch = trained + seconds, trained_steps + k, epoch + 1
+            trained, trained_steps, epoch = trained + seconds, trained_steps + k - skip, epoch + 1
             row = {"epoch": epoch, "clips": n, **({"steps": k} if s.steps else {}),
                    **{name: round(v, 4) for name, v in zip(LOSSES, means)},
-                   "lr": round(cosine_lr(step - 1, total, s), 7), "seconds": round(seconds, 1)}
+                   "lr": round(cosine_lr(step - 1, total, s), 7), "seconds": round(before + seconds, 1)}
             history.append(row)
             log.info(json.dumps(row))
             if dev.type == "cuda" and device_need is None:
@@ -666,22 +710,21 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             elapsed = time.time() - t0
             ready = True
             time_limits = [60 * x for x in (limits.pause_minutes, limits.max_minutes) if x is not None]
+            per_step = trained / trained_steps
             if not s.steps and sizes[epoch] > ex.loaded and not ex.full and background is not None and time_limits:
                 # The next epoch needs the clips still being made: wait for them only while the
                 # epoch would still fit, else stop here (the run that resumes makes the rest).
-                next_epoch = trained / trained_steps * math.ceil(sizes[epoch] / s.batch_size)
+                next_epoch = per_step * math.ceil(sizes[epoch] / s.batch_size)
                 ready = not futures.wait(pending, timeout=max(0.0, min(time_limits) - elapsed - next_epoch)).not_done
-                elapsed = time.time() - t0
             if ready:
                 n = clips(epoch)
-            next_epoch = trained / trained_steps * min(math.ceil(n / s.batch_size), total - step)
 
             def out_of_time(minutes: float | None) -> bool:
-                return minutes is not None and (not ready or elapsed + next_epoch > 60 * minutes)
+                return minutes is not None and (not ready or late(minutes, per_step))
 
-            if limits.pause_epochs == epoch or out_of_time(limits.pause_minutes):
+            if limits.pause_epochs == epoch or limits.pause_steps == step or out_of_time(limits.pause_minutes):
                 stop(epoch, write_model=False)
-                log.info(f"paused after {of_total()} ({elapsed / 60:.1f} minutes); go on with: "
+                log.info(f"paused after {of_total()} ({(time.time() - t0) / 60:.1f} minutes); go on with: "
                          f"python -m training.train --out {out} --resume {work / CHECKPOINT}")
                 return None
             if out_of_time(limits.max_minutes):
@@ -708,10 +751,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="a smoke run: 100 utterances a language, 1 + 2 epochs, 4 clips of each held-out set scored")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
     ap.add_argument("--pause-after-minutes", type=float,
-                    help="checkpoint and exit at the last epoch boundary before this much wall time (this process)")
+                    help="checkpoint and exit after the last step that ends before this much wall time (this process)")
     ap.add_argument("--pause-after-epochs", type=int, help="checkpoint and exit once this many epochs are done")
+    ap.add_argument("--pause-after-steps", type=int, help="checkpoint and exit once this many steps are done")
     ap.add_argument("--max-minutes", type=float,
-                    help="write the model at the last epoch boundary before this much wall time, keeping a checkpoint")
+                    help="write the model after the last step that ends before this much wall time, keeping a "
+                         "checkpoint")
     ap.add_argument("--fit-minutes", type=float,
                     help=f"after epoch {FIT_AFTER_EPOCHS}, fit the schedule's steps (instead of --epochs) to "
                          "end the training, over this call and the resuming ones, this many minutes after this "
@@ -764,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     if args.fit_minutes is not None and args.epochs is not None:
         sys.exit("error: --fit-minutes chooses the steps; drop --epochs")
-    limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes)
+    limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes,
+                    args.pause_after_steps)
     summary = run(out, work, s, device, args.workers, cache_dir=cache_dir, resume=resume, limits=limits,
                   funasr_modules_only=args.funasr_modules_only, t0=t0)
     if summary is None or args.no_eval:
