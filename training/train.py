@@ -641,6 +641,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 raise RuntimeError(f"epoch {done + 1} paused over {within['clips']} clips, but {n} are in the "
                                    f"feature cache {cache_dir}")
             n = within["clips"]
+        log.info(f"training from step {step} of {total}, {time.time() - t0:.0f} s after the start")
 
         def late(minutes: float | None, per_step: float) -> bool:
             """Would one more step end after `minutes` from the start?"""
