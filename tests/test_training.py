@@ -412,6 +412,44 @@ def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
 
 
+def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(tmp_path):
+    """The trainer's LLM keeps no layer's activations for the backward pass (transformers' own
+    gradient checkpointing): each layer runs again there, the loss and every gradient are those of
+    the same model keeping them, and the model it writes is configured as one that never did."""
+    import torch
+
+    from training import train
+
+    r = random.Random(2)
+    llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(4)]
+    m, b, *_ = _model_and_batch(llm, [30, 22, 17, 25], [3] * 4)
+    m.train(True)
+    calls = []
+    m.llm.model.layers[0].self_attn.register_forward_pre_hook(lambda *_: calls.append(1))
+
+    def step():
+        for p in m.parameters():
+            p.grad = None
+        calls.clear()
+        torch.manual_seed(5)  # the encoder's dropout and the token noise draw alike
+        got = train.losses(m, b, token_noise=0.3)
+        (got["ctc"] + got["rich"] + got["llm"]).backward()
+        return [float(v) for v in got.values()], [p.grad.clone() for p in m.parameters()], len(calls)
+
+    losses, grads, runs = step()
+    m.llm.gradient_checkpointing_disable()
+    want_losses, want_grads, want_runs = step()
+    assert (runs, want_runs) == (2, 1)
+    assert losses == want_losses
+    assert all(torch.allclose(g, w, rtol=1e-5, atol=1e-7) for g, w in zip(grads, want_grads))
+    m.llm.save_pretrained(tmp_path / "with")
+    fresh = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
+    fresh.llm.gradient_checkpointing_disable()
+    fresh.llm.save_pretrained(tmp_path / "without")
+    assert json.loads((tmp_path / "with/config.json").read_text()) == \
+        json.loads((tmp_path / "without/config.json").read_text())
+
+
 def test_ctc_loss_is_funasr_modules_with_its_gradients():
     """The trainer's CTC loss against FunASR's CTC module on the same weights: the same value and
     the same gradients (in training mode, empty targets included), and an utterance whose targets

@@ -157,6 +157,9 @@ class DemoModel:
         self.llm_cfg = qwen3_config(llm_vocab, tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"], **QWEN3)
         self.llm_cfg.training = s.to_dict()
         self.llm = Qwen3ForCausalLM(self.llm_cfg).to(device)
+        # Each LLM layer's activations are recomputed in the backward pass instead of kept: the
+        # device memory they would take holds clips' features instead (training/RUN.md).
+        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.device = device
 
     def modules(self):
@@ -236,7 +239,7 @@ def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
     inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
                          torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
     mask = (pos < a + n_ids - 1).long()
-    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
     logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
     llm = F.cross_entropy(logits, labels)
     return {"ctc": ctc, "rich": rich, "llm": llm}
