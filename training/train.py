@@ -563,7 +563,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         def stop(epoch: int, write_model: bool, part: dict | None = None, epoch_rng=None) -> dict | None:
             """Checkpoint after `epoch` and, when paused inside the next, `part` of it (its steps,
             clips, loss sums and seconds so far; `epoch_rng` the batch order's state it began with),
-            unless the schedule is done; then write the model if asked."""
+            unless the schedule is done; then write the model if asked (else say how to go on)."""
             nonlocal background
             if background is not None:  # chunks being made finish; the rest are made by the run that resumes
                 features.stop(background, pending, wait=True)
@@ -579,6 +579,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
                 os.replace(work / f"{CHECKPOINT}.tmp", work / CHECKPOINT)
             if not write_model:
+                log.info(f"paused after {of_total(part)} ({(time.time() - t0) / 60:.1f} minutes); go on with: "
+                         f"python -m training.train --out {out} --resume {work / CHECKPOINT}")
                 return None
             m.train(False)
             write_sensevoice_dir(model_dir / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
@@ -678,11 +680,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 pause = limits.pause_steps == step or late(limits.pause_minutes, per_step)
                 if pause or late(limits.max_minutes, per_step):
                     part = {"steps": j, "clips": n, "sums": sums.tolist(), "seconds": before + time.time() - t_ep}
-                    summary = stop(epoch, write_model=not pause, part=part, epoch_rng=epoch_rng)
-                    if pause:
-                        log.info(f"paused after {of_total(part)} ({(time.time() - t0) / 60:.1f} minutes); go on "
-                                 f"with: python -m training.train --out {out} --resume {work / CHECKPOINT}")
-                    return summary
+                    return stop(epoch, write_model=not pause, part=part, epoch_rng=epoch_rng)
             means = (sums / k).tolist()  # waits for the epoch's last step
             seconds = time.time() - t_ep
             trained, trained_steps, epoch = trained + seconds, trained_steps + k - skip, epoch + 1
@@ -727,10 +725,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 return minutes is not None and (not ready or late(minutes, per_step))
 
             if limits.pause_epochs == epoch or limits.pause_steps == step or out_of_time(limits.pause_minutes):
-                stop(epoch, write_model=False)
-                log.info(f"paused after {of_total()} ({(time.time() - t0) / 60:.1f} minutes); go on with: "
-                         f"python -m training.train --out {out} --resume {work / CHECKPOINT}")
-                return None
+                return stop(epoch, write_model=False)
             if out_of_time(limits.max_minutes):
                 return stop(epoch, write_model=True)
         return stop(epoch, write_model=True)
