@@ -5,6 +5,7 @@ an uninterrupted one (the last two need espeak-ng)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -746,6 +747,19 @@ def test_schedule_counts_early_and_whole_epochs():
     lrs = [train.cosine_lr(i, total, s) for i in range(total)]
     assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr
 
+    # Refitted at step 3000 of 5000 (half-way through the cosine after 1000 steps of warm-up) to
+    # 7000 steps: the steps before it keep their rates, the cosine goes on from a half to the end.
+    fitted = dataclasses.replace(s, steps=5000)
+    r = dataclasses.replace(fitted, steps=7000, refits=((3000, 0.5),))
+    assert train.Settings.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    assert train.cosine_lr(2000, 7000, r) == train.cosine_lr(2000, 5000, fitted) == s.lr * 0.5 * (1 + math.cos(math.pi / 4))
+    assert train.cosine_lr(3000, 7000, r) == train.cosine_lr(3000, 5000, fitted) == pytest.approx(s.lr / 2)
+    assert train.cosine_lr(5000, 7000, r) == pytest.approx(s.lr * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    assert train.cosine_lr(6999, 7000, r) < 1e-6 * s.lr and train.cosine_lr(999, 7000, r) == s.lr
+    # shrunk at step 4000 (progress 3/4) of that to 4100
+    q = dataclasses.replace(r, steps=4100, refits=((3000, 0.5), (4000, 0.625)))
+    assert train.cosine_lr(4050, 4100, q) == pytest.approx(s.lr * 0.5 * (1 + math.cos(math.pi * 0.8125)))
+
 
 # The trainer's dimensions, shrunk for a CPU: the schedule, data, checkpoint and resume are the real ones.
 _TINY = ("import sys, training.train as t; "
@@ -852,12 +866,44 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
     assert lc["settings"]["early_epochs"] == 1 and not (tmp_path / "c.work" / "checkpoint.pt").exists()
 
 
+@needs_espeak
+def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
+    """--fit-minutes given to a resumed fitted run: after its first REFIT_AFTER_STEPS steps (4
+    here) the rest of the cosine goes on from where it stood over the steps that fit. Fitted first
+    to 30 minutes (thousands of steps on any machine) and paused at step 9, then refitted to a
+    time already past: one step more, at the rate where the cosine stood."""
+    import re
+
+    from training import train
+
+    script = _TINY.replace("sys.exit(", "t.FIT_AFTER_EPOCHS = 1; t.REFIT_AFTER_STEPS = 4; sys.exit(")
+    c, ckpt = tmp_path / "c", tmp_path / "c.work" / "checkpoint.pt"
+
+    def go(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval",
+                               "--out", str(c), *args], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+
+    r = go("--quick", "--fit-minutes", "30", "--pause-after-steps", "9")
+    assert r.returncode == 0, r.stderr[-3000:]
+    fitted = int(re.search(r"s a step: (\d+) steps in all", r.stderr).group(1))
+    assert f"step 9 of {fitted}" in r.stderr and fitted > 14
+    r = go("--resume", str(ckpt), "--fit-minutes", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(rf"schedule refitted to 0 minutes at [0-9.]+ s a step: 14 steps in all instead of {fitted}",
+                     r.stderr), r.stderr[-3000:]
+    log = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
+    # --quick warms up over 5 steps: at step 13 the cosine stood at (13 - 5) / (fitted - 5)
+    assert log["settings"]["steps"] == 14 and log["settings"]["refits"] == [[13, 8 / (fitted - 5)]]
+    assert log["history"][-1]["lr"] == round(0.5 * train.Settings().lr * (1 + math.cos(math.pi * 8 / (fitted - 5))), 7)
+    assert sum(row.get("steps", 2) for row in log["history"]) == 14 and not ckpt.exists()
+
+
 def test_resume_refuses_what_it_cannot_do(tmp_path):
     from training import train
 
     with pytest.raises(SystemExit, match="no checkpoint at"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
-    with pytest.raises(SystemExit, match="drop --seed, --epochs, --fit-minutes, --quick"):
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])
 
 

@@ -3,7 +3,8 @@
 # the device machine's copy of the working tree; what is written to $OUT comes back.
 #
 #   bash training/gpu_calls.sh 1   # stage (once a machine), features, tokenizers, train until the pause
-#   bash training/gpu_calls.sh 2   # resume, finish the schedule, pack the model into $OUT, score it
+#   bash training/gpu_calls.sh 2   # resume, refit the rest of the schedule to this call's rate and time,
+#                                  # finish it, pack the model into $OUT, score it
 #
 # Call 2 needs the machine call 1 ran on: the checkpoint and the feature cache are in its /tmp.
 # Without them it stops at once and says so (exit 3); if call 1 finished the whole schedule,
@@ -68,8 +69,11 @@ case $call in
     if [ -f "$work/checkpoint.pt" ]; then
         use_stage
         rm -rf "$run"
-        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" --max-minutes "$(minutes_left $((budget - reserve - stop2)))" \
-            2>&1 | tee "$OUT/train2.log"
+        # the rest of the cosine refitted to this call's rate (10 s short of the limit, which stays
+        # as the last word)
+        "$py" -m training.train "${args[@]}" --resume "$work/checkpoint.pt" \
+            --fit-minutes "$(minutes_left $((budget - reserve - stop2 - 10)))" \
+            --max-minutes "$(minutes_left $((budget - reserve - stop2)))" 2>&1 | tee "$OUT/train2.log"
     elif [ -d "$run" ]; then
         use_stage
         echo "call 1 finished the schedule: packing $run" | tee "$OUT/train2.log"

@@ -31,7 +31,10 @@ checkpoint (weights, optimiser, step, where in its epoch, every random state, th
 in the work directory (OUT.work unless --work), beside the tokenizers and the feature cache.
 --resume continues the same schedule on the same data: the weights are an uninterrupted run's
 (bitwise on the CPU, tests/test_training.py; a fitted schedule's epochs take the clips made by
-then, which depends on the machine's speed). --max-minutes instead writes the model after the
+then, which depends on the machine's speed). Given --fit-minutes too, a resumed fitted run
+refits: after its first REFIT_AFTER_STEPS steps the rest of the cosine, from where it stands, is
+stretched or shrunk over the steps that fit its time at their rate (a call whose machine no longer
+makes features steps faster than the one that fitted). --max-minutes instead writes the model after the
 last step that fits (the cosine is then near its end, and the log says how near) and keeps a
 checkpoint, so a later --resume can still finish the schedule. A step fits when this process's
 mean step would end before the limit; the checkpoint's writing comes after it, so a caller with
@@ -91,6 +94,9 @@ class Settings:
     # A fitted schedule (--fit-minutes): this many steps in all, its epochs after the early ones
     # each over the clips made by their start (0: the epochs above, each over its clips)
     steps: int = 0
+    # The rest of a fitted cosine stretched or shrunk by a resumed run's --fit-minutes: each
+    # (step, progress) is where the cosine stood when the steps after it were refitted
+    refits: tuple = ()
     # A step waits on its operator calls, not the batch's arithmetic (training/RUN.md): 512 sees
     # twice the examples of 256 in about the same minutes; lr is 256's 1.5e-3 times about √2.
     batch_size: int = 512
@@ -130,7 +136,8 @@ class Settings:
             if d[name] != dims:
                 raise ValueError(f"the checkpoint's {name} dimensions {d[name]} are not this trainer's {dims}")
         recipe = data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()})
-        return cls(recipe=recipe, **{f.name: d[f.name] for f in fields(cls) if f.name != "recipe"})
+        return cls(recipe=recipe, refits=tuple(map(tuple, d["refits"])),
+                   **{f.name: d[f.name] for f in fields(cls) if f.name not in ("recipe", "refits")})
 
     def epoch_clips(self, early: int, every: int) -> list[int]:
         """Clips of each epoch of the unfitted schedule: the early ones, then all."""
@@ -405,10 +412,18 @@ def spec_augment(s: Settings):
     return SpecAugLFR(s.spec_freq_width, s.spec_time_width, lfr_rate=6)
 
 
+def cosine_progress(step: int, total: int, s: Settings) -> float:
+    """How far the cosine after the warm-up is at `step` (1 at `total`): linear in the steps
+    between the warm-up's end, each refit and the end."""
+    points = [(s.warmup_steps, 0.0), *s.refits, (total, 1.0)]
+    (a, pa), (b, pb) = next((seg for seg in itertools.pairwise(points) if step < seg[1][0]), points[-2:])
+    return pa + (pb - pa) * (step - a) / max(1, b - a)
+
+
 def cosine_lr(step: int, total: int, s: Settings) -> float:
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
-    return s.lr * 0.5 * (1 + math.cos(math.pi * (step - s.warmup_steps) / max(1, total - s.warmup_steps)))
+    return s.lr * 0.5 * (1 + math.cos(math.pi * cosine_progress(step, total, s)))
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -455,6 +470,9 @@ class Limits:
 
 
 FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second's rate decides
+# A resumed fitted run refits after this many of its steps, at the rate of their second half
+# (the first pay for warming up kernels and loading the other clips)
+REFIT_AFTER_STEPS = 200
 
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
@@ -652,15 +670,20 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             """Would one more step end after `minutes` from the start?"""
             return minutes is not None and time.time() - t0 + per_step > 60 * minutes
 
+        # a resumed fitted run: the rest of its cosine fitted to this process's time and rate
+        refit = limits.fit_minutes if resume and s.steps else None
+        t_half = None
+
         while step < total:
             skip = within["steps"] if within else 0
-            k = min(math.ceil(n / s.batch_size), total - step + skip)
+            full = math.ceil(n / s.batch_size)
+            k = min(full, total - step + skip)
             epoch_rng = rng.getstate()
             m.train()
             sums = torch.tensor(within["sums"] if within else [0.0] * len(LOSSES), dtype=torch.float64, device=dev)
             before, t_ep = (within["seconds"] if within else 0.0), time.time()
             within = None
-            for j, (_, b) in enumerate(itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev, skip), k - skip),
+            for j, (_, b) in enumerate(itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev, skip), full - skip),
                                        start=skip + 1):
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, total, s)
@@ -674,6 +697,17 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 opt.step()
                 step += 1
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
+                if refit is not None and trained_steps + j - skip == REFIT_AFTER_STEPS // 2:
+                    t_half = time.time()
+                elif refit is not None and trained_steps + j - skip == REFIT_AFTER_STEPS and step < total:
+                    rate = (time.time() - t_half) / (REFIT_AFTER_STEPS - REFIT_AFTER_STEPS // 2)
+                    new = step + max(1, int((60 * refit - (time.time() - t0)) / rate))
+                    # the cosine goes on from where it is, over the steps that fit (none moves in the warm-up)
+                    knots = s.refits + (((step, cosine_progress(step, total, s)),) if step > s.warmup_steps else ())
+                    log.info(f"schedule refitted to {refit:g} minutes at {rate:.3f} s a step: {new} steps in all "
+                             f"instead of {total}")
+                    s, total, refit = replace(s, steps=new, refits=knots), new, None
+                    k = min(full, j + total - step)
                 if j == k:
                     break
                 per_step = (trained + time.time() - t_ep) / (trained_steps + j - skip)
@@ -700,10 +734,10 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             if limits.fit_minutes is not None and not s.steps and epoch == min(FIT_AFTER_EPOCHS, len(sizes) - 1):
                 # The steps that fit the time left at this epoch's rate; from here each epoch takes
                 # the clips made by its start (none waits for them), the cosine ending with the time.
-                left = 60 * limits.fit_minutes - (time.time() - t0)
-                total = step + max(0, int(left / (seconds / k)))
+                left, rate = 60 * limits.fit_minutes - (time.time() - t0), seconds / (k - skip)  # this process's steps
+                total = step + max(0, int(left / rate))
                 s = replace(s, early_epochs=min(s.early_epochs, epoch), steps=total)
-                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {seconds / k:.3f} s a step: {total} "
+                log.info(f"schedule fitted to {limits.fit_minutes:g} minutes at {rate:.3f} s a step: {total} "
                          f"steps in all (the recipe's {sum(math.ceil(c / s.batch_size) for c in sizes)}), each epoch "
                          "from here over the clips made by its start"
                          + ("" if step <= s.warmup_steps else "; the warm-up was over, so the learning rate jumps"))
@@ -760,7 +794,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"after epoch {FIT_AFTER_EPOCHS}, fit the schedule's steps (instead of --epochs) to "
                          "end the training, over this call and the resuming ones, this many minutes after this "
                          f"process starts, at epoch {FIT_AFTER_EPOCHS}'s rate; each epoch from then on trains "
-                         "over the clips made by its start (the checkpoint keeps the steps)")
+                         "over the clips made by its start (the checkpoint keeps the steps). With --resume of "
+                         f"a fitted run: after {REFIT_AFTER_STEPS} steps, stretch or shrink the rest of the "
+                         "cosine to end this many minutes after this process starts, at their rate")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -779,14 +815,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {out} exists; give a new --out directory")
     resume = None
     if args.resume:
-        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.fit_minutes is not None:
+        if args.seed is not None or args.epochs is not None or args.quick or args.work:
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
-                     "drop --seed, --epochs, --fit-minutes, --quick and --work")
+                     "drop --seed, --epochs, --quick and --work")
         try:
             resume = read_checkpoint(Path(args.resume))
             s = Settings.from_dict(resume["settings"])
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
+        if args.fit_minutes is not None and not s.steps and resume["epoch"] >= FIT_AFTER_EPOCHS:
+            sys.exit(f"error: {args.resume} trains the recipe's epochs, not steps fitted to a time (its run had no "
+                     "--fit-minutes): drop --fit-minutes")
         work = Path(args.resume).parent
         cache_dir = Path(args.data_cache or resume["data_cache"])
     else:
