@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
@@ -8,6 +10,7 @@ os.environ.setdefault("MLX_ENABLE_TF32", "0")  # strict fp32 parity tier
 # measures none on first use (timings would make its pass counts the machine's: the tests that
 # need costs give them, and one measures them).
 os.environ["FUNASR_QWEN4B_CACHE"] = tempfile.mkdtemp(prefix="funasr-qwen4b-cache-")
+atexit.register(shutil.rmtree, os.environ["FUNASR_QWEN4B_CACHE"], ignore_errors=True)
 os.environ["FUNASR_QWEN4B_MEASURE_PASSES"] = "off"
 
 from functools import cached_property  # noqa: E402
