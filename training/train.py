@@ -697,9 +697,10 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 opt.step()
                 step += 1
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
-                if refit is not None and trained_steps + j - skip == REFIT_AFTER_STEPS // 2:
+                here = trained_steps + j - skip  # this process's steps
+                if refit is not None and here == REFIT_AFTER_STEPS // 2:
                     t_half = time.time()
-                elif refit is not None and trained_steps + j - skip == REFIT_AFTER_STEPS and step < total:
+                elif refit is not None and here == REFIT_AFTER_STEPS and step < total:
                     rate = (time.time() - t_half) / (REFIT_AFTER_STEPS - REFIT_AFTER_STEPS // 2)
                     new = step + max(1, int((60 * refit - (time.time() - t0)) / rate))
                     # the cosine goes on from where it is, over the steps that fit (none moves in the warm-up)
@@ -710,7 +711,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                     k = min(full, j + total - step)
                 if j == k:
                     break
-                per_step = (trained + time.time() - t_ep) / (trained_steps + j - skip)
+                per_step = (trained + time.time() - t_ep) / here
                 pause = limits.pause_steps == step or late(limits.pause_minutes, per_step)
                 if pause or late(limits.max_minutes, per_step):
                     part = {"steps": j, "clips": n, "sums": sums.tolist(), "seconds": before + time.time() - t_ep}
