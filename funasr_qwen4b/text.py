@@ -3,6 +3,7 @@ NORMALISATION) and the edit counts, computed by jiwer."""
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -25,6 +26,7 @@ def strip_tags(text: str) -> str:
     return TAG_RE.sub("", text).strip()
 
 
+@functools.cache  # called per character of every text scored or trained on
 def _is_punct(ch: str) -> bool:
     return ch in string.punctuation or unicodedata.category(ch).startswith("P")
 

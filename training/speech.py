@@ -50,10 +50,11 @@ GENERATED_PREFIX = "fq"
 GENERATED_MAX = 200  # espeak-ng's list of voices holds 349; its own take about 111 of them
 
 
-def generated_variants(n: int) -> list[str]:
+@cache  # drawn from for every training clip
+def generated_variants(n: int) -> tuple[str, ...]:
     if not 0 <= n <= GENERATED_MAX:
         raise ValueError(f"generated voices: {n} is not within 0..{GENERATED_MAX}")
-    return [f"{GENERATED_PREFIX}{i:04d}" for i in range(n)]
+    return tuple(f"{GENERATED_PREFIX}{i:04d}" for i in range(n))
 
 
 def variant_text(name: str) -> str:

@@ -88,7 +88,7 @@ class Settings:
     recipe: data.Recipe = field(default_factory=data.Recipe)
     ctc_vocab: int = 4000  # every character of the training text (about 2700), then BPE merges
     llm_vocab: int = 8000
-    early_share: float = 0.1  # of the clips (39900), made before training starts (training/features.py): the GPU waits for them
+    early_share: float = 0.05  # of the clips (19950), made before training starts (training/features.py): the GPU waits for them
     early_epochs: int = 24  # over those, while the others are made
     epochs: int = 8  # then over all
     # A fitted schedule (--fit-minutes): this many steps in all, its epochs after the early ones
@@ -272,7 +272,9 @@ class Examples:
         tag_ids = {t: sp.piece_to_id(t) for t in (*TAGS[0].values(), *TAGS[1:], *TAGS_NONSPEECH)}
         items = [train[i] for i in order]
         ctc = [ids if it.text else [] for it, ids in zip(items, sp.encode([ctc_text(it.text, it.lang) for it in items]))]
-        llm = [ids + [im_end] for ids in llm_tok([it.text for it in items], add_special_tokens=False)["input_ids"]]
+        # the fast tokenizer's own batch (the ids `llm_tok(texts)` gives, without its per-text wrapping)
+        llm = [e.ids + [im_end] for e in llm_tok.backend_tokenizer.encode_batch([it.text for it in items],
+                                                                                 add_special_tokens=False)]
         tags = [[tag_ids[t] for t in ((TAGS[0][it.lang], *TAGS[1:]) if it.text else TAGS_NONSPEECH)] for it in items]
 
         def table(rows: list[list[int]], pad: int):
@@ -510,25 +512,32 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 if within else f"; resuming after epoch {done} (step {step})"))
 
     # The features missing from the cache: the part needed now while the tokenizers are made
-    # (a fresh run), then the other in the background, with two cores left to the trainer.
+    # (a fresh run), then the other in the background, with two cores left to the trainer. The
+    # model and the examples' tables are built while the first part is made: the GPU waits for it.
     t_data = time.time()
     with features.pool(workers, funasr_modules_only) as pool:
         speech = [(it.text, it.lang) for it in train if it.text]
         toks = None if resume else pool.submit(write_tokenizers, model_dir, s, speech)
         made = cache.submit(pool, 0, train) + (cache.submit(pool, 1, train) if all_now else [])
+        if toks:
+            toks.result()
+        sp, llm_tok = load_tokenizers(model_dir)
+        ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
+        dev = torch.device(device)
+        tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
+        m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
+        n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
+        log.info(f"parameters: {n_params}")
+        ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
         for i, f in enumerate(made):
             f.result()
             if (i + 1) % 100 == 0:
                 log.info(f"features: {i + 1}/{len(made)} chunks")
-        if toks:
-            toks.result()
     background = None
     if not all_now and cache.missing(1):
         background = features.pool(max(1, workers - 2), funasr_modules_only)
         pending = cache.submit(background, 1, train)
     try:
-        sp, llm_tok = load_tokenizers(model_dir)
-        ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
         first = cache.load(0)
         if resume:
             shift, scale = resume["cmvn"]
@@ -541,13 +550,6 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         log.info(f"features: {first.rows} rows of {len(first.frames)} clips ready ({time.time() - t_data:.0f} s; "
                  f"{len(made)} chunks made); CTC vocabulary {ctc_size}, LLM vocabulary {len(llm_tok)} "
                  f"(embedding rows {llm_vocab})")
-
-        dev = torch.device(device)
-        tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
-        m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
-        n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
-        log.info(f"parameters: {n_params}")
-        ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
         device_need = resume.get("device_need") if resume else None
         if device_need:
             ex.set_device_need(device_need, torch.cuda.get_device_properties(dev).total_memory)
@@ -833,8 +835,9 @@ def main(argv: list[str] | None = None) -> int:
         seed = 0 if args.seed is None else args.seed
         s = Settings(seed=seed, **({} if args.epochs is None else {"epochs": args.epochs}))
         if args.quick:
+            # early_share: a first part of two batches, so that a run can pause inside its epoch
             s = Settings(recipe=data.Recipe(train_per_lang=100), early_epochs=1, epochs=2, batch_size=16,
-                         warmup_steps=5, seed=seed)
+                         warmup_steps=5, early_share=0.1, seed=seed)
         work = Path(args.work or f"{out}.work")
         cache_dir = Path(args.data_cache) if args.data_cache else work / "data"
         if (work / CHECKPOINT).exists():  # an earlier run's; a matching feature cache stays
