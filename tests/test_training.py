@@ -786,6 +786,19 @@ def _weights(d: Path) -> dict:
 
 
 @needs_espeak
+def test_profiled_steps_are_logged_and_kept(tmp_path):
+    """--profile-steps 2 3: this process's steps 3-5 under torch.profiler, summarised in the log
+    and in the call's record; on a CPU no device is ever busy, and the steps still run aten calls."""
+    out = tmp_path / "p"
+    r = _tiny_train("--out", str(out), "--quick", "--profile-steps", "2", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "profiled steps 3-5 of this process: " in r.stderr, r.stderr[-3000:]
+    prof = json.loads((out / "training_log.json").read_text(encoding="utf-8"))["calls"][0]["profile"]
+    assert prof["steps"] == [3, 5] and prof["device_busy_s"] == 0 and prof["device_events"] == 0
+    assert prof["aten_ops"] > 0 and prof["wall_s"] > 0
+
+
+@needs_espeak
 def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     """Paused inside and at the end of epochs, by time, epoch and step (first in the early epoch,
     while the other clips' features are being made, so the run that resumes makes the rest),

@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus, data, features, wordlists
+from .profile import StepProfile
 from .tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
 
 log = logging.getLogger(__name__)
@@ -479,7 +480,7 @@ REFIT_AFTER_STEPS = 200
 
 def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_dir: Path,
         resume: dict | None = None, limits: Limits = Limits(), funasr_modules_only: bool = False,
-        t0: float | None = None) -> dict | None:
+        t0: float | None = None, profile_steps: tuple[int, int] | None = None) -> dict | None:
     """Train (or go on training `resume`) and write the model to `out`; returns the summary,
     or None when the run paused (its checkpoint is work/checkpoint.pt)."""
     import torch
@@ -675,6 +676,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         # a resumed fitted run: the rest of its cosine fitted to this process's time and rate
         refit = limits.fit_minutes if resume and s.steps else None
         t_half = None
+        profiler = StepProfile(*profile_steps, dev) if profile_steps else None
 
         while step < total:
             skip = within["steps"] if within else 0
@@ -687,6 +689,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             within = None
             for j, (_, b) in enumerate(itertools.islice(ex.batches(rng, n, s.batch_size, cmvn_dev, skip), full - skip),
                                        start=skip + 1):
+                if profiler:
+                    profiler.before(trained_steps + j - skip - 1)
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, total, s)
                 if specaug is not None:
@@ -700,6 +704,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 step += 1
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
                 here = trained_steps + j - skip  # this process's steps
+                if profiler and (profiled := profiler.after(here)):
+                    call["profile"] = profiled
                 if refit is not None and here == REFIT_AFTER_STEPS // 2:
                     t_half = time.time()
                 elif refit is not None and here == REFIT_AFTER_STEPS and step < total:
@@ -800,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
                          "over the clips made by its start (the checkpoint keeps the steps). With --resume of "
                          f"a fitted run: after {REFIT_AFTER_STEPS} steps, stretch or shrink the rest of the "
                          "cosine to end this many minutes after this process starts, at their rate")
+    ap.add_argument("--profile-steps", type=int, nargs=2, metavar=("AFTER", "COUNT"),
+                    help="log the device's busy time against the wall time of COUNT steps of this process, "
+                         "after its first AFTER (torch.profiler; training/RUN.md)")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
     ap.add_argument("--funasr-modules-only", action="store_true",
@@ -854,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes,
                     args.pause_after_steps)
     summary = run(out, work, s, device, args.workers, cache_dir=cache_dir, resume=resume, limits=limits,
-                  funasr_modules_only=args.funasr_modules_only, t0=t0)
+                  funasr_modules_only=args.funasr_modules_only, t0=t0, profile_steps=args.profile_steps)
     if summary is None or args.no_eval:
         return 0
     from .evaluate import evaluate, record, summary_line
