@@ -555,6 +555,8 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
         assert whole.feats.shape == (whole.frames.sum(), 560)
         wide = whole.feats.astype(np.float64)
         assert np.allclose(whole.s1, wide.sum(0)) and np.allclose(whole.s2, np.square(wide).sum(0))
+        with pytest.raises(ValueError, match="holds other clips than this recipe's layout"):  # read in threads
+            features.Cache(tmp_path / "c", recipe, [parts[0], parts[1][::-1]]).load(1)
 
         # one clip, made here, is the chunk's: synthesis, augmentation and features depend on the clip alone
         from funasr_qwen4b.config import FrontendConfig

@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import random
 import shutil
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from . import data
 log = logging.getLogger(__name__)
 
 CHUNK = 256  # clips per chunk file (about 20 MB)
+READERS = 8  # threads reading chunk files
 FORMAT = 1
 DIM = 560
 
@@ -173,16 +174,22 @@ class Cache:
         return self._read(chunks)
 
     def _read(self, chunks: list[tuple[Path, list[int]]]) -> Part:
-        feats, frames, index, s1, s2 = [], [], [], np.zeros(DIM), np.zeros(DIM)
-        for path, clips in chunks:
+        def read(chunk: tuple[Path, list[int]]) -> dict[str, np.ndarray]:
+            path, clips = chunk
             with np.load(path) as z:
                 if z["index"].tolist() != clips:
                     raise ValueError(f"{path} holds other clips than this recipe's layout; remove {self.root}")
-                feats.append(z["feats"])
-                frames.append(z["frames"])
-                index.append(z["index"])
-                s1 += z["s1"]
-                s2 += z["s2"]
+                return {k: z[k] for k in ("feats", "frames", "index", "s1", "s2")}
+
+        # Several files at a time: the GPU waits for these reads (at an epoch's start, and before
+        # a resumed run's first step: 33 s for 248320 clips read one file after another).
+        with ThreadPoolExecutor(READERS) as pool:
+            got = list(pool.map(read, chunks))
+        feats, frames, index = ([g[k] for g in got] for k in ("feats", "frames", "index"))
+        s1, s2 = np.zeros(DIM), np.zeros(DIM)
+        for g in got:  # in order, as the sums always were
+            s1 += g["s1"]
+            s2 += g["s2"]
         if not feats:
             return Part(np.zeros((0, DIM), np.float16), np.zeros(0, np.int64), np.zeros(0, np.int64), s1, s2)
         return Part(np.concatenate(feats), np.concatenate(frames), np.concatenate(index), s1, s2)
