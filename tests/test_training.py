@@ -413,6 +413,47 @@ def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
 
 
+def test_llm_mask_is_transformers_own_and_reads_nothing_from_the_device():
+    """The trainer hands the LLM its 4D attention mask: the hidden states and gradients are those
+    of transformers' own mask built from the [B, n] one, and the LLM's forward pass then reads no
+    value from a tensor (on a GPU each such read waits for the device; transformers 5.25, building
+    the mask itself, reads two)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from training import train
+
+    class Reads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += func.overloadpacket is torch.ops.aten._local_scalar_dense
+            return func(*args, **(kwargs or {}))
+
+    m, *_ = _model_and_batch([[1, 302]], [30], [3])
+    torch.manual_seed(3)
+    ends = torch.tensor([[9], [4], [7]])  # row 0 unpadded, the others padded at the end
+    pos = torch.arange(9)[None]
+    x = torch.randn(3, 9, 256)
+    mask = train.llm_mask(pos, ends)
+    assert mask.shape == (3, 1, 9, 9) and mask.dtype == torch.bool
+    assert mask[1, 0].tolist() == [[k <= q and k < 4 for k in range(9)] for q in range(9)]
+
+    def run(attention_mask):
+        xi = x.clone().requires_grad_()
+        with Reads() as reads:
+            h = m.llm.model(inputs_embeds=xi, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        h.square().sum().backward()
+        return h.detach(), xi.grad, reads.n
+
+    got, got_grad, reads = run(mask)
+    want, want_grad, _ = run((pos < ends).long())
+    assert reads == 0
+    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
+
+
 def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(tmp_path):
     """The trainer's LLM keeps no layer's activations for the backward pass (transformers' own
     gradient checkpointing): each layer runs again there, the loss and every gradient are those of
@@ -884,10 +925,13 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
 @needs_espeak
 def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
     """--fit-minutes given to a resumed fitted run: after its first REFIT_AFTER_STEPS steps (4
-    here) the rest of the cosine goes on from where it stood over the steps that fit. Fitted first
-    to 30 minutes (thousands of steps on any machine) and paused at step 9, then refitted to a
-    time already past: one step more, at the rate where the cosine stood."""
+    here), and after each further 4, the rest of the cosine goes on from where it stood over the
+    steps that fit. Fitted first to 30 minutes (thousands of steps on any machine) and paused at
+    step 9; resumed, still fitted to 30 minutes, and paused at step 17 after refits at steps 13 and
+    17; resumed again and refitted to a time already past: one step more."""
     import re
+
+    import torch
 
     from training import train
 
@@ -895,22 +939,40 @@ def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
     c, ckpt = tmp_path / "c", tmp_path / "c.work" / "checkpoint.pt"
 
     def go(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval",
-                               "--out", str(c), *args], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+        r = subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval",
+                            "--out", str(c), *args], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    def refits(stderr: str) -> list[tuple[int, int]]:
+        return [(int(new), int(old)) for new, old in
+                re.findall(r"schedule refitted to [0-9.]+ minutes at [0-9.]+ s a step: (\d+) steps in all instead of "
+                           r"(\d+)", stderr)]
 
     r = go("--quick", "--fit-minutes", "30", "--pause-after-steps", "9")
-    assert r.returncode == 0, r.stderr[-3000:]
     fitted = int(re.search(r"s a step: (\d+) steps in all", r.stderr).group(1))
-    assert f"step 9 of {fitted}" in r.stderr and fitted > 14
+    assert f"step 9 of {fitted}" in r.stderr and fitted > 30
+    r = go("--resume", str(ckpt), "--fit-minutes", "30", "--pause-after-steps", "17")
+    middle = refits(r.stderr)
+    assert len(middle) == 2 and middle[0][1] == fitted and middle[1][1] == middle[0][0], r.stderr[-3000:]
+    assert all(new > 17 for new, _ in middle)
+    paused = torch.load(ckpt, weights_only=False)["settings"]  # our own file, not a weights-only pickle
     r = go("--resume", str(ckpt), "--fit-minutes", "0")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert re.search(rf"schedule refitted to 0 minutes at [0-9.]+ s a step: 14 steps in all instead of {fitted}",
-                     r.stderr), r.stderr[-3000:]
+    assert refits(r.stderr) == [(22, middle[1][0])], r.stderr[-3000:]
     log = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
-    # --quick warms up over 5 steps: at step 13 the cosine stood at (13 - 5) / (fitted - 5)
-    assert log["settings"]["steps"] == 14 and log["settings"]["refits"] == [[13, 8 / (fitted - 5)]]
-    assert log["history"][-1]["lr"] == round(0.5 * train.Settings().lr * (1 + math.cos(math.pi * 8 / (fitted - 5))), 7)
-    assert sum(row.get("steps", 2) for row in log["history"]) == 14 and not ckpt.exists()
+    # --quick warms up over 5 steps: at step 13 the cosine stood at (13 - 5) / (fitted - 5), and
+    # each later refit starts from where the one before had put it
+    ls = log["settings"]
+    want = dataclasses.replace(train.Settings(), warmup_steps=ls["warmup_steps"], lr=ls["lr"])
+    total, knots = fitted, []
+    for at, new in zip((13, 17, 21), (middle[0][0], middle[1][0], 22)):
+        knots.append((at, train.cosine_progress(at, total, want)))
+        want, total = dataclasses.replace(want, steps=new, refits=tuple(knots)), new
+    assert ls["warmup_steps"] == 5 and knots[0][1] == 8 / (fitted - 5)
+    assert paused["steps"] == middle[1][0] and tuple(map(tuple, paused["refits"])) == tuple(knots[:2])
+    assert log["settings"]["steps"] == 22 and log["settings"]["refits"] == [list(k) for k in knots]
+    assert log["history"][-1]["lr"] == round(train.cosine_lr(21, 22, want), 7)
+    assert sum(row.get("steps", 2) for row in log["history"]) == 22 and not ckpt.exists()
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path):

@@ -35,8 +35,7 @@ reserve=60  # call 2: packing (about 6 s) and the held-out scores (about 45 s)
 # the feature chunks being made (17 s in a run on an H100) and the checkpoint; call 2 writes the
 # model and the checkpoint.
 stop1=30 stop2=15
-# --profile-steps: the device's busy time against the wall time of ten steps, in each call's log
-args=(--out "$run" --no-eval --profile-steps 300 10)
+args=(--out "$run" --no-eval)
 export PYTHONUNBUFFERED=1
 # the feature buffer and the steps' tensors share the device without fragmenting it
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True

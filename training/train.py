@@ -32,9 +32,10 @@ in the work directory (OUT.work unless --work), beside the tokenizers and the fe
 --resume continues the same schedule on the same data: the weights are an uninterrupted run's
 (bitwise on the CPU, tests/test_training.py; a fitted schedule's epochs take the clips made by
 then, which depends on the machine's speed). Given --fit-minutes too, a resumed fitted run
-refits: after its first REFIT_AFTER_STEPS steps the rest of the cosine, from where it stands, is
-stretched or shrunk over the steps that fit its time at their rate (a call whose machine no longer
-makes features steps faster than the one that fitted). --max-minutes instead writes the model after the
+refits: after its first REFIT_AFTER_STEPS steps, and again after each further REFIT_AFTER_STEPS,
+the rest of the cosine, from where it stands, is stretched or shrunk over the steps that fit its
+time at the rate of its steps so far (a call whose machine no longer makes features steps faster
+than the one that fitted; one still making them may slow down). --max-minutes instead writes the model after the
 last step that fits (the cosine is then near its end, and the log says how near) and keeps a
 checkpoint, so a later --resume can still finish the schedule. A step fits when this process's
 mean step would end before the limit; the checkpoint's writing comes after it, so a caller with
@@ -210,6 +211,15 @@ def ctc_loss(m: DemoModel, enc, lengths, targets, target_lengths):
     return loss.sum() / len(lengths)
 
 
+def llm_mask(pos, ends):
+    """The LLM's attention mask, [B, 1, n, n]: causal, and row i's keys before ends[i] only; what
+    transformers builds from a [B, n] mask for its SDPA attention, handed over ready-made. Built
+    there, it asks the device first whether any key is masked (`_ignore_causal_mask_sdpa`): a
+    wait for the device in the middle of every step, after which the host launches the rest of
+    the step's kernels while the device idles."""
+    return ((pos <= pos.T)[None] & (pos < ends)[:, None, :])[:, None]  # [b, 1, query, key]
+
+
 def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
     """The CTC, tag and LLM losses of a batch; `token_noise` of the LLM's transcript inputs are
     replaced by labels drawn from the whole batch (Settings.token_noise)."""
@@ -246,8 +256,8 @@ def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
         text_in = torch.where(torch.rand(text_in.shape, device=enc.device) < token_noise, drawn, text_in)
     inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
                          torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
-    mask = (pos < a + n_ids - 1).long()
-    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
+    hidden = m.llm.model(inputs_embeds=inputs, attention_mask=llm_mask(pos, a + n_ids - 1),
+                         use_cache=False).last_hidden_state
     logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
     llm = F.cross_entropy(logits, labels)
     return {"ctc": ctc, "rich": rich, "llm": llm}
@@ -474,7 +484,8 @@ class Limits:
 
 FIT_AFTER_EPOCHS = 2  # the first epoch pays for warming up kernels: the second's rate decides
 # A resumed fitted run refits after this many of its steps, at the rate of their second half
-# (the first pay for warming up kernels and loading the other clips)
+# (the first pay for warming up kernels and loading the other clips), then again after each
+# further this many, at the rate since that half: the rate drifts with the clips being made
 REFIT_AFTER_STEPS = 200
 
 
@@ -708,14 +719,16 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                     call["profile"] = profiled
                 if refit is not None and here == REFIT_AFTER_STEPS // 2:
                     t_half = time.time()
-                elif refit is not None and here == REFIT_AFTER_STEPS and step < total:
-                    rate = (time.time() - t_half) / (REFIT_AFTER_STEPS - REFIT_AFTER_STEPS // 2)
+                elif refit is not None and here % REFIT_AFTER_STEPS == 0 and step < total:
+                    # the rate of all this process's steps since the first half, the epochs' loading
+                    # of new clips included
+                    rate = (time.time() - t_half) / (here - REFIT_AFTER_STEPS // 2)
                     new = step + max(1, int((60 * refit - (time.time() - t0)) / rate))
                     # the cosine goes on from where it is, over the steps that fit (none moves in the warm-up)
                     knots = s.refits + (((step, cosine_progress(step, total, s)),) if step > s.warmup_steps else ())
                     log.info(f"schedule refitted to {refit:g} minutes at {rate:.3f} s a step: {new} steps in all "
                              f"instead of {total}")
-                    s, total, refit = replace(s, steps=new, refits=knots), new, None
+                    s, total = replace(s, steps=new, refits=knots), new
                     k = min(full, j + total - step)
                 if j == k:
                     break
