@@ -182,7 +182,7 @@ class Cache:
                 return {k: z[k] for k in ("feats", "frames", "index", "s1", "s2")}
 
         # Several files at a time: the GPU waits for these reads (at an epoch's start, and before
-        # a resumed run's first step: 33 s for 248320 clips read one file after another).
+        # a resumed run's first step; training/RUN.md).
         with ThreadPoolExecutor(READERS) as pool:
             got = list(pool.map(read, chunks))
         feats, frames, index = ([g[k] for g in got] for k in ("feats", "frames", "index"))

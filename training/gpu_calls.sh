@@ -30,10 +30,10 @@ work=$run.work
 py=${PYTHON:-python3}
 stage=${STAGE-build/gpu-stage}
 budget=${CALL_SECONDS:-570}
-reserve=60  # call 2: packing (about 6 s) and the held-out scores (about 45 s)
+reserve=60  # call 2: packing and the held-out scores (their times: training/RUN.md)
 # The trainer stops after the last step that ends before its limit, then writes: call 1 waits for
-# the feature chunks being made (17 s in a run on an H100) and the checkpoint; call 2 writes the
-# model and the checkpoint.
+# the feature chunks being made and the checkpoint; call 2 writes the model and the checkpoint
+# (their times: training/RUN.md).
 stop1=30 stop2=15
 args=(--out "$run" --no-eval)
 export PYTHONUNBUFFERED=1
