@@ -926,9 +926,10 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
 def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
     """--fit-minutes given to a resumed fitted run: after its first REFIT_AFTER_STEPS steps (4
     here), and after each further 4, the rest of the cosine goes on from where it stood over the
-    steps that fit. Fitted first to 30 minutes (thousands of steps on any machine) and paused at
-    step 9; resumed, still fitted to 30 minutes, and paused at step 17 after refits at steps 13 and
-    17; resumed again and refitted to a time already past: one step more."""
+    steps that fit. Fitted first to 600 minutes (far past the hang guard, so thousands of steps on
+    any machine) and paused at step 9; resumed, still fitted to 600 minutes, and paused at step 17
+    after refits at steps 13 and 17; resumed again and refitted to a time already past: one step
+    more."""
     import re
 
     import torch
@@ -949,10 +950,10 @@ def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
                 re.findall(r"schedule refitted to [0-9.]+ minutes at [0-9.]+ s a step: (\d+) steps in all instead of "
                            r"(\d+)", stderr)]
 
-    r = go("--quick", "--fit-minutes", "30", "--pause-after-steps", "9")
+    r = go("--quick", "--fit-minutes", "600", "--pause-after-steps", "9")
     fitted = int(re.search(r"s a step: (\d+) steps in all", r.stderr).group(1))
     assert f"step 9 of {fitted}" in r.stderr and fitted > 30
-    r = go("--resume", str(ckpt), "--fit-minutes", "30", "--pause-after-steps", "17")
+    r = go("--resume", str(ckpt), "--fit-minutes", "600", "--pause-after-steps", "17")
     middle = refits(r.stderr)
     assert len(middle) == 2 and middle[0][1] == fitted and middle[1][1] == middle[0][0], r.stderr[-3000:]
     assert middle[0][0] > 17 and middle[1][0] > 21  # the schedule goes on past the last resume's refit
