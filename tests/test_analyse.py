@@ -113,3 +113,30 @@ def test_misnamed_words_are_longer_words_written_in_their_syllables_as_no_word()
     assert got == [{"ref": "仔细", "hyp": "自吸", "edits": 2, "only": True},
                    {"ref": "医院", "hyp": "一元", "edits": 2, "only": False}]
     assert analyse.misnamed_words(ref, ref, parts) == []
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_toneless_best_writes_each_listed_word_as_its_most_frequent_namesake():
+    """医院 (yi1 yuan4) is said, without tones, as 亿元, 议员, 意愿 and 一员 are: of the five, the
+    list counts 亿元 most often; 仔细 has no namesake; 书 (shu1) loses to 属 (shu3), counted more
+    often; a number piece and a domain word stay as they are."""
+    counts = dict(zip(*wordlists.load("zh")))
+    yi_yuan = ["医院", "亿元", "议员", "意愿", "一员"]
+    assert max(yi_yuan, key=counts.__getitem__) == "亿元" and counts["属"] > counts["书"]
+    got = analyse.toneless_best(["医院", "仔细", "书", "二十八块", "超市"])
+    assert got == ["亿元", "仔细", "属", "二十八块", "超市"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_tone_classifiers_of_the_real_features_add_the_bands_and_the_masked_training():
+    """On the real features (560 columns: 7 stacked frames of 80 mel bins) the tone is also read
+    from the low 20 bins, from the other 60, and with the recipe's frequency masks in training:
+    the syllable, which a band of bins cannot hide, is read by training speakers as before."""
+    from training import tones
+
+    d = tones.clips(6, 2, 0)
+    result = tones.classify(d, epochs=10)
+    assert {"tone from mel bins 0-19 of the features", "tone from mel bins 20-79 of the features",
+            "tone from the features, trained under the recipe's frequency masks"} <= set(result)
+    assert result["syllable from the features"][0] > 0.9
+    assert all(0.0 <= a <= 1.0 for pair in result.values() for a in pair)

@@ -413,6 +413,33 @@ def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
 
 
+def test_token_noise_of_a_row_replaces_that_rows_inputs_only():
+    """A share for each row (Settings.token_noise_zh for Mandarin rows): the rows given none are fed
+    their own transcripts, every input of the rows given 1 is a label of the batch, and the loss is
+    what each utterance gives alone with those inputs."""
+    import torch
+
+    from training import train
+
+    r = random.Random(4)
+    llm = [[r.randrange(290) for _ in range(r.randint(3, 9))] + [302] for _ in range(5)]
+    m, b, enc, enc_lens, audio = _model_and_batch(llm, [30, 22, 17, 25, 12], [3] * 5)
+    fed = []
+    hook = m.llm.get_input_embeddings().register_forward_hook(lambda mod, args, out: fed.append(args[0].clone()))
+    torch.manual_seed(6)
+    with torch.no_grad():
+        got = train.losses(m, b, token_noise=torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0]))
+        hook.remove()
+        given = [fed[0][i, int(enc_lens[i]):int(enc_lens[i]) + len(x) - 1] for i, x in enumerate(llm)]
+        want = _per_utterance_llm_loss(m, audio, enc_lens, llm, given)
+    labels = {v for x in llm for v in x}
+    for i in (1, 3, 4):
+        assert given[i].tolist() == llm[i][:-1]
+    assert all(set(given[i].tolist()) <= labels for i in (0, 2))
+    assert sum(int((given[i] != torch.tensor(llm[i][:-1])).sum()) for i in (0, 2)) > (len(llm[0]) + len(llm[2])) // 2
+    assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
+
+
 def test_llm_mask_is_transformers_own_and_reads_nothing_from_the_device():
     """The trainer hands the LLM its 4D attention mask: the hidden states and gradients are those
     of transformers' own mask built from the [B, n] one, and the LLM's forward pass then reads no
@@ -681,6 +708,7 @@ def test_batches_gather_what_padding_built(tmp_path):
             assert int(b.llm_lengths[j]) == len(ids)
             assert int(b.query[j, 0]) in {LANGUAGE_IDS[q] for q in train.QUERY_LANGUAGES}
             assert sp.id_to_piece(int(b.tags[j, 0])) == (f"<|{it.lang}|>" if it.text else "<|nospeech|>")
+            assert bool(b.zh[j]) == (it.lang == "zh")
     assert sorted(seen) == list(range(6))
 
 

@@ -12,6 +12,8 @@ pipeline on the CPU, from the original files as training.evaluate reads them):
 - the share of tokens wrong by the kind of piece they belong to: a word of one token (a
   one-character word in Mandarin, where only the tone tells many apart), a longer word, and a
   number, time, date or money piece, for the LLM and the CTC head;
+- the floor a recognizer that hears no tone starts from (Mandarin): the open sentences with each
+  listed word written as the most frequent listed word said with its syllables;
 - whether the model hears tones: sets of four one-character words that differ in their tone
   alone (方/房/访/放), each said alone by a training voice at a training speed and pitch;
 - the cost of the held-out voices: each sentence spoken again, clean, (a) by the held-out
@@ -182,9 +184,9 @@ def toneless(text: str) -> str:
 
 @cache
 def toneless_words() -> dict[str, tuple[str, ...]]:
-    """The list's Mandarin words of two characters or more, by what espeak-ng says for them
-    without tones."""
-    words = [w for w in corpus._word_table("zh")[0] if len(w) > 1]
+    """The list's Mandarin words by what espeak-ng says for them without tones, each key's words
+    most frequent first (the list's order)."""
+    words = corpus._word_table("zh")[0]
     # one espeak-ng call for the whole list, not one a word: a sentence, and so a line, a word
     lines = subprocess.run(["espeak-ng", "-q", "-x", "-v", speech.ZH_VOICE], input="".join(f"{w}。\n" for w in words),
                            check=True, capture_output=True, text=True).stdout.splitlines()
@@ -217,6 +219,15 @@ def misnamed_words(ref: list[str], hyp: list[str], parts: list[str]) -> list[dic
             out.append({"ref": p, "hyp": h, "edits": sum(a != b for a, b in zip(p, h)),
                         "only": toneless_words()[toneless(p)] == (p,)})
     return out
+
+
+def toneless_best(parts: list[str]) -> list[str]:
+    """What a listener that hears each Mandarin piece's syllables and where it starts, but no
+    tone, writes at best: each listed word as the most frequent listed word said so without
+    tones (the open sentences draw words by their frequency, so that one is the likeliest), the
+    other pieces (numbers, times, dates, money, domain words) right."""
+    listed = set(corpus._word_table("zh")[0])
+    return [toneless_words()[toneless(p)][0] if p in listed else p for p in parts]
 
 
 def score(lang: str, ref: str, hyp: str) -> Counts:
@@ -266,7 +277,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
         by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0} for k in PIECE_KINDS}
-        utterances, misnamed = [], []
+        utterances, misnamed, floor = [], [], Counts()
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
                 raise ValueError(f"{name}/{e.id}: the recipe's open sentence is not the committed one")
@@ -301,6 +312,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             runs = classify(lang, ref, tokens(lang, o.text), parts)
             if lang == "zh":
                 misnamed += misnamed_words(ref, tokens(lang, o.text), parts)
+                floor += score(lang, e.text, corpus.join(lang, toneless_best(parts)))
             for run in runs:
                 kinds[run["kind"]]["runs"] += 1
                 kinds[run["kind"]]["edits"] += run["edits"]
@@ -320,6 +332,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
                            "tokens_at_junction_share": edge_tokens / max(1, ref_tokens)},
             "by_piece": by_piece,
             "misnamed_words": misnamed,
+            "toneless_best": floor.rate if lang == "zh" else None,
             "by_voice": {v: {"rate": c.rate, "ref": c.ref} for v, c in sorted(by_voice.items())},
             "utterance_rows": utterances,
         }
@@ -366,6 +379,8 @@ def table(result: dict) -> str:
 
     row("longer words written as no listed word in their own syllables (wrong characters); "
         "those the only listed word said so", [misnamed(s, n) for n, s in sets.items()])
+    row("at best without tones: each listed word written as its most frequent namesake, the rest right",
+        [pct(s["toneless_best"]) if n.startswith("zh") else "—" for n, s in sets.items()])
     for k, label in PIECE_KINDS.items():
         row(f"tokens wrong in {label}: LLM / CTC head (tokens)",
             [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} ({b['tokens']})"

@@ -6,14 +6,17 @@ and a small classifier trained on the training speakers' clips, scored on the he
 - the tone from a pitch track (the log F0 over the voiced frames, at ten points, its mean
   removed): whether the audio carries the tones;
 - the syllable and the tone from the features the encoder is given (SenseVoice's 80-bin fbank,
-  7 frames stacked every 6): whether those features carry them as plainly;
+  7 frames stacked every 6): whether those features carry them as plainly; and the tone again
+  from the low 20 mel bins alone, from the other 60 alone, and from all of them with the
+  recipe's SpecAugment frequency masks in the classifier's training (where the features carry
+  the tone, and whether the masks hide it);
 - with --model, the syllable and the tone from that trained model's encoder output (its own
   front end, CMVN included; the query frames left out): whether training kept what the
   features carry, or lost it.
 
 Run:  python -m training.tones [--speakers 150] [--heldout 30] [--model models/demo] [--json FILE]
 
-Needs espeak-ng. About 5 minutes on two cores with the defaults, 8 with --model.
+Needs espeak-ng. About 10 minutes on two cores with the defaults, 13 with --model.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import numpy as np
 
 from funasr_qwen4b.atomic import write_json_atomic
 
-from . import speech
+from . import features, speech
 from .analyse import TONE_SETS
 from .data import Recipe
+from .specaug import SpecAugLFR
+from .train import Settings
 
 log = logging.getLogger("training.tones")
 
@@ -91,8 +96,9 @@ def clips(speakers: int, heldout: int, seed: int, model: str | None = None) -> d
     return out
 
 
-def _fit(model, x, mask, y, train, epochs: int, lr: float) -> tuple[float, float]:
-    """Train on `train`, return (training accuracy, held-out accuracy)."""
+def _fit(model, x, mask, y, train, epochs: int, lr: float, augment=None) -> tuple[float, float]:
+    """Train on `train` (each batch through `augment` first, if given), return (training
+    accuracy, held-out accuracy)."""
     import torch
 
     opt = torch.optim.Adam(model.parameters(), lr)
@@ -102,7 +108,8 @@ def _fit(model, x, mask, y, train, epochs: int, lr: float) -> tuple[float, float
         rng.shuffle(idx)
         for b in range(0, len(idx), 64):
             k = torch.from_numpy(idx[b:b + 64])
-            loss = torch.nn.functional.cross_entropy(model(x[k], None if mask is None else mask[k]), y[k])
+            xb = x[k] if augment is None else augment(x[k].clone(), None)[0]
+            loss = torch.nn.functional.cross_entropy(model(xb, None if mask is None else mask[k]), y[k])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -161,6 +168,17 @@ def classify(d: dict, epochs: int = 25) -> dict:
         x, mask = _padded(d[key])
         for name, y, classes in (("syllable", syllable, len(TONE_SETS)), ("tone", tone, 4)):
             result[f"{name} from {what}"] = _fit(Frames(x.shape[2], classes), x, mask, y, train, epochs, 2e-3)
+        if key == "feats" and x.shape[2] == features.DIM:
+            # Where the features carry the tone, and whether the recipe's SpecAugment frequency
+            # masks (a band of the mel bins zeroed in training) hide it.
+            result["tone from the features, trained under the recipe's frequency masks"] = _fit(
+                Frames(x.shape[2], 4), x, mask, tone, train, epochs, 2e-3,
+                SpecAugLFR(Settings.spec_freq_width, 0))
+            bins = np.arange(features.DIM).reshape(-1, 80)  # the 7 stacked frames' 80 mel bins
+            for lo, hi in ((0, 20), (20, 80)):
+                cols = torch.from_numpy(bins[:, lo:hi].reshape(-1))
+                result[f"tone from mel bins {lo}-{hi - 1} of the features"] = _fit(
+                    Frames(len(cols), 4), x[:, :, cols], mask, tone, train, epochs, 2e-3)
     return result
 
 

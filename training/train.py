@@ -117,8 +117,11 @@ class Settings:
     spec_time_width: int = 5
     # The share of the LLM's transcript inputs replaced by another label of the batch (its
     # targets stay): the open sets' errors sit where two pieces meet, pairs training never spoke
-    # (training/RUN.md), and this makes every step speak unseen pairs.
+    # (training/RUN.md), and this makes every step speak unseen pairs. Mandarin's own share: its
+    # errors all touch a junction, where the LLM names a syllable from the piece before it;
+    # English's are mostly spelling, wherever they fall.
     token_noise: float = 0.2
+    token_noise_zh: float = 0.3
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -196,6 +199,7 @@ class Batch:
     # host never waits for the device mid-step
     host_lengths: object
     host_llm_lengths: object
+    zh: object = None  # [B] bool: a Mandarin transcript (its own token noise)
 
 
 def ctc_loss(m: DemoModel, enc, lengths, targets, target_lengths):
@@ -220,9 +224,10 @@ def llm_mask(pos, ends):
     return ((pos <= pos.T)[None] & (pos < ends)[:, None, :])[:, None]  # [b, 1, query, key]
 
 
-def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
-    """The CTC, tag and LLM losses of a batch; `token_noise` of the LLM's transcript inputs are
-    replaced by labels drawn from the whole batch (Settings.token_noise)."""
+def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
+    """The CTC, tag and LLM losses of a batch; `token_noise` (a share, or a tensor of one a row)
+    of the LLM's transcript inputs are replaced by labels drawn from the whole batch
+    (Settings.token_noise)."""
     import torch
     import torch.nn.functional as F
 
@@ -251,9 +256,10 @@ def losses(m: DemoModel, b: Batch, token_noise: float = 0.0) -> dict:
                                   output_size=count)
     j = torch.arange(count, device=enc.device) - (torch.cumsum(b.llm_lengths, 0) - b.llm_lengths)[row]
     labels = b.llm_ids[row, j]
-    if token_noise:
+    if torch.is_tensor(token_noise) or token_noise:
+        rate = token_noise[:, None] if torch.is_tensor(token_noise) else token_noise
         drawn = labels[torch.randint(count, text_in.shape, device=enc.device)]
-        text_in = torch.where(torch.rand(text_in.shape, device=enc.device) < token_noise, drawn, text_in)
+        text_in = torch.where(torch.rand(text_in.shape, device=enc.device) < rate, drawn, text_in)
     inputs = torch.where((pos < a)[..., None], F.pad(audio, (0, 0, 0, n - audio.shape[1])),
                          torch.where(is_text[..., None], m.llm.get_input_embeddings()(text_in), 0.0))
     hidden = m.llm.model(inputs_embeds=inputs, attention_mask=llm_mask(pos, a + n_ids - 1),
@@ -297,6 +303,7 @@ class Examples:
         (self.ctc, self.ctc_len), (self.llm, self.llm_len) = table(ctc, -1), table(llm, 0)
         self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
         self.tags = torch.tensor(tags, dtype=torch.long, device=device)
+        self.zh = torch.tensor([it.lang == "zh" for it in items], device=device)
         self.feats, self.frames, self.rows = None, np.zeros(0, np.int64), 0
         # Bytes the feature buffers may take on the device (None: what the examples need); a
         # buffer that reaches it is full and takes no more clips (`set_device_need`).
@@ -389,7 +396,7 @@ class Examples:
             yield idx, Batch(x, lengths, query_dev[start:start + len(c)],
                         self.ctc[k][:, :int(self.ctc_len[idx].max())], torch.from_numpy(self.ctc_len[idx]),
                         self.tags[k], self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k],
-                        torch.from_numpy(self.frames[idx]), torch.from_numpy(self.llm_len[idx]))
+                        torch.from_numpy(self.frames[idx]), torch.from_numpy(self.llm_len[idx]), self.zh[k])
             start += len(c)
 
 
@@ -706,7 +713,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                     g["lr"] = cosine_lr(step, total, s)
                 if specaug is not None:
                     b = replace(b, feats=specaug(b.feats, b.lengths)[0])
-                parts_ = losses(m, b, s.token_noise)
+                parts_ = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
                 loss = parts_["ctc"] + s.rich_weight * parts_["rich"] + s.llm_weight * parts_["llm"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
