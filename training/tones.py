@@ -16,7 +16,7 @@ and a small classifier trained on the training speakers' clips, scored on the he
 
 Run:  python -m training.tones [--speakers 150] [--heldout 30] [--model models/demo] [--json FILE]
 
-Needs espeak-ng. About 10 minutes on two cores with the defaults, 13 with --model.
+Needs espeak-ng. About 12 minutes on two cores with the defaults, 15 with --model.
 """
 
 from __future__ import annotations
