@@ -4,7 +4,8 @@
 #
 #   bash training/gpu_calls.sh 1   # stage (once a machine), features, tokenizers, train until the pause
 #   bash training/gpu_calls.sh 2   # resume, refit the rest of the schedule to this call's rate and time,
-#                                  # finish it, pack the model into $OUT, score it
+#                                  # finish it, pack the model into $OUT, score it and the last
+#                                  # step's weights
 #
 # Call 2 needs the machine call 1 ran on: the checkpoint and the feature cache are in its /tmp.
 # Without them it stops at once and says so (exit 3); if call 1 finished the whole schedule,
@@ -15,7 +16,7 @@
 #   CALL_SECONDS  when this call's trainer must have ended, in seconds from this script's start (570)
 #   FIT_MINUTES   call 1: the training of both calls, in minutes from the trainer's start, that the
 #                 steps are fitted to (default: what is left of two calls of CALL_SECONDS when it
-#                 starts, less call 2's 60 s of packing and scoring, its 75 s of loading, 45 s for
+#                 starts, less call 2's 100 s of packing and scoring, its 75 s of loading, 45 s for
 #                 loading clips at the epochs' starts and the two calls' stops); empty: the recipe's
 #                 epochs
 #   STAGE         training/stage_gpu.sh's directory (build/gpu-stage); empty: use PYTHON as it is
@@ -30,7 +31,7 @@ work=$run.work
 py=${PYTHON:-python3}
 stage=${STAGE-build/gpu-stage}
 budget=${CALL_SECONDS:-570}
-reserve=60  # call 2: packing and the held-out scores (their times: training/RUN.md)
+reserve=100  # call 2: packing and the held-out scores of the model and of the last step (training/RUN.md)
 # The trainer stops after the last step that ends before its limit, then writes: call 1 waits for
 # the feature chunks being made and the checkpoint; call 2 writes the model and the checkpoint
 # (their times: training/RUN.md).
@@ -92,6 +93,14 @@ case $call in
     timeout "$((budget - SECONDS > 5 ? budget - SECONDS : 5))" "$py" -m training.evaluate "$run" \
         --json "$OUT/evaluation.json" "${eval_args[@]}" >> "$OUT/train2.log" 2>&1 \
         || echo "----- evaluation failed or ran out of time (exit $?): run training.evaluate here" >> "$OUT/train2.log"
+    # The last step's weights (the model is their moving average), in what is left: not packed,
+    # so these scores are only had here.
+    if [ -d "$work/last-step" ]; then
+        echo "----- the last step's weights ($work/last-step)" >> "$OUT/train2.log"
+        timeout "$((budget - SECONDS > 5 ? budget - SECONDS : 5))" "$py" -m training.evaluate "$work/last-step" \
+            --json "$OUT/evaluation_last_step.json" "${eval_args[@]}" >> "$OUT/train2.log" 2>&1 \
+            || echo "----- its evaluation failed or ran out of time (exit $?)" >> "$OUT/train2.log"
+    fi
     echo "----- done ($SECONDS s)" >> "$OUT/train2.log"
     ;;
 *)
