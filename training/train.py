@@ -604,21 +604,17 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         random.seed(s.seed)
         np.random.seed(s.seed)
         history, calls = [], []
-        # the moving average of the weights, in m.parameters()' order, kept per part by name
-        names = {name: [k for k, _ in mod.named_parameters()] for mod, name in zip(m.modules(), PARTS)}
-        ends = list(itertools.accumulate(len(names[name]) for name in PARTS))
-        spans = {name: (b - len(names[name]), b) for name, b in zip(PARTS, ends)}
-        live = [p.detach() for p in params]
         if resume:
             for mod, name in zip(m.modules(), PARTS):
                 mod.load_state_dict(resume["model"][name])
-            average = [resume["average"][name][k].to(dev) for name in PARTS for k in names[name]]
             opt.load_state_dict(resume["optimizer"])
             rng.setstate(resume["rng"]["batches"])
             _set_rng_states(resume["rng"], dev)
             history, calls = resume["history"], resume["calls"]
-        else:
-            average = [p.clone() for p in live]
+        # the moving average of the weights, per part by name; `averaged` in params' order
+        average = {name: {k: (resume["average"][name][k].to(dev) if resume else p.detach().clone())
+                          for k, p in mod.named_parameters()} for mod, name in zip(m.modules(), PARTS)}
+        averaged, live = [t for name in PARTS for t in average[name].values()], [p.detach() for p in params]
         call = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
                 "from_epoch": done, "seconds": 0.0}
 
@@ -646,8 +642,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                          "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
                          "device_need": device_need,
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
-                         "average": {name: dict(zip(names[name], average[a:b]))
-                                     for name, (a, b) in spans.items()},
+                         "average": average,
                          "optimizer": opt.state_dict(),
                          "rng": {"batches": epoch_rng if part else rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
@@ -661,7 +656,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             shutil.rmtree(work / LAST_STEP, ignore_errors=True)
             shutil.copytree(model_dir, work / LAST_STEP)
             with torch.no_grad():
-                for p, avg in zip(params, average):
+                for p, avg in zip(params, averaged):
                     p.copy_(avg)
             write_weights()
             every = calls + [call]
@@ -760,7 +755,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
                 opt.step()
                 step += 1
-                update_average(average, live, step, s)
+                update_average(averaged, live, step, s)
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
                 here = trained_steps + j - skip  # this process's steps
                 if profiler and (profiled := profiler.after(here)):
