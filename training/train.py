@@ -15,8 +15,7 @@ frames kept, as the real adaptor was trained (docs/model.md). A clip
 with no speech has an empty transcript: no CTC tokens, the LLM says <|im_end|> at
 once, and the tags are SenseVoice's <|nospeech|><|EMO_UNKNOWN|><|Event_UNK|>.
 Everything that decides the model (data recipe, dimensions, optimiser, seed)
-is written into each checkpoint's config. The weights written to OUT are a moving average of
-the steps' (Settings.average_decay); the last step's go to WORK/last-step, scored the same way.
+is written into each checkpoint's config.
 
 Data: the features are made by worker processes into a cache on disk (training/features.py):
 a first share of the clips before training starts, the rest while training runs. Schedule:
@@ -82,7 +81,6 @@ TAGS = {"zh": "<|zh|>", "en": "<|en|>"}, "<|NEUTRAL|>", "<|Speech|>", "<|woitn|>
 TAGS_NONSPEECH = ("<|nospeech|>", *NONSPEECH_TAGS, "<|woitn|>")
 QUERY_LANGUAGES = ("auto", "zh", "en")  # drawn per utterance: the transcript must not depend on the query
 CHECKPOINT = "checkpoint.pt"
-LAST_STEP = "last-step"  # the work directory's model of the last step's weights (OUT has their average)
 PARTS = ("sensevoice", "adaptor", "qwen3")  # DemoModel.modules(), in order
 LOSSES = ("ctc", "rich", "llm")
 
@@ -124,10 +122,6 @@ class Settings:
     # English's are mostly spelling, wherever they fall.
     token_noise: float = 0.2
     token_noise_zh: float = 0.3
-    # The model written is an exponential moving average of the steps' weights (`average_decay`;
-    # the last step's are written beside the checkpoint): runs of one recipe scored 10-13 % on
-    # Mandarin's open set, a spread of where the last steps happened to leave the weights.
-    average_decay: float = 0.999
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -452,19 +446,6 @@ def cosine_lr(step: int, total: int, s: Settings) -> float:
     return s.lr * 0.5 * (1 + math.cos(math.pi * cosine_progress(step, total, s)))
 
 
-def average_decay(step: int, s: Settings) -> float:
-    """The moving average's decay after `step` steps: (1 + step) / (10 + step) up to
-    Settings.average_decay, so that a short run's average is not its initial weights."""
-    return min(s.average_decay, (1 + step) / (10 + step))
-
-
-def update_average(average: list, live: list, step: int, s: Settings) -> None:
-    """average ← d·average + (1 − d)·live, d = average_decay(step): one fused call for all tensors."""
-    import torch
-
-    torch._foreach_lerp_(average, live, 1.0 - average_decay(step, s))
-
-
 def read_checkpoint(path: Path) -> dict:
     import torch
 
@@ -611,22 +592,12 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
             rng.setstate(resume["rng"]["batches"])
             _set_rng_states(resume["rng"], dev)
             history, calls = resume["history"], resume["calls"]
-        # the moving average of the weights, per part by name; `averaged` in params' order
-        average = {name: {k: (resume["average"][name][k].to(dev) if resume else p.detach().clone())
-                          for k, p in mod.named_parameters()} for mod, name in zip(m.modules(), PARTS)}
-        averaged, live = [t for name in PARTS for t in average[name].values()], [p.detach() for p in params]
         call = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
                 "from_epoch": done, "seconds": 0.0}
 
         def of_total(part: dict | None = None) -> str:
             where = f"epoch {epoch}" if part is None else f"step {part['steps']} of epoch {epoch + 1}"
             return where + ("" if s.steps else f" of {len(sizes)}") + f", step {step} of {total}"
-
-        def write_weights() -> None:
-            write_sensevoice_dir(model_dir / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
-            torch.save({"model_state_dict": m.adaptor.cpu().state_dict(), "config": ADAPTOR,
-                        "training": s.to_dict()}, model_dir / "adaptor.pt")
-            m.llm.cpu().save_pretrained(model_dir / "qwen3")
 
         def stop(epoch: int, write_model: bool, part: dict | None = None, epoch_rng=None) -> dict | None:
             """Checkpoint after `epoch` and, when paused inside the next, `part` of it (its steps,
@@ -642,7 +613,6 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                          "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
                          "device_need": device_need,
                          "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
-                         "average": average,
                          "optimizer": opt.state_dict(),
                          "rng": {"batches": epoch_rng if part else rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
@@ -652,19 +622,14 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                          f"python -m training.train --out {out} --resume {work / CHECKPOINT}")
                 return None
             m.train(False)
-            write_weights()  # the last step's, kept beside the checkpoint
-            shutil.rmtree(work / LAST_STEP, ignore_errors=True)
-            shutil.copytree(model_dir, work / LAST_STEP)
-            with torch.no_grad():
-                for p, avg in zip(params, averaged):
-                    p.copy_(avg)
-            write_weights()
+            write_sensevoice_dir(model_dir / "sensevoice", m.sv.cpu(), m.sv_cfg, shift, scale, bpe=True)
+            torch.save({"model_state_dict": m.adaptor.cpu().state_dict(), "config": ADAPTOR,
+                        "training": s.to_dict()}, model_dir / "adaptor.pt")
+            m.llm.cpu().save_pretrained(model_dir / "qwen3")
             every = calls + [call]
             summary = {"settings": s.to_dict(), "parameters": n_params, "history": history,
                        "device": call["device"], "torch": torch.__version__, "calls": every,
-                       "minutes": round(sum(c["seconds"] for c in every) / 60, 1),
-                       "weights": f"the moving average of the steps' (decay {s.average_decay}); the last step's: "
-                                  f"{work / LAST_STEP}"}
+                       "minutes": round(sum(c["seconds"] for c in every) / 60, 1)}
             if step < total:
                 summary["cut"] = (f"stopped by --max-minutes after {of_total(part)} (learning rate "
                                   f"{cosine_lr(step, total, s) / s.lr:.1%} of its peak); "
@@ -755,7 +720,6 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
                 opt.step()
                 step += 1
-                update_average(averaged, live, step, s)
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
                 here = trained_steps + j - skip  # this process's steps
                 if profiler and (profiled := profiler.after(here)):
