@@ -340,16 +340,17 @@ def _per_utterance_llm_loss(m, audio, enc_lens, llm_ids, given=None):
     return total / count
 
 
-def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list[int]):
-    """A small DemoModel (seeded) and a batch of random features, CTC targets and tags for these
-    transcripts; then the encoder's output, its lengths and the adaptor's rows, as the trainer
-    computes them."""
+def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list[int], **settings):
+    """A small DemoModel (seeded; `settings` for train.Settings) and a batch of random features,
+    CTC targets and tags for these transcripts; then the encoder's output, its lengths and the
+    adaptor's rows, as the trainer computes them."""
     import torch
 
     from training import train
 
     torch.manual_seed(0)
-    m = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
+    m = train.DemoModel(train.Settings(**settings), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302},
+                        torch.device("cpu"))
     m.train(False)
     B = len(llm)
     ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
@@ -482,16 +483,17 @@ def test_llm_mask_is_transformers_own_and_reads_nothing_from_the_device():
 
 
 def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(tmp_path):
-    """The trainer's LLM keeps no layer's activations for the backward pass (transformers' own
-    gradient checkpointing): each layer runs again there, the loss and every gradient are those of
-    the same model keeping them, and the model it writes is configured as one that never did."""
+    """With Settings.recompute_llm the trainer's LLM keeps no layer's activations for the backward
+    pass (transformers' own gradient checkpointing): each layer runs again there, the loss and
+    every gradient are those of the same model keeping them (the recipe's), and the model it
+    writes is configured as one that never did."""
     import torch
 
     from training import train
 
     r = random.Random(2)
     llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(4)]
-    m, b, *_ = _model_and_batch(llm, [30, 22, 17, 25], [3] * 4)
+    m, b, *_ = _model_and_batch(llm, [30, 22, 17, 25], [3] * 4, recompute_llm=True)
     m.train(True)
     calls = []
     m.llm.model.layers[0].self_attn.register_forward_pre_hook(lambda *_: calls.append(1))
@@ -513,10 +515,11 @@ def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(
     assert all(torch.allclose(g, w, rtol=1e-5, atol=1e-7) for g, w in zip(grads, want_grads))
     m.llm.save_pretrained(tmp_path / "with")
     fresh = train.DemoModel(train.Settings(), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302}, torch.device("cpu"))
-    fresh.llm.gradient_checkpointing_disable()
+    assert not fresh.llm.is_gradient_checkpointing  # the recipe keeps the activations
     fresh.llm.save_pretrained(tmp_path / "without")
-    assert json.loads((tmp_path / "with/config.json").read_text()) == \
-        json.loads((tmp_path / "without/config.json").read_text())
+    with_, without = (json.loads((tmp_path / f"{d}/config.json").read_text()) for d in ("with", "without"))
+    settings = with_.pop("training"), without.pop("training")
+    assert with_ == without and settings[0] == {**settings[1], "recompute_llm": True}
 
 
 def test_ctc_loss_is_funasr_modules_with_its_gradients():

@@ -122,6 +122,10 @@ class Settings:
     # English's are mostly spelling, wherever they fall.
     token_noise: float = 0.2
     token_noise_zh: float = 0.3
+    # Each LLM layer's activations recomputed in the backward pass instead of kept (transformers'
+    # gradient checkpointing): the same gradients, a slower step and less device memory for it
+    # (training/RUN.md: an H100 holds every clip's features either way).
+    recompute_llm: bool = False
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -169,9 +173,8 @@ class DemoModel:
         self.llm_cfg = qwen3_config(llm_vocab, tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"], **QWEN3)
         self.llm_cfg.training = s.to_dict()
         self.llm = Qwen3ForCausalLM(self.llm_cfg).to(device)
-        # Each LLM layer's activations are recomputed in the backward pass instead of kept: the
-        # device memory they would take holds clips' features instead (training/RUN.md).
-        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if s.recompute_llm:
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.device = device
 
     def modules(self):
@@ -267,6 +270,30 @@ def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
     logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
     llm = F.cross_entropy(logits, labels)
     return {"ctc": ctc, "rich": rich, "llm": llm}
+
+
+def optimizer(params: list, s: Settings):
+    import torch
+
+    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98), fused=True)
+
+
+def train_step(m: DemoModel, opt, params: list, b: Batch, s: Settings, specaug, lr: float) -> dict:
+    """One optimiser step on batch `b` at learning rate `lr` (SpecAugment first, unless None);
+    returns its losses, on the device."""
+    import torch
+
+    for g in opt.param_groups:
+        g["lr"] = lr
+    if specaug is not None:
+        b = replace(b, feats=specaug(b.feats, b.lengths)[0])
+    parts = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
+    loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+    opt.step()
+    return parts
 
 
 # --- the examples, on the training device -----------------------------------------
@@ -580,7 +607,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
 
         specaug = spec_augment(s)
         params = m.parameters()
-        opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98), fused=True)
+        opt = optimizer(params, s)
         rng = random.Random(s.seed)
         random.seed(s.seed)
         np.random.seed(s.seed)
@@ -709,16 +736,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                                        start=skip + 1):
                 if profiler:
                     profiler.before(trained_steps + j - skip - 1)
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(step, total, s)
-                if specaug is not None:
-                    b = replace(b, feats=specaug(b.feats, b.lengths)[0])
-                parts_ = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
-                loss = parts_["ctc"] + s.rich_weight * parts_["rich"] + s.llm_weight * parts_["llm"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-                opt.step()
+                parts_ = train_step(m, opt, params, b, s, specaug, cosine_lr(step, total, s))
                 step += 1
                 sums += torch.stack([parts_[name].detach() for name in LOSSES]).double()
                 here = trained_steps + j - skip  # this process's steps
