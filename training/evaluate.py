@@ -22,6 +22,7 @@ from pathlib import Path
 from funasr_qwen4b.manifest import load_manifest
 from funasr_qwen4b.text import Counts, cer_text, char_counts, word_counts
 
+from .cli import add_modules_only_option, apply_modules_only_option
 from .data import HELDOUT_DIRS, OPEN_DIRS
 
 SETS = {d.name: d for d in (*HELDOUT_DIRS.values(), *OPEN_DIRS.values())}
@@ -107,13 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--language", default="zh", help="the encoder's language query (default zh)")
     ap.add_argument("--json", help="write the full result (with every misrecognised utterance) here")
     ap.add_argument("--log", action="store_true", help="also record it in MODEL_DIR/training_log.json")
-    ap.add_argument("--funasr-modules-only", action="store_true",
-                    help="import FunASR's model modules without its package __init__ (as training.train does)")
+    add_modules_only_option(ap)
     args = ap.parse_args(argv)
-    if args.funasr_modules_only:
-        from funasr_qwen4b.reference.funasr_modules import import_modules_only
-
-        import_modules_only()
+    apply_modules_only_option(args)
     result = evaluate(args.model_dir, language=args.language)
     print(summary_line(result))
     missed = misses(result) if set(result) == set(SETS) else ["(the bars need every set)"]

@@ -18,6 +18,8 @@ import sys
 import time
 from dataclasses import replace
 
+from .cli import add_modules_only_option, apply_modules_only_option
+
 log = logging.getLogger(__name__)
 
 # The clips' lengths in LFR frames (60 ms each) and their transcripts' in tokens, as the
@@ -117,15 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks a configuration, after one to warm up")
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     ap.add_argument("--json", help="also write the rows here")
-    ap.add_argument("--funasr-modules-only", action="store_true",
-                    help="import FunASR's modules without the toolkit's package (a GPU machine without its "
-                         "dependencies, as training.train)")
+    add_modules_only_option(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    if args.funasr_modules_only:
-        from funasr_qwen4b.reference.funasr_modules import import_modules_only
-
-        import_modules_only()
+    apply_modules_only_option(args)
     import torch
 
     if min(args.kept + args.recomputed + [args.steps, args.blocks]) < 1 or not args.kept + args.recomputed:

@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus, data, features, wordlists
+from .cli import add_modules_only_option, apply_modules_only_option
 from .profile import StepProfile
 from .tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
 
@@ -849,15 +850,10 @@ def main(argv: list[str] | None = None) -> int:
                          "after its first AFTER (torch.profiler; training/RUN.md)")
     ap.add_argument("--no-eval", action="store_true",
                     help="skip the held-out scores (then: python -m training.evaluate OUT --log)")
-    ap.add_argument("--funasr-modules-only", action="store_true",
-                    help="import FunASR's model modules without its package __init__ (which imports the whole "
-                         "toolkit): for a GPU machine that has torch but not FunASR's many dependencies")
+    add_modules_only_option(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    if args.funasr_modules_only:
-        from funasr_qwen4b.reference.funasr_modules import import_modules_only
-
-        import_modules_only()
+    apply_modules_only_option(args)
     import torch
 
     out = Path(args.out)
