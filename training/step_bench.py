@@ -34,14 +34,12 @@ def batch(size: int, frames: int, ctc_vocab: int, llm_vocab: int, device, gen, d
     `gen`, device values with `dev_gen`)."""
     import torch
 
-    from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
-
-    from .train import Batch
+    from .train import Batch, query_ids
 
     on = dict(device=device, generator=dev_gen)
     lengths = frames - torch.randint(0, 4, (size,), generator=gen)
     tokens = (lengths // FRAMES_PER_TOKEN + torch.randint(-2, 3, (size,), generator=gen)).clamp(min=2)
-    query = torch.tensor([LANGUAGE_IDS["auto"], *QueryConfig().ids[1:3], QueryConfig(textnorm="woitn").ids[3]])
+    query = torch.tensor(query_ids("auto"))
     width = int(tokens.max())
     labelled = (torch.arange(width)[None] < tokens[:, None]).to(device)
     frame_on = (torch.arange(frames)[None, :, None] < lengths[:, None, None]).to(device)
@@ -58,12 +56,10 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
     and the peak device memory of its steps, less the made-up batches it holds."""
     import torch
 
-    from .train import DemoModel, Settings, optimizer, spec_augment, train_step
+    from .train import DemoModel, Settings, allow_tf32, optimizer, spec_augment, train_step
 
     dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(device)
     s = Settings()
     ctc_vocab, llm_vocab = s.ctc_vocab, -(-(s.llm_vocab + 26) // 64) * 64  # the run's: its tokenizer adds 26
     configs = [(b, False) for b in kept] + [(b, True) for b in recomputed]

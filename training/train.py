@@ -273,6 +273,23 @@ def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
     return {"ctc": ctc, "rich": rich, "llm": llm}
 
 
+def query_ids(language: str) -> list[int]:
+    """The encoder's four query ids of a training utterance: its language query, then the rest
+    of the inference query without text normalisation."""
+    from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
+
+    return [LANGUAGE_IDS[language], *QueryConfig().ids[1:3], QueryConfig(textnorm="woitn").ids[3]]
+
+
+def allow_tf32(device: str) -> None:
+    """TF32 matmuls on a CUDA device, as the recipe trains."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def optimizer(params: list, s: Settings):
     import torch
 
@@ -403,15 +420,12 @@ class Examples:
         it paused: `rng` in the state this epoch began with)."""
         import torch
 
-        from funasr_qwen4b.config import LANGUAGE_IDS, QueryConfig
-
         assert n <= self.loaded, (n, self.loaded)
         order = sorted(range(n), key=lambda k: self.frames[k] + rng.random() * 8)
         chunks = [order[k:k + batch_size] for k in range(0, n, batch_size)]
         rng.shuffle(chunks)
         flat = np.array([k for c in chunks for k in c], np.int64)
-        rest = [*QueryConfig().ids[1:3], QueryConfig(textnorm="woitn").ids[3]]
-        query = np.array([[LANGUAGE_IDS[rng.choice(QUERY_LANGUAGES)], *rest] for _ in flat], np.int64)
+        query = np.array([query_ids(rng.choice(QUERY_LANGUAGES)) for _ in flat], np.int64)
         flat_dev, query_dev = torch.from_numpy(flat).to(self.device), torch.from_numpy(query).to(self.device)
         shift, scale = cmvn
         start = sum(map(len, chunks[:skip]))
@@ -889,9 +903,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work / "model", ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(device)
     if args.fit_minutes is not None and args.epochs is not None:
         sys.exit("error: --fit-minutes chooses the steps; drop --epochs")
     limits = Limits(args.pause_after_minutes, args.pause_after_epochs, args.max_minutes, args.fit_minutes,
