@@ -199,13 +199,21 @@ def test_bars_name_what_a_result_misses():
     assert misses(bad) == ["zh_open CER 23.70% > 10%", "en_open WER 17.23% > 12%", "en_open non-speech 6/7 empty"]
 
 
-def test_generated_voices_are_drawn_from_their_names():
+def test_generated_voices_are_drawn_from_their_names(monkeypatch):
     text = speech.variant_text("fq0007")
     assert text == speech.variant_text("fq0007") != speech.variant_text("fq0008")
     lines = dict(line.split(" ", 1) for line in text.splitlines())
     assert lines["language"] == "variant" and lines["name"] == "fq0007"
     low, high = map(int, lines["pitch"].split())
     assert 65 <= low < high <= 310
+
+    def spans() -> list[int]:
+        pitch = [dict(line.split(" ", 1) for line in speech.variant_text(f"fq{i:04d}").splitlines())["pitch"]
+                 for i in range(speech.GENERATED_MAX)]
+        return [b - a for a, b in (map(int, p.split()) for p in pitch)]
+    assert 15 <= min(spans()) < 30 and 85 < max(spans()) <= 100  # the recipe's 15-100 Hz
+    monkeypatch.setattr(speech, "VARIANT_PITCH_RANGE", (60, 200))  # training.tones --variant-pitch-range
+    assert 60 <= min(spans()) < 75 and 185 < max(spans()) <= 200
     with pytest.raises(ValueError, match="0..200"):
         speech.generated_variants(speech.GENERATED_MAX + 1)
 

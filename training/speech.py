@@ -48,6 +48,7 @@ PITCHES_HELDOUT = [42, 52, 62]
 # Their settings are drawn broadly, never copied from a held-out voice. Named fq0000, fq0001, ...
 GENERATED_PREFIX = "fq"
 GENERATED_MAX = 200  # espeak-ng's list of voices holds 349; its own take about 111 of them
+VARIANT_PITCH_RANGE = (15, 100)  # Hz from a variant's lowest pitch to its highest
 
 
 @cache  # drawn from for every training clip
@@ -64,7 +65,7 @@ def variant_text(name: str) -> str:
     base = r.randint(130, 210) if female else r.randint(65, 135)
     tract = r.uniform(1.0, 1.16) if female else r.uniform(0.86, 1.03)
     lines = ["language variant", f"name {name}", f"gender {'female' if female else 'male'}",
-             f"pitch {base} {base + r.randint(15, 100)}"]
+             f"pitch {base} {base + r.randint(*VARIANT_PITCH_RANGE)}"]
     for k in range(9):
         freq = 100.0
         if 1 <= k <= 5:

@@ -14,7 +14,12 @@ and a small classifier trained on the training speakers' clips, scored on the he
   front end, CMVN included; the query frames left out): whether training kept what the
   features carry, or lost it.
 
-Run:  python -m training.tones [--speakers 150] [--heldout 30] [--model models/demo] [--json FILE]
+With --variant-pitch-range LO HI, the generated training voices span LO-HI Hz from their lowest
+pitch to their highest instead of the recipe's range (wider ranges move espeak-ng's tones more):
+whether training voices with plainer tones teach the classifiers the held-out voices' faint ones.
+
+Run:  python -m training.tones [--speakers 150] [--heldout 30] [--model models/demo]
+                               [--variant-pitch-range LO HI] [--json FILE]
 
 Needs espeak-ng. About 12 minutes on two cores with the defaults, 15 with --model.
 """
@@ -189,8 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", help="also read the tones from this trained model's encoder output "
                                     "(a directory like models/demo)")
+    ap.add_argument("--variant-pitch-range", type=int, nargs=2, metavar=("LO", "HI"),
+                    help="the generated voices' pitch ranges, in Hz (default: the recipe's, "
+                         f"{speech.VARIANT_PITCH_RANGE[0]} {speech.VARIANT_PITCH_RANGE[1]})")
     ap.add_argument("--json", help="write the accuracies here")
     args = ap.parse_args(argv)
+    if args.variant_pitch_range:
+        lo, hi = args.variant_pitch_range
+        if not 0 < lo <= hi:
+            ap.error(f"--variant-pitch-range {lo} {hi}: give 0 < LO <= HI")
+        speech.VARIANT_PITCH_RANGE = (lo, hi)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.model and not Path(args.model, "sensevoice").is_dir():
         ap.error(f"{args.model}: no sensevoice/ directory here; give a model directory like models/demo")
