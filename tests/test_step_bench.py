@@ -41,6 +41,6 @@ def test_the_table_follows_from_the_timings(tmp_path, capsys):
         assert r["peak_gib"] is None  # no device memory to measure on a CPU
     assert rows[0]["step_ratio"] == 1.0
     with pytest.raises(SystemExit, match="give --kept or --recomputed"):
-        step_bench.main(["--kept", "--device", "cpu"])
+        step_bench.main(["--recomputed", "--device", "cpu"])
     table = capsys.readouterr().out.splitlines()
     assert table[1].startswith("| batch |") and len(table) == 3 + len(rows)

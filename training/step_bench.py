@@ -4,7 +4,7 @@ model, timed in interleaved blocks and compared by their medians, with each size
 memory. The batches are made up (random features, labels and weights) at the lengths of the
 training clips: a step's time follows its shapes, not its values.
 
-    python -m training.step_bench                          # batches of 512, 768 and 1024
+    python -m training.step_bench                          # batches of 512, 768 and 1024, recomputed
     python -m training.step_bench --kept 512 --recomputed 512 768 --json steps.json
 """
 
@@ -107,10 +107,10 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kept", type=int, nargs="*", default=[512, 768, 1024],
-                    help="batch sizes timed with the LLM's activations kept for the backward pass (the recipe's)")
-    ap.add_argument("--recomputed", type=int, nargs="*", default=[],
-                    help="batch sizes timed with the LLM's layers recomputed in the backward pass instead")
+    ap.add_argument("--kept", type=int, nargs="*", default=[],
+                    help="batch sizes timed with the LLM's activations kept for the backward pass")
+    ap.add_argument("--recomputed", type=int, nargs="*", default=[512, 768, 1024],
+                    help="batch sizes timed with the LLM's layers recomputed in the backward pass instead (the recipe's)")
     ap.add_argument("--steps", type=int, default=16, help="steps a block (default 16)")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks a configuration, after one to warm up")
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")

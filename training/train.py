@@ -124,9 +124,10 @@ class Settings:
     token_noise: float = 0.2
     token_noise_zh: float = 0.3
     # Each LLM layer's activations recomputed in the backward pass instead of kept (transformers'
-    # gradient checkpointing): the same gradients, a slower step and less device memory for it
-    # (training/RUN.md: an H100 holds every clip's features either way).
-    recompute_llm: bool = False
+    # gradient checkpointing): the same gradients, a slower step and less device memory for it.
+    # Kept, a step's peak grows with its batch's length past what the first epoch measures, and
+    # an H100 ran out of memory in epoch 5 (training/RUN.md).
+    recompute_llm: bool = True
     seed: int = 0
 
     def to_dict(self) -> dict:
