@@ -127,3 +127,16 @@ def test_a_later_call_on_another_machine_says_so(calls):
     r, run, _ = calls(2)
     assert r.returncode == 3 and run == {}
     assert "neither a checkpoint" in r.stderr and "Run call 1 again" in r.stderr
+
+
+def test_call_1_alone_takes_the_first_arguments(calls):
+    """FIRST_ARGS (a run from a trained model) reach call 1's trainer; a resumed call has them in
+    its checkpoint, and the trainer refuses them with --resume."""
+    first = {"FIRST_ARGS": "--init build/init --lr 1e-3 --seed 1"}
+    r, run, _ = calls(1, CALL_SECONDS="535", **first)
+    assert r.returncode == 0, r.stderr
+    train = run["training.train"]
+    assert train[train.index("--init") + 1] == "build/init" and train[train.index("--lr") + 1] == "1e-3"
+    r, run, _ = calls(2, CALL_SECONDS="585", **first)
+    assert r.returncode == 0, r.stderr
+    assert "--resume" in run["training.train"] and not {"--init", "--lr", "--seed"} & set(run["training.train"])

@@ -1024,6 +1024,49 @@ def test_resume_refuses_what_it_cannot_do(tmp_path):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
     with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick, --work, --init and --lr"):
+        train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--init", "m0"])
+
+
+@needs_espeak
+def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(tmp_path):
+    """--init with its bfloat16 copy: at a learning rate of 0 the weights written are the copy's,
+    bit for bit (bfloat16 values widened); the tokenizers and the am.mvn are the model's; the
+    first epoch's losses are those of a trained model, not a random one; the record says where
+    the run started. A model of another recipe is refused before any work."""
+    import torch
+
+    from training import bf16_copy, train
+
+    a, half, b = tmp_path / "a", tmp_path / "a16", tmp_path / "b"
+    r = _tiny_train("--out", str(a), "--quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert bf16_copy.main([str(a), str(half)]) == 0
+    wa, wh = _weights(a), _weights(half)
+    assert wa.keys() == wh.keys()
+    assert all(torch.equal(wh[k], wa[k].bfloat16() if wa[k].is_floating_point() else wa[k]) for k in wa)
+    size = lambda d: sum((d / f).stat().st_size  # noqa: E731
+                         for f in ("sensevoice/model.pt", "adaptor.pt", "qwen3/model.safetensors"))
+    assert size(half) < 0.55 * size(a)
+
+    r = _tiny_train("--out", str(b), "--quick", "--init", str(half), "--lr", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    wb = _weights(b)
+    assert wb.keys() == wh.keys() and all(torch.equal(wb[k], wh[k].float()) for k in wb if wh[k].is_floating_point())
+    for f in ("sensevoice/am.mvn", "sensevoice/chn_jpn_yue_eng_ko_spectok.bpe.model", "qwen3/tokenizer.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    la, lb = (json.loads((d / "training_log.json").read_text(encoding="utf-8")) for d in (a, b))
+    assert lb["settings"]["init"] == {"model": str(half), "steps": 30, "minutes": la["minutes"], "device": "cpu",
+                                      "init": None}
+    assert lb["settings"]["lr"] == 0
+    first_a, first_b, last_a = la["history"][0], lb["history"][0], la["history"][-1]
+    assert all(first_b[k] < first_a[k] and first_b[k] < 1.5 * last_a[k] for k in ("ctc", "llm")), (first_b, la)
+
+    with pytest.raises(SystemExit, match="trained with another recipe"):
+        train.main(["--out", str(tmp_path / "c"), "--init", str(half)])
+    with pytest.raises(SystemExit, match="no training_log.json"):
+        train.main(["--out", str(tmp_path / "c"), "--init", str(tmp_path), "--quick"])
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.work").exists()
 
 
 def test_mandarin_training_text_drills_one_character_words():

@@ -26,6 +26,8 @@
 #   PYTHON         python3
 #   TRAIN_ARGS     more arguments for training.train (a CPU rehearsal: call 1 "--quick --workers 2",
 #                  later calls "--workers 2")
+#   FIRST_ARGS     call 1's more arguments, which a resumed call takes from the checkpoint (a run
+#                  from a trained model: "--init build/init --lr 1e-3 --seed 1")
 set -euo pipefail
 call=${1:?usage: gpu_calls.sh CALL (1, 2, ...)}
 : "${OUT:?set OUT to the directory whose files come back}"
@@ -72,6 +74,8 @@ case $call in
     rm -rf "$run"
     fit=${FIT_MINUTES-$(minutes_left $((budget - stop1 + after)))}
     [ -n "$fit" ] && args+=(--fit-minutes "$fit")
+    # shellcheck disable=SC2206  # FIRST_ARGS is a list of words
+    args+=(${FIRST_ARGS:-})
     "$py" -m training.train "${args[@]}" --pause-after-minutes "$(minutes_left $((budget - stop1)))" 2>&1 | tee "$log"
     { echo "----- after call 1 ($SECONDS s)"; ls -la "$work"; du -sh "$work/data"; df -h /tmp; } >> "$log" 2>&1
     ;;

@@ -6,6 +6,8 @@ Run:  python -m training.train --out models/demo            # CUDA when there is
       python -m training.train --out /tmp/demo --quick      # a smoke run (minutes on a CPU)
       python -m training.train --out /tmp/demo --pause-after-minutes 9      # train 9 minutes, then
       python -m training.train --out /tmp/demo --resume /tmp/demo.work/checkpoint.pt   # the rest
+      python -m training.train --out /tmp/demo2 --init /tmp/demo --lr 1e-3 --seed 1   # a new schedule
+                                                    # from a trained model's weights
 
 Losses: FunASR's CTC on the encoder's speech frames, cross-entropy of the CTC
 head on the 4 query frames (language, emotion, event, text norm: SenseVoice's
@@ -129,6 +131,9 @@ class Settings:
     # an H100 ran out of memory in epoch 5 (training/RUN.md).
     recompute_llm: bool = True
     seed: int = 0
+    # The model this run's weights, tokenizers and CMVN started from (--init; None: a fresh
+    # start): its directory, the steps and minutes it was trained and what it started from
+    init: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -465,6 +470,49 @@ def load_tokenizers(model_dir: Path):
     return sp, PreTrainedTokenizerFast.from_pretrained(model_dir / "qwen3")
 
 
+# What must be the same for a run to start from another's model (--init): the data its
+# tokenizers and CMVN were made from, and the shapes of its weights.
+INIT_MATCH = ("recipe", "ctc_vocab", "llm_vocab", "encoder", "adaptor", "qwen3")
+
+
+def init_record(model: Path, s: Settings) -> dict:
+    """Settings.init for a run starting from `model` (a directory this trainer wrote, or its
+    `training.bf16_copy`); ValueError when it was not trained on this run's recipe and shapes."""
+    path = model / "training_log.json"
+    if not path.is_file():
+        raise ValueError(f"{model} has no training_log.json: --init takes a model directory this trainer wrote")
+    trained = json.loads(path.read_text(encoding="utf-8"))
+    theirs, ours = trained["settings"], json.loads(json.dumps(s.to_dict()))
+    differ = [k for k in INIT_MATCH if theirs.get(k) != ours[k]]
+    if differ:
+        raise ValueError(f"{model} was trained with another {', '.join(differ)} than this run's "
+                         f"(--quick or not, or another version of this trainer): start from a model of this recipe")
+    return {"model": str(model), "steps": trained["calls"][-1]["to_step"], "minutes": trained["minutes"],
+            "device": trained["device"], "init": theirs.get("init")}
+
+
+def copy_tokenizers(model: Path, model_dir: Path) -> None:
+    """The tokenizers of `model` into model_dir, where write_tokenizers would write them."""
+    from funasr_qwen4b.testing import BPE_NAME
+
+    for sub, names in (("sensevoice", [BPE_NAME]), ("qwen3", [p.name for p in (model / "qwen3").glob("tokenizer*")])):
+        (model_dir / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(model / sub / name, model_dir / sub / name)
+
+
+def load_weights(m: DemoModel, model: Path) -> None:
+    """The weights of a model directory into `m`, each part strictly by name (any float dtype:
+    a bfloat16 copy becomes float32 here)."""
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    m.sv.load_state_dict(torch.load(model / "sensevoice" / "model.pt", map_location="cpu", weights_only=True))
+    m.adaptor.load_state_dict(torch.load(model / "adaptor.pt", map_location="cpu",
+                                         weights_only=True)["model_state_dict"])
+    m.llm.load_state_dict(Qwen3ForCausalLM.from_pretrained(model / "qwen3").state_dict())
+
+
 def spec_augment(s: Settings):
     """FunASR's SpecAugLFR as Settings asks for it (training/specaug.py: drawn on the host), or
     None when both masks are off."""
@@ -547,6 +595,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     import torch
     from funasr.frontends.wav_frontend import load_cmvn
 
+    from funasr_qwen4b.sources import parse_am_mvn
     from funasr_qwen4b.testing import write_am_mvn, write_sensevoice_dir
 
     t0 = t0 or time.time()
@@ -579,7 +628,11 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
     t_data = time.time()
     with features.pool(workers, funasr_modules_only) as pool:
         speech = [(it.text, it.lang) for it in train if it.text]
-        toks = None if resume else pool.submit(write_tokenizers, model_dir, s, speech)
+        toks = None
+        if s.init and not resume:
+            copy_tokenizers(Path(s.init["model"]), model_dir)
+        elif not resume:
+            toks = pool.submit(write_tokenizers, model_dir, s, speech)
         made = cache.submit(pool, 0, train) + (cache.submit(pool, 1, train) if all_now else [])
         if toks:
             toks.result()
@@ -588,6 +641,8 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         dev = torch.device(device)
         tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
         m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
+        if s.init and not resume:
+            load_weights(m, Path(s.init["model"]))
         n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
         log.info(f"parameters: {n_params}")
         ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
@@ -603,6 +658,9 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         first = cache.load(0)
         if resume:
             shift, scale = resume["cmvn"]
+        elif s.init:  # the features normalised as the weights learnt them
+            shutil.copyfile(Path(s.init["model"]) / "sensevoice" / "am.mvn", model_dir / "sensevoice" / "am.mvn")
+            shift, scale = parse_am_mvn(model_dir / "sensevoice" / "am.mvn")
         else:
             mean, std = features.cmvn(first)
             shift, scale = -mean, 1.0 / np.maximum(std, 1e-5)
@@ -843,6 +901,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     ap.add_argument("--seed", type=int, help="model initialisation and batch order (data has its own; default 0)")
     ap.add_argument("--epochs", type=int, help=f"epochs over all clips (default {Settings.epochs})")
+    ap.add_argument("--init", metavar="MODEL",
+                    help="start from this model's weights, tokenizers and CMVN (a directory this trainer wrote on "
+                         "the same recipe, or its training.bf16_copy) instead of a random model")
+    ap.add_argument("--lr", type=float, help=f"the peak learning rate (default {Settings.lr})")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 100 utterances a language, 1 + 2 epochs, 4 clips of each held-out set scored")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
@@ -876,9 +938,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {out} exists; give a new --out directory")
     resume = None
     if args.resume:
-        if args.seed is not None or args.epochs is not None or args.quick or args.work:
+        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.init or args.lr:
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
-                     "drop --seed, --epochs, --quick and --work")
+                     "drop --seed, --epochs, --quick, --work, --init and --lr")
         try:
             resume = read_checkpoint(Path(args.resume))
             s = Settings.from_dict(resume["settings"])
@@ -896,6 +958,13 @@ def main(argv: list[str] | None = None) -> int:
             # early_share: a first part of two batches, so that a run can pause inside its epoch
             s = Settings(recipe=data.Recipe(train_per_lang=100), early_epochs=1, epochs=2, batch_size=16,
                          warmup_steps=5, early_share=0.1, seed=seed)
+        if args.lr is not None:
+            s = replace(s, lr=args.lr)
+        if args.init:
+            try:
+                s = replace(s, init=init_record(Path(args.init), s))
+            except (OSError, ValueError, KeyError) as e:
+                sys.exit(f"error: --init {args.init}: {e}")
         work = Path(args.work or f"{out}.work")
         cache_dir = Path(args.data_cache) if args.data_cache else work / "data"
         if (work / CHECKPOINT).exists():  # an earlier run's; a matching feature cache stays
