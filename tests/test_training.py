@@ -1067,6 +1067,11 @@ def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(
     with pytest.raises(SystemExit, match="no training_log.json"):
         train.main(["--out", str(tmp_path / "c"), "--init", str(tmp_path), "--quick"])
     assert not (tmp_path / "c").exists() and not (tmp_path / "c.work").exists()
+    with pytest.raises(SystemExit, match="has no sensevoice/model.pt, adaptor.pt"):
+        bf16_copy.main([str(tmp_path), str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="a16 exists"):
+        bf16_copy.main([str(a), str(half)])
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
 
 
 def test_mandarin_training_text_drills_one_character_words():
