@@ -938,7 +938,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {out} exists; give a new --out directory")
     resume = None
     if args.resume:
-        if args.seed is not None or args.epochs is not None or args.quick or args.work or args.init or args.lr is not None:
+        if (args.seed is not None or args.epochs is not None or args.lr is not None or args.quick or args.work
+                or args.init):
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
                      "drop --seed, --epochs, --quick, --work, --init and --lr")
         try:
