@@ -22,13 +22,15 @@ def bf16_copy(src: Path, dst: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from funasr_qwen4b.reference.torch_load import load_pt
+
     tmp = dst.with_name(dst.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
     try:
         sv = tmp / "sensevoice" / "model.pt"
-        torch.save(_halved(torch.load(sv, map_location="cpu", weights_only=True)), sv)
-        adaptor = torch.load(tmp / "adaptor.pt", map_location="cpu", weights_only=True)
+        torch.save(_halved(load_pt(sv)), sv)
+        adaptor = load_pt(tmp / "adaptor.pt")
         adaptor["model_state_dict"] = _halved(adaptor["model_state_dict"])
         torch.save(adaptor, tmp / "adaptor.pt")
         llm = tmp / "qwen3" / "model.safetensors"
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {src} has no {', '.join(missing)}: give a model directory training.train wrote")
     try:
         bf16_copy(src, dst)
-    except (OSError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         sys.exit(f"error: {src}: {e}")
     return 0
 

@@ -504,12 +504,11 @@ def copy_tokenizers(model: Path, model_dir: Path) -> None:
 def load_weights(m: DemoModel, model: Path) -> None:
     """The weights of a model directory into `m`, each part strictly by name (any float dtype:
     a bfloat16 copy becomes float32 here)."""
-    import torch
+    from funasr_qwen4b.reference.torch_load import load_pt, state_dict_of
     from transformers import Qwen3ForCausalLM
 
-    m.sv.load_state_dict(torch.load(model / "sensevoice" / "model.pt", map_location="cpu", weights_only=True))
-    m.adaptor.load_state_dict(torch.load(model / "adaptor.pt", map_location="cpu",
-                                         weights_only=True)["model_state_dict"])
+    for mod, path in ((m.sv, model / "sensevoice" / "model.pt"), (m.adaptor, model / "adaptor.pt")):
+        mod.load_state_dict(state_dict_of(load_pt(path), path))
     m.llm.load_state_dict(Qwen3ForCausalLM.from_pretrained(model / "qwen3").state_dict())
 
 
