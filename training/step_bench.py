@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 # clips sorted by length, so it spans a few frames, and the epochs' batches span these.
 FRAMES = (30, 45, 60, 75, 90, 110, 135, 160)
 FRAMES_PER_TOKEN = 6
+TONE_VOCAB = 1149  # the toned syllables of the recipe's Mandarin text (tonal.targets)
 
 
-def batch(size: int, frames: int, ctc_vocab: int, llm_vocab: int, device, gen, dev_gen):
+def batch(size: int, frames: int, ctc_vocab: int, llm_vocab: int, tone_vocab: int, device, gen, dev_gen):
     """A made-up `train.Batch` of `size` clips of about `frames` frames (host values drawn with
     `gen`, device values with `dev_gen`)."""
     import torch
@@ -45,9 +46,11 @@ def batch(size: int, frames: int, ctc_vocab: int, llm_vocab: int, device, gen, d
     frame_on = (torch.arange(frames)[None, :, None] < lengths[:, None, None]).to(device)
     ctc = torch.where(labelled, torch.randint(1, ctc_vocab, (size, width), **on), -1)
     llm = torch.where(labelled, torch.randint(0, llm_vocab, (size, width), **on), 0)
+    zh = torch.randint(0, 2, (size,), **on) == 1
+    tone = torch.where(labelled & zh[:, None], torch.randint(1, tone_vocab + 1, (size, width), **on), -1)
     return Batch(torch.randn((size, frames, 560), **on) * frame_on, lengths.to(device),
                  query.repeat(size, 1).to(device), ctc, tokens, torch.randint(0, ctc_vocab, (size, 4), **on), llm,
-                 tokens.to(device), lengths, tokens, torch.randint(0, 2, (size,), **on) == 1)
+                 tokens.to(device), lengths, tokens, zh, tone, (tone >= 0).sum(1).cpu())
 
 
 def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, device: str) -> list[dict]:
@@ -67,11 +70,11 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
     runs = []
     for size, recompute in configs:
         m = DemoModel(replace(s, recompute_llm=recompute), ctc_vocab, llm_vocab,
-                      {"<|endoftext|>": llm_vocab - 2, "<|im_end|>": llm_vocab - 1}, dev)
+                      {"<|endoftext|>": llm_vocab - 2, "<|im_end|>": llm_vocab - 1}, dev, TONE_VOCAB)
         m.train()
         params = m.parameters()
         gen, dev_gen = torch.Generator().manual_seed(size), torch.Generator(device=dev).manual_seed(size)
-        batches = [batch(size, f, ctc_vocab, llm_vocab, dev, gen, dev_gen) for f in FRAMES]
+        batches = [batch(size, f, ctc_vocab, llm_vocab, TONE_VOCAB, dev, gen, dev_gen) for f in FRAMES]
         held = sum(x.nbytes for b in batches for x in vars(b).values() if torch.is_tensor(x) and x.device == dev)
         runs.append({"batch": size, "recompute": recompute, "model": m, "params": params, "opt": optimizer(params, s),
                      "batches": batches, "held": held, "times": [], "peak": 0})

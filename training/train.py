@@ -64,7 +64,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import corpus, data, features, wordlists
+from funasr_qwen4b.atomic import write_atomic
+
+from . import corpus, data, features, tonal, wordlists
 from .cli import add_modules_only_option, apply_modules_only_option
 from .profile import StepProfile
 from .tokenizers import NONSPEECH_TAGS, build_ctc_bpe, build_llm_tokenizer, ctc_text
@@ -85,7 +87,7 @@ TAGS_NONSPEECH = ("<|nospeech|>", *NONSPEECH_TAGS, "<|woitn|>")
 QUERY_LANGUAGES = ("auto", "zh", "en")  # drawn per utterance: the transcript must not depend on the query
 CHECKPOINT = "checkpoint.pt"
 PARTS = ("sensevoice", "adaptor", "qwen3")  # DemoModel.modules(), in order
-LOSSES = ("ctc", "rich", "llm")
+LOSSES = ("ctc", "rich", "llm", "tone")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,11 @@ class Settings:
     grad_clip: float = 1.0
     rich_weight: float = 0.3
     llm_weight: float = 1.0
+    # A CTC head on the encoder, for training only (never written with the model), over each
+    # Mandarin clip's syllables with their tones (training/tonal.py): the open sets' Mandarin
+    # errors are mostly the right syllable in another tone, and the character CTC head asks for a
+    # tone only where a syllable alone does not name its word (training/RUN.md). 0: no head.
+    tone_weight: float = 0.5
     # FunASR's SpecAugLFR on the training features (after CMVN), one mask of each kind: fewer than
     # this many of the 80 mel bins (the same in each of the 7 stacked frames: lfr_rate 6, as
     # SenseVoice's own configuration, masks lfr_rate + 1 blocks), fewer than this many LFR frames
@@ -165,7 +172,8 @@ class Settings:
 class DemoModel:
     """The three parts, built with the reference classes."""
 
-    def __init__(self, s: Settings, ctc_vocab: int, llm_vocab: int, tok_ids: dict[str, int], device):
+    def __init__(self, s: Settings, ctc_vocab: int, llm_vocab: int, tok_ids: dict[str, int], device,
+                 tone_vocab: int = 0):
         import torch
 
         from funasr_qwen4b.config import AdaptorConfig
@@ -182,16 +190,24 @@ class DemoModel:
         self.llm = Qwen3ForCausalLM(self.llm_cfg).to(device)
         if s.recompute_llm:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # the tone head: blank, then `tone_vocab` toned syllables (tonal.targets' ids)
+        self.tone = (torch.nn.Linear(ENCODER["output_size"], tone_vocab + 1).to(device)
+                     if s.tone_weight and tone_vocab else None)
         self.device = device
 
     def modules(self):
+        """The parts a model directory holds (PARTS)."""
         return [self.sv, self.adaptor, self.llm]
 
+    def trained(self) -> dict:
+        """Every module the optimiser trains, by the name a checkpoint keeps it under."""
+        return {**dict(zip(PARTS, self.modules())), **({"tone": self.tone} if self.tone is not None else {})}
+
     def parameters(self):
-        return [p for m in self.modules() for p in m.parameters()]
+        return [p for m in self.trained().values() for p in m.parameters()]
 
     def train(self, mode: bool = True):
-        for m in self.modules():
+        for m in self.trained().values():
             m.train(mode)
 
 
@@ -210,6 +226,8 @@ class Batch:
     host_lengths: object
     host_llm_lengths: object
     zh: object = None  # [B] bool: a Mandarin transcript (its own token noise)
+    tone_targets: object = None  # [B, V] the tone head's targets (tonal.targets), padded with -1
+    tone_lengths: object = None  # [B], on the host; 0 for all but Mandarin speech
 
 
 def ctc_loss(m: DemoModel, enc, lengths, targets, target_lengths):
@@ -225,6 +243,16 @@ def ctc_loss(m: DemoModel, enc, lengths, targets, target_lengths):
     return loss.sum() / len(lengths)
 
 
+def tone_loss(m: DemoModel, enc, b: Batch):
+    """The tone head's CTC loss over the Mandarin clips, per target syllable; the other clips'
+    rows count nothing (English has no Mandarin syllables to name)."""
+    import torch.nn.functional as F
+
+    logp = m.tone(enc).transpose(0, 1).log_softmax(2)
+    loss = F.ctc_loss(logp, b.tone_targets, b.host_lengths, b.tone_lengths, reduction="none", zero_infinity=True)
+    return (loss * b.zh).sum() / max(1, int(b.tone_lengths.sum()))
+
+
 def llm_mask(pos, ends):
     """The LLM's attention mask, [B, 1, n, n]: causal, and row i's keys before ends[i] only; what
     transformers builds from a [B, n] mask for its SDPA attention, handed over ready-made. Built
@@ -235,7 +263,8 @@ def llm_mask(pos, ends):
 
 
 def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
-    """The CTC, tag and LLM losses of a batch; `token_noise` (a share, or a tensor of one a row)
+    """The CTC, tag, LLM and tone losses of a batch (the last zero without a tone head);
+    `token_noise` (a share, or a tensor of one a row)
     of the LLM's transcript inputs are replaced by labels drawn from the whole batch
     (Settings.token_noise)."""
     import torch
@@ -276,7 +305,8 @@ def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
                          use_cache=False).last_hidden_state
     logits = m.llm.lm_head(hidden[row, enc_lens[row] - 1 + j])
     llm = F.cross_entropy(logits, labels)
-    return {"ctc": ctc, "rich": rich, "llm": llm}
+    tone = tone_loss(m, enc[:, 4:], b) if m.tone is not None else ctc.new_zeros(())
+    return {"ctc": ctc, "rich": rich, "llm": llm, "tone": tone}
 
 
 def query_ids(language: str) -> list[int]:
@@ -312,7 +342,7 @@ def train_step(m: DemoModel, opt, params: list, b: Batch, s: Settings, specaug, 
     if specaug is not None:
         b = replace(b, feats=specaug(b.feats, b.lengths)[0])
     parts = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
-    loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"]
+    loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"] + s.tone_weight * parts["tone"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
@@ -332,7 +362,9 @@ class Examples:
 
     SLICE = 1 << 16  # rows put on the grid at a time: a part may be most of the device's rows
 
-    def __init__(self, train: list[data.Item], order: list[int], sp, llm_tok, device):
+    def __init__(self, train: list[data.Item], order: list[int], sp, llm_tok, device,
+                 tones: list[list[int]] | None = None):
+        """`tones`: each training clip's tone-head targets (tonal.targets), or None without a tone head."""
         import torch
 
         self.device, self.order = device, order
@@ -352,6 +384,7 @@ class Examples:
             return torch.from_numpy(t).to(device), np.array([len(r) for r in rows], np.int64)
 
         (self.ctc, self.ctc_len), (self.llm, self.llm_len) = table(ctc, -1), table(llm, 0)
+        self.tone, self.tone_len = table([tones[i] for i in order] if tones else [[] for _ in order], -1)
         self.llm_len_dev = torch.from_numpy(self.llm_len).to(device)
         self.tags = torch.tensor(tags, dtype=torch.long, device=device)
         self.zh = torch.tensor([it.lang == "zh" for it in items], device=device)
@@ -444,7 +477,8 @@ class Examples:
             yield idx, Batch(x, lengths, query_dev[start:start + len(c)],
                         self.ctc[k][:, :int(self.ctc_len[idx].max())], torch.from_numpy(self.ctc_len[idx]),
                         self.tags[k], self.llm[k][:, :int(self.llm_len[idx].max())], self.llm_len_dev[k],
-                        torch.from_numpy(self.frames[idx]), torch.from_numpy(self.llm_len[idx]), self.zh[k])
+                        torch.from_numpy(self.frames[idx]), torch.from_numpy(self.llm_len[idx]), self.zh[k],
+                        self.tone[k][:, :max(1, int(self.tone_len[idx].max()))], torch.from_numpy(self.tone_len[idx]))
             start += len(c)
 
 
@@ -489,6 +523,20 @@ def init_record(model: Path, s: Settings) -> dict:
                          f"(--quick or not, or another version of this trainer): start from a model of this recipe")
     return {"model": str(model), "steps": trained["calls"][-1]["to_step"], "minutes": trained["minutes"],
             "device": trained["device"], "init": theirs.get("init")}
+
+
+def tone_targets(train: list[data.Item], work: Path, resumed: bool) -> tuple[list[list[int]], list[str]]:
+    """tonal.targets of the training clips (Mandarin speech; none for the others): made by a
+    run's first call and kept in its work directory, where the calls that resume it read them
+    (made on one core, they take a while that the GPU would wait for again)."""
+    path = work / "tone_targets.json"
+    if resumed and path.is_file():
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        return kept["ids"], kept["vocab"]
+    ids, vocab = tonal.targets([it.text if it.lang == "zh" else "" for it in train])
+    text = json.dumps({"ids": ids, "vocab": vocab}, ensure_ascii=False, separators=(",", ":"))
+    write_atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return ids, vocab
 
 
 def copy_tokenizers(model: Path, model_dir: Path) -> None:
@@ -639,12 +687,13 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         ctc_size, llm_vocab = sp.get_piece_size(), -(-len(llm_tok) // 64) * 64
         dev = torch.device(device)
         tok_ids = {t: llm_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
-        m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev)
+        tones, tone_vocab = tone_targets(train, work, resume is not None) if s.tone_weight else (None, [])
+        m = DemoModel(s, ctc_size, llm_vocab, tok_ids, dev, len(tone_vocab))
         if s.init and not resume:
             load_weights(m, Path(s.init["model"]))
-        n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in zip(PARTS, m.modules())}
+        n_params = {k: sum(p.numel() for p in mod.parameters()) for k, mod in m.trained().items()}
         log.info(f"parameters: {n_params}")
-        ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev)
+        ex = Examples(train, parts[0] + parts[1], sp, llm_tok, dev, tones)
         for i, f in enumerate(made):
             f.result()
             if (i + 1) % 100 == 0:
@@ -686,7 +735,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
         np.random.seed(s.seed)
         history, calls = [], []
         if resume:
-            for mod, name in zip(m.modules(), PARTS):
+            for name, mod in m.trained().items():
                 mod.load_state_dict(resume["model"][name])
             opt.load_state_dict(resume["optimizer"])
             rng.setstate(resume["rng"]["batches"])
@@ -712,7 +761,7 @@ def run(out: Path, work: Path, s: Settings, device: str, workers: int, *, cache_
                 state = {"settings": s.to_dict(), "epoch": epoch, "within": part, "step": step, "history": history,
                          "calls": calls + [call], "cmvn": (shift, scale), "data_cache": str(cache_dir),
                          "device_need": device_need,
-                         "model": {name: mod.state_dict() for mod, name in zip(m.modules(), PARTS)},
+                         "model": {name: mod.state_dict() for name, mod in m.trained().items()},
                          "optimizer": opt.state_dict(),
                          "rng": {"batches": epoch_rng if part else rng.getstate(), **_rng_states(dev)}}
                 torch.save(state, work / f"{CHECKPOINT}.tmp")
