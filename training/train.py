@@ -170,7 +170,7 @@ class Settings:
 # --- the model ----------------------------------------------------------------
 
 class DemoModel:
-    """The three parts, built with the reference classes."""
+    """The three parts, built with the reference classes, and the tone head training alone uses."""
 
     def __init__(self, s: Settings, ctc_vocab: int, llm_vocab: int, tok_ids: dict[str, int], device,
                  tone_vocab: int = 0):
@@ -226,7 +226,7 @@ class Batch:
     host_lengths: object
     host_llm_lengths: object
     zh: object = None  # [B] bool: a Mandarin transcript (its own token noise)
-    tone_targets: object = None  # [B, V] the tone head's targets (tonal.targets), padded with -1
+    tone_targets: object = None  # [B, S] the tone head's targets (tonal.targets), padded with -1
     tone_lengths: object = None  # [B], on the host; 0 for all but Mandarin speech
 
 
