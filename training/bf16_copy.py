@@ -18,16 +18,17 @@ def _halved(state: dict) -> dict:
 
 
 def bf16_copy(src: Path, dst: Path) -> None:
-    """`src` copied to `dst` (written beside it, then renamed), its three weight files in bfloat16."""
+    """`src` copied to `dst` (built in a staging directory beside it, then renamed), its three
+    weight files in bfloat16."""
     import torch
     from safetensors.torch import load_file, save_file
 
+    from funasr_qwen4b.atomic import staging
     from funasr_qwen4b.reference.torch_load import load_pt
 
-    tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    try:
+    with staging(dst.parent, dst.name) as stage:
+        tmp = stage / dst.name
+        shutil.copytree(src, tmp)
         sv = tmp / "sensevoice" / "model.pt"
         torch.save(_halved(load_pt(sv)), sv)
         adaptor = load_pt(tmp / "adaptor.pt")
@@ -35,10 +36,7 @@ def bf16_copy(src: Path, dst: Path) -> None:
         torch.save(adaptor, tmp / "adaptor.pt")
         llm = tmp / "qwen3" / "model.safetensors"
         save_file(_halved(load_file(llm)), llm, metadata={"format": "pt"})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(dst)
+        tmp.rename(dst)
 
 
 def main(argv: list[str] | None = None) -> int:

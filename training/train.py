@@ -264,9 +264,8 @@ def llm_mask(pos, ends):
 
 def losses(m: DemoModel, b: Batch, token_noise=0.0) -> dict:
     """The CTC, tag, LLM and tone losses of a batch (the last zero without a tone head);
-    `token_noise` (a share, or a tensor of one a row)
-    of the LLM's transcript inputs are replaced by labels drawn from the whole batch
-    (Settings.token_noise)."""
+    `token_noise` (a share, or a tensor of one a row) of the LLM's transcript inputs are replaced
+    by labels drawn from the whole batch (Settings.token_noise)."""
     import torch
     import torch.nn.functional as F
 
