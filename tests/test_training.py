@@ -410,7 +410,7 @@ def test_tone_loss_is_each_mandarin_clips_ctc_over_its_syllables():
 
     llm = [[5, 302]] * 5
     lengths = [30, 22, 17, 25, 12]
-    m, b, enc, enc_lens, _ = _model_and_batch(llm, lengths, [3] * 5, tone_vocab=12)
+    m, b, enc, enc_lens, _ = _model_and_batch(llm, lengths, [3] * 5, tone_vocab=12, tone_weight=0.5)
     syllables = [[3, 3, 7, 1], [12, 5], [], [], [9, 9, 2]]  # clip 2: non-speech; clip 3: English
     zh = torch.tensor([True, True, True, False, True])
     width = max(map(len, syllables))
@@ -666,9 +666,11 @@ def test_heldout_audio_regenerates():
 
 @needs_espeak
 def test_trainer_smoke_writes_original_formats(tmp_path):
-    """--quick: a few hundred utterances, 2 epochs on the CPU; what it writes converts into a bundle."""
+    """--quick: a few hundred utterances, 2 epochs on the CPU (with the tone head, which the recipe
+    leaves off); what it writes converts into a bundle."""
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--quick", "--workers", "2"],
+    r = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--quick", "--workers", "2",
+                        "--tone-weight", "0.5"],
                        cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in ("sensevoice/model.pt", "sensevoice/config.yaml", "sensevoice/am.mvn", "sensevoice/configuration.json",
@@ -1109,8 +1111,12 @@ def test_resume_refuses_what_it_cannot_do(tmp_path):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
     with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])
-    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick, --work, --init and --lr"):
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick, --work, --init, --lr and --tone-weight"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--init", "m0"])
+    with pytest.raises(SystemExit, match="--tone-weight"):
+        train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--tone-weight", "0"])
+    with pytest.raises(SystemExit, match="--tone-weight -1.0: give a weight of 0 or more"):
+        train.main(["--out", str(tmp_path / "m"), "--tone-weight", "-1"])
 
 
 @needs_espeak

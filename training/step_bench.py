@@ -1,8 +1,9 @@
 """What a training step costs at each batch size: the trainer's own step (`train.train_step`:
-SpecAugment, the losses with token noise and the tone head's, backward, clipping, fused AdamW) on
-the recipe's model, timed in interleaved blocks and compared by their medians, with each size's
-peak device memory. The batches are made up (random features, labels and weights) at the
-lengths of the training clips: a step's time follows its shapes, not its values.
+SpecAugment, the losses with token noise (and the tone head's, where the recipe has one),
+backward, clipping, fused AdamW) on the recipe's model, timed in interleaved blocks and compared
+by their medians, with each size's peak device memory. The batches are made up (random features,
+labels and weights) at the lengths of the training clips: a step's time follows its shapes, not
+its values.
 
     python -m training.step_bench                          # batches of 512, 768 and 1024, recomputed
     python -m training.step_bench --kept 512 --recomputed 512 768 --json steps.json

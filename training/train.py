@@ -114,10 +114,10 @@ class Settings:
     rich_weight: float = 0.3
     llm_weight: float = 1.0
     # A CTC head on the encoder, for training only (never written with the model), over each
-    # Mandarin clip's syllables with their tones (training/tonal.py): the open sets' Mandarin
-    # errors are mostly the right syllable in another tone, and the character CTC head asks for a
-    # tone only where a syllable alone does not name its word (training/RUN.md). 0: no head.
-    tone_weight: float = 0.5
+    # Mandarin clip's syllables with their tones (training/tonal.py), weighed this much (0: no
+    # head). Off in the recipe: the one run with it (0.5) left the encoder's tones as faint as
+    # before and scored no better (training/RUN.md).
+    tone_weight: float = 0.0
     # FunASR's SpecAugLFR on the training features (after CMVN), one mask of each kind: fewer than
     # this many of the 80 mel bins (the same in each of the 7 stacked frames: lfr_rate 6, as
     # SenseVoice's own configuration, masks lfr_rate + 1 blocks), fewer than this many LFR frames
@@ -952,6 +952,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="start from this model's weights, tokenizers and CMVN (a directory this trainer wrote on "
                          "the same recipe, or its training.bf16_copy) instead of a random model")
     ap.add_argument("--lr", type=float, help=f"the peak learning rate (default {Settings.lr})")
+    ap.add_argument("--tone-weight", type=float,
+                    help="train a tone head on the encoder, its loss weighed this much (default: none)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 100 utterances a language, 1 + 2 epochs, 4 clips of each held-out set scored")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
@@ -986,9 +988,9 @@ def main(argv: list[str] | None = None) -> int:
     resume = None
     if args.resume:
         if (args.seed is not None or args.epochs is not None or args.lr is not None or args.quick or args.work
-                or args.init):
+                or args.init or args.tone_weight is not None):
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
-                     "drop --seed, --epochs, --quick, --work, --init and --lr")
+                     "drop --seed, --epochs, --quick, --work, --init, --lr and --tone-weight")
         try:
             resume = read_checkpoint(Path(args.resume))
             s = Settings.from_dict(resume["settings"])
@@ -1008,6 +1010,10 @@ def main(argv: list[str] | None = None) -> int:
                          warmup_steps=5, early_share=0.1, seed=seed)
         if args.lr is not None:
             s = replace(s, lr=args.lr)
+        if args.tone_weight is not None:
+            if not args.tone_weight >= 0:
+                sys.exit(f"error: --tone-weight {args.tone_weight}: give a weight of 0 or more")
+            s = replace(s, tone_weight=args.tone_weight)
         if args.init:
             try:
                 s = replace(s, init=init_record(Path(args.init), s))
