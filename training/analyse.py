@@ -11,7 +11,7 @@ pipeline on the CPU, from the original files as training.evaluate reads them):
   and how many runs touch a junction of two pieces (the pairs training never heard together);
 - the share of tokens wrong by the kind of piece they belong to: a word of one token (a
   one-character word in Mandarin, where only the tone tells many apart), a longer word, and a
-  number, time, date or money piece, for the LLM and the CTC head;
+  number, time, date or money piece, for the LLM, the CTC head and (Mandarin) the floor below;
 - the floor a recognizer that hears no tone starts from (Mandarin): the open sentences with each
   listed word written as the most frequent listed word said with its syllables;
 - whether the model hears tones: sets of four one-character words that differ in their tone
@@ -276,7 +276,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         kinds = {k: {"runs": 0, "edits": 0} for k in CATEGORIES}
         junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
-        by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0} for k in PIECE_KINDS}
+        by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0, "floor_wrong": 0} for k in PIECE_KINDS}
         utterances, misnamed, floor = [], [], Counts()
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
@@ -304,7 +304,8 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             kinds_of = piece_kinds(lang, parts)
             if len(kinds_of) != len(ref):
                 raise ValueError(f"{name}/{e.id}: its pieces hold {len(kinds_of)} tokens, the sentence {len(ref)}")
-            for path, text in (("llm", o.text), ("ctc", o.ctc.text)):
+            floor_text = corpus.join(lang, toneless_best(parts)) if lang == "zh" else e.text
+            for path, text in (("llm", o.text), ("ctc", o.ctc.text), ("floor", floor_text)):
                 for kind, hit in zip(kinds_of, token_hits(ref, tokens(lang, text))):
                     by_piece[kind][f"{path}_wrong"] += not hit
             for kind in kinds_of:
@@ -312,7 +313,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             runs = classify(lang, ref, tokens(lang, o.text), parts)
             if lang == "zh":
                 misnamed += misnamed_words(ref, tokens(lang, o.text), parts)
-                floor += score(lang, e.text, corpus.join(lang, toneless_best(parts)))
+                floor += score(lang, e.text, floor_text)
             for run in runs:
                 kinds[run["kind"]]["runs"] += 1
                 kinds[run["kind"]]["edits"] += run["edits"]
@@ -382,9 +383,10 @@ def table(result: dict) -> str:
     row("at best without tones: each listed word written as its most frequent namesake, the rest right",
         [pct(s["toneless_best"]) if n.startswith("zh") else "—" for n, s in sets.items()])
     for k, label in PIECE_KINDS.items():
-        row(f"tokens wrong in {label}: LLM / CTC head (tokens)",
-            [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} ({b['tokens']})"
-             for b in (s["by_piece"][k] for s in sets.values())])
+        row(f"tokens wrong in {label}: LLM / CTC head / at best without tones (tokens)",
+            [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} / "
+             + (f"{pct(b['floor_wrong'] / max(1, b['tokens']))}" if n.startswith("zh") else "—") + f" ({b['tokens']})"
+             for n, b in ((n, s["by_piece"][k]) for n, s in sets.items())])
     return "\n".join(lines)
 
 
