@@ -276,7 +276,8 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         kinds = {k: {"runs": 0, "edits": 0} for k in CATEGORIES}
         junction_runs, runs_total, edge_tokens, ref_tokens = 0, 0, 0, 0
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
-        by_piece = {k: {"tokens": 0, "llm_wrong": 0, "ctc_wrong": 0, "floor_wrong": 0} for k in PIECE_KINDS}
+        paths = ("llm", "ctc", "floor") if lang == "zh" else ("llm", "ctc")  # the floor is Mandarin's
+        by_piece = {k: {"tokens": 0, **{f"{p}_wrong": 0 for p in paths}} for k in PIECE_KINDS}
         utterances, misnamed, floor = [], [], Counts()
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
@@ -304,9 +305,10 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             kinds_of = piece_kinds(lang, parts)
             if len(kinds_of) != len(ref):
                 raise ValueError(f"{name}/{e.id}: its pieces hold {len(kinds_of)} tokens, the sentence {len(ref)}")
-            floor_text = corpus.join(lang, toneless_best(parts)) if lang == "zh" else e.text
-            for path, text in (("llm", o.text), ("ctc", o.ctc.text), ("floor", floor_text)):
-                for kind, hit in zip(kinds_of, token_hits(ref, tokens(lang, text))):
+            floor_text = corpus.join(lang, toneless_best(parts)) if lang == "zh" else ""
+            texts = {"llm": o.text, "ctc": o.ctc.text, "floor": floor_text}
+            for path in paths:
+                for kind, hit in zip(kinds_of, token_hits(ref, tokens(lang, texts[path]))):
                     by_piece[kind][f"{path}_wrong"] += not hit
             for kind in kinds_of:
                 by_piece[kind]["tokens"] += 1
