@@ -386,9 +386,9 @@ def table(result: dict) -> str:
         [pct(s["toneless_best"]) if n.startswith("zh") else "—" for n, s in sets.items()])
     for k, label in PIECE_KINDS.items():
         row(f"tokens wrong in {label}: LLM / CTC head / at best without tones (tokens)",
-            [f"{pct(b['llm_wrong'] / max(1, b['tokens']))} / {pct(b['ctc_wrong'] / max(1, b['tokens']))} / "
-             + (f"{pct(b['floor_wrong'] / max(1, b['tokens']))}" if n.startswith("zh") else "—") + f" ({b['tokens']})"
-             for n, b in ((n, s["by_piece"][k]) for n, s in sets.items())])
+            [" / ".join(pct(b[f"{x}_wrong"] / max(1, b["tokens"])) if f"{x}_wrong" in b else "—"
+                        for x in ("llm", "ctc", "floor")) + f" ({b['tokens']})"
+             for b in (s["by_piece"][k] for s in sets.values())])
     return "\n".join(lines)
 
 
