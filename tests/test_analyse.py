@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from tests.conftest import DEMO
 from training import analyse, speech, wordlists
 
 
@@ -125,6 +126,49 @@ def test_toneless_best_writes_each_listed_word_as_its_most_frequent_namesake():
     assert max(yi_yuan, key=counts.__getitem__) == "亿元" and counts["属"] > counts["书"]
     got = analyse.toneless_best(["医院", "仔细", "书", "二十八块", "超市"])
     assert got == ["亿元", "仔细", "属", "二十八块", "超市"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_listed_words_heard_are_the_words_the_tone_does_not_decide():
+    """仔细 (no namesake) counts, wrong where one of its characters is; 医院 does not (without
+    tones it is written 亿元), nor 叫 (one character), nor a number or a domain word. English: every
+    listed word, and not a number piece."""
+    parts = ["仔细", "医院", "叫", "二十八块", "超市", "仔细"]
+    hits = [True, False] + [True] * 11  # 13 characters: 仔 of the first 仔细 matched, 细 not
+    assert analyse.listed_words_heard("zh", parts, hits) == [("仔细", False), ("仔细", True)]
+    assert analyse.listed_words_heard("en", ["people", "twenty two", "water"], [True, False, True, False]) == \
+        [("people", True), ("water", False)]
+
+
+def test_by_exposure_bins_the_words_by_the_times_training_says_them():
+    """Mandarin counts the characters anywhere in a sentence (看起来 says 起来); English counts
+    words. 起来 said 41 times lands in 40–79; 认同, never said, in 0–39; "water" 400 times in the
+    open bin above 400, "people" 80 times in 80–159."""
+    zh = analyse.by_exposure("zh", [("起来", False), ("认同", True), ("起来", True)], ["看起来"] * 40 + ["起来了"])
+    assert [(b["from"], b["to"], b["words"], b["wrong"]) for b in zh] == \
+        [(0, 40, 1, 0), (40, 80, 2, 1), (80, 160, 0, 0), (160, 400, 0, 0), (400, None, 0, 0)]
+    en = analyse.by_exposure("en", [("water", False), ("people", True), ("peoples", False)],
+                             ["Water, water."] * 200 + ["People people."] * 40 + ["Peoples."] * 3)
+    assert [(b["words"], b["wrong"]) for b in en] == [(1, 1), (0, 0), (1, 0), (0, 0), (1, 1)]
+
+
+def test_training_recipe_reads_the_models_log(tmp_path):
+    """A log with every field of the recipe gives that recipe; one written before the recipe had
+    its own word exponent drew at the held-out sets' 0.6; the committed model's older log, and a
+    directory without a log, give None."""
+    import json
+    from dataclasses import asdict
+
+    from training import corpus, data
+
+    rec = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(data.Recipe(train_per_lang=7)).items()}
+    (tmp_path / "training_log.json").write_text(json.dumps({"settings": {"recipe": rec}}), encoding="utf-8")
+    assert analyse.training_recipe(tmp_path) == data.Recipe(train_per_lang=7)
+    del rec["word_exponent"]
+    (tmp_path / "training_log.json").write_text(json.dumps({"settings": {"recipe": rec}}), encoding="utf-8")
+    assert analyse.training_recipe(tmp_path) == data.Recipe(train_per_lang=7, word_exponent=corpus.WORD_EXPONENT)
+    assert analyse.training_recipe(DEMO) is None
+    assert analyse.training_recipe(tmp_path / "none") is None
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

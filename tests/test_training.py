@@ -5,6 +5,7 @@ an uninterrupted one (the last two need espeak-ng)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.util
 import itertools
@@ -143,6 +144,26 @@ def test_training_text_mixes_templates_words_and_numbers():
     assert abs(fixed - recipe.template_share / 12) < 0.01
     vocab = {w for s in train for w in corpus.tokens("en", s)}
     assert len(vocab) > 4000 and {"thousand", "percent", "quarter", "umbrella"} <= vocab
+
+
+def test_training_draws_listed_words_at_the_recipes_exponent():
+    """corpus.words draws ∝ count**exponent: of 100000 draws, the share of the most frequent word
+    and of the 5000 least frequent is their count**e over the sum, within 4 binomial standard
+    deviations, at the held-out sets' 0.6 and the recipe's 0.3; the recipe's exponent reaches the
+    training text and leaves the held-out and open sentences as they are."""
+    counts = wordlists.load("zh")[1]
+    for e in (corpus.WORD_EXPONENT, data.Recipe().word_exponent):
+        drawn = collections.Counter(corpus.words("zh", random.Random(1), 100000, e))
+        w = [c ** e for c in counts]
+        top, tail = w[0] / sum(w), sum(w[-5000:]) / sum(w)
+        words = corpus._word_table("zh")[0]
+        for p, got in ((top, drawn[words[0]]), (tail, sum(drawn[x] for x in words[-5000:]))):
+            assert abs(got - 100000 * p) < 4 * (100000 * p * (1 - p)) ** 0.5, (e, got, 100000 * p)
+    assert data.Recipe().word_exponent < corpus.WORD_EXPONENT
+    flat, steep = (data.texts(data.Recipe(train_per_lang=300, word_exponent=e)) for e in (0.0, 0.6))
+    for lang in ("zh", "en"):
+        assert flat[lang]["heldout"] == steep[lang]["heldout"] and flat[lang]["open"] == steep[lang]["open"]
+        assert flat[lang]["train"] != steep[lang]["train"]
 
 
 def test_heldout_speakers_never_in_training():
@@ -914,6 +935,10 @@ def test_schedule_counts_early_and_whole_epochs():
         train.Settings.from_dict({**s.to_dict(), "encoder": {**train.ENCODER, "num_blocks": 1}})
     with pytest.raises(ValueError, match="has no steps: another version"):
         train.Settings.from_dict({k: v for k, v in s.to_dict().items() if k != "steps"})
+    old = s.to_dict()
+    del old["recipe"]["word_exponent"]  # a checkpoint of the trainer before the recipe had one
+    with pytest.raises(ValueError, match="recipe has no word_exponent: another version"):
+        train.Settings.from_dict(old)
     total = sum(-(-k // s.batch_size) for k in sizes)
     lrs = [train.cosine_lr(i, total, s) for i in range(total)]
     assert max(lrs) == s.lr and lrs[-1] < 1e-3 * s.lr

@@ -14,6 +14,8 @@ pipeline on the CPU, from the original files as training.evaluate reads them):
   number, time, date or money piece, for the LLM, the CTC head and (Mandarin) the floor below;
 - the floor a recognizer that hears no tone starts from (Mandarin): the open sentences with each
   listed word written as the most frequent listed word said with its syllables;
+- the listed words (Mandarin: those of two characters or more that the floor writes right) by how
+  often the model's training text says them, and how many of each the LLM wrote wrong;
 - whether the model hears tones: sets of four one-character words that differ in their tone
   alone (方/房/访/放), each said alone by a training voice at a training speed and pitch;
 - the cost of the held-out voices: each sentence spoken again, clean, (a) by the held-out
@@ -32,6 +34,8 @@ import json
 import random
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 
@@ -230,6 +234,58 @@ def toneless_best(parts: list[str]) -> list[str]:
     return [toneless_words()[toneless(p)][0] if p in listed else p for p in parts]
 
 
+def listed_words_heard(lang: str, parts: list[str], hits: list[bool]) -> list[tuple[str, bool]]:
+    """Each listed word among `parts` (Mandarin: of two characters or more, and one the listener
+    without tones writes right, so that its errors are not the tone's) with whether every one of
+    its tokens is matched (`hits`, token_hits')."""
+    listed = set(corpus._word_table(lang)[0])
+    best = toneless_best(parts) if lang == "zh" else parts
+    out, at = [], 0
+    for p, b in zip(parts, best):
+        lo, at = at, at + len(tokens(lang, p))
+        if p in listed and b == p and (lang == "en" or len(p) > 1):
+            out.append((p, all(hits[lo:at])))
+    return out
+
+
+# Lower bounds of the bins of how often the training text says a word; the last is open above.
+EXPOSURE_BINS = (0, 40, 80, 160, 400)
+
+
+def by_exposure(lang: str, heard: list[tuple[str, bool]], train: list[str]) -> list[dict]:
+    """`heard` (listed_words_heard's) by how often the training sentences `train` say each word
+    (Mandarin: its characters anywhere in a sentence, as the audio says them; English: the word),
+    per EXPOSURE_BINS bin: the words and how many of them were wrong."""
+    if lang == "zh":
+        text = "\n".join(train)
+        said = text.count
+    else:  # every listed English word is one token
+        counts = Counter(t for s in train for t in tokens(lang, s))
+        said = lambda w: counts[tokens(lang, w)[0]]  # noqa: E731
+    rows = [{"from": lo, "to": hi, "words": 0, "wrong": 0}
+            for lo, hi in zip(EXPOSURE_BINS, (*EXPOSURE_BINS[1:], None))]
+    for w, right in heard:
+        n = said(w)
+        row = next(r for r in reversed(rows) if n >= r["from"])
+        row["words"] += 1
+        row["wrong"] += not right
+    return rows
+
+
+def training_recipe(model_dir: Path) -> data.Recipe | None:
+    """The recipe the model's training text was drawn with, from its training_log.json; None
+    without one, or when it lacks a field of this trainer's recipe (a model of an older trainer,
+    whose text this code may no longer draw)."""
+    log = model_dir / "training_log.json"
+    if not log.is_file():
+        return None
+    # a model trained before the recipe had its own word exponent drew at the held-out sets'
+    rec = {"word_exponent": corpus.WORD_EXPONENT, **json.loads(log.read_text(encoding="utf-8"))["settings"]["recipe"]}
+    if any(f.name not in rec for f in fields(data.Recipe)):
+        return None
+    return data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()})
+
+
 def score(lang: str, ref: str, hyp: str) -> Counts:
     return char_counts(ref, hyp) if lang == "zh" else word_counts(ref, hyp)
 
@@ -258,6 +314,8 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
     pipe = Pipeline.from_originals(d / "sensevoice", QueryConfig(language="zh"), adaptor=d / "adaptor.pt",
                                    llm=d / "qwen3")
     recipe = data.Recipe()
+    trained = training_recipe(d)
+    train_texts = data.texts(trained) if trained else None
     exclude = data.committed_texts()
     result: dict = {"model": str(model_dir), "pipeline": "reference (PyTorch, float32), CPU", "unit": {}, "sets": {},
                     "tones": tone_probe(pipe)}
@@ -278,7 +336,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
         compare = {"llm_better": 0, "ctc_better": 0, "same": 0}
         paths = ("llm", "ctc", "floor") if lang == "zh" else ("llm", "ctc")  # the floor is Mandarin's
         by_piece = {k: {"tokens": 0, **{f"{p}_wrong": 0 for p in paths}} for k in PIECE_KINDS}
-        utterances, misnamed, floor = [], [], Counts()
+        utterances, misnamed, floor, heard = [], [], Counts(), []
         for e, row, parts in zip(entries, rows, compositions):
             if corpus.join(lang, parts) != e.text:
                 raise ValueError(f"{name}/{e.id}: the recipe's open sentence is not the committed one")
@@ -312,6 +370,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
                     by_piece[kind][f"{path}_wrong"] += not hit
             for kind in kinds_of:
                 by_piece[kind]["tokens"] += 1
+            heard += listed_words_heard(lang, parts, token_hits(ref, tokens(lang, o.text)))
             runs = classify(lang, ref, tokens(lang, o.text), parts)
             if lang == "zh":
                 misnamed += misnamed_words(ref, tokens(lang, o.text), parts)
@@ -336,6 +395,7 @@ def analyse(model_dir: str | Path, limit: int | None = None) -> dict:
             "by_piece": by_piece,
             "misnamed_words": misnamed,
             "toneless_best": floor.rate if lang == "zh" else None,
+            "by_exposure": by_exposure(lang, heard, train_texts[lang]["train"]) if train_texts else None,
             "by_voice": {v: {"rate": c.rate, "ref": c.ref} for v, c in sorted(by_voice.items())},
             "utterance_rows": utterances,
         }
@@ -384,6 +444,15 @@ def table(result: dict) -> str:
         "those the only listed word said so", [misnamed(s, n) for n, s in sets.items()])
     row("at best without tones: each listed word written as its most frequent namesake, the rest right",
         [pct(s["toneless_best"]) if n.startswith("zh") else "—" for n, s in sets.items()])
+    def exposure(s: dict) -> str:
+        if s["by_exposure"] is None:
+            return "—"
+        return ", ".join(f"{b['wrong']}/{b['words']}" for b in s["by_exposure"])
+
+    bins = ", ".join(f"{lo}–{hi - 1}" if hi else f"{lo}+" for lo, hi in zip(EXPOSURE_BINS, (*EXPOSURE_BINS[1:], None)))
+    row(f"listed words (Mandarin: longer, written right without tones) wrong / in the set, by the times the "
+        f"training text says them ({bins}; — : its training log names no recipe of this trainer)",
+        [exposure(s) for s in sets.values()])
     for k, label in PIECE_KINDS.items():
         row(f"tokens wrong in {label}: LLM / CTC head / at best without tones (tokens)",
             [" / ".join(pct(b[f"{x}_wrong"] / max(1, b["tokens"])) if f"{x}_wrong" in b else "—"

@@ -383,19 +383,22 @@ DOMAIN = {"zh": CITIES_ZH + PLACES_ZH + ACTIVITIES_ZH + ITEMS_ZH + WEATHER_ZH + 
 
 # --- broad text and compositions ------------------------------------------------------
 
-WORD_EXPONENT = 0.6  # draw ∝ count**0.6: mid-frequency words are heard too, not only the top few hundred
+# The held-out sets' draws ∝ count**0.6: mid-frequency words are heard too, not only the top few
+# hundred. Training draws with its own exponent (data.Recipe.word_exponent).
+WORD_EXPONENT = 0.6
 
 
 @lru_cache(maxsize=None)
-def _word_table(lang: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+def _word_table(lang: str, exponent: float = WORD_EXPONENT) -> tuple[tuple[str, ...], tuple[float, ...]]:
     words, counts = wordlists.load(lang)
     if lang == "en":  # the list is lower case; the pronoun is not
         words = tuple("I" + w[1:] if w == "i" or w.startswith("i'") else w for w in words)
-    return words, tuple(itertools.accumulate(c ** WORD_EXPONENT for c in counts))
+    return words, tuple(itertools.accumulate(c ** exponent for c in counts))
 
 
-def words(lang: str, r: random.Random, n: int) -> list[str]:
-    table, cum = _word_table(lang)
+def words(lang: str, r: random.Random, n: int, exponent: float = WORD_EXPONENT) -> list[str]:
+    """n listed words drawn ∝ count**exponent."""
+    table, cum = _word_table(lang, exponent)
     return r.choices(table, cum_weights=cum, k=n)
 
 
@@ -415,8 +418,9 @@ def one_char_words(r: random.Random, n: int) -> list[str]:
     return r.choices(table, cum_weights=cum, k=n)
 
 
-def pieces(lang: str, r: random.Random, n: int) -> list[str]:
-    """n draws, each an expression (40 %), a domain word (20 %) or a run of 1-3 words (one piece each)."""
+def pieces(lang: str, r: random.Random, n: int, exponent: float = WORD_EXPONENT) -> list[str]:
+    """n draws, each an expression (40 %), a domain word (20 %) or a run of 1-3 words (one piece
+    each, drawn ∝ count**exponent)."""
     out: list[str] = []
     for _ in range(n):
         u = r.random()
@@ -425,7 +429,7 @@ def pieces(lang: str, r: random.Random, n: int) -> list[str]:
         elif u < 0.6:
             out.append(r.choice(DOMAIN[lang]))
         else:
-            out += words(lang, r, r.randint(1, 3))
+            out += words(lang, r, r.randint(1, 3), exponent)
     return out
 
 
@@ -437,17 +441,17 @@ def join(lang: str, parts: list[str]) -> str:
 
 
 def train_sentence(lang: str, r: random.Random, template_share: float, broad_share: float,
-                   one_char_share: float = 0.0) -> str:
+                   one_char_share: float = 0.0, exponent: float = WORD_EXPONENT) -> str:
     """A template instance, a word sequence, a sequence of one-character words (Mandarin), or a
-    composition."""
+    composition; listed words drawn ∝ count**exponent."""
     u = r.random()
     if u < template_share:
         return SENTENCE[lang](r)
     if u < template_share + broad_share:
-        return join(lang, words(lang, r, r.randint(3, 10)))
+        return join(lang, words(lang, r, r.randint(3, 10), exponent))
     if u < template_share + broad_share + one_char_share:
         return join(lang, one_char_words(r, r.randint(3, 10)))
-    return join(lang, pieces(lang, r, r.randint(2, 5)))
+    return join(lang, pieces(lang, r, r.randint(2, 5), exponent))
 
 
 # --- open held-out sentences: pairs of pieces training never has -------------------------
@@ -518,12 +522,14 @@ def junction_words(lang: str, compositions: list[list[str]]) -> set[tuple[str, .
     return {(tokens(lang, a)[-1], tokens(lang, b)[0]) for parts in compositions for a, b in itertools.pairwise(parts)}
 
 
-def training(lang: str, n: int, seed: int, shares: tuple[float, ...], banned: set[str], pairs: Pairs) -> list[str]:
-    """n training sentences (repeats allowed), none in `banned`, none holding one of `pairs`."""
+def training(lang: str, n: int, seed: int, shares: tuple[float, ...], banned: set[str], pairs: Pairs,
+             exponent: float) -> list[str]:
+    """n training sentences (repeats allowed; listed words drawn ∝ count**exponent), none in
+    `banned`, none holding one of `pairs`."""
     r = random.Random(f"{seed}-{lang}-train")
     out: list[str] = []
     while len(out) < n:
-        s = train_sentence(lang, r, *shares)
+        s = train_sentence(lang, r, *shares, exponent)
         if s not in banned and not pairs.found_in(s):
             out.append(s)
     return out

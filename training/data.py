@@ -63,6 +63,11 @@ class Recipe:
     # words together: their tones alone tell them apart (a model trained without them wrote one
     # character for both 方 and 放).
     one_char_share: float = 0.10
+    # Listed words in training text drawn ∝ count**word_exponent; the held-out sets draw ∝
+    # count**0.6 (corpus.WORD_EXPONENT). At 0.6 a run named the open sets' words it had heard
+    # under 80 times wrong three times as often as the others (training/RUN.md); a flatter draw
+    # says the rarer words more often and the frequent ones still hundreds of times.
+    word_exponent: float = 0.3
     nonspeech_share: float = 0.05  # non-speech clips per speech utterance
     copies: int = 1  # augmented copies per training clip (training.features makes one)
     snr_db: tuple[float, float] = (5.0, 35.0)  # white noise, drawn per copy
@@ -115,7 +120,7 @@ def texts(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
         opened = [corpus.join(lang, parts) for parts in pieces]
         train = corpus.training(lang, recipe.train_per_lang, recipe.seed, recipe.shares(lang),
                                 exclude | set(old) | set(opened),
-                                corpus.Pairs(lang, pairs | corpus.junction_words(lang, pieces)))
+                                corpus.Pairs(lang, pairs | corpus.junction_words(lang, pieces)), recipe.word_exponent)
         out[lang] = {"heldout": old, "open": opened, "train": train}
     return out
 

@@ -145,7 +145,7 @@ class Settings:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(encoder=ENCODER, adaptor=ADAPTOR, qwen3=QWEN3, script="training/train.py",
-                 word_lists={**wordlists.SOURCES, "size": wordlists.SIZE, "exponent": corpus.WORD_EXPONENT})
+                 word_lists={**wordlists.SOURCES, "size": wordlists.SIZE, "heldout_exponent": corpus.WORD_EXPONENT})
         return d
 
     @classmethod
@@ -158,6 +158,10 @@ class Settings:
         for name, dims in (("encoder", ENCODER), ("adaptor", ADAPTOR), ("qwen3", QWEN3)):
             if d[name] != dims:
                 raise ValueError(f"the checkpoint's {name} dimensions {d[name]} are not this trainer's {dims}")
+        missing = [f.name for f in fields(data.Recipe) if f.name not in d["recipe"]]
+        if missing:
+            raise ValueError(f"the checkpoint's recipe has no {', '.join(missing)}: another version of this trainer "
+                             "wrote it; start a fresh run")
         recipe = data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()})
         return cls(recipe=recipe, refits=tuple(map(tuple, d["refits"])),
                    **{f.name: d[f.name] for f in fields(cls) if f.name not in ("recipe", "refits")})
