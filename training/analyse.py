@@ -444,6 +444,7 @@ def table(result: dict) -> str:
         "those the only listed word said so", [misnamed(s, n) for n, s in sets.items()])
     row("at best without tones: each listed word written as its most frequent namesake, the rest right",
         [pct(s["toneless_best"]) if n.startswith("zh") else "—" for n, s in sets.items()])
+
     def exposure(s: dict) -> str:
         if s["by_exposure"] is None:
             return "—"
