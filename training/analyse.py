@@ -35,7 +35,6 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import fields
 from functools import cache
 from pathlib import Path
 
@@ -281,9 +280,10 @@ def training_recipe(model_dir: Path) -> data.Recipe | None:
         return None
     # a model trained before the recipe had its own word exponent drew at the held-out sets'
     rec = {"word_exponent": corpus.WORD_EXPONENT, **json.loads(log.read_text(encoding="utf-8"))["settings"]["recipe"]}
-    if any(f.name not in rec for f in fields(data.Recipe)):
+    try:
+        return data.Recipe.from_dict(rec)
+    except ValueError:
         return None
-    return data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()})
 
 
 def score(lang: str, ref: str, hyp: str) -> Counts:

@@ -23,7 +23,7 @@ import os
 import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +78,15 @@ class Recipe:
     # (speech.variant_text), the others one of espeak-ng's named ones.
     generated_voices: int = speech.GENERATED_MAX
     generated_share: float = 0.6
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        """The recipe as a checkpoint or training log records it (lists for tuples); ValueError
+        naming the fields it lacks (written by an older trainer)."""
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"recipe has no {', '.join(missing)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def shares(self, lang: str) -> tuple[float, float, float]:
         """corpus.train_sentence's (template, word sequence, one-character sequence) shares."""

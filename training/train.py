@@ -158,11 +158,10 @@ class Settings:
         for name, dims in (("encoder", ENCODER), ("adaptor", ADAPTOR), ("qwen3", QWEN3)):
             if d[name] != dims:
                 raise ValueError(f"the checkpoint's {name} dimensions {d[name]} are not this trainer's {dims}")
-        missing = [f.name for f in fields(data.Recipe) if f.name not in d["recipe"]]
-        if missing:
-            raise ValueError(f"the checkpoint's recipe has no {', '.join(missing)}: another version of this trainer "
-                             "wrote it; start a fresh run")
-        recipe = data.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()})
+        try:
+            recipe = data.Recipe.from_dict(d["recipe"])
+        except ValueError as e:
+            raise ValueError(f"the checkpoint's {e}: another version of this trainer wrote it; start a fresh run") from None
         return cls(recipe=recipe, refits=tuple(map(tuple, d["refits"])),
                    **{f.name: d[f.name] for f in fields(cls) if f.name not in ("recipe", "refits")})
 
