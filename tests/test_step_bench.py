@@ -37,9 +37,10 @@ def test_made_up_batches_are_shaped_as_the_trainers():
 def test_the_table_follows_from_the_timings(tmp_path, capsys):
     out = tmp_path / "steps.json"
     assert step_bench.main(["--kept", "2", "3", "--recomputed", "2", "--steps", "1", "--blocks", "1",
-                            "--device", "cpu", "--json", str(out)]) == 0
+                            "--bf16", "no", "yes", "--device", "cpu", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["batch"], r["llm_recomputed"]) for r in rows] == [(2, False), (3, False), (2, True)]
+    assert [(r["batch"], r["llm_recomputed"], r["bf16"]) for r in rows] == [
+        (2, False, False), (3, False, False), (2, False, True), (3, False, True), (2, True, False), (2, True, True)]
     for r in rows:
         # examples a second to 0.1, the step's seconds to 0.0001 (and its error carried through)
         assert abs(r["examples_per_s"] - r["batch"] / r["step_s"]) <= 0.05 + 6e-5 * r["batch"] / r["step_s"] ** 2
@@ -49,3 +50,5 @@ def test_the_table_follows_from_the_timings(tmp_path, capsys):
         step_bench.main(["--recomputed", "--device", "cpu"])
     table = capsys.readouterr().out.splitlines()
     assert table[1].startswith("| batch |") and len(table) == 3 + len(rows)
+    assert [line.split(" | ")[2] for line in table[3:]] == ["float32", "float32", "bfloat16", "bfloat16",
+                                                              "float32", "bfloat16"]

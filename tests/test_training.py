@@ -638,6 +638,39 @@ def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(
     assert with_ == without and settings[0] == {**settings[1], "recompute_llm": True}
 
 
+def test_bf16_steps_run_the_forward_pass_in_bfloat16_and_keep_float32_weights():
+    """Settings.bf16: the step's forward pass runs under autocast (the LM head's output is
+    bfloat16), its losses are the float32 step's to bfloat16's precision, and the weights, their
+    gradients and the optimiser's state stay float32, updated as the float32 step updates them."""
+    import torch
+
+    from training import train
+
+    r = random.Random(3)
+    llm = [[r.randrange(290) for _ in range(r.randint(2, 9))] + [302] for _ in range(4)]
+    out = {}
+    for half in (False, True):
+        m, b, *_ = _model_and_batch(llm, [30, 22, 17, 25], [3] * 4, bf16=half)
+        b = dataclasses.replace(b, zh=torch.tensor([True, False, True, False]))
+        seen = []
+        m.llm.lm_head.register_forward_hook(lambda _m, _i, o: seen.append(o.dtype))
+        params = m.parameters()
+        opt = train.optimizer(params, train.Settings())
+        torch.manual_seed(7)  # the token noise draws alike
+        parts = train.train_step(m, opt, params, b, train.Settings(bf16=half), None, 1e-3)
+        out[half] = ({k: float(v) for k, v in parts.items()}, seen, params, opt)
+    (want, want_seen, want_p, _), (got, got_seen, got_p, opt) = out[False], out[True]
+    assert (want_seen, got_seen) == ([torch.float32], [torch.bfloat16])
+    assert got != want
+    for k in ("ctc", "rich", "llm"):
+        assert abs(got[k] - want[k]) <= 0.02 * abs(want[k]), (k, got[k], want[k])
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in got_p)
+    assert all(v.dtype == torch.float32 for st in opt.state.values() for v in st.values() if v.is_floating_point())
+    # the gradients are the float32 step's, to bfloat16's precision
+    g, w = (torch.cat([p.grad.flatten() for p in ps]).double() for ps in (got_p, want_p))
+    assert torch.nn.functional.cosine_similarity(g, w, dim=0) > 0.99
+
+
 def test_ctc_loss_is_funasr_modules_with_its_gradients():
     """The trainer's CTC loss against FunASR's CTC module on the same weights: the same value and
     the same gradients (in training mode, empty targets included), and an utterance whose targets
@@ -691,7 +724,7 @@ def test_trainer_smoke_writes_original_formats(tmp_path):
     leaves off); what it writes converts into a bundle."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--quick", "--workers", "2",
-                        "--tone-weight", "0.5"],
+                        "--tone-weight", "0.5", "--bf16"],
                        cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in ("sensevoice/model.pt", "sensevoice/config.yaml", "sensevoice/am.mvn", "sensevoice/configuration.json",
@@ -1136,8 +1169,10 @@ def test_resume_refuses_what_it_cannot_do(tmp_path):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "gone" / "checkpoint.pt")])
     with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--quick"])
-    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick, --work, --init, --lr and --tone-weight"):
+    with pytest.raises(SystemExit, match="drop --seed, --epochs, --quick, --work, --init, --lr, --tone-weight and --bf16"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--init", "m0"])
+    with pytest.raises(SystemExit, match="--bf16"):
+        train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--bf16"])
     with pytest.raises(SystemExit, match="--tone-weight"):
         train.main(["--out", str(tmp_path / "m"), "--resume", str(tmp_path / "checkpoint.pt"), "--tone-weight", "0"])
     with pytest.raises(SystemExit, match="--tone-weight -1.0: give a weight of 0 or more"):

@@ -7,6 +7,7 @@ its values.
 
     python -m training.step_bench                          # batches of 512, 768 and 1024, recomputed
     python -m training.step_bench --kept 512 --recomputed 512 768 --json steps.json
+    python -m training.step_bench --recomputed 512 --kept 512 --bf16 no yes   # each also in bfloat16
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ def batch(size: int, frames: int, ctc_vocab: int, llm_vocab: int, tone_vocab: in
                  tokens.to(device), lengths, tokens, zh, tone, (tone >= 0).sum(1).cpu())
 
 
-def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, device: str) -> list[dict]:
-    """Per configuration: the median over `blocks` of a step's mean seconds in a block of
-    `steps` (the configurations take turns, block by block; a block's steps go through FRAMES),
-    and the peak device memory of its steps, less the made-up batches it holds."""
+def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, device: str,
+          bf16: tuple[bool, ...] = (False,)) -> list[dict]:
+    """Per configuration (each batch size kept or recomputed, in each of `bf16`'s precisions: the
+    forward pass in float32 or under autocast to bfloat16, Settings.bf16): the median over
+    `blocks` of a step's mean seconds in a block of `steps` (the configurations take turns, block
+    by block; a block's steps go through FRAMES), and the peak device memory of its steps, less
+    the made-up batches it holds."""
     import torch
 
     from .train import DemoModel, Settings, allow_tf32, optimizer, spec_augment, train_step
@@ -66,19 +70,20 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
     allow_tf32(device)
     s = Settings()
     ctc_vocab, llm_vocab = s.ctc_vocab, -(-(s.llm_vocab + 26) // 64) * 64  # the run's: its tokenizer adds 26
-    configs = [(b, False) for b in kept] + [(b, True) for b in recomputed]
+    configs = [(b, False, h) for h in bf16 for b in kept] + [(b, True, h) for h in bf16 for b in recomputed]
     specaug = spec_augment(s)
     runs = []
-    for size, recompute in configs:
-        m = DemoModel(replace(s, recompute_llm=recompute), ctc_vocab, llm_vocab,
+    for size, recompute, half in configs:
+        rs = replace(s, recompute_llm=recompute, bf16=half)
+        m = DemoModel(rs, ctc_vocab, llm_vocab,
                       {"<|endoftext|>": llm_vocab - 2, "<|im_end|>": llm_vocab - 1}, dev, TONE_VOCAB)
         m.train()
         params = m.parameters()
         gen, dev_gen = torch.Generator().manual_seed(size), torch.Generator(device=dev).manual_seed(size)
         batches = [batch(size, f, ctc_vocab, llm_vocab, TONE_VOCAB, dev, gen, dev_gen) for f in FRAMES]
         held = sum(x.nbytes for b in batches for x in vars(b).values() if torch.is_tensor(x) and x.device == dev)
-        runs.append({"batch": size, "recompute": recompute, "model": m, "params": params, "opt": optimizer(params, s),
-                     "batches": batches, "held": held, "times": [], "peak": 0})
+        runs.append({"batch": size, "recompute": recompute, "bf16": half, "settings": rs, "model": m, "params": params,
+                     "opt": optimizer(params, s), "batches": batches, "held": held, "times": [], "peak": 0})
 
     def sync():
         if dev.type == "cuda":
@@ -92,7 +97,7 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
             t = time.perf_counter()
             for k in range(steps):
                 parts = train_step(r["model"], r["opt"], r["params"], r["batches"][(block * steps + k) % len(FRAMES)],
-                                   s, specaug, s.lr)
+                                   r["settings"], specaug, s.lr)
             sync()
             if block:
                 r["times"].append((time.perf_counter() - t) / steps)
@@ -101,7 +106,7 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
             if not all(torch.isfinite(v).item() for v in parts.values()):
                 raise FloatingPointError(f"batch {r['batch']}: a loss is not finite")
     base = statistics.median(runs[0]["times"])
-    return [{"batch": r["batch"], "llm_recomputed": r["recompute"],
+    return [{"batch": r["batch"], "llm_recomputed": r["recompute"], "bf16": r["bf16"],
              "step_s": round(statistics.median(r["times"]), 4),
              "examples_per_s": round(r["batch"] / statistics.median(r["times"]), 1),
              "step_ratio": round(statistics.median(r["times"]) / base, 3),
@@ -115,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="batch sizes timed with the LLM's activations kept for the backward pass")
     ap.add_argument("--recomputed", type=int, nargs="*", default=[512, 768, 1024],
                     help="batch sizes timed with the LLM's layers recomputed in the backward pass instead (the recipe's)")
+    ap.add_argument("--bf16", nargs="+", choices=("no", "yes"), default=["no"],
+                    help="time each configuration with the forward pass in float32 (no), under autocast to "
+                         "bfloat16 (yes), or both (no yes; default no)")
     ap.add_argument("--steps", type=int, default=16, help="steps a block (default 16)")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks a configuration, after one to warm up")
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -128,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.kept + args.recomputed + [args.steps, args.blocks]) < 1 or not args.kept + args.recomputed:
         sys.exit("error: give --kept or --recomputed batch sizes; they, --steps and --blocks take positive numbers")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = bench(args.kept, args.recomputed, args.steps, args.blocks, device)
+    rows = bench(args.kept, args.recomputed, args.steps, args.blocks, device,
+                 tuple(dict.fromkeys(h == "yes" for h in args.bf16)))
     name = torch.cuda.get_device_name() if device.startswith("cuda") else device
     print(f"training steps on {name}, made-up batches of {FRAMES[0]}–{FRAMES[-1]} frames, medians of "
           f"{args.blocks} interleaved blocks of {args.steps} steps (ratios to the first row)")
-    print("| batch | LLM recomputed | s a step | examples a second | step ratio | peak device memory |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| batch | LLM recomputed | forward pass | s a step | examples a second | step ratio | peak device memory |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['batch']} | {'yes' if r['llm_recomputed'] else 'no'} | {r['step_s']:.4f} | "
+        print(f"| {r['batch']} | {'yes' if r['llm_recomputed'] else 'no'} | {'bfloat16' if r['bf16'] else 'float32'} | "
+              f"{r['step_s']:.4f} | "
               f"{r['examples_per_s']:.0f} | {r['step_ratio']:.3f} | "
               + ("—" if r["peak_gib"] is None else f"{r['peak_gib']:.2f} GiB") + " |")
     if args.json:

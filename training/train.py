@@ -137,6 +137,10 @@ class Settings:
     # Kept, a step's peak grows with its batch's length past what the first epoch measures, and
     # an H100 ran out of memory in epoch 5 (training/RUN.md).
     recompute_llm: bool = True
+    # The forward pass under torch.autocast to bfloat16 (the weights, their gradients and the
+    # optimiser's state stay float32): half the bytes each elementwise kernel moves, where the
+    # step's device time goes (training/RUN.md, "A step's cost").
+    bf16: bool = False
     seed: int = 0
     # The model this run's weights, tokenizers and CMVN started from (--init; None: a fresh
     # start): its directory, the steps and minutes it was trained and what it started from
@@ -343,7 +347,8 @@ def train_step(m: DemoModel, opt, params: list, b: Batch, s: Settings, specaug, 
         g["lr"] = lr
     if specaug is not None:
         b = replace(b, feats=specaug(b.feats, b.lengths)[0])
-    parts = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
+    with torch.autocast(b.feats.device.type, dtype=torch.bfloat16, enabled=s.bf16):
+        parts = losses(m, b, torch.where(b.zh, s.token_noise_zh, s.token_noise))
     loss = parts["ctc"] + s.rich_weight * parts["rich"] + s.llm_weight * parts["llm"] + s.tone_weight * parts["tone"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -957,6 +962,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, help=f"the peak learning rate (default {Settings.lr})")
     ap.add_argument("--tone-weight", type=float,
                     help="train a tone head on the encoder, its loss weighed this much (default: none)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="run each step's forward pass under autocast to bfloat16 (weights and optimiser stay float32)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 100 utterances a language, 1 + 2 epochs, 4 clips of each held-out set scored")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for espeak-ng and features")
@@ -991,9 +998,9 @@ def main(argv: list[str] | None = None) -> int:
     resume = None
     if args.resume:
         if (args.seed is not None or args.epochs is not None or args.lr is not None or args.quick or args.work
-                or args.init or args.tone_weight is not None):
+                or args.init or args.tone_weight is not None or args.bf16):
             sys.exit("error: --resume takes the settings and the work directory from the checkpoint; "
-                     "drop --seed, --epochs, --quick, --work, --init, --lr and --tone-weight")
+                     "drop --seed, --epochs, --quick, --work, --init, --lr, --tone-weight and --bf16")
         try:
             resume = read_checkpoint(Path(args.resume))
             s = Settings.from_dict(resume["settings"])
@@ -1017,6 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.tone_weight >= 0:
                 sys.exit(f"error: --tone-weight {args.tone_weight}: give a weight of 0 or more")
             s = replace(s, tone_weight=args.tone_weight)
+        if args.bf16:
+            s = replace(s, bf16=True)
         if args.init:
             try:
                 s = replace(s, init=init_record(Path(args.init), s))
