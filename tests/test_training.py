@@ -720,8 +720,8 @@ def test_heldout_audio_regenerates():
 
 @needs_espeak
 def test_trainer_smoke_writes_original_formats(tmp_path):
-    """--quick: a few hundred utterances, 2 epochs on the CPU (with the tone head, which the recipe
-    leaves off); what it writes converts into a bundle."""
+    """--quick: a few hundred utterances, 2 epochs on the CPU (with the tone head and the forward
+    pass in bfloat16, which the recipe leaves off); what it writes converts into a bundle."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--quick", "--workers", "2",
                         "--tone-weight", "0.5", "--bf16"],
