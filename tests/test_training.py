@@ -640,8 +640,8 @@ def test_llm_layers_are_recomputed_in_the_backward_pass_with_the_same_gradients(
 
 def test_bf16_steps_run_the_forward_pass_in_bfloat16_and_keep_float32_weights():
     """Settings.bf16: the step's forward pass runs under autocast (the LM head's output is
-    bfloat16), its losses are the float32 step's to bfloat16's precision, and the weights, their
-    gradients and the optimiser's state stay float32, updated as the float32 step updates them."""
+    bfloat16), its losses and gradients are the float32 step's to bfloat16's precision, and the
+    weights, their gradients and the optimiser's state stay float32."""
     import torch
 
     from training import train

@@ -138,8 +138,8 @@ class Settings:
     # an H100 ran out of memory in epoch 5 (training/RUN.md).
     recompute_llm: bool = True
     # The forward pass under torch.autocast to bfloat16 (the weights, their gradients and the
-    # optimiser's state stay float32): half the bytes each elementwise kernel moves, where the
-    # step's device time goes (training/RUN.md, "A step's cost").
+    # optimiser's state stay float32). Off: its step was faster in the bench but slower in the
+    # one call that trained with it (training/RUN.md, "A step's cost").
     bf16: bool = False
     seed: int = 0
     # The model this run's weights, tokenizers and CMVN started from (--init; None: a fresh
