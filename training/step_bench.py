@@ -82,8 +82,8 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
         gen, dev_gen = torch.Generator().manual_seed(size), torch.Generator(device=dev).manual_seed(size)
         batches = [batch(size, f, ctc_vocab, llm_vocab, TONE_VOCAB, dev, gen, dev_gen) for f in FRAMES]
         held = sum(x.nbytes for b in batches for x in vars(b).values() if torch.is_tensor(x) and x.device == dev)
-        runs.append({"batch": size, "recompute": recompute, "bf16": half, "settings": rs, "model": m, "params": params,
-                     "opt": optimizer(params, s), "batches": batches, "held": held, "times": [], "peak": 0})
+        runs.append({"batch": size, "settings": rs, "model": m, "params": params, "opt": optimizer(params, s),
+                     "batches": batches, "held": held, "times": [], "peak": 0})
 
     def sync():
         if dev.type == "cuda":
@@ -106,7 +106,7 @@ def bench(kept: list[int], recomputed: list[int], steps: int, blocks: int, devic
             if not all(torch.isfinite(v).item() for v in parts.values()):
                 raise FloatingPointError(f"batch {r['batch']}: a loss is not finite")
     base = statistics.median(runs[0]["times"])
-    return [{"batch": r["batch"], "llm_recomputed": r["recompute"], "bf16": r["bf16"],
+    return [{"batch": r["batch"], "llm_recomputed": r["settings"].recompute_llm, "bf16": r["settings"].bf16,
              "step_s": round(statistics.median(r["times"]), 4),
              "examples_per_s": round(r["batch"] / statistics.median(r["times"]), 1),
              "step_ratio": round(statistics.median(r["times"]) / base, 3),
@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['batch']} | {'yes' if r['llm_recomputed'] else 'no'} | {'bfloat16' if r['bf16'] else 'float32'} | "
-              f"{r['step_s']:.4f} | "
-              f"{r['examples_per_s']:.0f} | {r['step_ratio']:.3f} | "
+              f"{r['step_s']:.4f} | {r['examples_per_s']:.0f} | {r['step_ratio']:.3f} | "
               + ("—" if r["peak_gib"] is None else f"{r['peak_gib']:.2f} GiB") + " |")
     if args.json:
         from pathlib import Path
