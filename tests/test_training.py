@@ -767,8 +767,8 @@ def test_feature_cache_is_made_once_and_completed(tmp_path, monkeypatch):
     assert parts == features.layout(len(items), recipe.seed, 1 / 3)  # seeded
     cache = features.Cache(tmp_path / "c", recipe, parts)
     assert [len(c) for _, c in cache.chunks(1)] == [4, 3] and len(cache.missing(0)) == 1
-    # one pool of workers for both runs below (each worker imports FunASR first: seconds)
-    with features.pool(2, False) as pool:
+    # one pool of workers for both runs below (FunASR's modules only, as on a GPU machine)
+    with features.pool(2, True) as pool:
         for f in cache.submit(pool, 0, items) + cache.submit(pool, 1, items):
             f.result()
         assert not cache.missing(0) and not cache.missing(1)
@@ -998,11 +998,32 @@ _TINY = ("import sys, training.train as t; "
          "head_dim=32, intermediate_size=128); "
          "import training.features as f; f.CHUNK = 16; "
          "sys.exit(t.main(sys.argv[1:]))")
+# As on a GPU machine (training/gpu_calls.sh): FunASR's model modules without its package
+# __init__, which imports the whole toolkit in the trainer and in each feature worker.
+_TINY_ARGS = ("--workers", "2", "--device", "cpu", "--no-eval", "--funasr-modules-only")
 
 
 def _tiny_train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _TINY, "--workers", "2", "--device", "cpu", "--no-eval", *args],
+    return subprocess.run([sys.executable, "-c", _TINY, *_TINY_ARGS, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    """One uninterrupted --quick run of the tiny model: the run several tests compare with or
+    start from, and (in its work directory) the feature cache their own runs start from."""
+    out = tmp_path_factory.mktemp("quick") / "a"
+    r = _tiny_train("--out", str(out), "--quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def _cache_of(run: Path, tmp_path: Path) -> list[str]:
+    """--data-cache with a copy of `run`'s feature cache: its features are not made again (they
+    are the same in every run, fresh or from the cache), and no test touches another's files."""
+    copy = tmp_path / "features"
+    shutil.copytree(run.with_name(run.name + ".work") / "data", copy)
+    return ["--data-cache", str(copy)]
 
 
 def _weights(d: Path) -> dict:
@@ -1015,11 +1036,11 @@ def _weights(d: Path) -> dict:
 
 
 @needs_espeak
-def test_profiled_steps_are_logged_and_kept(tmp_path):
+def test_profiled_steps_are_logged_and_kept(tmp_path, quick_run):
     """--profile-steps 2 3: this process's steps 3-5 under torch.profiler, summarised in the log
     and in the call's record; on a CPU no device is ever busy, and the steps still run aten calls."""
     out = tmp_path / "p"
-    r = _tiny_train("--out", str(out), "--quick", "--profile-steps", "2", "3")
+    r = _tiny_train("--out", str(out), "--quick", "--profile-steps", "2", "3", *_cache_of(quick_run, tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "profiled steps 3-5 of this process: " in r.stderr, r.stderr[-3000:]
     prof = json.loads((out / "training_log.json").read_text(encoding="utf-8"))["calls"][0]["profile"]
@@ -1028,7 +1049,7 @@ def test_profiled_steps_are_logged_and_kept(tmp_path):
 
 
 @needs_espeak
-def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
+def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path, quick_run):
     """Paused inside and at the end of epochs, by time, epoch and step (first in the early epoch,
     while the other clips' features are being made, so the run that resumes makes the rest),
     its model once written early by --max-minutes, resumed to the end: the same losses and
@@ -1036,10 +1057,8 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     A limit of 0 minutes stops after the first step whatever the machine's speed."""
     import torch
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    r = _tiny_train("--out", str(a), "--quick")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert not (tmp_path / "a.work" / "checkpoint.pt").exists()  # finished: nothing to resume
+    a, b = quick_run, tmp_path / "b"
+    assert not (a.parent / "a.work" / "checkpoint.pt").exists()  # finished: nothing to resume
 
     # --quick: 2 steps of 16 over 21 clips, then 2 epochs of 14 over 210: 30 steps
     ckpt = tmp_path / "b.work" / "checkpoint.pt"
@@ -1078,7 +1097,7 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path):
     # Fitted to a time too short for more: the schedule ends with the second epoch, which (like
     # the first) trains as in the recipe's schedule.
     c = tmp_path / "c"
-    r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001")
+    r = _tiny_train("--out", str(c), "--quick", "--fit-minutes", "0.001", *_cache_of(a, tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "16 steps in all (the recipe's 30)" in r.stderr
     lc = json.loads((c / "training_log.json").read_text(encoding="utf-8"))
@@ -1093,7 +1112,7 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
     and how many steps fit depend on the machine's speed; what holds for any speed is asserted."""
     script = _TINY.replace("sys.exit(", "t.FIT_AFTER_EPOCHS = 1; sys.exit(")
     c = tmp_path / "c"
-    r = subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval", "--out",
+    r = subprocess.run([sys.executable, "-c", script, *_TINY_ARGS, "--out",
                         str(c), "--quick", "--fit-minutes", "1"], cwd=ROOT, capture_output=True, text=True,
                        timeout=HANG_S)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -1109,7 +1128,7 @@ def test_fitted_run_trains_on_the_clips_made_by_each_epoch(tmp_path):
 
 
 @needs_espeak
-def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
+def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path, quick_run):
     """--fit-minutes given to a resumed fitted run: after its first REFIT_AFTER_STEPS steps (4
     here), and after each further 4, the rest of the cosine goes on from where it stood over the
     steps that fit. Fitted first to 600 minutes (far past the hang guard, so thousands of steps on
@@ -1126,8 +1145,8 @@ def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
     c, ckpt = tmp_path / "c", tmp_path / "c.work" / "checkpoint.pt"
 
     def go(*args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run([sys.executable, "-c", script, "--workers", "2", "--device", "cpu", "--no-eval",
-                            "--out", str(c), *args], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+        r = subprocess.run([sys.executable, "-c", script, *_TINY_ARGS, "--out", str(c), *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=HANG_S)
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
@@ -1136,7 +1155,7 @@ def test_resumed_fitted_run_refits_the_rest_of_its_cosine(tmp_path):
                 re.findall(r"schedule refitted to [0-9.]+ minutes at [0-9.]+ s a step: (\d+) steps in all instead of "
                            r"(\d+)", stderr)]
 
-    r = go("--quick", "--fit-minutes", "600", "--pause-after-steps", "9")
+    r = go("--quick", "--fit-minutes", "600", "--pause-after-steps", "9", *_cache_of(quick_run, tmp_path))
     fitted = int(re.search(r"s a step: (\d+) steps in all", r.stderr).group(1))
     assert f"step 9 of {fitted}" in r.stderr and fitted > 30
     r = go("--resume", str(ckpt), "--fit-minutes", "600", "--pause-after-steps", "17")
@@ -1180,7 +1199,7 @@ def test_resume_refuses_what_it_cannot_do(tmp_path):
 
 
 @needs_espeak
-def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(tmp_path):
+def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(tmp_path, quick_run):
     """--init with its bfloat16 copy: at a learning rate of 0 the weights written are the copy's,
     bit for bit (bfloat16 values widened); the tokenizers and the am.mvn are the model's; the
     first epoch's losses are those of a trained model, not a random one; the record says where
@@ -1189,9 +1208,7 @@ def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(
 
     from training import bf16_copy, train
 
-    a, half, b = tmp_path / "a", tmp_path / "a16", tmp_path / "b"
-    r = _tiny_train("--out", str(a), "--quick")
-    assert r.returncode == 0, r.stderr[-3000:]
+    a, half, b = quick_run, tmp_path / "a16", tmp_path / "b"
     assert bf16_copy.main([str(a), str(half)]) == 0
     wa, wh = _weights(a), _weights(half)
     assert wa.keys() == wh.keys()
@@ -1200,7 +1217,7 @@ def test_a_run_from_a_trained_model_starts_from_its_weights_tokenizers_and_cmvn(
                          for f in ("sensevoice/model.pt", "adaptor.pt", "qwen3/model.safetensors"))
     assert size(half) < 0.55 * size(a)
 
-    r = _tiny_train("--out", str(b), "--quick", "--init", str(half), "--lr", "0")
+    r = _tiny_train("--out", str(b), "--quick", "--init", str(half), "--lr", "0", *_cache_of(a, tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     wb = _weights(b)
     assert wb.keys() == wh.keys() and all(torch.equal(wb[k], wh[k].float()) for k in wb if wh[k].is_floating_point())
@@ -1288,7 +1305,7 @@ def test_a_full_device_stops_the_features_it_cannot_take(tmp_path):
     """Once the device's buffer is full, the run does not wait for the features of clips it will
     not train on: here they wait for the model, so a run that waited for them would never end."""
     c = tmp_path / "c"
-    r = subprocess.run([sys.executable, "-c", _FULL, "--workers", "2", "--device", "cpu", "--no-eval", "--out", str(c),
+    r = subprocess.run([sys.executable, "-c", _FULL, *_TINY_ARGS, "--out", str(c),
                         "--quick", "--fit-minutes", "1"], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert r.returncode == 0, r.stderr[-3000:]
     h = json.loads((c / "training_log.json").read_text(encoding="utf-8"))["history"]
