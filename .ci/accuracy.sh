@@ -13,7 +13,8 @@
 # 3. The tests marked `accuracy` (pyproject.toml), which the default `pytest -q` leaves out: whole
 #    held-out sets through the demonstration model, parity at real SenseVoiceSmall dimensions, and
 #    quantized LLM decoding on the CPU.
-# Reports go to reports/ (gitignored) and the Markdown is printed here.
+# Steps 1 and 2 run their commands side by side, one a core (ACCURACY_JOBS); reports go to reports/
+# (gitignored) and the Markdown is printed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -24,19 +25,57 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p reports
 rm -f reports/*.partial.jsonl  # fresh bundles every run: nothing to resume
-status=0
-quiet() {  # run a command; show its stderr only when it fails
-    "$@" > /dev/null 2> "$work/stderr" || { cat "$work/stderr"; return 1; }
+# MLX on a CPU computes on one core: one command a core.
+jobs=${ACCURACY_JOBS:-$(nproc)}
+n=0
+later() {  # later OUT CMD...: CMD in the background, stdout to OUT, at most $jobs at once; its stderr shown if it fails
+    local out=$1
+    shift
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    n=$((n + 1))
+    local err="$work/stderr.$n"
+    { "$@" > "$out" 2> "$err" || { cat "$err"; echo "FAIL: $*"; touch "$work/failed"; }; } &
 }
+settle() {  # wait for every command started by `later`
+    wait
+    if [ -e "$work/failed" ]; then status=1; fi
+}
+status=0
+fp="$BIN/funasr-qwen4b"
+demo=(--sensevoice models/demo/sensevoice --adaptor models/demo/adaptor.pt --llm models/demo/qwen3)
 
 echo "===== 1. random weights"
-quiet "$BIN/funasr-qwen4b" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav \
-    --report reports/parity.json || status=1
-cat reports/parity.md
+later /dev/null "$fp" selfcheck --keep "$work" --audio datasets/zh_synth/zh_open_hours.wav --report reports/parity.json
+# 2. the demonstration model's bundles, converted meanwhile
+later /dev/null "$fp" convert bundle "${demo[@]}" -o "$work/demo_fp32" --dtype float32
+later /dev/null "$fp" convert bundle "${demo[@]}" -o "$work/demo_bf16"  # the default: bf16 LLM
+later /dev/null "$fp" convert bundle "${demo[@]}" -o "$work/demo_q8" --dtype float32 -q 8
+later /dev/null "$fp" convert bundle "${demo[@]}" -o "$work/demo_q4" --dtype float32 -q 4
+later /dev/null "$fp" convert bundle "${demo[@]}" -o "$work/demo_aq8" --dtype float32 -q 8 --adaptor-q-bits 8
+settle
 for set in zh_synth en_synth; do
-    quiet "$BIN/funasr-qwen4b" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
-        --report "reports/cer_random_$set.json" || status=1
+    later /dev/null "$fp" cer -m "$work/bundle" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_random_$set.json"
 done
+later /dev/null "$fp" parity -m "$work/demo_fp32" --audio datasets/zh_heldout/zh_heldout_000.flac \
+    --report reports/parity_demo.json
+for set in zh_heldout en_heldout zh_open en_open; do
+    later /dev/null "$fp" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
+        --report "reports/cer_demo_${set}_fp32.json"
+    for v in bf16 q8 q4 aq8; do
+        later /dev/null "$fp" cer -m "$work/demo_$v" --manifest "datasets/$set/test.jsonl" \
+            --report "reports/cer_demo_${set}_$v.json" --no-progress
+    done
+done
+for set in zh_open en_open; do
+    for backend in reference mlx; do  # one JSON line per clip: reports/nospeech_demo_SET_BACKEND.jsonl
+        later "reports/nospeech_demo_${set}_$backend.jsonl" "$fp" transcribe datasets/$set/${set}_nospeech_*.flac \
+            -m "$work/demo_fp32" --backend $backend --json
+    done
+done
+settle
+
+cat reports/parity.md
 "$PY" - reports/cer_random_*.json <<'PYEOF' || status=1
 import json, sys
 for path in sys.argv[1:]:
@@ -47,30 +86,8 @@ for path in sys.argv[1:]:
 PYEOF
 
 echo "===== 2. the demonstration model (models/demo)"
-demo=(--sensevoice models/demo/sensevoice --adaptor models/demo/adaptor.pt --llm models/demo/qwen3)
-quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_fp32" --dtype float32
-quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_bf16"  # the default: bf16 LLM
-quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q8" --dtype float32 -q 8
-quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_q4" --dtype float32 -q 4
-quiet "$BIN/funasr-qwen4b" convert bundle "${demo[@]}" -o "$work/demo_aq8" --dtype float32 -q 8 --adaptor-q-bits 8
-quiet "$BIN/funasr-qwen4b" parity -m "$work/demo_fp32" --audio datasets/zh_heldout/zh_heldout_000.flac \
-    --report reports/parity_demo.json || status=1
 echo "----- reports/parity_demo.md"
 cat reports/parity_demo.md
-for set in zh_heldout en_heldout zh_open en_open; do
-    quiet "$BIN/funasr-qwen4b" cer -m "$work/demo_fp32" --manifest "datasets/$set/test.jsonl" --backend both --no-progress \
-        --report "reports/cer_demo_${set}_fp32.json" || status=1
-    for v in bf16 q8 q4 aq8; do
-        quiet "$BIN/funasr-qwen4b" cer -m "$work/demo_$v" --manifest "datasets/$set/test.jsonl" \
-            --report "reports/cer_demo_${set}_$v.json" --no-progress || status=1
-    done
-done
-for set in zh_open en_open; do
-    for backend in reference mlx; do  # one JSON line per clip: reports/nospeech_demo_SET_BACKEND.jsonl
-        "$BIN/funasr-qwen4b" transcribe datasets/$set/${set}_nospeech_*.flac -m "$work/demo_fp32" --backend $backend \
-            --json > "reports/nospeech_demo_${set}_$backend.jsonl" 2> "$work/stderr" || { cat "$work/stderr"; status=1; }
-    done
-done
 echo "----- reports/accuracy_demo.md"
 "$PY" -m funasr_qwen4b.parity.accuracy reports/cer_demo_*.json --nospeech reports/nospeech_demo_*.jsonl \
     --markdown reports/accuracy_demo.md || status=1
