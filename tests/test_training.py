@@ -1058,7 +1058,7 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path, quick_run):
     import torch
 
     a, b = quick_run, tmp_path / "b"
-    assert not (a.parent / "a.work" / "checkpoint.pt").exists()  # finished: nothing to resume
+    assert not (a.with_name("a.work") / "checkpoint.pt").exists()  # finished: nothing to resume
 
     # --quick: 2 steps of 16 over 21 clips, then 2 epochs of 14 over 210: 30 steps
     ckpt = tmp_path / "b.work" / "checkpoint.pt"
