@@ -19,7 +19,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from funasr_qwen4b.atomic import staging, swap_in, write_json_atomic
@@ -30,12 +29,11 @@ from funasr_qwen4b.nano_keys import ADAPTOR, ENCODER, LLM
 from funasr_qwen4b.nano_sources import TRANSFORMERS, NanoSource, detect_layout, llm_files
 from funasr_qwen4b.prompt import NANO_TEMPLATE, nano_template
 from funasr_qwen4b.reference.funasr_nano import load_nano_state
-from funasr_qwen4b.sources import parse_am_mvn
 
 from .bundle import check_replaceable
 from .card import write_card
 from .llm import convert_llm
-from .sensevoice import DTYPES, check_dtype_range, mlx_layout
+from .sensevoice import DTYPES, check_dtype_range, cmvn_weights, mlx_layout
 from .writing import source_entry, write_component, write_component_config
 
 log = logging.getLogger(__name__)
@@ -134,12 +132,7 @@ def _write_encoder(stage: Path, source: NanoSource, originals: Originals, cfg, s
     weights = mlx_layout(encoder, DTYPES[dtype])
     check_dtype_range(weights, dtype, source.model_pt)
     if source.cmvn_file is not None:
-        shift, scale = parse_am_mvn(source.cmvn_file)
-        if shift.size != cfg.encoder.input_size:
-            raise ValueError(f"{source.cmvn_file} has {shift.size} values per vector; the frontend makes "
-                             f"{cfg.encoder.input_size}")
-        weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
-        weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
+        weights.update(cmvn_weights(source.cmvn_file, cfg.encoder.input_size))
     entry = originals.entry(dtype, originals.encoder, query={"enabled": False})
     with write_component(stage, "sensevoice", entry, meta={"kind": KIND}) as out:
         save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})

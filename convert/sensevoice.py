@@ -52,6 +52,18 @@ def mlx_layout(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
     return out
 
 
+def cmvn_weights(path: Path, dim: int) -> dict[str, torch.Tensor]:
+    """The frontend's CMVN from an `am.mvn`, checked against the frontend's width. Float32 whatever
+    the model dtype: it acts on raw log-mels."""
+    shift, scale = parse_am_mvn(path)
+    if shift.size != dim:
+        raise ValueError(f"{path} has {shift.size} values per vector; the frontend makes {dim}")
+    if not (np.isfinite(shift).all() and np.isfinite(scale).all()):
+        raise ValueError(f"{path} holds NaN or infinite values (every feature would be too); use the am.mvn that "
+                         f"came with the model")
+    return {"frontend.cmvn.shift": torch.from_numpy(shift), "frontend.cmvn.scale": torch.from_numpy(scale)}
+
+
 def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = "float32",
                        query: QueryConfig = QueryConfig(), force: bool = False) -> Path:
     """Convert an original SenseVoiceSmall directory into `bundle`/sensevoice."""
@@ -73,15 +85,7 @@ def convert_sensevoice(src_dir: str | Path, bundle: str | Path, *, dtype: str = 
     if src.cmvn_file is None:
         log.warning("no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
     else:
-        shift, scale = parse_am_mvn(src.cmvn_file)
-        if shift.size != e.input_size:
-            raise ValueError(f"{src.cmvn_file} has {shift.size} values per vector; the frontend makes {e.input_size}")
-        if not (np.isfinite(shift).all() and np.isfinite(scale).all()):
-            raise ValueError(f"{src.cmvn_file} holds NaN or infinite values (every feature would be too); use the "
-                             f"am.mvn that came with the model")
-        # CMVN stays float32 whatever the model dtype: it acts on raw log-mels.
-        weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
-        weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
+        weights.update(cmvn_weights(src.cmvn_file, e.input_size))
     sources = {p.name: source_entry(p) for p in (src.model_pt, src.config_yaml, src.cmvn_file, src.bpemodel) if p}
     entry = {"dtype": dtype, "query": {"enabled": query.enabled, "language": query.language,
                                        "textnorm": query.textnorm}, "sources": sources}

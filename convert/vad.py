@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from .sensevoice import DTYPES, check_dtype_range, check_float
+from .sensevoice import DTYPES, check_dtype_range, check_float, cmvn_weights
 from .writing import source_entry, write_component
 from funasr_qwen4b.atomic import write_json_atomic
 from funasr_qwen4b.reference.vad import load_vad_state
-from funasr_qwen4b.sources import parse_am_mvn
 from funasr_qwen4b.vad import LAYOUT, VadSource
 
 log = logging.getLogger(__name__)
@@ -49,14 +47,7 @@ def write_vad(src: VadSource, out: Path, *, dtype: str = "float32") -> None:
     if src.cmvn_file is None:
         log.warning("no am.mvn found beside model.pt; features will not be normalised (FunASR would do the same)")
     else:
-        shift, scale = parse_am_mvn(src.cmvn_file)
-        if shift.size != e.input_dim:
-            raise ValueError(f"{src.cmvn_file} has {shift.size} values per vector; the frontend makes {e.input_dim}")
-        if not (np.isfinite(shift).all() and np.isfinite(scale).all()):
-            raise ValueError(f"{src.cmvn_file} holds NaN or infinite values (every feature would be too); use the "
-                             f"am.mvn that came with the model")
-        weights["frontend.cmvn.shift"] = torch.from_numpy(shift)
-        weights["frontend.cmvn.scale"] = torch.from_numpy(scale)
+        weights.update(cmvn_weights(src.cmvn_file, e.input_dim))
     log.info(f"writing {len(weights)} tensors ({dtype})")
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "mlx"})
     write_json_atomic(out / "config.json", {"layout": LAYOUT, "config": cfg.to_dict(), "dtype": dtype})

@@ -183,6 +183,16 @@ def test_convert_refuses(nano_dir, tmp_path):
     msg = _refused(_variant(nano_dir, tmp_path / "c", llm_folder=False), tmp_path, "init_param_path")
     assert "config.yaml" in msg and "Qwen3-0.6B" in msg
 
+    from funasr_qwen4b.testing import write_am_mvn
+
+    width = 80 * 7  # the tiny model's mel bins times its low frame rate's stack
+    nan = _variant(nano_dir, tmp_path / "d")
+    write_am_mvn(nan / "am.mvn", np.zeros(width, np.float32), np.array([np.nan] + [1.0] * (width - 1), np.float32))
+    assert str(nan / "am.mvn") in _refused(nan, tmp_path, "NaN or infinite values")
+    narrow = _variant(nano_dir, tmp_path / "e")
+    write_am_mvn(narrow / "am.mvn", np.zeros(80, np.float32), np.ones(80, np.float32))
+    _refused(narrow, tmp_path, f"has 80 values per vector; the frontend makes {width}")
+
 
 def test_hub_id_offline(nano_dir, tmp_path, monkeypatch):
     """`FunAudioLLM/Fun-ASR-Nano-2512` resolves from a Hugging Face cache, offline, like every id;
