@@ -24,9 +24,9 @@ from .encoder import SenseVoiceSmall, length_mask
 from .frontend import Frontend
 from .llm import Qwen3, load_tokenizer
 from .nano_adaptor import NanoAdaptor
+from .taps import TapRecorder
 
 ADAPTORS = {"qwen4b": AudioAdaptorQwen4B, "funasr-nano": NanoAdaptor}  # by the bundle's kind
-from .taps import TapRecorder
 
 
 @dataclass
